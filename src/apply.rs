@@ -1,0 +1,203 @@
+//! Applying a plan through a provider: independent actions run concurrently, each node has a
+//! progress line, and the caller gets a report for its one-line summary.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use futures::future::join_all;
+
+use crate::model::{DesiredCluster, Observed, ObservedNode, Role};
+use crate::planner::{Action, Plan};
+use crate::provider::{LaunchRequest, Provider, UpOptions};
+use crate::ui::{done, Progress};
+
+/// What an apply did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Report {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub terminated: Vec<String>,
+    pub support_created: Vec<String>,
+    pub support_deleted: Vec<String>,
+    /// Nodes asked for but not launched (partial capacity); the next `up` fills the gap.
+    pub shortfall: u32,
+    pub head: Option<ObservedNode>,
+}
+
+/// Apply `plan` (computed from `observed`) so the cluster becomes `desired`.
+pub async fn apply(
+    provider: Arc<dyn Provider>,
+    desired: &DesiredCluster,
+    observed: &Observed,
+    plan: &Plan,
+    opts: UpOptions,
+    ui: &Progress,
+) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    let find = |id: &str| observed.nodes.iter().find(|n| n.id == id).cloned();
+    let connect = !(opts.no_wait && provider.self_starting());
+
+    // 1. Supporting resources first: nodes are launched into them.
+    for a in &plan.actions {
+        if let Action::CreateSupport { resource } = a {
+            let pb = ui.line(format!("{:<8}", resource.kind), format!("creating {}", resource.name));
+            let r = provider.create_support(resource).await?;
+            report.support_created.push(r.id.clone().unwrap_or(r.name.clone()));
+            done(&pb, format!("created {}", r.id.as_deref().unwrap_or(&r.name)));
+        }
+    }
+
+    // 2. Terminations (surplus and replaced nodes) run alongside everything else.
+    let mut doomed: Vec<ObservedNode> = Vec::new();
+    for a in &plan.actions {
+        match a {
+            Action::Terminate { node, .. } | Action::Replace { node, .. } => {
+                if let Some(n) = find(&node.id) {
+                    doomed.push(n);
+                }
+            }
+            _ => {}
+        }
+    }
+    let terminate = {
+        let provider = provider.clone();
+        let doomed = doomed.clone();
+        let pb = (!doomed.is_empty()).then(|| ui.line("remove  ", format!("{} node(s)", doomed.len())));
+        async move {
+            if doomed.is_empty() {
+                return anyhow::Ok(Vec::new());
+            }
+            let pb = pb.expect("line exists");
+            provider.terminate(&doomed, &pb).await?;
+            done(&pb, format!("removed {}", doomed.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(", ")));
+            Ok(doomed.iter().map(|n| n.id.clone()).collect())
+        }
+    };
+
+    let build = async {
+        // 3. The head.
+        let head_spec = match desired.spec(Role::Head) {
+            Some(s) => s,
+            None => return anyhow::Ok(None),
+        };
+        let mut head: Option<ObservedNode> = None;
+        for a in &plan.actions {
+            match a {
+                Action::Create { role: Role::Head, .. } | Action::Replace { node: crate::planner::NodeRef { role: Role::Head, .. }, .. } => {
+                    let pb = ui.line("head    ", "launching");
+                    let req = LaunchRequest { role: Role::Head, count: 1, spec: head_spec, setup_hash: &desired.setup_hash, head: None };
+                    let mut nodes = provider.run_instances(&req, &pb).await.context("launching the head failed")?;
+                    let h = nodes.pop().ok_or_else(|| anyhow!("the provider launched no head (no capacity?); run `daft up` again"))?;
+                    pb.set_prefix(format!("head     {}", h.id));
+                    let h = if connect { provider.setup_node(&h, &h, &pb).await? } else { h };
+                    done(&pb, if connect { "ready" } else { "running (not waited for)" });
+                    report_push(&mut head, h);
+                }
+                Action::Update { node, reasons } if node.role == Role::Head => {
+                    let n = find(&node.id).ok_or_else(|| anyhow!("head {} vanished", node.id))?;
+                    let pb = ui.line(format!("head     {}", n.id), format!("updating ({})", reasons.join("; ")));
+                    let h = provider.setup_node(&n, &n, &pb).await?;
+                    done(&pb, "updated");
+                    report_push(&mut head, h);
+                }
+                Action::Keep { node } if node.role == Role::Head => {
+                    head = find(&node.id);
+                }
+                _ => {}
+            }
+        }
+        let head = head.ok_or_else(|| anyhow!("no head after applying the plan"))?;
+
+        // 4. Workers: one launch batch, then set-up (and updates) concurrently.
+        let replaced_workers = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::Replace { node, .. } if node.role == Role::Worker))
+            .count() as u32;
+        let new_workers: u32 = plan
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::Create { role: Role::Worker, count } => *count,
+                _ => 0,
+            })
+            .sum::<u32>()
+            + replaced_workers;
+        let mut launched = Vec::new();
+        let mut shortfall = 0;
+        if new_workers > 0 {
+            let pb = ui.line("workers ", format!("launching {new_workers}"));
+            let req = LaunchRequest { role: Role::Worker, count: new_workers, spec: &desired.worker, setup_hash: &desired.setup_hash, head: Some(&head) };
+            launched = provider.run_instances(&req, &pb).await.context("launching workers failed")?;
+            shortfall = new_workers.saturating_sub(launched.len() as u32);
+            done(&pb, format!("launched {}", launched.len()));
+        }
+        let set_up_workers = connect && (!provider.self_starting() || opts.wait_workers);
+        let mut jobs = Vec::new();
+        for n in &launched {
+            if set_up_workers {
+                jobs.push((n.clone(), "joining".to_string()));
+            }
+        }
+        for a in &plan.actions {
+            if let Action::Update { node, reasons } = a {
+                if node.role == Role::Worker {
+                    if let Some(n) = find(&node.id) {
+                        jobs.push((n, format!("updating ({})", reasons.join("; "))));
+                    }
+                }
+            }
+        }
+        let results = join_all(jobs.iter().map(|(n, what)| {
+            let provider = provider.clone();
+            let head = head.clone();
+            let pb = ui.line(format!("worker   {}", n.id), what.clone());
+            async move {
+                let r = provider.setup_node(n, &head, &pb).await;
+                match &r {
+                    Ok(_) => done(&pb, "ready"),
+                    Err(_) => done(&pb, "failed"),
+                }
+                r
+            }
+        }))
+        .await;
+        let mut updated = Vec::new();
+        for r in results {
+            updated.push(r?.id);
+        }
+        anyhow::Ok(Some((head, launched, updated, shortfall)))
+    };
+
+    let (terminated, built) = tokio::join!(terminate, build);
+    let terminated = terminated?;
+    report.terminated = terminated;
+    if let Some((head, launched, updated, shortfall)) = built? {
+        let head_created = plan.actions.iter().any(|a| {
+            matches!(a, Action::Create { role: Role::Head, .. })
+                || matches!(a, Action::Replace { node, .. } if node.role == Role::Head)
+        });
+        if head_created {
+            report.created.push(head.id.clone());
+        }
+        report.created.extend(launched.iter().map(|n| n.id.clone()));
+        report.updated = updated.into_iter().filter(|id| !report.created.contains(id)).collect();
+        report.shortfall = shortfall;
+        report.head = Some(head);
+    }
+
+    // 5. Supporting resources last, once their nodes are gone.
+    for a in &plan.actions {
+        if let Action::DeleteSupport { resource } = a {
+            let pb = ui.line(format!("{:<8}", resource.kind), format!("deleting {}", resource.name));
+            provider.delete_support(resource, &pb).await?;
+            report.support_deleted.push(resource.id.clone().unwrap_or(resource.name.clone()));
+            done(&pb, "deleted");
+        }
+    }
+    Ok(report)
+}
+
+fn report_push(slot: &mut Option<ObservedNode>, n: ObservedNode) {
+    *slot = Some(n);
+}

@@ -1,0 +1,167 @@
+//! Rendering `templates/bootstrap.sh` for one node, and running its steps through a transport.
+
+use std::collections::BTreeMap;
+
+use anyhow::anyhow;
+
+use crate::config::Config;
+use crate::model::{short_hash, Role};
+use crate::templates::BOOTSTRAP;
+use crate::transport::{shell_quote, Captured, Transport};
+
+/// The environment telemetry switches every process daft starts gets.
+pub const TELEMETRY_OFF: [(&str, &str); 4] = [
+    ("RAY_USAGE_STATS_ENABLED", "0"),
+    ("DO_NOT_TRACK", "1"),
+    ("SCARF_NO_ANALYTICS", "true"),
+    ("DAFT_ANALYTICS_ENABLED", "0"),
+];
+
+/// The pip requirements of the cluster's environment, one per line.
+pub fn requirements(cfg: &Config) -> String {
+    let ray = match &cfg.setup.ray_version {
+        Some(v) => format!("ray[default]=={v}"),
+        None => "ray[default]".to_string(),
+    };
+    let mut reqs = vec![ray, "daft".to_string()];
+    reqs.extend(cfg.setup.dependencies.iter().cloned());
+    reqs.join("\n")
+}
+
+/// Hash of what the environment contains: clusters with the same pins share it.
+pub fn env_hash(cfg: &Config) -> String {
+    let py = cfg.setup.python_version.clone().unwrap_or_default();
+    let reqs = requirements(cfg);
+    short_hash([format!("python={py}").as_str(), reqs.as_str()])
+}
+
+/// Hash of everything setup does; a change is an update in place.
+pub fn setup_hash(cfg: &Config) -> String {
+    let env = env_hash(cfg);
+    let cmds = cfg.run.setup_commands.join("\n");
+    short_hash([env.as_str(), cmds.as_str()])
+}
+
+/// Settings for one node's run of the bootstrap script.
+#[derive(Debug, Clone, Default)]
+pub struct NodeParams {
+    /// Absolute, or `$HOME/...` (expanded by the node's shell).
+    pub daft_home: String,
+    pub cluster: String,
+    pub node: String,
+    pub role: Option<Role>,
+    pub env_hash: String,
+    pub requirements: String,
+    pub python_version: Option<String>,
+    pub node_ip: Option<String>,
+    pub head_address: Option<String>,
+    pub ray_port: u16,
+    pub dashboard_host: String,
+    pub dashboard_port: u16,
+    pub ray_args: String,
+    pub ray_tmp: String,
+    pub node_json: String,
+}
+
+impl NodeParams {
+    pub fn vars(&self) -> BTreeMap<&'static str, String> {
+        let mut v = BTreeMap::new();
+        v.insert("DAFT_HOME", self.daft_home.clone());
+        v.insert("DAFT_CLUSTER", self.cluster.clone());
+        v.insert("DAFT_NODE", self.node.clone());
+        v.insert("DAFT_ROLE", self.role.unwrap_or(Role::Head).as_str().to_string());
+        v.insert("DAFT_ENV_HASH", self.env_hash.clone());
+        v.insert("DAFT_REQUIREMENTS", self.requirements.clone());
+        v.insert("DAFT_PYTHON_VERSION", self.python_version.clone().unwrap_or_default());
+        v.insert("DAFT_NODE_IP", self.node_ip.clone().unwrap_or_default());
+        v.insert("DAFT_HEAD_ADDRESS", self.head_address.clone().unwrap_or_default());
+        v.insert("DAFT_RAY_PORT", self.ray_port.to_string());
+        v.insert("DAFT_DASHBOARD_HOST", self.dashboard_host.clone());
+        v.insert("DAFT_DASHBOARD_PORT", self.dashboard_port.to_string());
+        v.insert("DAFT_RAY_ARGS", self.ray_args.clone());
+        v.insert("DAFT_RAY_TMP", self.ray_tmp.clone());
+        v.insert("DAFT_NODE_JSON", self.node_json.clone());
+        v
+    }
+}
+
+/// Quote a value for the script's prelude; `$HOME/...` stays expandable.
+fn prelude_value(v: &str) -> String {
+    match v.strip_prefix("$HOME/") {
+        Some(rest) if rest.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) => {
+            format!("\"$HOME\"/{}", shell_quote(rest))
+        }
+        _ => shell_quote(v),
+    }
+}
+
+/// The whole script for a node: settings, then the template.
+pub fn render(params: &NodeParams) -> String {
+    let mut s = String::from("#!/bin/sh\n# rendered by daft from templates/bootstrap.sh\n");
+    for (k, v) in params.vars() {
+        s.push_str(&format!("{k}={}\n", prelude_value(&v)));
+    }
+    s.push_str(BOOTSTRAP);
+    s
+}
+
+/// A shell command that runs the rendered script with these actions (sent inline, nothing to copy).
+pub fn command(params: &NodeParams, actions: &[&str]) -> String {
+    format!("sh -s {} <<'DAFT_BOOTSTRAP_EOF'\n{}\nDAFT_BOOTSTRAP_EOF", actions.join(" "), render(params))
+}
+
+/// Run bootstrap actions on a node; an error names the host, the step and shows the output.
+pub async fn run(t: &dyn Transport, params: &NodeParams, actions: &[&str]) -> anyhow::Result<Captured> {
+    let cmd = command(params, actions);
+    let out = t.capture(&cmd).await?;
+    if out.status != 0 {
+        let step = out
+            .stdout
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("daft-step: "))
+            .unwrap_or(actions.join(" ").as_str())
+            .to_string();
+        return Err(anyhow!(
+            "setting up {} ({}) failed at step \"{step}\" with exit status {}:\n{}",
+            params.node,
+            t.describe(),
+            out.status,
+            indent(&out.tail(25))
+        ));
+    }
+    Ok(out)
+}
+
+/// Run the config's `setup_commands` on the head, one by one, in the cluster's environment.
+pub async fn run_setup_commands(t: &dyn Transport, cfg: &Config, daft_home: &str) -> anyhow::Result<()> {
+    let cluster_dir = format!("{daft_home}/clusters/{}", cfg.setup.name);
+    for (i, cmd) in cfg.run.setup_commands.iter().enumerate() {
+        let env: String = TELEMETRY_OFF.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+        let full = format!(
+            "export {env}; . {}/venv/bin/activate && export RAY_ADDRESS=\"$(cat {}/ray-address)\" && {cmd}",
+            dquote(&cluster_dir),
+            dquote(&cluster_dir)
+        );
+        let out = t.capture(&full).await?;
+        if out.status != 0 {
+            return Err(anyhow!(
+                "setup command {} (`{cmd}`) failed on the head ({}) with exit status {}:\n{}",
+                i + 1,
+                t.describe(),
+                out.status,
+                indent(&out.tail(25))
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Double-quote a path that may start with `$HOME`.
+pub fn dquote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('`', "\\`"))
+}
+
+pub fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}

@@ -1,0 +1,175 @@
+//! Command-line arguments (parsing only; execution lives in `commands/`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{ProviderKind, DEFAULT_CONFIG};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "daft",
+    version,
+    about = "From \"I have code\" to \"it runs on a Ray cluster\" with one TOML file",
+    long_about = "daft brings up a Ray cluster (on AWS EC2, on your own SSH hosts, or on this machine) from one \
+                  .daft.toml file, runs your code on it, and takes it down again.\n\n\
+                  Set RUST_LOG=debug to see every remote command and API call."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented .daft.toml template
+    InitConfig(InitConfigArgs),
+    /// Show what `up` would change, without changing anything
+    Plan(PlanArgs),
+    /// Create or update the cluster to match the config
+    Up(UpArgs),
+    /// Remove every node and resource of the cluster
+    Down(DownArgs),
+    /// List daft clusters and their nodes
+    List(ListArgs),
+    /// Zip a working directory, send it to the head and run a command there
+    Submit(SubmitArgs),
+    /// Forward the head's Ray dashboard to localhost
+    Dashboard(DashboardArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderArg {
+    Aws,
+    Ssh,
+    Local,
+}
+
+impl From<ProviderArg> for ProviderKind {
+    fn from(p: ProviderArg) -> Self {
+        match p {
+            ProviderArg::Aws => ProviderKind::Aws,
+            ProviderArg::Ssh => ProviderKind::Ssh,
+            ProviderArg::Local => ProviderKind::Local,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The config file
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArg {
+    /// Private key for SSH (overrides `ssh_private_key`; else ssh-agent is used)
+    #[arg(short = 'i', long = "identity", value_name = "KEY")]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitConfigArgs {
+    /// Where to write the config
+    #[arg(value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub file: PathBuf,
+    /// Which back-end the cluster runs on
+    #[arg(long, value_enum, default_value = "aws")]
+    pub provider: ProviderArg,
+    /// Fill in the cluster's name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Overwrite an existing file
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub key: KeyArg,
+    /// Apply without asking, even when the plan removes nodes
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Return as soon as the nodes are running, without connecting to them
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Also wait until every worker has joined the cluster
+    #[arg(long)]
+    pub wait_workers: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Remove without asking
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this config's provider and region (default: local clusters and the config's region when a config exists)
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// AWS region to list (default: the config's, else us-west-2)
+    #[arg(long)]
+    pub region: Option<String>,
+    /// List every AWS region
+    #[arg(long)]
+    pub all_regions: bool,
+    /// Skip AWS (list local clusters only)
+    #[arg(long)]
+    pub local_only: bool,
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub key: KeyArg,
+    /// The working directory to send
+    #[arg(short = 'w', long = "working-dir", value_name = "DIR", default_value = ".")]
+    pub working_dir: PathBuf,
+    /// The command to run on the head, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub key: KeyArg,
+    /// Local port to listen on (127.0.0.1 only)
+    #[arg(long, default_value_t = 8265)]
+    pub port: u16,
+    /// Do not open a browser
+    #[arg(long)]
+    pub no_browser: bool,
+}

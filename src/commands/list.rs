@@ -1,0 +1,115 @@
+//! `daft list`: every daft cluster this machine can see, grouped by state.
+
+use std::path::PathBuf;
+
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use serde::Serialize;
+
+use crate::cli::{ListArgs, OutputFormat};
+use crate::config::{Config, ProviderKind, DEFAULT_CONFIG};
+use crate::model::{NodeState, ObservedNode};
+use crate::provider::{aws, hosts};
+
+/// One row of `daft list`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Row {
+    pub state: NodeState,
+    pub cluster: String,
+    pub provider: String,
+    pub role: String,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub public_ip: Option<String>,
+    pub launched: String,
+}
+
+impl Row {
+    pub fn new(provider: &str, n: &ObservedNode) -> Row {
+        Row {
+            state: n.state,
+            cluster: n.cluster.clone(),
+            provider: provider.to_string(),
+            role: n.role.as_str().to_string(),
+            id: n.id.clone(),
+            kind: n.detail.get("type").cloned().unwrap_or_default(),
+            public_ip: n.public_ip.clone(),
+            launched: if n.created == 0 {
+                String::new()
+            } else {
+                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(n.created)).to_string()
+            },
+        }
+    }
+}
+
+pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
+    // A config (given, or ./.daft.toml) adds its own provider's clusters.
+    let cfg_path = args.config.clone().or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));
+    let cfg = match &cfg_path {
+        Some(p) => Some(Config::load(p)?),
+        None => None,
+    };
+    let mut rows = Vec::new();
+    for n in hosts::list_local().await? {
+        rows.push(Row::new("local", &n));
+    }
+    if let Some(cfg) = &cfg {
+        if cfg.setup.provider == ProviderKind::Ssh {
+            let (_, obs) = super::observe(cfg, None).await?;
+            rows.extend(obs.nodes.iter().map(|n| Row::new("ssh", n)));
+        }
+    }
+    let aws_regions: Vec<String> = if args.local_only {
+        vec![]
+    } else if args.all_regions {
+        aws::all_regions(cfg.as_ref()).await?
+    } else if let Some(r) = &args.region {
+        vec![r.clone()]
+    } else if let Some(cfg) = cfg.as_ref().filter(|c| c.setup.provider == ProviderKind::Aws) {
+        vec![cfg.setup.region.clone()]
+    } else {
+        vec![]
+    };
+    for region in aws_regions {
+        for n in aws::list_region(&region).await? {
+            rows.push(Row::new("aws", &n));
+        }
+    }
+    rows.sort_by(|a, b| (a.state, &a.cluster, &a.role, &a.id).cmp(&(b.state, &b.cluster, &b.role, &b.id)));
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        OutputFormat::Text => print!("{}", render(&rows)),
+    }
+    Ok(())
+}
+
+/// The text listing: one table per state, like the seed's `daft list`.
+pub fn render(rows: &[Row]) -> String {
+    if rows.is_empty() {
+        return "No daft clusters found.\n".to_string();
+    }
+    let mut out = String::new();
+    let mut states: Vec<NodeState> = rows.iter().map(|r| r.state).collect();
+    states.dedup();
+    for state in states {
+        out.push_str(&format!("{}:\n", state.title()));
+        let mut t = Table::new();
+        t.load_preset(UTF8_BORDERS_ONLY);
+        t.set_header(vec!["cluster", "provider", "role", "node", "type", "public ip", "launched"]);
+        for r in rows.iter().filter(|r| r.state == state) {
+            t.add_row(vec![
+                r.cluster.clone(),
+                r.provider.clone(),
+                r.role.clone(),
+                r.id.clone(),
+                r.kind.clone(),
+                r.public_ip.clone().unwrap_or_else(|| "-".into()),
+                r.launched.clone(),
+            ]);
+        }
+        out.push_str(&t.to_string());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,812 @@
+//! The `.daft.toml` schema and its strict, helpful loader.
+//!
+//! Loading happens in three passes over a span-preserving TOML document:
+//! 1. shape: every table and key is known (else "did you mean"), every value has the right type,
+//!    no template placeholder is left;
+//! 2. serde turns the document into the typed [`ConfigFile`];
+//! 3. meaning: ranges, names, host addresses, key files, provider sections.
+//!
+//! Every error names the file, line and column and says what to do.
+
+mod schema;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml_edit::{Document, Item, Value};
+
+use crate::error::ConfigError;
+pub use schema::{Ty, KEYS};
+
+/// Default config file name.
+pub const DEFAULT_CONFIG: &str = ".daft.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Aws,
+    Ssh,
+    Local,
+}
+
+impl ProviderKind {
+    pub const ALL: [&'static str; 3] = ["aws", "ssh", "local"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Aws => "aws",
+            ProviderKind::Ssh => "ssh",
+            ProviderKind::Local => "local",
+        }
+    }
+}
+
+fn default_provider() -> ProviderKind {
+    ProviderKind::Aws
+}
+fn default_region() -> String {
+    "us-west-2".into()
+}
+fn default_ssh_user() -> String {
+    "ec2-user".into()
+}
+fn default_workers() -> i64 {
+    2
+}
+fn default_instance_type() -> String {
+    "m7g.medium".into()
+}
+fn default_local_address() -> String {
+    "127.0.0.2".into()
+}
+fn default_dashboard_port() -> i64 {
+    8265
+}
+fn default_ray_port() -> i64 {
+    6379
+}
+
+/// The file as written (after serde; before meaning checks).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub setup: SetupFile,
+    #[serde(default)]
+    pub run: Run,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupFile {
+    pub name: String,
+    #[serde(default = "default_provider")]
+    pub provider: ProviderKind,
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default = "default_ssh_user")]
+    pub ssh_user: String,
+    #[serde(default)]
+    pub ssh_private_key: Option<String>,
+    #[serde(default = "default_workers")]
+    pub number_of_workers: i64,
+    #[serde(default = "default_instance_type")]
+    pub instance_type: String,
+    #[serde(default)]
+    pub image_id: Option<String>,
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    #[serde(default)]
+    pub python_version: Option<String>,
+    #[serde(default)]
+    pub ray_version: Option<String>,
+    #[serde(default)]
+    pub ssh: Option<SshHostsFile>,
+    #[serde(default)]
+    pub local: Option<LocalFile>,
+    #[serde(default)]
+    pub aws: Option<AwsFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshHostsFile {
+    pub head: String,
+    #[serde(default)]
+    pub workers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalFile {
+    #[serde(default = "default_local_address")]
+    pub address: String,
+    #[serde(default = "default_ray_port")]
+    pub ray_port: i64,
+    #[serde(default = "default_dashboard_port")]
+    pub dashboard_port: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsFile {
+    #[serde(default)]
+    pub key_name: Option<String>,
+    #[serde(default)]
+    pub ssh_ingress_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Run {
+    #[serde(default)]
+    pub setup_commands: Vec<String>,
+}
+
+/// `host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct HostAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for HostAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.port == 22 {
+            write!(f, "{}", self.host)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SshHosts {
+    pub head: HostAddr,
+    pub workers: Vec<HostAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalSetup {
+    pub address: IpAddr,
+    pub ray_port: u16,
+    pub dashboard_port: u16,
+}
+
+impl Default for LocalSetup {
+    fn default() -> Self {
+        LocalSetup {
+            address: default_local_address().parse().expect("valid default address"),
+            ray_port: 6379,
+            dashboard_port: 8265,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AwsSetup {
+    pub key_name: Option<String>,
+    /// Empty: the caller's public address /32.
+    pub ssh_ingress_cidrs: Vec<String>,
+}
+
+/// The validated setup, ready for the providers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setup {
+    pub name: String,
+    pub provider: ProviderKind,
+    pub region: String,
+    pub ssh_user: String,
+    pub ssh_private_key: Option<PathBuf>,
+    pub number_of_workers: u32,
+    pub instance_type: String,
+    pub image_id: Option<String>,
+    pub dependencies: Vec<String>,
+    pub python_version: Option<String>,
+    pub ray_version: Option<String>,
+    pub ssh: Option<SshHosts>,
+    pub local: LocalSetup,
+    pub aws: AwsSetup,
+}
+
+/// A loaded config: the typed values plus the source, for errors found later.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub display_path: String,
+    pub setup: Setup,
+    pub run: Run,
+    source: String,
+    ssh_key_span: Option<Range<usize>>,
+}
+
+/// The largest cluster daft will plan.
+pub const MAX_WORKERS: i64 = 10_000;
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let display = path.display().to_string();
+        let source = match std::fs::read_to_string(path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError {
+                    file: display.clone(),
+                    source: None,
+                    span: None,
+                    title: "config file not found".into(),
+                    label: String::new(),
+                    help: Some(format!(
+                        "create one with `daft init-config {}` (add `--provider local` to try daft on this machine), or name another with `-c FILE`",
+                        if display == DEFAULT_CONFIG { "" } else { display.as_str() }
+                    ).replace("  ", " ")),
+                });
+            }
+            Err(e) => {
+                return Err(ConfigError {
+                    file: display,
+                    source: None,
+                    span: None,
+                    title: format!("cannot read the config file: {e}"),
+                    label: String::new(),
+                    help: Some("check the path and its permissions".into()),
+                })
+            }
+        };
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&display, &source, &base).map(|mut c| {
+            c.path = path.to_path_buf();
+            c
+        })
+    }
+
+    /// Validate config text. `file` names it in errors; `base` resolves relative key paths.
+    pub fn parse(file: &str, source: &str, base: &Path) -> Result<Config, ConfigError> {
+        let doc = Document::parse(source.to_string()).map_err(|e| {
+            let msg = e.message().trim().to_string();
+            let first = msg.lines().next().unwrap_or("invalid TOML").to_string();
+            ConfigError::new(file, source, e.span(), format!("this is not valid TOML: {first}"))
+                .label(first)
+                .help("fix the TOML syntax at the marked place (strings need quotes, tables are written [name], each key once)")
+        })?;
+        let cx = Checker { file, source };
+        cx.check_shape(doc.as_table(), &[])?;
+
+        let file_cfg: ConfigFile = toml_edit::de::from_document(doc.clone()).map_err(|e| {
+            ConfigError::new(file, source, e.span(), e.message().trim().to_string())
+                .label("here")
+                .help("see the configuration reference in the README")
+        })?;
+        cx.check_meaning(&doc, file_cfg, base)
+    }
+
+    /// The config file's text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// An error about the `ssh_private_key` value (or about the file, when the key was given elsewhere).
+    pub fn key_error(&self, title: String, help: String) -> ConfigError {
+        ConfigError {
+            file: self.display_path.clone(),
+            source: Some(self.source.clone()),
+            span: self.ssh_key_span.clone(),
+            title,
+            label: "this key file".into(),
+            help: Some(help),
+        }
+    }
+}
+
+/// Is this string a template placeholder left unedited (`"$NAME - required"`)?
+pub fn is_placeholder(s: &str) -> bool {
+    let s = s.trim();
+    s.starts_with('$')
+        && s[1..].chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && (s.contains(" - required") || s.contains(" - optional"))
+}
+
+struct Checker<'a> {
+    file: &'a str,
+    source: &'a str,
+}
+
+fn item_span(item: &Item) -> Option<Range<usize>> {
+    match item {
+        Item::Value(v) => v.span(),
+        Item::Table(t) => t.span(),
+        Item::ArrayOfTables(a) => a.span(),
+        Item::None => None,
+    }
+}
+
+fn type_name(item: &Item) -> &'static str {
+    match item {
+        Item::Value(Value::String(_)) => "a string",
+        Item::Value(Value::Integer(_)) => "an integer",
+        Item::Value(Value::Float(_)) => "a float",
+        Item::Value(Value::Boolean(_)) => "a boolean",
+        Item::Value(Value::Datetime(_)) => "a date-time",
+        Item::Value(Value::Array(_)) => "a list",
+        Item::Value(Value::InlineTable(_)) | Item::Table(_) => "a table",
+        Item::ArrayOfTables(_) => "a list of tables",
+        Item::None => "nothing",
+    }
+}
+
+impl Checker<'_> {
+    fn err(&self, span: Option<Range<usize>>, title: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.file, self.source, span, title)
+    }
+
+    fn doc_key_span(&self, table: &toml_edit::Table, key: &str) -> Option<Range<usize>> {
+        table.key(key).and_then(|k| k.span()).or_else(|| table.get(key).and_then(item_span))
+    }
+
+    /// Pass 1: known keys, right types, no placeholders.
+    fn check_shape(&self, table: &toml_edit::Table, path: &[&str]) -> Result<(), ConfigError> {
+        let here = path.join(".");
+        let known: Vec<&schema::Key> = KEYS.iter().filter(|k| k.parent == here).collect();
+        for (key, item) in table.iter() {
+            let full = if here.is_empty() { key.to_string() } else { format!("{here}.{key}") };
+            let Some(spec) = known.iter().find(|k| k.name == key) else {
+                let names: Vec<&str> = known.iter().map(|k| k.name).collect();
+                let what = if here.is_empty() {
+                    "a top-level key or table".to_string()
+                } else {
+                    format!("a key in [{here}]")
+                };
+                let mut e = self
+                    .err(self.doc_key_span(table, key), format!("unknown {what}: `{key}`"))
+                    .label("not a daft setting");
+                let valid = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+                e = match suggest(key, &names) {
+                    Some(s) => e.help(format!("did you mean `{s}`? (valid here: {valid})")),
+                    None => e.help(format!("remove it; valid here: {valid}")),
+                };
+                return Err(e);
+            };
+            let span = item_span(item).or_else(|| self.doc_key_span(table, key));
+            let ok = match (spec.ty, item) {
+                (Ty::Table, Item::Table(_)) => true,
+                (Ty::Table, Item::Value(Value::InlineTable(_))) => true,
+                (Ty::Str, Item::Value(Value::String(_))) => true,
+                (Ty::Int, Item::Value(Value::Integer(_))) => true,
+                (Ty::StrList, Item::Value(Value::Array(a))) => {
+                    for v in a.iter() {
+                        if !matches!(v, Value::String(_)) {
+                            return Err(self
+                                .err(v.span(), format!("`{full}` must be a list of strings"))
+                                .label(format!("this is {}", type_name(&Item::Value(v.clone()))))
+                                .help(format!("quote each entry, for example {}", spec.example)));
+                        }
+                    }
+                    true
+                }
+                _ => false,
+            };
+            if !ok {
+                let want = match spec.ty {
+                    Ty::Table => "a table",
+                    Ty::Str => "a string",
+                    Ty::Int => "an integer",
+                    Ty::StrList => "a list of strings",
+                };
+                return Err(self
+                    .err(span, format!("`{full}` must be {want}, not {}", type_name(item)))
+                    .label(format!("expected {want}"))
+                    .help(format!("write it like {}", spec.example)));
+            }
+            // Placeholders left from `init-config`.
+            let strings: Vec<&toml_edit::Formatted<String>> = match item {
+                Item::Value(Value::String(s)) => vec![s],
+                Item::Value(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| if let Value::String(s) = v { Some(s) } else { None })
+                    .collect(),
+                _ => vec![],
+            };
+            for s in strings {
+                if is_placeholder(s.value()) {
+                    let help = if s.value().contains(" - required") {
+                        format!("replace it with a real value, for example {}", spec.example)
+                    } else {
+                        format!(
+                            "set a value (for example {}) or delete the line to use the default",
+                            spec.example
+                        )
+                    };
+                    return Err(self
+                        .err(s.span(), format!("`{full}` still holds the template placeholder"))
+                        .label("placeholder from `daft init-config`")
+                        .help(help));
+                }
+            }
+            match item {
+                Item::Table(t) => {
+                    let mut p = path.to_vec();
+                    p.push(key);
+                    self.check_shape(t, &p)?;
+                }
+                Item::Value(Value::InlineTable(t)) => {
+                    let mut p = path.to_vec();
+                    p.push(key);
+                    self.check_shape(&t.clone().into_table(), &p)?;
+                }
+                _ => {}
+            }
+        }
+        // Required keys.
+        for spec in known.iter().filter(|k| k.required) {
+            if !table.contains_key(spec.name) {
+                let (span, title) = if here.is_empty() {
+                    (Some(0..0), format!("the config has no [{}] table", spec.name))
+                } else {
+                    (
+                        table.span().or_else(|| Some(0..0)),
+                        format!("[{here}] is missing the required key `{}`", spec.name),
+                    )
+                };
+                return Err(self
+                    .err(span, title)
+                    .label("required")
+                    .help(format!("add `{} = {}`", spec.name, spec.example)));
+            }
+        }
+        Ok(())
+    }
+
+    fn value_span(&self, doc: &Document<String>, path: &[&str]) -> Option<Range<usize>> {
+        let mut item = doc.as_item();
+        for p in path {
+            item = item.get(p)?;
+        }
+        item_span(item)
+    }
+
+    fn key_span(&self, doc: &Document<String>, path: &[&str]) -> Option<Range<usize>> {
+        let (last, parents) = path.split_last()?;
+        let mut item = doc.as_item();
+        for p in parents {
+            item = item.get(p)?;
+        }
+        match item {
+            Item::Table(t) => self.doc_key_span(t, last),
+            Item::Value(Value::InlineTable(t)) => t.key(last).and_then(|k| k.span()),
+            _ => None,
+        }
+    }
+
+    /// Pass 3: values that have the right type but the wrong meaning.
+    fn check_meaning(&self, doc: &Document<String>, f: ConfigFile, base: &Path) -> Result<Config, ConfigError> {
+        let s = f.setup;
+        let v = |p: &[&str]| self.value_span(doc, p);
+
+        // name
+        let name = s.name.trim().to_string();
+        if name.is_empty() {
+            return Err(self
+                .err(v(&["setup", "name"]), "`setup.name` is empty")
+                .label("empty name")
+                .help("name the cluster, for example name = \"my-cluster\""));
+        }
+        if name.len() > 63
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(self
+                .err(v(&["setup", "name"]), format!("`setup.name` = {name:?} is not a valid cluster name"))
+                .label("letters, digits, '-' and '_' only")
+                .help("use at most 63 letters, digits, '-' or '_', starting with a letter or digit (it becomes a tag and a directory name)"));
+        }
+
+        // number_of_workers
+        if s.number_of_workers < 0 || s.number_of_workers > MAX_WORKERS {
+            return Err(self
+                .err(v(&["setup", "number_of_workers"]), format!(
+                    "`setup.number_of_workers` = {} is out of range",
+                    s.number_of_workers
+                ))
+                .label(format!("must be between 0 and {MAX_WORKERS}"))
+                .help("set the number of worker nodes besides the head, for example number_of_workers = 2"));
+        }
+
+        // region
+        if !is_region(&s.region) {
+            return Err(self
+                .err(v(&["setup", "region"]), format!("`setup.region` = {:?} is not an AWS region name", s.region))
+                .label("expected a name like us-west-2")
+                .help("use a region code such as us-west-2, eu-central-1 or ap-southeast-1"));
+        }
+        if s.ssh_user.trim().is_empty() || s.ssh_user.contains(char::is_whitespace) {
+            return Err(self
+                .err(v(&["setup", "ssh_user"]), "`setup.ssh_user` must be a user name without spaces")
+                .label("invalid user name")
+                .help("for Amazon Linux use ssh_user = \"ec2-user\", for Ubuntu \"ubuntu\""));
+        }
+        if s.instance_type.trim().is_empty() || !s.instance_type.contains('.') {
+            return Err(self
+                .err(v(&["setup", "instance_type"]), format!("`setup.instance_type` = {:?} is not an EC2 instance type", s.instance_type))
+                .label("expected family.size")
+                .help("use an instance type such as m7g.medium or t3.large"));
+        }
+        if let Some(img) = &s.image_id {
+            if !img.starts_with("ami-") || img.len() < 12 {
+                return Err(self
+                    .err(v(&["setup", "image_id"]), format!("`setup.image_id` = {img:?} is not an AMI id"))
+                    .label("expected ami-…")
+                    .help("give an AMI id such as ami-0123456789abcdef0, or delete the line to let daft pick a current Amazon Linux image"));
+            }
+        }
+        for (key, val, example) in [
+            ("python_version", &s.python_version, "\"3.11\""),
+            ("ray_version", &s.ray_version, "\"2.40.0\""),
+        ] {
+            if let Some(val) = val {
+                let ok = !val.is_empty()
+                    && val.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+                if !ok {
+                    return Err(self
+                        .err(v(&["setup", key]), format!("`setup.{key}` = {val:?} is not a version number"))
+                        .label("expected digits and dots")
+                        .help(format!("write a version like {key} = {example}, or delete the line for the default")));
+                }
+            }
+        }
+        for (i, dep) in s.dependencies.iter().enumerate() {
+            if dep.trim().is_empty() || dep.trim_start().starts_with('-') {
+                let span = doc["setup"]["dependencies"].as_array().and_then(|a| a.get(i)).and_then(|v| v.span());
+                return Err(self
+                    .err(span, format!("`setup.dependencies` entry {:?} is not a requirement", dep))
+                    .label("expected a pip requirement")
+                    .help("list pip requirements such as \"numpy>=1.26\" or \"pandas\" (no pip options)"));
+            }
+        }
+        for (i, cmd) in f.run.setup_commands.iter().enumerate() {
+            if cmd.trim().is_empty() {
+                let span = doc["run"]["setup_commands"].as_array().and_then(|a| a.get(i)).and_then(|v| v.span());
+                return Err(self
+                    .err(span, "`run.setup_commands` has an empty command")
+                    .label("empty")
+                    .help("remove the empty entry"));
+            }
+        }
+
+        // ssh_private_key
+        let ssh_key_span = v(&["setup", "ssh_private_key"]);
+        let ssh_private_key = match &s.ssh_private_key {
+            None => None,
+            Some(raw) => {
+                let expanded = shellexpand::full(raw).map_err(|e| {
+                    self.err(ssh_key_span.clone(), format!("`setup.ssh_private_key` cannot be expanded: {e}"))
+                        .label("bad path")
+                        .help("use an absolute path, a path relative to the config file, or ~/…")
+                })?;
+                let p = PathBuf::from(expanded.as_ref());
+                let p = if p.is_relative() { base.join(p) } else { p };
+                if let Err(e) = crate::keys::check_private_key_file(&p) {
+                    return Err(self
+                        .err(ssh_key_span.clone(), format!("`setup.ssh_private_key`: {}", e.title))
+                        .label(e.label)
+                        .help(e.help));
+                }
+                Some(p)
+            }
+        };
+
+        // provider sections
+        let sections = [("ssh", s.ssh.is_some(), ProviderKind::Ssh), ("local", s.local.is_some(), ProviderKind::Local), ("aws", s.aws.is_some(), ProviderKind::Aws)];
+        for (sec, present, kind) in sections {
+            if present && kind != s.provider {
+                return Err(self
+                    .err(self.key_span(doc, &["setup", sec]).or_else(|| v(&["setup", sec])), format!(
+                        "[setup.{sec}] does not match provider = \"{}\"",
+                        s.provider.as_str()
+                    ))
+                    .label(format!("only read when provider = \"{sec}\""))
+                    .help(format!(
+                        "set provider = \"{sec}\" to use these settings, or remove [setup.{sec}]"
+                    )));
+            }
+        }
+        let ssh = match (&s.ssh, s.provider) {
+            (None, ProviderKind::Ssh) => {
+                return Err(self
+                    .err(v(&["setup", "provider"]), "provider = \"ssh\" needs a [setup.ssh] table with the hosts")
+                    .label("no [setup.ssh] in this file")
+                    .help("add\n[setup.ssh]\nhead = \"10.0.0.1\"\nworkers = [\"10.0.0.2\", \"10.0.0.3:2222\"]"));
+            }
+            (Some(h), _) => {
+                let head = self.parse_host(&h.head, v(&["setup", "ssh", "head"]), "setup.ssh.head")?;
+                let mut seen = HashSet::from([head.clone()]);
+                let mut workers = Vec::new();
+                for (i, w) in h.workers.iter().enumerate() {
+                    let span = doc["setup"]["ssh"]["workers"].as_array().and_then(|a| a.get(i)).and_then(|v| v.span());
+                    let addr = self.parse_host(w, span.clone(), "setup.ssh.workers")?;
+                    if !seen.insert(addr.clone()) {
+                        return Err(self
+                            .err(span, format!("host {addr} appears twice in [setup.ssh]"))
+                            .label("duplicate host")
+                            .help("list each machine once; the head is not also a worker"));
+                    }
+                    workers.push(addr);
+                }
+                Some(SshHosts { head, workers })
+            }
+            (None, _) => None,
+        };
+        let local = match &s.local {
+            None => LocalSetup::default(),
+            Some(l) => {
+                let address: IpAddr = l.address.parse().map_err(|_| {
+                    self.err(v(&["setup", "local", "address"]), format!("`setup.local.address` = {:?} is not an IP address", l.address))
+                        .label("expected an IP address")
+                        .help("use a loopback address such as \"127.0.0.2\"")
+                })?;
+                if !address.is_loopback() {
+                    return Err(self
+                        .err(v(&["setup", "local", "address"]), format!("`setup.local.address` = {address} is not a loopback address"))
+                        .label("the local cluster only listens on loopback")
+                        .help("use 127.0.0.2 (or another 127.x.y.z); the local cluster is never exposed to the network"));
+                }
+                let port = |key: &str, val: i64| -> Result<u16, ConfigError> {
+                    u16::try_from(val).ok().filter(|p| *p >= 1024).ok_or_else(|| {
+                        self.err(v(&["setup", "local", key]), format!("`setup.local.{key}` = {val} is not a usable port"))
+                            .label("expected 1024..=65535")
+                            .help(format!("pick a free port between 1024 and 65535 for {key}"))
+                    })
+                };
+                let ray_port = port("ray_port", l.ray_port)?;
+                let dashboard_port = port("dashboard_port", l.dashboard_port)?;
+                if ray_port == dashboard_port {
+                    return Err(self
+                        .err(v(&["setup", "local", "dashboard_port"]), "`setup.local.dashboard_port` is the same as `ray_port`")
+                        .label("port already used by ray_port")
+                        .help("give the dashboard and the Ray head different ports"));
+                }
+                LocalSetup { address, ray_port, dashboard_port }
+            }
+        };
+        let aws = match &s.aws {
+            None => AwsSetup::default(),
+            Some(a) => {
+                for (i, c) in a.ssh_ingress_cidrs.iter().enumerate() {
+                    if !is_cidr(c) {
+                        let span = doc["setup"]["aws"]["ssh_ingress_cidrs"].as_array().and_then(|a| a.get(i)).and_then(|v| v.span());
+                        return Err(self
+                            .err(span, format!("`setup.aws.ssh_ingress_cidrs` entry {c:?} is not an IPv4 CIDR block"))
+                            .label("expected a.b.c.d/n")
+                            .help("write blocks like \"203.0.113.7/32\"; leave the list out to allow only your current public address"));
+                    }
+                    if c.ends_with("/0") {
+                        return Err(self
+                            .err(doc["setup"]["aws"]["ssh_ingress_cidrs"].as_array().and_then(|a| a.get(i)).and_then(|v| v.span()), "`setup.aws.ssh_ingress_cidrs` would open SSH to the whole internet")
+                            .label("0.0.0.0/0 is refused")
+                            .help("list the networks you connect from, such as \"203.0.113.0/24\""));
+                    }
+                }
+                AwsSetup { key_name: a.key_name.clone(), ssh_ingress_cidrs: a.ssh_ingress_cidrs.clone() }
+            }
+        };
+
+        Ok(Config {
+            path: PathBuf::from(self.file),
+            display_path: self.file.to_string(),
+            setup: Setup {
+                name,
+                provider: s.provider,
+                region: s.region,
+                ssh_user: s.ssh_user,
+                ssh_private_key,
+                number_of_workers: s.number_of_workers as u32,
+                instance_type: s.instance_type,
+                image_id: s.image_id,
+                dependencies: s.dependencies,
+                python_version: s.python_version,
+                ray_version: s.ray_version,
+                ssh,
+                local,
+                aws,
+            },
+            run: f.run,
+            source: self.source.to_string(),
+            ssh_key_span,
+        })
+    }
+
+    fn parse_host(&self, raw: &str, span: Option<Range<usize>>, key: &str) -> Result<HostAddr, ConfigError> {
+        parse_host(raw).map_err(|why| {
+            self.err(span, format!("`{key}` entry {raw:?} is not a host address: {why}"))
+                .label("expected host or host:port")
+                .help("write a host name or IP address, optionally with :port, for example \"10.0.0.5\" or \"node1:2222\"")
+        })
+    }
+}
+
+/// Parse `host[:port]` (IPv6 as `[addr]:port`).
+pub fn parse_host(raw: &str) -> Result<HostAddr, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err("it is empty".into());
+    }
+    let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let (h, tail) = rest.split_once(']').ok_or("missing ']'")?;
+        (h.to_string(), tail.strip_prefix(':'))
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h.to_string(), Some(p)),
+            _ => (raw.to_string(), None),
+        }
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') || host.contains('@') {
+        return Err("the host name is not valid".into());
+    }
+    let port = match port {
+        None => 22,
+        Some(p) => match p.parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) => n as u16,
+            _ => return Err(format!("port {p:?} is not between 1 and 65535")),
+        },
+    };
+    Ok(HostAddr { host, port })
+}
+
+fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn is_cidr(s: &str) -> bool {
+    let Some((ip, len)) = s.split_once('/') else { return false };
+    ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|n| n <= 32)
+}
+
+/// The closest known name, if close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(word, c), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_parse() {
+        assert_eq!(parse_host("a").unwrap(), HostAddr { host: "a".into(), port: 22 });
+        assert_eq!(parse_host("10.0.0.1:2222").unwrap().port, 2222);
+        assert_eq!(parse_host("[::1]:23").unwrap(), HostAddr { host: "::1".into(), port: 23 });
+        assert!(parse_host("a:0").is_err());
+        assert!(parse_host("a:70000").is_err());
+        assert!(parse_host("").is_err());
+    }
+
+    #[test]
+    fn placeholders() {
+        assert!(is_placeholder("$NAME - required"));
+        assert!(is_placeholder("$DEPENDENCIES - optional, defaults to an empty list"));
+        assert!(!is_placeholder("$HOME/x"));
+        assert!(!is_placeholder("my-cluster"));
+    }
+
+    #[test]
+    fn regions() {
+        assert!(is_region("us-west-2"));
+        assert!(is_region("us-gov-west-1"));
+        assert!(!is_region("uswest2"));
+        assert!(!is_region("us-west"));
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("numer_of_workers", &["name", "number_of_workers"]), Some("number_of_workers"));
+        assert_eq!(suggest("zzz", &["name", "number_of_workers"]), None);
+    }
+}

@@ -1,0 +1,192 @@
+//! The provider-agnostic model: what the config wants and what a provider observes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Head,
+    Worker,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Head => "head",
+            Role::Worker => "worker",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "head" => Some(Role::Head),
+            "worker" => Some(Role::Worker),
+            _ => None,
+        }
+    }
+}
+
+/// Lifecycle state of a node, in EC2's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+}
+
+impl NodeState {
+    /// Terminated and shutting-down nodes are gone as far as the planner cares.
+    pub fn is_alive(self) -> bool {
+        !matches!(self, NodeState::Terminated | NodeState::ShuttingDown)
+    }
+    /// Titles as `daft list` groups them.
+    pub fn title(self) -> &'static str {
+        match self {
+            NodeState::Pending => "Pending",
+            NodeState::Running => "Running",
+            NodeState::Stopping => "Stopping",
+            NodeState::Stopped => "Stopped",
+            NodeState::ShuttingDown => "Shutting-down",
+            NodeState::Terminated => "Terminated",
+        }
+    }
+    pub fn from_ec2(s: &str) -> NodeState {
+        match s {
+            "pending" => NodeState::Pending,
+            "running" => NodeState::Running,
+            "stopping" => NodeState::Stopping,
+            "stopped" => NodeState::Stopped,
+            "shutting-down" => NodeState::ShuttingDown,
+            _ => NodeState::Terminated,
+        }
+    }
+}
+
+/// What a node is launched with. A change to any of it needs a new node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeSpec {
+    pub role: Role,
+    /// Launch settings by name (instance_type, image_id, …), shown in "why" messages.
+    pub launch: BTreeMap<String, String>,
+}
+
+impl NodeSpec {
+    pub fn new(role: Role, launch: impl IntoIterator<Item = (&'static str, String)>) -> Self {
+        NodeSpec { role, launch: launch.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
+    }
+    /// A short stable hash of the role and the launch settings.
+    pub fn hash(&self) -> String {
+        let mut parts = vec![format!("role={}", self.role.as_str())];
+        parts.extend(self.launch.iter().map(|(k, v)| format!("{k}={v}")));
+        short_hash(parts.iter().map(String::as_str))
+    }
+}
+
+/// sha256 over the parts (each followed by a newline), first 16 hex digits.
+pub fn short_hash<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// A resource the cluster needs besides its nodes (for AWS: its security group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SupportResource {
+    /// e.g. "security-group".
+    pub kind: String,
+    /// Its name (unique per cluster and kind).
+    pub name: String,
+    /// The provider's id, once it exists.
+    pub id: Option<String>,
+}
+
+impl SupportResource {
+    fn same(&self, other: &SupportResource) -> bool {
+        self.kind == other.kind && self.name == other.name
+    }
+}
+
+/// The cluster the config asks for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredCluster {
+    pub name: String,
+    /// None: no cluster at all (what `down` wants).
+    pub head: Option<NodeSpec>,
+    pub worker: NodeSpec,
+    pub workers: u32,
+    /// Hash of what setup installs and runs; a change is an update in place.
+    pub setup_hash: String,
+    pub support: Vec<SupportResource>,
+}
+
+impl DesiredCluster {
+    /// The empty cluster: `down` plans towards it.
+    pub fn empty(name: &str) -> Self {
+        DesiredCluster {
+            name: name.to_string(),
+            head: None,
+            worker: NodeSpec { role: Role::Worker, launch: BTreeMap::new() },
+            workers: 0,
+            setup_hash: String::new(),
+            support: vec![],
+        }
+    }
+    pub fn spec(&self, role: Role) -> Option<&NodeSpec> {
+        match role {
+            Role::Head => self.head.as_ref(),
+            Role::Worker => Some(&self.worker),
+        }
+    }
+}
+
+/// A node as the provider sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservedNode {
+    pub id: String,
+    pub cluster: String,
+    pub role: Role,
+    pub state: NodeState,
+    /// The spec hash recorded when the node was created.
+    pub spec_hash: String,
+    /// Launch settings as far as the provider can tell (for "why" messages).
+    pub launch: BTreeMap<String, String>,
+    /// The setup hash recorded when the node was last set up (None: not yet set up).
+    pub setup_hash: Option<String>,
+    /// For workers: the id of the head they joined.
+    pub joined_head: Option<String>,
+    pub public_ip: Option<String>,
+    pub private_ip: Option<String>,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+    /// Provider-specific detail for `list` (instance type, region, …).
+    pub detail: BTreeMap<String, String>,
+}
+
+/// Everything a provider observes of one cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Observed {
+    pub nodes: Vec<ObservedNode>,
+    pub support: Vec<SupportResource>,
+}
+
+impl Observed {
+    pub fn alive(&self) -> impl Iterator<Item = &ObservedNode> {
+        self.nodes.iter().filter(|n| n.state.is_alive())
+    }
+    pub fn has_support(&self, r: &SupportResource) -> bool {
+        self.support.iter().any(|s| s.same(r))
+    }
+}
+
+pub(crate) fn support_same(a: &SupportResource, b: &SupportResource) -> bool {
+    a.same(b)
+}

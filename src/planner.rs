@@ -1,0 +1,290 @@
+//! The planner: a pure function from (desired, observed) to a plan.
+//!
+//! Rules:
+//! - a missing head is created; workers are created or terminated to match the count
+//!   (surplus: pending before running, newest first);
+//! - a node whose spec hash differs from the config is replaced, and the plan says why;
+//! - a node whose setup hash differs (dependencies, versions, setup commands) is updated in place,
+//!   and so is a worker that joined another head than the one the cluster keeps;
+//! - terminated and shutting-down nodes are ignored; nodes of other clusters are never touched;
+//! - `down` plans towards [`DesiredCluster::empty`], which also deletes supporting resources.
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::model::{support_same, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource};
+
+/// A node the plan refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeRef {
+    pub id: String,
+    pub role: Role,
+    pub state: NodeState,
+}
+
+impl From<&ObservedNode> for NodeRef {
+    fn from(n: &ObservedNode) -> Self {
+        NodeRef { id: n.id.clone(), role: n.role, state: n.state }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    CreateSupport { resource: SupportResource },
+    Create { role: Role, count: u32 },
+    Replace { node: NodeRef, reasons: Vec<String> },
+    Update { node: NodeRef, reasons: Vec<String> },
+    Keep { node: NodeRef },
+    Terminate { node: NodeRef, reason: String },
+    DeleteSupport { resource: SupportResource },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub cluster: String,
+    pub actions: Vec<Action>,
+}
+
+/// Counts per kind of action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub create: u32,
+    pub update: u32,
+    pub replace: u32,
+    pub terminate: u32,
+    pub keep: u32,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for a in &self.actions {
+            match a {
+                Action::Create { count, .. } => s.create += count,
+                Action::CreateSupport { .. } => s.create += 1,
+                Action::Update { .. } => s.update += 1,
+                Action::Replace { .. } => s.replace += 1,
+                Action::Terminate { .. } | Action::DeleteSupport { .. } => s.terminate += 1,
+                Action::Keep { .. } => s.keep += 1,
+            }
+        }
+        s
+    }
+    /// Nothing to change.
+    pub fn is_noop(&self) -> bool {
+        self.actions.iter().all(|a| matches!(a, Action::Keep { .. }))
+    }
+    /// Anything removed or replaced (asks for confirmation).
+    pub fn destroys(&self) -> bool {
+        self.actions.iter().any(|a| {
+            matches!(a, Action::Replace { .. } | Action::Terminate { .. } | Action::DeleteSupport { .. })
+        })
+    }
+}
+
+/// Order in which nodes are kept: matching spec first, then running before pending before stopped,
+/// then oldest first (so the surplus is the pending and the newest), then by id for determinism.
+fn keep_order(spec_hash: &str) -> impl Fn(&&ObservedNode, &&ObservedNode) -> Ordering + '_ {
+    move |a, b| {
+        let rank = |n: &ObservedNode| match n.state {
+            NodeState::Running => 0,
+            NodeState::Pending => 1,
+            _ => 2,
+        };
+        (a.spec_hash != spec_hash)
+            .cmp(&(b.spec_hash != spec_hash))
+            .then(rank(a).cmp(&rank(b)))
+            .then(a.created.cmp(&b.created))
+            .then(a.id.cmp(&b.id))
+    }
+}
+
+/// Why a node must be replaced, or None when its launch spec matches and it can run.
+fn replace_reasons(spec: &NodeSpec, node: &ObservedNode) -> Option<Vec<String>> {
+    let mut reasons = Vec::new();
+    if node.spec_hash != spec.hash() {
+        for (k, want) in &spec.launch {
+            match node.launch.get(k) {
+                Some(have) if have == want => {}
+                Some(have) => reasons.push(format!("{k} {have} → {want}")),
+                None => reasons.push(format!("{k} (unknown) → {want}")),
+            }
+        }
+        if reasons.is_empty() {
+            reasons.push(format!("launch settings changed (spec {} → {})", node.spec_hash, spec.hash()));
+        }
+    }
+    if matches!(node.state, NodeState::Stopped | NodeState::Stopping) {
+        reasons.push(format!("node is {}", node.state.title().to_lowercase()));
+    }
+    (!reasons.is_empty()).then_some(reasons)
+}
+
+/// Compute the plan. Pure: no I/O, deterministic for a given input.
+pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
+    let mut actions = Vec::new();
+    let mine: Vec<&ObservedNode> =
+        observed.alive().filter(|n| n.cluster == desired.name).collect();
+
+    for r in &desired.support {
+        if !observed.has_support(r) {
+            actions.push(Action::CreateSupport { resource: r.clone() });
+        }
+    }
+
+    // Head.
+    let mut heads: Vec<&ObservedNode> = mine.iter().copied().filter(|n| n.role == Role::Head).collect();
+    let mut terminations = Vec::new();
+    // Some(id): the head the cluster keeps; None: a new head (or none at all).
+    let mut kept_head: Option<String> = None;
+    let mut head_is_new = false;
+    match &desired.head {
+        None => {
+            for h in heads {
+                terminations.push(Action::Terminate { node: h.into(), reason: "cluster is going down".into() });
+            }
+        }
+        Some(spec) => {
+            let hash = spec.hash();
+            heads.sort_by(keep_order(&hash));
+            let mut it = heads.into_iter();
+            match it.next() {
+                None => {
+                    actions.push(Action::Create { role: Role::Head, count: 1 });
+                    head_is_new = true;
+                }
+                Some(h) => match replace_reasons(spec, h) {
+                    Some(reasons) => {
+                        actions.push(Action::Replace { node: h.into(), reasons });
+                        head_is_new = true;
+                    }
+                    None => {
+                        kept_head = Some(h.id.clone());
+                        if h.setup_hash.as_deref() != Some(desired.setup_hash.as_str()) {
+                            actions.push(Action::Update { node: h.into(), reasons: vec![setup_reason(h)] });
+                        } else {
+                            actions.push(Action::Keep { node: h.into() });
+                        }
+                    }
+                },
+            }
+            for extra in it {
+                terminations.push(Action::Terminate { node: extra.into(), reason: "a second head".into() });
+            }
+        }
+    }
+
+    // Workers.
+    let hash = desired.worker.hash();
+    let mut workers: Vec<&ObservedNode> = mine.iter().copied().filter(|n| n.role == Role::Worker).collect();
+    workers.sort_by(keep_order(&hash));
+    let want = desired.workers as usize;
+    let surplus: Vec<&ObservedNode> = if workers.len() > want { workers.split_off(want) } else { vec![] };
+    for w in &workers {
+        if let Some(reasons) = replace_reasons(&desired.worker, w) {
+            actions.push(Action::Replace { node: (*w).into(), reasons });
+            continue;
+        }
+        let mut reasons = Vec::new();
+        if w.setup_hash.as_deref() != Some(desired.setup_hash.as_str()) {
+            reasons.push(setup_reason(w));
+        }
+        match &kept_head {
+            _ if head_is_new => reasons.push("the head is new: rejoin it".into()),
+            Some(h) if w.joined_head.as_deref() != Some(h.as_str()) => {
+                reasons.push(format!("joined another head: rejoin {h}"))
+            }
+            _ => {}
+        }
+        if reasons.is_empty() {
+            actions.push(Action::Keep { node: (*w).into() });
+        } else {
+            actions.push(Action::Update { node: (*w).into(), reasons });
+        }
+    }
+    if want > workers.len() {
+        actions.push(Action::Create { role: Role::Worker, count: (want - workers.len()) as u32 });
+    }
+    // Surplus, in the order they go: pending before running, newest first.
+    let mut surplus = surplus;
+    surplus.sort_by(|a, b| {
+        let pending = |n: &ObservedNode| n.state != NodeState::Pending;
+        pending(a).cmp(&pending(b)).then(b.created.cmp(&a.created)).then(a.id.cmp(&b.id))
+    });
+    for s in surplus {
+        let reason = if desired.head.is_none() {
+            "cluster is going down".to_string()
+        } else {
+            format!("surplus ({} wanted)", desired.workers)
+        };
+        terminations.push(Action::Terminate { node: s.into(), reason });
+    }
+    actions.extend(terminations);
+
+    for r in &observed.support {
+        if !desired.support.iter().any(|d| support_same(d, r)) {
+            actions.push(Action::DeleteSupport { resource: r.clone() });
+        }
+    }
+    Plan { cluster: desired.name.clone(), actions }
+}
+
+fn setup_reason(n: &ObservedNode) -> String {
+    match &n.setup_hash {
+        None => "not set up yet".into(),
+        Some(_) => "setup changed (dependencies, versions or setup_commands)".into(),
+    }
+}
+
+/// The plan as a person reads it, like `terraform plan`.
+pub fn render(plan: &Plan, context: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Plan for cluster {:?} ({context}):", plan.cluster);
+    if plan.actions.is_empty() {
+        let _ = writeln!(out, "  (nothing exists and nothing is wanted)");
+    }
+    for a in &plan.actions {
+        let line = match a {
+            Action::CreateSupport { resource } => format!("  + create     {:<8} {}", resource.kind, resource.name),
+            Action::Create { role, count } => {
+                let what = if *count == 1 { format!("1 {}", role.as_str()) } else { format!("{count} {}s", role.as_str()) };
+                format!("  + create     {:<8} {what}", role.as_str())
+            }
+            Action::Replace { node, reasons } => {
+                format!("  ± replace    {:<8} {}  ({})", node.role.as_str(), node.id, reasons.join("; "))
+            }
+            Action::Update { node, reasons } => {
+                format!("  ~ update     {:<8} {}  ({})", node.role.as_str(), node.id, reasons.join("; "))
+            }
+            Action::Keep { node } => format!("  = keep       {:<8} {}", node.role.as_str(), node.id),
+            Action::Terminate { node, reason } => format!(
+                "  - terminate  {:<8} {}  ({}, {})",
+                node.role.as_str(),
+                node.id,
+                node.state.title().to_lowercase(),
+                reason
+            ),
+            Action::DeleteSupport { resource } => format!(
+                "  - delete     {:<8} {}{}",
+                resource.kind,
+                resource.name,
+                resource.id.as_ref().map(|i| format!(" ({i})")).unwrap_or_default()
+            ),
+        };
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let s = plan.summary();
+    if plan.is_noop() {
+        let _ = writeln!(out, "No changes: {} node(s) up to date. Nothing to do.", s.keep);
+    } else {
+        let _ = writeln!(
+            out,
+            "Plan: {} to create, {} to update, {} to replace, {} to remove, {} unchanged.",
+            s.create, s.update, s.replace, s.terminate, s.keep
+        );
+    }
+    out
+}

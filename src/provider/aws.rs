@@ -1,0 +1,697 @@
+//! The AWS EC2 provider (aws-sdk-ec2).
+//!
+//! The cloud's tags are the truth: every instance and security group is tagged at creation with
+//! its cluster (`daft:cluster`), role, spec hash and a readable `Name`; `query` is one paginated
+//! `DescribeInstances` with a tag filter. Launches are one `RunInstances` per role and batch,
+//! with a `ClientToken`, and the cluster is re-observed before any retry of our own.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use async_trait::async_trait;
+use aws_sdk_ec2::client::Waiters;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::primitives::Blob;
+use aws_sdk_ec2::types::{
+    Filter, Instance, InstanceType, IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair,
+};
+use aws_sdk_ec2::Client;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use base64::Engine;
+use indicatif::ProgressBar;
+
+use super::{daft_home, DashboardRoute, LaunchRequest, Provider};
+use crate::bootstrap::{self, NodeParams};
+use crate::config::{Config, HostAddr};
+use crate::model::{DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource};
+use crate::transport::ssh::{SshTarget, SshTransport};
+use crate::transport::Transport;
+
+pub const TAG_CLUSTER: &str = "daft:cluster";
+pub const TAG_ROLE: &str = "daft:role";
+pub const TAG_SPEC: &str = "daft:spec-hash";
+pub const TAG_SETUP: &str = "daft:setup-hash";
+pub const TAG_HEAD: &str = "daft:head";
+pub const TAG_IMAGE: &str = "daft:image";
+/// Instances per `RunInstances` call.
+pub const BATCH: u32 = 100;
+
+/// Every EC2 API call made by this process (operations, and attempts including retries).
+pub static API_CALLS: AtomicU64 = AtomicU64::new(0);
+pub static API_ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+
+/// Logs every API call at debug level (`RUST_LOG=debug`) and counts them.
+#[derive(Debug)]
+struct CallLog;
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "daft-call-log"
+    }
+    fn read_before_execution(&self, _ctx: &BeforeSerializationInterceptorContextRef<'_>, cfg: &mut ConfigBag) -> Result<(), BoxError> {
+        API_CALLS.fetch_add(1, Ordering::Relaxed);
+        let op = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default();
+        tracing::debug!(target: "daft::aws", operation = %op, "api call");
+        Ok(())
+    }
+    fn read_before_transmit(&self, _ctx: &BeforeTransmitInterceptorContextRef<'_>, _rc: &RuntimeComponents, cfg: &mut ConfigBag) -> Result<(), BoxError> {
+        API_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
+        let op = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default();
+        tracing::debug!(target: "daft::aws", operation = %op, "api attempt");
+        Ok(())
+    }
+}
+
+/// An EC2 client for a region: default credential chain (env, profiles, SSO, instance metadata),
+/// `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_EC2` honoured by the SDK, standard retries with backoff.
+pub async fn client(region: &str) -> anyhow::Result<Client> {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider as Tls};
+    let http = aws_smithy_http_client::Builder::new().tls_provider(Tls::Rustls(CryptoMode::Ring)).build_https();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .http_client(http)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
+        .load()
+        .await;
+    use aws_credential_types::provider::ProvideCredentials;
+    let creds = sdk.credentials_provider().ok_or_else(no_credentials)?;
+    if let Err(e) = creds.provide_credentials().await {
+        tracing::debug!("credentials: {e:?}");
+        return Err(no_credentials());
+    }
+    let conf = aws_sdk_ec2::config::Builder::from(&sdk).interceptor(CallLog).build();
+    Ok(Client::from_conf(conf))
+}
+
+fn no_credentials() -> anyhow::Error {
+    anyhow!(
+        "no AWS credentials found. Provide them in one of these ways: \
+         set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; \
+         or log in with `aws sso login --profile NAME` and set AWS_PROFILE=NAME; \
+         or add a profile to ~/.aws/credentials; \
+         or run daft on an instance with an IAM role"
+    )
+}
+
+/// An AWS error with the AWS message and what to do.
+fn aws_err<E, R>(op: &str, e: SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let (code, msg) = match &e {
+        SdkError::ServiceError(s) => (s.err().code().unwrap_or("").to_string(), s.err().message().unwrap_or("").to_string()),
+        SdkError::DispatchFailure(d) => return anyhow!("{op}: cannot reach the EC2 API ({d:?}); check your network and AWS_ENDPOINT_URL"),
+        SdkError::TimeoutError(_) => return anyhow!("{op}: the EC2 API timed out; try again"),
+        other => return anyhow!("{op} failed: {other}"),
+    };
+    let hint = match code.as_str() {
+        "UnauthorizedOperation" | "AuthFailure" | "AccessDenied" | "OptInRequired" => {
+            "your AWS identity lacks a permission daft needs (ec2:RunInstances, ec2:DescribeInstances, ec2:TerminateInstances, ec2:*SecurityGroup*, ec2:CreateTags, ec2:ImportKeyPair, ec2:DescribeImages); ask your administrator"
+        }
+        "InsufficientInstanceCapacity" | "InstanceLimitExceeded" | "VcpuLimitExceeded" | "MaxSpotInstanceCountExceeded" => {
+            "EC2 has no capacity (or your quota is used up) for this instance type here; try another instance_type or region, or ask for a quota increase"
+        }
+        c if c.starts_with("InvalidAMIID") => "the image does not exist in this region; fix image_id or delete it to let daft pick a current Amazon Linux image",
+        c if c.starts_with("InvalidKeyPair") => "the key pair does not exist in this region; fix [setup.aws] key_name or leave it out to import your key",
+        "InvalidParameterValue" | "InvalidParameterCombination" | "Unsupported" => "check instance_type and image_id in the config (an arm64 type such as m7g needs an arm64 image)",
+        "RequestLimitExceeded" | "Throttling" => "EC2 is throttling requests; wait a minute and run the command again",
+        _ => "see the AWS message above",
+    };
+    anyhow!("{op} failed: {code}: {msg}\n  what to do: {hint}")
+}
+
+fn tag_value<'a>(i: &'a Instance, key: &str) -> Option<&'a str> {
+    i.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+fn to_node(i: &Instance) -> Option<ObservedNode> {
+    let cluster = tag_value(i, TAG_CLUSTER)?.to_string();
+    let role = Role::parse(tag_value(i, TAG_ROLE).unwrap_or("worker"))?;
+    let mut launch = BTreeMap::new();
+    if let Some(t) = i.instance_type() {
+        launch.insert("instance_type".to_string(), t.as_str().to_string());
+    }
+    if let Some(img) = tag_value(i, TAG_IMAGE) {
+        launch.insert("image_id".to_string(), img.to_string());
+    }
+    let mut detail = BTreeMap::new();
+    detail.insert("type".to_string(), i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default());
+    if let Some(az) = i.placement().and_then(|p| p.availability_zone()) {
+        detail.insert("zone".to_string(), az.to_string());
+    }
+    Some(ObservedNode {
+        id: i.instance_id()?.to_string(),
+        cluster,
+        role,
+        state: NodeState::from_ec2(i.state().and_then(|s| s.name()).map(|n| n.as_str()).unwrap_or("terminated")),
+        spec_hash: tag_value(i, TAG_SPEC).unwrap_or("").to_string(),
+        launch,
+        setup_hash: tag_value(i, TAG_SETUP).map(str::to_string),
+        joined_head: tag_value(i, TAG_HEAD).map(str::to_string),
+        public_ip: i.public_ip_address().map(str::to_string),
+        private_ip: i.private_ip_address().map(str::to_string),
+        created: i.launch_time().map(|t| t.secs().max(0) as u64).unwrap_or(0),
+        detail,
+    })
+}
+
+/// Every instance matching `filters`, all pages.
+async fn describe(client: &Client, filters: Vec<Filter>) -> anyhow::Result<Vec<ObservedNode>> {
+    let mut pages = client.describe_instances().set_filters(Some(filters)).max_results(1000).into_paginator().send();
+    let mut nodes = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_err("DescribeInstances", e))?;
+        for r in page.reservations() {
+            nodes.extend(r.instances().iter().filter_map(to_node));
+        }
+    }
+    Ok(nodes)
+}
+
+fn filter(name: &str, values: &[&str]) -> Filter {
+    Filter::builder().name(name).set_values(Some(values.iter().map(|s| s.to_string()).collect())).build()
+}
+
+/// Every daft node in a region (for `daft list`), terminated ones included.
+pub async fn list_region(region: &str) -> anyhow::Result<Vec<ObservedNode>> {
+    let c = client(region).await?;
+    describe(&c, vec![filter("tag-key", &[TAG_CLUSTER])]).await
+}
+
+/// The regions this account can use.
+pub async fn all_regions(cfg: Option<&Config>) -> anyhow::Result<Vec<String>> {
+    let region = cfg.map(|c| c.setup.region.clone()).unwrap_or_else(|| "us-west-2".into());
+    let c = client(&region).await?;
+    let out = c.describe_regions().send().await.map_err(|e| aws_err("DescribeRegions", e))?;
+    Ok(out.regions().iter().filter_map(|r| r.region_name().map(str::to_string)).collect())
+}
+
+/// The CPU architecture of an instance type: Graviton families (m7g, c7gn, t4g, a1…) are arm64.
+pub fn architecture(instance_type: &str) -> &'static str {
+    let family = instance_type.split('.').next().unwrap_or("");
+    let letters_after_gen: String = family.chars().skip_while(|c| !c.is_ascii_digit()).skip_while(|c| c.is_ascii_digit()).collect();
+    if family == "a1" || letters_after_gen.contains('g') {
+        "arm64"
+    } else {
+        "x86_64"
+    }
+}
+
+pub struct AwsProvider {
+    cfg: Config,
+    client: Client,
+    key: Option<PathBuf>,
+}
+
+impl AwsProvider {
+    pub async fn new(cfg: Config, key: Option<PathBuf>) -> anyhow::Result<Self> {
+        let client = client(&cfg.setup.region).await?;
+        let key = key.or_else(|| cfg.setup.ssh_private_key.clone());
+        Ok(AwsProvider { cfg, client, key })
+    }
+
+    fn name(&self) -> &str {
+        &self.cfg.setup.name
+    }
+
+    fn sg_name(&self) -> String {
+        format!("daft-{}", self.name())
+    }
+
+    fn image_spec(&self) -> String {
+        self.cfg.setup.image_id.clone().unwrap_or_else(|| format!("auto:al2023-{}", architecture(&self.cfg.setup.instance_type)))
+    }
+
+    fn spec(&self, role: Role) -> NodeSpec {
+        NodeSpec::new(
+            role,
+            [
+                ("instance_type", self.cfg.setup.instance_type.clone()),
+                ("image_id", self.image_spec()),
+                ("ssh_user", self.cfg.setup.ssh_user.clone()),
+            ],
+        )
+    }
+
+    fn tags(&self, role: Role, extra: &[(&str, String)]) -> Vec<Tag> {
+        let mut t = vec![
+            Tag::builder().key(TAG_CLUSTER).value(self.name()).build(),
+            Tag::builder().key(TAG_ROLE).value(role.as_str()).build(),
+            Tag::builder().key("Name").value(format!("daft-{}-{}", self.name(), role.as_str())).build(),
+        ];
+        for (k, v) in extra {
+            t.push(Tag::builder().key(*k).value(v).build());
+        }
+        t
+    }
+
+    /// The image to launch: `image_id`, else the newest Amazon Linux 2023 for the architecture.
+    async fn resolve_image(&self) -> anyhow::Result<String> {
+        if let Some(id) = &self.cfg.setup.image_id {
+            return Ok(id.clone());
+        }
+        let arch = architecture(&self.cfg.setup.instance_type);
+        let out = self
+            .client
+            .describe_images()
+            .owners("amazon")
+            .filters(filter("name", &[&format!("al2023-ami-2023.*-{arch}")]))
+            .filters(filter("architecture", &[arch]))
+            .filters(filter("state", &["available"]))
+            .send()
+            .await
+            .map_err(|e| aws_err("DescribeImages", e))?;
+        let mut images: Vec<_> = out.images().iter().filter(|i| !i.name().unwrap_or("").contains("minimal")).collect();
+        images.sort_by_key(|i| i.creation_date().unwrap_or("").to_string());
+        let img = images.last().and_then(|i| i.image_id()).ok_or_else(|| {
+            anyhow!(
+                "no Amazon Linux 2023 {arch} image found in {}; set image_id in the config",
+                self.cfg.setup.region
+            )
+        })?;
+        tracing::debug!(image = img, arch, "resolved image");
+        Ok(img.to_string())
+    }
+
+    /// The key pair to launch with: `[setup.aws] key_name` if it exists, else the public half of
+    /// the private key imported under a name derived from its fingerprint.
+    async fn key_pair(&self) -> anyhow::Result<String> {
+        if let Some(name) = &self.cfg.setup.aws.key_name {
+            self.client
+                .describe_key_pairs()
+                .key_names(name)
+                .send()
+                .await
+                .map_err(|e| aws_err(&format!("DescribeKeyPairs ({name})"), e))?;
+            return Ok(name.clone());
+        }
+        let path = self.key.as_ref().ok_or_else(|| {
+            crate::error::usage("the AWS provider needs an SSH key: pass -i KEY, set ssh_private_key, or name an EC2 key pair in [setup.aws] key_name")
+        })?;
+        if let Err(p) = crate::keys::check_private_key_file(path) {
+            return Err(crate::error::usage(format!("{}; {}", p.title, p.help)));
+        }
+        let text = std::fs::read_to_string(path)?;
+        let key = russh::keys::decode_secret_key(&text, None)
+            .map_err(|e| anyhow!("cannot read {} to import its public half: {e} (an encrypted key needs [setup.aws] key_name)", path.display()))?;
+        let public = key.public_key().to_openssh().context("cannot encode the public key")?;
+        let fp = key.public_key().fingerprint(russh::keys::HashAlg::Sha256).to_string();
+        let digest = crate::model::short_hash([fp.as_str()]);
+        let name = format!("daft-{digest}");
+        let found = self.client.describe_key_pairs().key_names(&name).send().await;
+        match found {
+            Ok(_) => Ok(name),
+            Err(e) if e.as_service_error().and_then(|s| s.code()).is_some_and(|c| c.starts_with("InvalidKeyPair")) => {
+                self.client
+                    .import_key_pair()
+                    .key_name(&name)
+                    .public_key_material(Blob::new(public.into_bytes()))
+                    .tag_specifications(
+                        TagSpecification::builder()
+                            .resource_type(ResourceType::KeyPair)
+                            .tags(Tag::builder().key("daft:key").value("imported").build())
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| aws_err("ImportKeyPair", e))?;
+                Ok(name)
+            }
+            Err(e) => Err(aws_err("DescribeKeyPairs", e)),
+        }
+    }
+
+    async fn security_group_id(&self) -> anyhow::Result<String> {
+        let obs = self.support().await?;
+        obs.into_iter()
+            .find_map(|s| s.id)
+            .ok_or_else(|| anyhow!("the cluster's security group {} is missing; run `daft up` again", self.sg_name()))
+    }
+
+    async fn support(&self) -> anyhow::Result<Vec<SupportResource>> {
+        let out = self
+            .client
+            .describe_security_groups()
+            .filters(filter(&format!("tag:{TAG_CLUSTER}"), &[self.name()]))
+            .send()
+            .await
+            .map_err(|e| aws_err("DescribeSecurityGroups", e))?;
+        Ok(out
+            .security_groups()
+            .iter()
+            .map(|g| SupportResource {
+                kind: "security-group".into(),
+                name: g.group_name().unwrap_or("").to_string(),
+                id: g.group_id().map(str::to_string),
+            })
+            .collect())
+    }
+
+    /// Who may reach SSH: the config's CIDRs, else the caller's public address /32.
+    async fn ssh_cidrs(&self) -> anyhow::Result<Vec<String>> {
+        if !self.cfg.setup.aws.ssh_ingress_cidrs.is_empty() {
+            return Ok(self.cfg.setup.aws.ssh_ingress_cidrs.clone());
+        }
+        let ip = public_ip().await.map_err(|e| {
+            anyhow!("cannot find this machine's public address to allow SSH from it ({e}); list your networks in [setup.aws] ssh_ingress_cidrs")
+        })?;
+        Ok(vec![format!("{ip}/32")])
+    }
+
+    fn user_data(&self, role: Role, head: Option<&ObservedNode>, node_json: &str) -> String {
+        let user = &self.cfg.setup.ssh_user;
+        let params = NodeParams {
+            daft_home: "$HOME/.daft".into(),
+            cluster: self.name().to_string(),
+            node: role.as_str().to_string(),
+            role: Some(role),
+            env_hash: bootstrap::env_hash(&self.cfg),
+            requirements: bootstrap::requirements(&self.cfg),
+            python_version: self.cfg.setup.python_version.clone(),
+            node_ip: None,
+            head_address: head.and_then(|h| h.private_ip.clone()).map(|ip| format!("{ip}:6379")),
+            ray_port: 6379,
+            dashboard_host: "127.0.0.1".into(),
+            dashboard_port: 8265,
+            ray_args: String::new(),
+            ray_tmp: format!("/tmp/daft-{}", role.as_str()),
+            node_json: node_json.to_string(),
+        };
+        user_data_script(user, &bootstrap::render(&params))
+    }
+}
+
+/// EC2 user data: write the rendered bootstrap and run it as the login user.
+pub fn user_data_script(user: &str, bootstrap: &str) -> String {
+    format!(
+        "#!/bin/sh\n# daft node bootstrap (EC2 user data)\nset -eu\ncat > /tmp/daft-bootstrap.sh <<'DAFT_BOOTSTRAP_EOF'\n{bootstrap}\nDAFT_BOOTSTRAP_EOF\nchmod 755 /tmp/daft-bootstrap.sh\nif [ \"$(id -un)\" = {u} ]; then sh /tmp/daft-bootstrap.sh install start; else su - {u} -c 'sh /tmp/daft-bootstrap.sh install start'; fi\n",
+        u = crate::transport::shell_quote(user)
+    )
+}
+
+/// This machine's public IPv4 address, from AWS's checkip service.
+async fn public_ip() -> anyhow::Result<std::net::Ipv4Addr> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(("checkip.amazonaws.com", 80)).await?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: checkip.amazonaws.com\r\n\r\n").await?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).await?;
+        let ip = body.rsplit("\r\n\r\n").next().unwrap_or("").trim().to_string();
+        anyhow::Ok(ip.parse::<std::net::Ipv4Addr>()?)
+    };
+    tokio::time::timeout(Duration::from_secs(5), fetch).await.map_err(|_| anyhow!("timed out"))?
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    fn context(&self) -> String {
+        format!("aws {}", self.cfg.setup.region)
+    }
+
+    fn desired(&self) -> DesiredCluster {
+        DesiredCluster {
+            name: self.name().to_string(),
+            head: Some(self.spec(Role::Head)),
+            worker: self.spec(Role::Worker),
+            workers: self.cfg.setup.number_of_workers,
+            setup_hash: bootstrap::setup_hash(&self.cfg),
+            support: vec![SupportResource { kind: "security-group".into(), name: self.sg_name(), id: None }],
+        }
+    }
+
+    fn self_starting(&self) -> bool {
+        true
+    }
+
+    async fn query(&self) -> anyhow::Result<Observed> {
+        let (nodes, support) = tokio::try_join!(
+            describe(&self.client, vec![filter(&format!("tag:{TAG_CLUSTER}"), &[self.name()])]),
+            self.support()
+        )?;
+        Ok(Observed { nodes, support })
+    }
+
+    async fn create_support(&self, r: &SupportResource) -> anyhow::Result<SupportResource> {
+        let vpc = self
+            .client
+            .describe_vpcs()
+            .filters(filter("isDefault", &["true"]))
+            .send()
+            .await
+            .map_err(|e| aws_err("DescribeVpcs", e))?;
+        let vpc_id = vpc.vpcs().first().and_then(|v| v.vpc_id()).ok_or_else(|| {
+            anyhow!("region {} has no default VPC; create one with `aws ec2 create-default-vpc`", self.cfg.setup.region)
+        })?;
+        let cidrs = self.ssh_cidrs().await?;
+        let created = self
+            .client
+            .create_security_group()
+            .group_name(&r.name)
+            .description(format!("daft cluster {}: SSH from its users, all traffic within the cluster", self.name()))
+            .vpc_id(vpc_id)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroup)
+                    .set_tags(Some(vec![
+                        Tag::builder().key(TAG_CLUSTER).value(self.name()).build(),
+                        Tag::builder().key("Name").value(&r.name).build(),
+                    ]))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws_err("CreateSecurityGroup", e))?;
+        let id = created.group_id().unwrap_or_default().to_string();
+        let mut ssh = IpPermission::builder().ip_protocol("tcp").from_port(22).to_port(22);
+        for c in &cidrs {
+            ssh = ssh.ip_ranges(IpRange::builder().cidr_ip(c).description("SSH for daft").build());
+        }
+        let internal = IpPermission::builder()
+            .ip_protocol("-1")
+            .user_id_group_pairs(UserIdGroupPair::builder().group_id(&id).description("Ray: all traffic within the cluster").build())
+            .build();
+        self.client
+            .authorize_security_group_ingress()
+            .group_id(&id)
+            .ip_permissions(ssh.build())
+            .ip_permissions(internal)
+            .send()
+            .await
+            .map_err(|e| aws_err("AuthorizeSecurityGroupIngress", e))?;
+        Ok(SupportResource { id: Some(id), ..r.clone() })
+    }
+
+    async fn run_instances(&self, req: &LaunchRequest<'_>, pb: &ProgressBar) -> anyhow::Result<Vec<ObservedNode>> {
+        let (image, key, sg) = tokio::try_join!(self.resolve_image(), self.key_pair(), self.security_group_id())?;
+        let mut launched = Vec::new();
+        let mut left = req.count;
+        let mut batch_no = 0;
+        while left > 0 {
+            let n = left.min(BATCH);
+            batch_no += 1;
+            pb.set_message(format!("launching {n} {} instance(s) (batch {batch_no})", req.role.as_str()));
+            let node_json = "{}";
+            let user_data = base64::engine::general_purpose::STANDARD.encode(self.user_data(req.role, req.head, node_json));
+            let mut extra = vec![(TAG_SPEC, req.spec.hash()), (TAG_SETUP, req.setup_hash.to_string()), (TAG_IMAGE, self.image_spec())];
+            if let Some(h) = req.head {
+                extra.push((TAG_HEAD, h.id.clone()));
+            }
+            let tags = self.tags(req.role, &extra);
+            let token = format!("daft-{}-{}-{}", self.name(), req.role.as_str(), crate::model::short_hash([format!("{:?}", std::time::SystemTime::now()).as_str(), &batch_no.to_string()]));
+            let before = Instant::now();
+            let sent = self
+                .client
+                .run_instances()
+                .image_id(&image)
+                .instance_type(InstanceType::from(self.cfg.setup.instance_type.as_str()))
+                .min_count(1)
+                .max_count(n as i32)
+                .key_name(&key)
+                .security_group_ids(&sg)
+                .user_data(user_data)
+                .client_token(token)
+                .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tags.clone())).build())
+                .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(tags)).build())
+                .send()
+                .await;
+            match sent {
+                Ok(out) => {
+                    let got: Vec<ObservedNode> = out.instances().iter().filter_map(to_node).collect();
+                    if got.len() < n as usize {
+                        tracing::warn!("asked for {n} instances, EC2 launched {}", got.len());
+                        pb.println(format!("warning: asked for {n} {} instance(s), EC2 launched {} (partial capacity)", req.role.as_str(), got.len()));
+                        launched.extend(got);
+                        break;
+                    }
+                    left -= got.len() as u32;
+                    launched.extend(got);
+                }
+                Err(e) => {
+                    // Before anything is retried, look again: the call may have launched after all.
+                    let err = aws_err("RunInstances", e);
+                    let again = self.query().await?;
+                    let since = before.elapsed().as_secs() + 5;
+                    let now = super::now_secs();
+                    let appeared: Vec<ObservedNode> = again
+                        .nodes
+                        .into_iter()
+                        .filter(|x| x.role == req.role && x.state.is_alive() && x.created + since >= now && !launched.iter().any(|l| l.id == x.id))
+                        .collect();
+                    if appeared.is_empty() {
+                        if launched.is_empty() {
+                            return Err(err);
+                        }
+                        pb.println(format!("warning: {err}"));
+                        break;
+                    }
+                    left = left.saturating_sub(appeared.len() as u32);
+                    launched.extend(appeared);
+                }
+            }
+        }
+        Ok(launched)
+    }
+
+    async fn setup_node(&self, node: &ObservedNode, head: &ObservedNode, pb: &ProgressBar) -> anyhow::Result<ObservedNode> {
+        // User data installs and starts Ray; daft waits for it over SSH, then runs setup_commands.
+        let ip = node.public_ip.clone().or(node.private_ip.clone()).ok_or_else(|| anyhow!("{} has no address yet", node.id))?;
+        pb.set_message(format!("waiting for SSH on {ip}"));
+        let t = self.connect(&ip).await?;
+        let params = NodeParams {
+            daft_home: t.daft_home(),
+            cluster: self.name().to_string(),
+            node: node.role.as_str().to_string(),
+            ..Default::default()
+        };
+        pb.set_message("waiting for the environment and Ray (user data)");
+        let deadline = Instant::now() + Duration::from_secs(900);
+        loop {
+            let st = bootstrap::run(t.as_ref(), &params, &["status"]).await?;
+            if st.stdout.lines().any(|l| l.starts_with("daft-node alive")) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{} ({ip}) did not start Ray within 15 minutes; see /var/log/cloud-init-output.log on it", node.id);
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        if node.setup_hash.as_deref() != Some(bootstrap::setup_hash(&self.cfg).as_str()) && node.state == NodeState::Running && node.setup_hash.is_some() {
+            // An update in place: re-run the bootstrap with the new environment.
+            let mut p = params.clone();
+            p.role = Some(node.role);
+            p.env_hash = bootstrap::env_hash(&self.cfg);
+            p.requirements = bootstrap::requirements(&self.cfg);
+            p.python_version = self.cfg.setup.python_version.clone();
+            p.head_address = head.private_ip.clone().map(|ip| format!("{ip}:6379"));
+            p.ray_tmp = format!("/tmp/daft-{}", node.role.as_str());
+            p.node_json = "{}".into();
+            bootstrap::run(t.as_ref(), &p, &["install", "start"]).await?;
+        }
+        if node.role == Role::Head {
+            pb.set_message("running setup_commands");
+            bootstrap::run_setup_commands(t.as_ref(), &self.cfg, &t.daft_home()).await?;
+        }
+        let setup = bootstrap::setup_hash(&self.cfg);
+        let mut tags = vec![Tag::builder().key(TAG_SETUP).value(&setup).build()];
+        if node.role == Role::Worker {
+            tags.push(Tag::builder().key(TAG_HEAD).value(&head.id).build());
+        }
+        self.client.create_tags().resources(&node.id).set_tags(Some(tags)).send().await.map_err(|e| aws_err("CreateTags", e))?;
+        let mut done = node.clone();
+        done.setup_hash = Some(setup);
+        done.state = NodeState::Running;
+        Ok(done)
+    }
+
+    async fn terminate(&self, nodes: &[ObservedNode], pb: &ProgressBar) -> anyhow::Result<()> {
+        for chunk in nodes.chunks(1000) {
+            pb.set_message(format!("terminating {} instance(s)", chunk.len()));
+            self.client
+                .terminate_instances()
+                .set_instance_ids(Some(chunk.iter().map(|n| n.id.clone()).collect()))
+                .send()
+                .await
+                .map_err(|e| aws_err("TerminateInstances", e))?;
+        }
+        Ok(())
+    }
+
+    async fn delete_support(&self, r: &SupportResource, pb: &ProgressBar) -> anyhow::Result<()> {
+        let Some(id) = r.id.clone() else { return Ok(()) };
+        // The group cannot go while instances use it: wait for them to terminate.
+        let ids: Vec<String> = self.query().await?.nodes.iter().filter(|n| n.state != NodeState::Terminated).map(|n| n.id.clone()).collect();
+        if !ids.is_empty() {
+            pb.set_message(format!("waiting for {} instance(s) to terminate", ids.len()));
+            self.client
+                .wait_until_instance_terminated()
+                .set_instance_ids(Some(ids))
+                .wait(Duration::from_secs(600))
+                .await
+                .map_err(|e| anyhow!("instances did not terminate within 10 minutes: {e}"))?;
+        }
+        pb.set_message(format!("deleting {id}"));
+        let start = Instant::now();
+        let mut delay = Duration::from_secs(2);
+        loop {
+            match self.client.delete_security_group().group_id(&id).send().await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("").to_string();
+                    if code == "InvalidGroup.NotFound" {
+                        return Ok(());
+                    }
+                    if code == "DependencyViolation" && start.elapsed() < Duration::from_secs(300) {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(15));
+                        continue;
+                    }
+                    return Err(aws_err("DeleteSecurityGroup", e));
+                }
+            }
+        }
+    }
+
+    async fn head_transport(&self, head: &ObservedNode, key: Option<PathBuf>) -> anyhow::Result<Arc<dyn Transport>> {
+        let ip = head.public_ip.clone().ok_or_else(|| anyhow!("the head {} has no public address", head.id))?;
+        let target = SshTarget::new(HostAddr { host: ip, port: 22 }, &self.cfg.setup.ssh_user, key.or(self.key.clone()), &daft_home());
+        Ok(Arc::new(SshTransport::connect(target).await?))
+    }
+
+    fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
+        DashboardRoute::Tunnel { host: "127.0.0.1".into(), port: 8265 }
+    }
+}
+
+impl AwsProvider {
+    async fn connect(&self, ip: &str) -> anyhow::Result<Arc<dyn Transport>> {
+        let target = SshTarget::new(HostAddr { host: ip.to_string(), port: 22 }, &self.cfg.setup.ssh_user, self.key.clone(), &daft_home());
+        Ok(Arc::new(SshTransport::connect(target).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::architecture;
+
+    #[test]
+    fn graviton_is_arm() {
+        assert_eq!(architecture("m7g.medium"), "arm64");
+        assert_eq!(architecture("c7gn.large"), "arm64");
+        assert_eq!(architecture("t4g.micro"), "arm64");
+        assert_eq!(architecture("a1.large"), "arm64");
+        assert_eq!(architecture("m7i.large"), "x86_64");
+        assert_eq!(architecture("t3.large"), "x86_64");
+        assert_eq!(architecture("g5.xlarge"), "x86_64");
+    }
+}

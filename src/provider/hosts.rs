@@ -1,0 +1,431 @@
+//! Providers over machines that already exist: this machine (`local`) and a list of SSH hosts
+//! (`ssh`). Both run the same bootstrap script through a transport; state is observed from the
+//! nodes themselves (pid files and the node records the script keeps), never remembered here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use futures::future::join_all;
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::{daft_home, now_secs, DashboardRoute, LaunchRequest, Provider};
+use crate::bootstrap::{self, NodeParams};
+use crate::config::{Config, HostAddr};
+use crate::model::{short_hash, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
+use crate::transport::local::LocalTransport;
+use crate::transport::ssh::{SshTarget, SshTransport};
+use crate::transport::Transport;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Local,
+    Ssh,
+}
+
+/// What the bootstrap script records about a node (its `node.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NodeRecord {
+    id: String,
+    cluster: String,
+    role: Role,
+    spec_hash: String,
+    setup_hash: String,
+    #[serde(default)]
+    joined_head: Option<String>,
+    created: u64,
+    #[serde(default)]
+    launch: BTreeMap<String, String>,
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    ports: BTreeMap<String, u16>,
+}
+
+pub struct HostsProvider {
+    cfg: Config,
+    mode: Mode,
+    key: Option<PathBuf>,
+    local_home: PathBuf,
+    conns: Mutex<HashMap<String, Arc<dyn Transport>>>,
+}
+
+impl HostsProvider {
+    pub fn local(cfg: Config) -> Self {
+        HostsProvider { cfg, mode: Mode::Local, key: None, local_home: daft_home(), conns: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn ssh(cfg: Config, key: Option<PathBuf>) -> Self {
+        let key = key.or_else(|| cfg.setup.ssh_private_key.clone());
+        HostsProvider { cfg, mode: Mode::Ssh, key, local_home: daft_home(), conns: Mutex::new(HashMap::new()) }
+    }
+
+    fn name(&self) -> &str {
+        &self.cfg.setup.name
+    }
+
+    fn hosts(&self) -> (HostAddr, Vec<HostAddr>) {
+        let h = self.cfg.setup.ssh.as_ref().expect("ssh provider has [setup.ssh]");
+        (h.head.clone(), h.workers.clone())
+    }
+
+    /// The transport for a node id (local: this machine; ssh: the node's host).
+    async fn transport(&self, node_id: &str) -> anyhow::Result<Arc<dyn Transport>> {
+        let key = match self.mode {
+            Mode::Local => "local".to_string(),
+            Mode::Ssh => node_id.to_string(),
+        };
+        if let Some(t) = self.conns.lock().await.get(&key) {
+            return Ok(t.clone());
+        }
+        let t: Arc<dyn Transport> = match self.mode {
+            Mode::Local => Arc::new(LocalTransport::new(self.local_home.clone())),
+            Mode::Ssh => {
+                let addr = crate::config::parse_host(node_id).map_err(|e| anyhow!("bad host {node_id}: {e}"))?;
+                let target = SshTarget::new(addr, &self.cfg.setup.ssh_user, self.key.clone(), &self.local_home);
+                Arc::new(SshTransport::connect(target).await?)
+            }
+        };
+        self.conns.lock().await.insert(key, t.clone());
+        Ok(t)
+    }
+
+    fn spec(&self, role: Role) -> NodeSpec {
+        match self.mode {
+            Mode::Local => NodeSpec::new(role, [("address", self.cfg.setup.local.address.to_string())]),
+            Mode::Ssh => NodeSpec::new(role, [("ssh_user", self.cfg.setup.ssh_user.clone())]),
+        }
+    }
+
+    /// The directory name of a node on its host.
+    fn node_dir_name(node_id: &str) -> String {
+        node_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+    }
+
+    fn head_address(&self, head: &ObservedNode) -> String {
+        match self.mode {
+            Mode::Local => format!("{}:{}", self.cfg.setup.local.address, self.cfg.setup.local.ray_port),
+            Mode::Ssh => {
+                let ip = head.private_ip.clone().unwrap_or_else(|| head.id.clone());
+                format!("{ip}:6379")
+            }
+        }
+    }
+
+    fn base_params(&self, t: &dyn Transport, node_id: &str) -> NodeParams {
+        NodeParams {
+            daft_home: t.daft_home(),
+            cluster: self.name().to_string(),
+            node: Self::node_dir_name(node_id),
+            env_hash: bootstrap::env_hash(&self.cfg),
+            requirements: bootstrap::requirements(&self.cfg),
+            python_version: self.cfg.setup.python_version.clone(),
+            ray_port: 6379,
+            dashboard_host: "127.0.0.1".into(),
+            dashboard_port: 8265,
+            ray_tmp: format!("/tmp/daft-{}", &short_hash([t.daft_home().as_str(), self.name(), node_id])[..10]),
+            ..Default::default()
+        }
+    }
+
+    async fn status(&self, node_host: &str) -> anyhow::Result<Vec<ObservedNode>> {
+        let t = self.transport(node_host).await?;
+        let params = self.base_params(t.as_ref(), node_host);
+        let out = bootstrap::run(t.as_ref(), &params, &["status"]).await?;
+        Ok(parse_status(&out.stdout, self.name()))
+    }
+
+    fn free_port(&self) -> anyhow::Result<u16> {
+        let l = std::net::TcpListener::bind((self.cfg.setup.local.address, 0))
+            .or_else(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+            .context("cannot find a free port")?;
+        Ok(l.local_addr()?.port())
+    }
+}
+
+#[async_trait]
+impl Provider for HostsProvider {
+    fn context(&self) -> String {
+        match self.mode {
+            Mode::Local => format!("local, {}", self.cfg.setup.local.address),
+            Mode::Ssh => {
+                let (_, w) = self.hosts();
+                format!("ssh, {} host{}", w.len() + 1, if w.is_empty() { "" } else { "s" })
+            }
+        }
+    }
+
+    fn desired(&self) -> DesiredCluster {
+        let workers = match self.mode {
+            Mode::Local => self.cfg.setup.number_of_workers,
+            // The hosts are the cluster: every listed worker host runs a worker.
+            Mode::Ssh => self.hosts().1.len() as u32,
+        };
+        DesiredCluster {
+            name: self.name().to_string(),
+            head: Some(self.spec(Role::Head)),
+            worker: self.spec(Role::Worker),
+            workers,
+            setup_hash: bootstrap::setup_hash(&self.cfg),
+            support: vec![],
+        }
+    }
+
+    async fn query(&self) -> anyhow::Result<Observed> {
+        let mut nodes = Vec::new();
+        match self.mode {
+            Mode::Local => nodes = self.status("local").await?,
+            Mode::Ssh => {
+                let (head, workers) = self.hosts();
+                let mut hosts: Vec<String> = std::iter::once(&head).chain(workers.iter()).map(|h| h.to_string()).collect();
+                // Hosts that were members before (removed from the config since) are observed too.
+                if let Ok(t) = self.transport(&head.to_string()).await {
+                    let members = format!("{}/clusters/{}/members", t.daft_home(), self.name());
+                    if let Ok(out) = t.capture(&format!("cat {} 2>/dev/null || true", bootstrap::dquote(&members))).await {
+                        for h in out.stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                            if !hosts.iter().any(|x| x == h) {
+                                hosts.push(h.to_string());
+                            }
+                        }
+                    }
+                }
+                let results = join_all(hosts.iter().map(|h| async move { (h.clone(), self.status(h).await) })).await;
+                for (h, r) in results {
+                    match r {
+                        // A host runs one node of a cluster; records of co-located hosts are skipped.
+                        Ok(ns) => nodes.extend(ns.into_iter().filter(|n| n.id == h)),
+                        Err(e) => return Err(e.context(format!("cannot observe host {h}"))),
+                    }
+                }
+            }
+        }
+        Ok(Observed { nodes, support: vec![] })
+    }
+
+    async fn run_instances(&self, req: &LaunchRequest<'_>, _pb: &ProgressBar) -> anyhow::Result<Vec<ObservedNode>> {
+        // Nothing to launch: pick node ids (local) or hosts (ssh) that carry no node yet.
+        let observed = self.query().await?;
+        let taken: Vec<String> = observed.alive().map(|n| n.id.clone()).collect();
+        let mut ids = Vec::new();
+        match (self.mode, req.role) {
+            (Mode::Local, Role::Head) => ids.push("head".to_string()),
+            (Mode::Local, Role::Worker) => {
+                let mut k = 1;
+                while ids.len() < req.count as usize {
+                    let id = format!("worker-{k}");
+                    if !taken.contains(&id) {
+                        ids.push(id);
+                    }
+                    k += 1;
+                }
+            }
+            (Mode::Ssh, Role::Head) => ids.push(self.hosts().0.to_string()),
+            (Mode::Ssh, Role::Worker) => {
+                for h in self.hosts().1 {
+                    let id = h.to_string();
+                    if ids.len() < req.count as usize && !taken.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let ip = match self.mode {
+                    Mode::Local => Some(self.cfg.setup.local.address.to_string()),
+                    Mode::Ssh => crate::config::parse_host(&id).ok().map(|h| h.host),
+                };
+                ObservedNode {
+                    id,
+                    cluster: self.name().to_string(),
+                    role: req.role,
+                    state: NodeState::Pending,
+                    spec_hash: req.spec.hash(),
+                    launch: req.spec.launch.clone(),
+                    setup_hash: None,
+                    joined_head: req.head.map(|h| h.id.clone()),
+                    public_ip: ip.clone(),
+                    private_ip: ip,
+                    created: now_secs(),
+                    detail: BTreeMap::new(),
+                }
+            })
+            .collect())
+    }
+
+    async fn setup_node(&self, node: &ObservedNode, head: &ObservedNode, pb: &ProgressBar) -> anyhow::Result<ObservedNode> {
+        let t = self.transport(&node.id).await?;
+        let mut p = self.base_params(t.as_ref(), &node.id);
+        p.role = Some(node.role);
+        let mut ports = BTreeMap::new();
+        p.head_address = Some(self.head_address(head));
+        match self.mode {
+            Mode::Local => {
+                p.node_ip = Some(self.cfg.setup.local.address.to_string());
+                p.ray_port = self.cfg.setup.local.ray_port;
+                p.dashboard_host = self.cfg.setup.local.address.to_string();
+                p.dashboard_port = self.cfg.setup.local.dashboard_port;
+                let agent = self.free_port()?;
+                ports.insert("dashboard_agent".to_string(), agent);
+                p.ray_args = format!("--dashboard-agent-listen-port {agent}");
+                if node.role == Role::Head {
+                    let client = self.free_port()?;
+                    p.ray_args.push_str(&format!(" --ray-client-server-port {client}"));
+                    ports.insert("ray".into(), p.ray_port);
+                    ports.insert("dashboard".into(), p.dashboard_port);
+                }
+            }
+            Mode::Ssh => {
+                let host = crate::config::parse_host(&node.id).map(|h| h.host).unwrap_or_default();
+                if host.parse::<std::net::IpAddr>().is_ok() {
+                    p.node_ip = Some(host);
+                }
+            }
+        }
+        let setup_hash = bootstrap::setup_hash(&self.cfg);
+        let ip = node.private_ip.clone();
+        let rec = NodeRecord {
+            id: node.id.clone(),
+            cluster: self.name().to_string(),
+            role: node.role,
+            spec_hash: node.spec_hash.clone(),
+            setup_hash: setup_hash.clone(),
+            joined_head: (node.role == Role::Worker).then(|| head.id.clone()),
+            created: node.created,
+            launch: node.launch.clone(),
+            ip: ip.clone(),
+            ports,
+        };
+        p.node_json = serde_json::to_string(&rec)?;
+        pb.set_message(format!("installing the environment on {}", t.describe()));
+        bootstrap::run(t.as_ref(), &p, &["install"]).await?;
+        pb.set_message("starting Ray");
+        bootstrap::run(t.as_ref(), &p, &["start"]).await?;
+        if node.role == Role::Head {
+            if !self.cfg.run.setup_commands.is_empty() {
+                pb.set_message("running setup_commands");
+            }
+            bootstrap::run_setup_commands(t.as_ref(), &self.cfg, &t.daft_home()).await?;
+        } else if self.mode == Mode::Ssh {
+            // The head remembers its workers, so a host removed from the config is still found.
+            let ht = self.transport(&head.id).await?;
+            let members = format!("{}/clusters/{}/members", ht.daft_home(), self.name());
+            let cmd = format!(
+                "mkdir -p \"$(dirname {m})\" && (grep -qxF {id} {m} 2>/dev/null || echo {id} >> {m})",
+                m = bootstrap::dquote(&members),
+                id = crate::transport::shell_quote(&node.id)
+            );
+            ht.capture(&cmd).await?;
+        }
+        let mut done = node.clone();
+        done.state = NodeState::Running;
+        done.setup_hash = Some(setup_hash);
+        done.joined_head = rec.joined_head;
+        Ok(done)
+    }
+
+    async fn terminate(&self, nodes: &[ObservedNode], pb: &ProgressBar) -> anyhow::Result<()> {
+        pb.set_message("stopping Ray");
+        let results = join_all(nodes.iter().map(|n| async move {
+            let t = self.transport(&n.id).await?;
+            let p = self.base_params(t.as_ref(), &n.id);
+            bootstrap::run(t.as_ref(), &p, &["stop"]).await?;
+            if self.mode == Mode::Ssh && n.role == Role::Worker {
+                let (head, _) = self.hosts();
+                if let Ok(ht) = self.transport(&head.to_string()).await {
+                    let members = format!("{}/clusters/{}/members", ht.daft_home(), self.name());
+                    let m = bootstrap::dquote(&members);
+                    let id = crate::transport::shell_quote(&n.id);
+                    let _ = ht.capture(&format!("[ -f {m} ] && grep -vxF {id} {m} > {m}.new; mv {m}.new {m} 2>/dev/null || true")).await;
+                }
+            }
+            anyhow::Ok(())
+        }))
+        .await;
+        for r in results {
+            r?;
+        }
+        Ok(())
+    }
+
+    async fn head_transport(&self, head: &ObservedNode, key: Option<PathBuf>) -> anyhow::Result<Arc<dyn Transport>> {
+        match (self.mode, key) {
+            (Mode::Ssh, Some(k)) => {
+                let addr = crate::config::parse_host(&head.id).map_err(|e| anyhow!("bad host {}: {e}", head.id))?;
+                let target = SshTarget::new(addr, &self.cfg.setup.ssh_user, Some(k), &self.local_home);
+                Ok(Arc::new(SshTransport::connect(target).await?))
+            }
+            _ => self.transport(&head.id).await,
+        }
+    }
+
+    fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute {
+        match self.mode {
+            Mode::Local => DashboardRoute::Direct {
+                url: format!("http://{}:{}", self.cfg.setup.local.address, self.cfg.setup.local.dashboard_port),
+            },
+            Mode::Ssh => {
+                let _ = head;
+                DashboardRoute::Tunnel { host: "127.0.0.1".into(), port: 8265 }
+            }
+        }
+    }
+}
+
+/// Parse the bootstrap script's `status` lines into nodes of `cluster`.
+fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
+    let mut nodes = Vec::new();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("daft-node ") else { continue };
+        let (state, json) = rest.split_once(' ').unwrap_or((rest, "{}"));
+        let rec: NodeRecord = match serde_json::from_str(json) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("ignoring an unreadable node record: {e}");
+                continue;
+            }
+        };
+        if rec.cluster != cluster {
+            continue;
+        }
+        let mut detail: BTreeMap<String, String> = rec.ports.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        detail.insert("type".into(), "ray node".into());
+        nodes.push(ObservedNode {
+            id: rec.id.clone(),
+            cluster: rec.cluster,
+            role: rec.role,
+            state: if state == "alive" { NodeState::Running } else { NodeState::Stopped },
+            spec_hash: rec.spec_hash,
+            launch: rec.launch,
+            setup_hash: Some(rec.setup_hash),
+            joined_head: rec.joined_head,
+            public_ip: rec.ip.clone(),
+            private_ip: rec.ip,
+            created: rec.created,
+            detail,
+        });
+    }
+    nodes
+}
+
+/// Every local cluster's nodes (for `daft list`), observed from this machine's node records.
+pub async fn list_local() -> anyhow::Result<Vec<ObservedNode>> {
+    let home = daft_home();
+    let dir = home.join("clusters");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(vec![]) };
+    let t = LocalTransport::new(home);
+    let mut out = Vec::new();
+    let mut names: Vec<String> = entries.filter_map(|e| e.ok()).filter(|e| e.path().join("nodes").is_dir()).filter_map(|e| e.file_name().into_string().ok()).collect();
+    names.sort();
+    for name in names {
+        let p = NodeParams { daft_home: t.daft_home(), cluster: name.clone(), ..Default::default() };
+        let c = bootstrap::run(&t, &p, &["status"]).await?;
+        out.extend(parse_status(&c.stdout, &name));
+    }
+    Ok(out)
+}

@@ -1,0 +1,115 @@
+//! The provider trait: SkyPilot's provisioning verbs (query, run instances, wait, terminate,
+//! clean up), one implementation per back-end.
+
+pub mod aws;
+pub mod hosts;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use indicatif::ProgressBar;
+
+use crate::config::{Config, ProviderKind};
+use crate::model::{DesiredCluster, NodeSpec, Observed, ObservedNode, Role, SupportResource};
+use crate::transport::Transport;
+
+/// Launch `count` nodes of one role (one batch).
+#[derive(Debug, Clone)]
+pub struct LaunchRequest<'a> {
+    pub role: Role,
+    pub count: u32,
+    pub spec: &'a NodeSpec,
+    pub setup_hash: &'a str,
+    /// The head the workers join (None when launching the head).
+    pub head: Option<&'a ObservedNode>,
+}
+
+/// How `up` should wait.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpOptions {
+    /// Return once instances run, without connecting (self-starting providers only).
+    pub no_wait: bool,
+    /// Wait for workers too.
+    pub wait_workers: bool,
+}
+
+/// Where the Ray dashboard is, and how to reach it.
+#[derive(Debug, Clone)]
+pub enum DashboardRoute {
+    /// Directly reachable from here (the local provider).
+    Direct { url: String },
+    /// Through a tunnel to host:port as the head sees it.
+    Tunnel { host: String, port: u16 },
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Which back-end and where, for plan headers ("aws us-west-2").
+    fn context(&self) -> String;
+
+    /// The cluster the config asks for, in this provider's terms.
+    fn desired(&self) -> DesiredCluster;
+
+    /// Nodes set themselves up once launched (EC2 user data); `up --no-wait` may skip connecting.
+    fn self_starting(&self) -> bool {
+        false
+    }
+
+    /// Observe the cluster: every node carrying its tag, and its supporting resources.
+    async fn query(&self) -> anyhow::Result<Observed>;
+
+    /// Create a supporting resource (a security group); returns it with its id.
+    async fn create_support(&self, resource: &SupportResource) -> anyhow::Result<SupportResource> {
+        Ok(resource.clone())
+    }
+
+    /// Launch a batch of nodes. May return fewer than asked (partial capacity).
+    async fn run_instances(&self, req: &LaunchRequest<'_>, pb: &ProgressBar) -> anyhow::Result<Vec<ObservedNode>>;
+
+    /// Make a node ready: install the environment, start Ray (joining `head`), run the head's
+    /// setup commands, record the setup hash. Used after launch and for updates in place.
+    async fn setup_node(&self, node: &ObservedNode, head: &ObservedNode, pb: &ProgressBar) -> anyhow::Result<ObservedNode>;
+
+    /// Terminate nodes (stop Ray, or terminate instances).
+    async fn terminate(&self, nodes: &[ObservedNode], pb: &ProgressBar) -> anyhow::Result<()>;
+
+    /// Delete a supporting resource once the nodes using it are gone.
+    async fn delete_support(&self, _resource: &SupportResource, _pb: &ProgressBar) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// A transport to the head, for `submit` and `dashboard`.
+    async fn head_transport(&self, head: &ObservedNode, key: Option<PathBuf>) -> anyhow::Result<Arc<dyn Transport>>;
+
+    /// Where the head's dashboard is.
+    fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute;
+}
+
+/// daft's own directory on this machine: `$DAFT_HOME`, else `~/.daft`.
+pub fn daft_home() -> PathBuf {
+    if let Some(h) = std::env::var_os("DAFT_HOME") {
+        return PathBuf::from(h);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".daft")
+}
+
+/// The provider a config names.
+pub async fn for_config(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Arc<dyn Provider>> {
+    Ok(match cfg.setup.provider {
+        ProviderKind::Local => Arc::new(hosts::HostsProvider::local(cfg.clone())),
+        ProviderKind::Ssh => Arc::new(hosts::HostsProvider::ssh(cfg.clone(), key)),
+        ProviderKind::Aws => Arc::new(aws::AwsProvider::new(cfg.clone(), key).await?),
+    })
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The head among observed nodes that is alive.
+pub fn alive_head(obs: &Observed) -> Option<&ObservedNode> {
+    obs.alive().find(|n| n.role == Role::Head)
+}

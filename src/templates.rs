@@ -1,0 +1,73 @@
+//! Templates shipped in `templates/`, compiled into the binary.
+
+use toml_edit::{DocumentMut, Item};
+
+use crate::config::ProviderKind;
+
+pub const CONFIG: &str = include_str!("../templates/daft.toml");
+pub const SECTION_SSH: &str = include_str!("../templates/section-ssh.toml");
+pub const SECTION_LOCAL: &str = include_str!("../templates/section-local.toml");
+pub const SECTION_AWS: &str = include_str!("../templates/section-aws.toml");
+pub const BOOTSTRAP: &str = include_str!("../templates/bootstrap.sh");
+pub const UNPACK: &str = include_str!("../templates/unpack.py");
+
+/// Keys of `[setup]` that mean nothing to a provider, left out of its template.
+fn irrelevant_keys(provider: ProviderKind) -> &'static [&'static str] {
+    match provider {
+        ProviderKind::Aws => &[],
+        ProviderKind::Ssh => &["region", "instance_type", "image_id"],
+        ProviderKind::Local => &["region", "instance_type", "image_id", "ssh_user", "ssh_private_key"],
+    }
+}
+
+/// The `.daft.toml` template for a provider, optionally with the cluster name filled in.
+pub fn render_config(provider: ProviderKind, name: Option<&str>) -> String {
+    let mut doc: DocumentMut = CONFIG.parse().expect("templates/daft.toml is valid TOML");
+    let setup = doc["setup"].as_table_mut().expect("[setup] in template");
+    if let Some(v) = setup.get_mut("provider").and_then(Item::as_value_mut) {
+        let decor = v.decor().clone();
+        *v = provider.as_str().into();
+        *v.decor_mut() = decor;
+    }
+    if let Some(name) = name {
+        let v = setup.get_mut("name").and_then(Item::as_value_mut).expect("name in template");
+        let decor = v.decor().clone();
+        *v = name.into();
+        *v.decor_mut() = decor;
+    }
+    let mut text = doc.to_string();
+    // Commented-out keys are comments, not keys: drop their lines (and the comment above) by hand.
+    for key in irrelevant_keys(provider) {
+        text = drop_key_block(&text, key);
+    }
+    let section = match provider {
+        ProviderKind::Aws => SECTION_AWS,
+        ProviderKind::Ssh => SECTION_SSH,
+        ProviderKind::Local => SECTION_LOCAL,
+    };
+    // Sub-tables of [setup] go right after [setup]'s keys, before [run].
+    let at = text.find("\n[run]").map(|i| i + 1).unwrap_or(text.len());
+    text.insert_str(at, &format!("{section}\n"));
+    // The result must stay valid TOML.
+    debug_assert!(text.parse::<DocumentMut>().is_ok());
+    text
+}
+
+/// Remove `key = …` (or `# key = …`) and the comment lines just above it.
+fn drop_key_block(text: &str, key: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_key = |l: &str| {
+        let l = l.trim_start_matches('#').trim_start();
+        l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('='))
+    };
+    let Some(i) = lines.iter().position(|l| is_key(l)) else { return text.to_string() };
+    let mut start = i;
+    while start > 0 && (lines[start - 1].starts_with("# optional") || lines[start - 1].starts_with("# required")) {
+        start -= 1;
+    }
+    let mut out: Vec<&str> = lines[..start].to_vec();
+    out.extend_from_slice(&lines[i + 1..]);
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}

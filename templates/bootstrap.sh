@@ -1,0 +1,167 @@
+# daft node bootstrap (POSIX sh). The same script is EC2 user data, runs over SSH on SSH hosts,
+# and runs on this machine for the local provider. daft prepends the DAFT_* settings.
+#
+#   install       uv (from PyPI when missing) and the cluster's virtual environment
+#                 (ray[default], daft, dependencies), shared by clusters with the same pins
+#   start         start this node's Ray (head or worker), unless it already runs as asked
+#   stop          stop this node's Ray: its own process group, by PID (never `ray stop`)
+#   stop-cluster  stop every node of this cluster on this host
+#   status        one line per node of this cluster on this host: daft-node <alive|dead> <json>
+set -eu
+
+: "${DAFT_HOME:=$HOME/.daft}"
+: "${DAFT_CLUSTER:?DAFT_CLUSTER is not set}"
+: "${DAFT_NODE:=}"
+: "${DAFT_ROLE:=head}"
+: "${DAFT_ENV_HASH:=default}"
+: "${DAFT_REQUIREMENTS:=ray[default]
+daft}"
+: "${DAFT_PYTHON_VERSION:=}"
+: "${DAFT_NODE_IP:=}"
+: "${DAFT_HEAD_ADDRESS:=}"
+: "${DAFT_RAY_PORT:=6379}"
+: "${DAFT_DASHBOARD_HOST:=127.0.0.1}"
+: "${DAFT_DASHBOARD_PORT:=8265}"
+: "${DAFT_RAY_ARGS:=}"
+: "${DAFT_RAY_TMP:=/tmp/daft-$DAFT_NODE}"
+: "${DAFT_NODE_JSON:={\}}"
+: "${DAFT_START_TIMEOUT:=180}"
+
+export RAY_USAGE_STATS_ENABLED=0 DO_NOT_TRACK=1 SCARF_NO_ANALYTICS=true DAFT_ANALYTICS_ENABLED=0
+export UV_NO_PROGRESS=1
+CLUSTER_DIR="$DAFT_HOME/clusters/$DAFT_CLUSTER"
+NODE_DIR="$CLUSTER_DIR/nodes/$DAFT_NODE"
+
+step() { echo "daft-step: $*"; }
+fail() { echo "daft: $*" >&2; exit 1; }
+
+find_uv() {
+    for c in "$(command -v uv 2>/dev/null || true)" "$HOME/.local/bin/uv" "$DAFT_HOME/tools/bin/uv"; do
+        if [ -n "$c" ] && [ -x "$c" ]; then UV="$c"; return 0; fi
+    done
+    command -v python3 >/dev/null 2>&1 ||
+        fail "python3 is not installed on this host; install it (apt-get install python3 python3-venv, or dnf install python3) and run daft up again"
+    step "installing uv from PyPI"
+    python3 -m venv "$DAFT_HOME/tools" >/dev/null 2>&1 ||
+        fail "python3 cannot create a virtual environment here; install python3-venv"
+    "$DAFT_HOME/tools/bin/pip" install -q uv || fail "pip could not install uv from PyPI"
+    UV="$DAFT_HOME/tools/bin/uv"
+}
+
+install_env() {
+    ENV="$DAFT_HOME/envs/$DAFT_ENV_HASH"
+    mkdir -p "$DAFT_HOME/envs"
+    # Nodes sharing a machine share environments: one installs, the others wait.
+    if command -v flock >/dev/null 2>&1; then exec 9>"$DAFT_HOME/envs/.lock"; flock 9; fi
+    if [ ! -f "$ENV/.daft-complete" ]; then
+        find_uv
+        step "creating the Python environment $ENV"
+        rm -rf "$ENV"
+        if [ -n "$DAFT_PYTHON_VERSION" ]; then
+            "$UV" venv -q --python "$DAFT_PYTHON_VERSION" "$ENV" || fail "uv could not create a Python $DAFT_PYTHON_VERSION environment"
+        else
+            "$UV" venv -q "$ENV" || fail "uv could not create a Python environment (is python3 installed?)"
+        fi
+        printf '%s\n' "$DAFT_REQUIREMENTS" > "$ENV/requirements.txt"
+        step "installing $(tr '\n' ' ' < "$ENV/requirements.txt")"
+        VIRTUAL_ENV="$ENV" "$UV" pip install -q -r "$ENV/requirements.txt" || fail "installing the requirements failed"
+        touch "$ENV/.daft-complete"
+    fi
+    if command -v flock >/dev/null 2>&1; then exec 9>&-; fi
+    mkdir -p "$CLUSTER_DIR"
+    ln -sfn "$ENV" "$CLUSTER_DIR/venv"
+    if [ "$DAFT_ROLE" = head ]; then
+        echo "$DAFT_HEAD_ADDRESS" > "$CLUSTER_DIR/ray-address"
+    fi
+}
+
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+stop_node() {
+    dir="$1"
+    pid=$(cat "$dir/ray.pid" 2>/dev/null || true)
+    tmp=$(cat "$dir/ray.tmp" 2>/dev/null || true)
+    if alive "$pid"; then
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        i=0
+        while alive "$pid" && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    elif [ -n "$pid" ]; then
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    # Ray processes that left the group still name this node's temp dir on their command line.
+    if [ -n "$tmp" ]; then
+        for p in /proc/[0-9]*; do
+            if grep -qaF -- "$tmp/" "$p/cmdline" 2>/dev/null; then kill -KILL "${p#/proc/}" 2>/dev/null || true; fi
+        done
+        rm -rf "$tmp"
+    fi
+    rm -f "$dir/ray.pid"
+}
+
+start_node() {
+    mkdir -p "$NODE_DIR"
+    pid=$(cat "$NODE_DIR/ray.pid" 2>/dev/null || true)
+    want="$DAFT_ROLE $DAFT_ENV_HASH $DAFT_HEAD_ADDRESS $DAFT_NODE_IP"
+    if alive "$pid" && [ "$(cat "$NODE_DIR/ray.want" 2>/dev/null || true)" = "$want" ]; then
+        step "Ray already runs as asked (pid $pid)"
+        printf '%s\n' "$DAFT_NODE_JSON" > "$NODE_DIR/node.json"
+        return 0
+    fi
+    stop_node "$NODE_DIR"
+    rm -rf "$DAFT_RAY_TMP"
+    mkdir -p "$DAFT_RAY_TMP"
+    if [ "$DAFT_ROLE" = head ]; then
+        set -- --head --port "$DAFT_RAY_PORT" --dashboard-host "$DAFT_DASHBOARD_HOST" --dashboard-port "$DAFT_DASHBOARD_PORT"
+    else
+        [ -n "$DAFT_HEAD_ADDRESS" ] || fail "no head address given for this worker"
+        set -- --address "$DAFT_HEAD_ADDRESS"
+    fi
+    if [ -n "$DAFT_NODE_IP" ]; then set -- "$@" --node-ip-address "$DAFT_NODE_IP"; fi
+    step "starting Ray ($DAFT_ROLE)"
+    # shellcheck disable=SC2086
+    setsid "$CLUSTER_DIR/venv/bin/ray" start "$@" --temp-dir "$DAFT_RAY_TMP" --disable-usage-stats --block $DAFT_RAY_ARGS \
+        > "$NODE_DIR/ray.log" 2>&1 < /dev/null &
+    pid=$!
+    echo "$pid" > "$NODE_DIR/ray.pid"
+    echo "$DAFT_RAY_TMP" > "$NODE_DIR/ray.tmp"
+    i=0
+    while ! grep -q "Ray runtime started" "$NODE_DIR/ray.log" 2>/dev/null; do
+        if ! alive "$pid"; then
+            tail -n 25 "$NODE_DIR/ray.log" >&2
+            fail "Ray did not start ($DAFT_ROLE); its log is $NODE_DIR/ray.log"
+        fi
+        i=$((i + 1))
+        if [ $i -gt $((DAFT_START_TIMEOUT * 10)) ]; then
+            tail -n 25 "$NODE_DIR/ray.log" >&2
+            fail "Ray did not start within ${DAFT_START_TIMEOUT}s; its log is $NODE_DIR/ray.log"
+        fi
+        sleep 0.1
+    done
+    echo "$want" > "$NODE_DIR/ray.want"
+    printf '%s\n' "$DAFT_NODE_JSON" > "$NODE_DIR/node.json"
+    step "Ray runs ($DAFT_ROLE, pid $pid)"
+}
+
+status() {
+    for d in "$CLUSTER_DIR"/nodes/*/; do
+        [ -f "$d/node.json" ] || continue
+        pid=$(cat "$d/ray.pid" 2>/dev/null || true)
+        if alive "$pid"; then st=alive; else st=dead; fi
+        printf 'daft-node %s %s\n' "$st" "$(tr -d '\n' < "$d/node.json")"
+    done
+}
+
+for action in "$@"; do
+    case "$action" in
+        install) install_env ;;
+        start) start_node ;;
+        stop) stop_node "$NODE_DIR"; rm -rf "$NODE_DIR" ;;
+        stop-cluster)
+            for d in "$CLUSTER_DIR"/nodes/*/; do [ -d "$d" ] && stop_node "$d" && rm -rf "$d"; done
+            rm -rf "$CLUSTER_DIR/nodes"
+            ;;
+        status) status ;;
+        *) fail "unknown action $action" ;;
+    esac
+done
