@@ -98,7 +98,7 @@ pub fn pack(dir: &Path, tmp_dir: &Path) -> anyhow::Result<Archive> {
     let files = collect(dir)?;
     std::fs::create_dir_all(tmp_dir)?;
     let tmp = tmp_dir.join(format!("daft-{}-{}.zip", std::process::id(), nanos()));
-    let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
     let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];

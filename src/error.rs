@@ -66,9 +66,23 @@ impl ConfigError {
         let mut groups = Vec::new();
         match (&self.source, &self.span) {
             (Some(src), Some(span)) => {
-                let mut span = span.start.min(src.len())..span.end.min(src.len());
+                let floor = |mut i: usize| {
+                    i = i.min(src.len());
+                    while !src.is_char_boundary(i) {
+                        i -= 1;
+                    }
+                    i
+                };
+                let ceil = |mut i: usize| {
+                    i = i.min(src.len());
+                    while !src.is_char_boundary(i) {
+                        i += 1;
+                    }
+                    i
+                };
+                let mut span = floor(span.start)..ceil(span.end.max(span.start));
                 if span.is_empty() && span.end < src.len() {
-                    span.end += 1;
+                    span.end = ceil(span.end + 1);
                 }
                 groups.push(
                     Level::ERROR.primary_title(title).element(

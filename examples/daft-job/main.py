@@ -6,13 +6,15 @@ so Daft's Ray runner spreads the work over the cluster's nodes.
 
 import os
 
+os.environ.setdefault("DAFT_PROGRESS_BAR", "0")
+
 import daft
 import ray
 
 ray.init(address=os.environ.get("RAY_ADDRESS", "auto"))
 nodes = [n for n in ray.nodes() if n["Alive"]]
 print(f"ray cluster: {len(nodes)} node(s)")
-daft.context.set_runner_ray(address=os.environ.get("RAY_ADDRESS"))
+daft.set_runner_ray(address=os.environ.get("RAY_ADDRESS"))
 
 df = daft.from_pydict(
     {

@@ -353,9 +353,9 @@ impl Checker<'_> {
             let Some(spec) = known.iter().find(|k| k.name == key) else {
                 let names: Vec<&str> = known.iter().map(|k| k.name).collect();
                 let what = if here.is_empty() {
-                    "a top-level key or table".to_string()
+                    "top-level table".to_string()
                 } else {
-                    format!("a key in [{here}]")
+                    format!("key in [{here}]")
                 };
                 let mut e = self
                     .err(self.doc_key_span(table, key), format!("unknown {what}: `{key}`"))
@@ -397,6 +397,21 @@ impl Checker<'_> {
                     .err(span, format!("`{full}` must be {want}, not {}", type_name(item)))
                     .label(format!("expected {want}"))
                     .help(format!("write it like {}", spec.example)));
+            }
+            if full == "setup.provider" {
+                if let Item::Value(Value::String(v)) = item {
+                    let val = v.value().as_str();
+                    if !ProviderKind::ALL.contains(&val) && !is_placeholder(val) {
+                        let mut e = self
+                            .err(v.span(), format!("`setup.provider` = {val:?} is not a provider daft knows"))
+                            .label("expected \"aws\", \"ssh\" or \"local\"");
+                        e = match suggest(val, &ProviderKind::ALL) {
+                            Some(s) => e.help(format!("did you mean \"{s}\"? daft runs clusters on aws (EC2), ssh (your own hosts) or local (this machine)")),
+                            None => e.help("use \"aws\" (EC2), \"ssh\" (your own hosts) or \"local\" (this machine)"),
+                        };
+                        return Err(e);
+                    }
+                }
             }
             // Placeholders left from `init-config`.
             let strings: Vec<&toml_edit::Formatted<String>> = match item {
@@ -448,10 +463,12 @@ impl Checker<'_> {
                         format!("[{here}] is missing the required key `{}`", spec.name),
                     )
                 };
-                return Err(self
-                    .err(span, title)
-                    .label("required")
-                    .help(format!("add `{} = {}`", spec.name, spec.example)));
+                let help = if spec.ty == Ty::Table {
+                    format!("add a {} table; `daft init-config` writes a complete example", spec.example)
+                } else {
+                    format!("add `{} = {}`", spec.name, spec.example)
+                };
+                return Err(self.err(span, title).label("required").help(help));
             }
         }
         Ok(())

@@ -1,0 +1,117 @@
+//! Whole-binary exit codes: 0 ok, 1 failed, 2 bad usage or config; never a panic or debug dump.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn daft() -> Command {
+    let mut c = Command::cargo_bin("daft").unwrap();
+    c.env("DAFT_HOME", std::env::temp_dir().join("daft-exit-codes-home")).env_remove("RUST_LOG");
+    c
+}
+
+fn no_debug_dump() -> impl Predicate<str> {
+    predicate::str::contains("panicked").not().and(predicate::str::contains("RUST_BACKTRACE").not()).and(predicate::str::contains("Error {").not())
+}
+
+#[test]
+fn help_and_version_exit_zero() {
+    daft().arg("--help").assert().code(0).stdout(predicate::str::contains("init-config"));
+    daft().arg("--version").assert().code(0);
+}
+
+#[test]
+fn unknown_command_is_usage_error() {
+    daft().arg("frobnicate").assert().code(2).stderr(no_debug_dump());
+}
+
+#[test]
+fn submit_without_command_is_usage_error() {
+    daft().args(["submit", "-w", "."]).assert().code(2).stderr(predicate::str::contains("CMD"));
+}
+
+#[test]
+fn missing_config_exits_2_and_says_how_to_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["plan", "up", "down", "submit", "dashboard"] {
+        let mut c = daft();
+        c.current_dir(dir.path()).arg(cmd);
+        if cmd == "submit" {
+            c.args(["--", "true"]);
+        }
+        c.assert().code(2).stderr(predicate::str::contains("daft init-config").and(no_debug_dump()));
+    }
+}
+
+#[test]
+fn bad_config_exits_2_with_location() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), "[setup]\nname = \"x\"\nnumber_of_workers = -3\n").unwrap();
+    daft()
+        .current_dir(dir.path())
+        .args(["plan", "-c", "c.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("c.toml:3:21").and(no_debug_dump()));
+}
+
+#[test]
+fn binary_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
+    daft().current_dir(dir.path()).args(["plan", "-c", "c.toml"]).assert().code(2).stderr(no_debug_dump());
+}
+
+#[test]
+fn plan_on_empty_local_cluster_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), "[setup]\nname = \"nothing-here\"\nprovider = \"local\"\nnumber_of_workers = 1\n").unwrap();
+    daft()
+        .env("DAFT_HOME", dir.path().join("home"))
+        .current_dir(dir.path())
+        .args(["plan", "-c", "c.toml"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("2 to create"));
+}
+
+#[test]
+fn down_of_nothing_is_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), "[setup]\nname = \"nothing-here\"\nprovider = \"local\"\n").unwrap();
+    daft()
+        .env("DAFT_HOME", dir.path().join("home"))
+        .current_dir(dir.path())
+        .args(["down", "-c", "c.toml"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Nothing to remove"));
+}
+
+#[test]
+fn submit_to_a_cluster_that_is_not_up_fails_with_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), "[setup]\nname = \"not-up\"\nprovider = \"local\"\n").unwrap();
+    daft()
+        .env("DAFT_HOME", dir.path().join("home"))
+        .current_dir(dir.path())
+        .args(["submit", "-c", "c.toml", "-w", ".", "--", "true"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("daft up").and(no_debug_dump()));
+}
+
+#[test]
+fn list_json_is_valid_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = daft()
+        .env("DAFT_HOME", dir.path().join("home"))
+        .current_dir(dir.path())
+        .args(["list", "--output", "json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(v.as_array().unwrap().is_empty());
+}
