@@ -103,9 +103,9 @@ fn keep_order(spec_hash: &str) -> impl Fn(&&ObservedNode, &&ObservedNode) -> Ord
 }
 
 /// Why a node must be replaced, or None when its launch spec matches and it can run.
-fn replace_reasons(spec: &NodeSpec, node: &ObservedNode) -> Option<Vec<String>> {
+fn replace_reasons(spec: &NodeSpec, hash: &str, node: &ObservedNode) -> Option<Vec<String>> {
     let mut reasons = Vec::new();
-    if node.spec_hash != spec.hash() {
+    if node.spec_hash != hash {
         for (k, want) in &spec.launch {
             match node.launch.get(k) {
                 Some(have) if have == want => {}
@@ -114,7 +114,7 @@ fn replace_reasons(spec: &NodeSpec, node: &ObservedNode) -> Option<Vec<String>> 
             }
         }
         if reasons.is_empty() {
-            reasons.push(format!("launch settings changed (spec {} → {})", node.spec_hash, spec.hash()));
+            reasons.push(format!("launch settings changed (spec {} → {hash})", node.spec_hash));
         }
     }
     if matches!(node.state, NodeState::Stopped | NodeState::Stopping) {
@@ -156,7 +156,7 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
                     actions.push(Action::Create { role: Role::Head, count: 1 });
                     head_is_new = true;
                 }
-                Some(h) => match replace_reasons(spec, h) {
+                Some(h) => match replace_reasons(spec, &hash, h) {
                     Some(reasons) => {
                         actions.push(Action::Replace { node: h.into(), reasons });
                         head_is_new = true;
@@ -184,7 +184,7 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
     let want = desired.workers as usize;
     let surplus: Vec<&ObservedNode> = if workers.len() > want { workers.split_off(want) } else { vec![] };
     for w in &workers {
-        if let Some(reasons) = replace_reasons(&desired.worker, w) {
+        if let Some(reasons) = replace_reasons(&desired.worker, &hash, w) {
             actions.push(Action::Replace { node: (*w).into(), reasons });
             continue;
         }

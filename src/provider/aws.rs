@@ -367,28 +367,29 @@ impl AwsProvider {
         })?;
         Ok(vec![format!("{ip}/32")])
     }
+}
 
-    fn user_data(&self, role: Role, head: Option<&ObservedNode>, node_json: &str) -> String {
-        let user = &self.cfg.setup.ssh_user;
-        let params = NodeParams {
-            daft_home: "$HOME/.daft".into(),
-            cluster: self.name().to_string(),
-            node: role.as_str().to_string(),
-            role: Some(role),
-            env_hash: bootstrap::env_hash(&self.cfg),
-            requirements: bootstrap::requirements(&self.cfg),
-            python_version: self.cfg.setup.python_version.clone(),
-            node_ip: None,
-            head_address: head.and_then(|h| h.private_ip.clone()).map(|ip| format!("{ip}:6379")),
-            ray_port: 6379,
-            dashboard_host: "127.0.0.1".into(),
-            dashboard_port: 8265,
-            ray_args: String::new(),
-            ray_tmp: format!("/tmp/daft-{}", role.as_str()),
-            node_json: node_json.to_string(),
-        };
-        user_data_script(user, &bootstrap::render(&params))
-    }
+/// The user data for a node of `cfg`'s cluster: the bootstrap script with its settings, run as
+/// the login user (`ssh_user`) at first boot; workers join the head's private address.
+pub fn render_user_data(cfg: &Config, role: Role, head: Option<&ObservedNode>) -> String {
+    let params = NodeParams {
+        daft_home: "$HOME/.daft".into(),
+        cluster: cfg.setup.name.clone(),
+        node: role.as_str().to_string(),
+        role: Some(role),
+        env_hash: bootstrap::env_hash(cfg),
+        requirements: bootstrap::requirements(cfg),
+        python_version: cfg.setup.python_version.clone(),
+        node_ip: None,
+        head_address: head.and_then(|h| h.private_ip.clone()).map(|ip| format!("{ip}:6379")),
+        ray_port: 6379,
+        dashboard_host: "127.0.0.1".into(),
+        dashboard_port: 8265,
+        ray_args: String::new(),
+        ray_tmp: format!("/tmp/daft-{}", role.as_str()),
+        node_json: format!("{{\"cluster\":\"{}\",\"role\":\"{}\"}}", cfg.setup.name, role.as_str()),
+    };
+    user_data_script(&cfg.setup.ssh_user, &bootstrap::render(&params))
 }
 
 /// EC2 user data: write the rendered bootstrap and run it as the login user.
@@ -501,8 +502,7 @@ impl Provider for AwsProvider {
             let n = left.min(BATCH);
             batch_no += 1;
             pb.set_message(format!("launching {n} {} instance(s) (batch {batch_no})", req.role.as_str()));
-            let node_json = "{}";
-            let user_data = base64::engine::general_purpose::STANDARD.encode(self.user_data(req.role, req.head, node_json));
+            let user_data = base64::engine::general_purpose::STANDARD.encode(render_user_data(&self.cfg, req.role, req.head));
             let mut extra = vec![(TAG_SPEC, req.spec.hash()), (TAG_SETUP, req.setup_hash.to_string()), (TAG_IMAGE, self.image_spec())];
             if let Some(h) = req.head {
                 extra.push((TAG_HEAD, h.id.clone()));

@@ -134,6 +134,7 @@ pub struct SshTransport {
     target: SshTarget,
     handle: Handle<HostKeyCheck>,
     sftp: OnceCell<SftpSession>,
+    home: OnceCell<String>,
 }
 
 fn load_key(path: &Path) -> anyhow::Result<keys::PrivateKey> {
@@ -285,7 +286,7 @@ impl SshTransport {
             }
         }
         tracing::debug!(%addr, "ssh authenticated");
-        Ok(SshTransport { target: target.clone(), handle, sftp: OnceCell::new() })
+        Ok(SshTransport { target: target.clone(), handle, sftp: OnceCell::new(), home: OnceCell::new() })
     }
 
     async fn sftp(&self) -> anyhow::Result<&SftpSession> {
@@ -298,6 +299,24 @@ impl SshTransport {
             })
             .await
             .with_context(|| format!("cannot open SFTP on {}", self.target.addr_str()))
+    }
+
+    /// A path for SFTP: `$HOME/x` becomes the login's absolute `$HOME/x` (SFTP expands nothing).
+    async fn abs(&self, remote: &str) -> anyhow::Result<String> {
+        match remote.strip_prefix("$HOME/") {
+            None => Ok(remote.to_string()),
+            Some(rest) => {
+                let home = self
+                    .home
+                    .get_or_try_init(|| async {
+                        let c = self.capture("printf %s \"$HOME\"").await?;
+                        anyhow::ensure!(c.status == 0 && c.stdout.starts_with('/'), "cannot find the home directory on {}", self.describe());
+                        anyhow::Ok(c.stdout)
+                    })
+                    .await?;
+                Ok(format!("{home}/{rest}"))
+            }
+        }
     }
 
     async fn ensure_parent(&self, remote: &str) -> anyhow::Result<()> {
@@ -368,8 +387,8 @@ impl Transport for SshTransport {
     }
 
     async fn send_file(&self, local: &Path, remote: &str) -> anyhow::Result<()> {
-        // SFTP paths are relative to the login directory; `$HOME/` is the shell's spelling of it.
-        let remote = remote.strip_prefix("$HOME/").unwrap_or(remote);
+        let remote = self.abs(remote).await?;
+        let remote = remote.as_str();
         tracing::debug!(target: "daft::remote", host = %self.describe(), from = %local.display(), to = remote, "sftp put");
         self.ensure_parent(remote).await?;
         let sftp = self.sftp().await?;
@@ -392,7 +411,8 @@ impl Transport for SshTransport {
     }
 
     async fn write_file(&self, data: &[u8], remote: &str) -> anyhow::Result<()> {
-        let remote = remote.strip_prefix("$HOME/").unwrap_or(remote);
+        let remote = self.abs(remote).await?;
+        let remote = remote.as_str();
         self.ensure_parent(remote).await?;
         let sftp = self.sftp().await?;
         let mut f = sftp.create(remote.to_string()).await.with_context(|| format!("cannot create {remote} on {}", self.describe()))?;

@@ -1,0 +1,154 @@
+//! Test fixtures: a real OpenSSH `sshd` on a loopback address, started on a free port with its own
+//! config, host key and authorized_keys, waited for until it answers, and stopped by PID.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn run(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh runs");
+    assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A port nobody listens on right now, on `addr`.
+pub fn free_port(addr: &str) -> u16 {
+    TcpListener::bind((addr, 0)).unwrap().local_addr().unwrap().port()
+}
+
+pub fn keygen(path: &Path, kind: &str) {
+    let _ = std::fs::remove_file(path);
+    let bits = if kind == "rsa" { "-b 3072" } else { "" };
+    run(&format!("ssh-keygen -q -t {kind} {bits} -N '' -C daft-test -f {}", path.display()));
+}
+
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    pub port: u16,
+    pub user: String,
+    /// ed25519 key in authorized_keys.
+    pub key: PathBuf,
+    /// RSA key in authorized_keys.
+    pub rsa_key: PathBuf,
+    /// $HOME of sessions (set with SetEnv).
+    pub home: PathBuf,
+    child: Option<Child>,
+    extra_config: String,
+    uv_cache: String,
+    path: String,
+}
+
+impl Sshd {
+    pub fn start(addr: &str) -> Sshd {
+        Self::start_with(addr, "")
+    }
+
+    pub fn start_with(addr: &str, extra: &str) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_ed25519"), "ed25519");
+        keygen(&d.join("id_ed25519"), "ed25519");
+        keygen(&d.join("id_rsa"), "rsa");
+        let auth = format!(
+            "{}{}",
+            std::fs::read_to_string(d.join("id_ed25519.pub")).unwrap(),
+            std::fs::read_to_string(d.join("id_rsa.pub")).unwrap()
+        );
+        std::fs::write(d.join("authorized_keys"), auth).unwrap();
+        std::fs::create_dir_all(d.join("home")).unwrap();
+        let user = run("id -un").trim().to_string();
+        let uv_cache = std::env::var("UV_CACHE_DIR").unwrap_or_else(|_| format!("{}/.cache/uv", std::env::var("HOME").unwrap_or("/root".into())));
+        let path = std::env::var("PATH").unwrap_or_default();
+        let key = d.join("id_ed25519");
+        let rsa_key = d.join("id_rsa");
+        let home = d.join("home");
+        let mut s = Sshd { dir, addr: addr.to_string(), port: 0, user, key, rsa_key, home, child: None, extra_config: extra.to_string(), uv_cache, path };
+        s.launch();
+        s
+    }
+
+    fn config(&self) -> String {
+        let d = self.dir.path().display();
+        format!(
+            "ListenAddress {addr}:{port}\nHostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
+             StrictModes no\nPermitRootLogin yes\nPidFile {d}/sshd.pid\nSubsystem sftp internal-sftp\n\
+             AllowTcpForwarding yes\nMaxStartups 100\nMaxSessions 100\nLogLevel ERROR\n\
+             SetEnv HOME={d}/home UV_CACHE_DIR={uv} PATH={path}\n{extra}\n",
+            addr = self.addr,
+            port = self.port,
+            uv = self.uv_cache,
+            path = self.path,
+            extra = self.extra_config,
+        )
+    }
+
+    /// Start (or restart) sshd on a free port (or the same port), and wait until it answers.
+    fn launch(&mut self) {
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        if self.port == 0 {
+            self.port = free_port(&self.addr);
+        }
+        let cfg = self.dir.path().join("sshd_config");
+        std::fs::write(&cfg, self.config()).unwrap();
+        let child = Command::new(sshd_path())
+            .args(["-D", "-e", "-f"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd starts (install openssh-server: .ci/setup does)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(mut s) = TcpStream::connect((self.addr.as_str(), self.port)) {
+                let mut buf = [0u8; 8];
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                if s.read(&mut buf).map(|n| buf[..n].starts_with(b"SSH-")).unwrap_or(false) {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "sshd did not answer on {}:{}", self.addr, self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A new host key, same port (as when a machine is rebuilt).
+    pub fn restart_with_new_host_key(&mut self) {
+        self.stop();
+        keygen(&self.dir.path().join("host_ed25519"), "ed25519");
+        self.launch();
+    }
+
+    /// Kill sshd and every session it serves (by PID: the listener and its children).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id();
+            let _ = Command::new("sh").arg("-c").arg(format!("pkill -KILL -P {pid}; kill -KILL {pid}")).status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("{}:{}", self.addr, self.port)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn sshd_path() -> &'static str {
+    if Path::new("/usr/sbin/sshd").exists() {
+        "/usr/sbin/sshd"
+    } else {
+        "sshd"
+    }
+}

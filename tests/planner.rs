@@ -1,0 +1,372 @@
+//! The planner, tested without any cloud: each rule, property tests over random observed states,
+//! and snapshots of the plan as a person reads it.
+
+use std::collections::BTreeMap;
+
+use daft::model::{DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource};
+use daft::planner::{plan, render, Action, Plan};
+use proptest::prelude::*;
+
+fn spec(role: Role, it: &str) -> NodeSpec {
+    NodeSpec::new(role, [("instance_type", it.to_string()), ("image_id", "ami-0123456789abcdef0".to_string())])
+}
+
+fn desired(workers: u32) -> DesiredCluster {
+    DesiredCluster {
+        name: "demo".into(),
+        head: Some(spec(Role::Head, "m7g.medium")),
+        worker: spec(Role::Worker, "m7g.medium"),
+        workers,
+        setup_hash: "setup-1".into(),
+        support: vec![SupportResource { kind: "security-group".into(), name: "daft-demo".into(), id: None }],
+    }
+}
+
+fn node(id: &str, role: Role, state: NodeState, s: &NodeSpec, created: u64) -> ObservedNode {
+    ObservedNode {
+        id: id.into(),
+        cluster: "demo".into(),
+        role,
+        state,
+        spec_hash: s.hash(),
+        launch: s.launch.clone(),
+        setup_hash: Some("setup-1".into()),
+        joined_head: (role == Role::Worker).then(|| "h".to_string()),
+        public_ip: None,
+        private_ip: None,
+        created,
+        detail: BTreeMap::new(),
+    }
+}
+
+fn sg() -> SupportResource {
+    SupportResource { kind: "security-group".into(), name: "daft-demo".into(), id: Some("sg-1".into()) }
+}
+
+fn healthy(workers: usize) -> Observed {
+    let d = desired(workers as u32);
+    let mut nodes = vec![node("h", Role::Head, NodeState::Running, d.head.as_ref().unwrap(), 1)];
+    for i in 0..workers {
+        nodes.push(node(&format!("w{i}"), Role::Worker, NodeState::Running, &d.worker, 10 + i as u64));
+    }
+    Observed { nodes, support: vec![sg()] }
+}
+
+fn kinds(p: &Plan) -> Vec<String> {
+    p.actions
+        .iter()
+        .map(|a| match a {
+            Action::CreateSupport { resource } => format!("create-support {}", resource.name),
+            Action::Create { role, count } => format!("create {} {count}", role.as_str()),
+            Action::Replace { node, .. } => format!("replace {}", node.id),
+            Action::Update { node, .. } => format!("update {}", node.id),
+            Action::Keep { node } => format!("keep {}", node.id),
+            Action::Terminate { node, .. } => format!("terminate {}", node.id),
+            Action::DeleteSupport { resource } => format!("delete-support {}", resource.name),
+        })
+        .collect()
+}
+
+#[test]
+fn empty_cluster_creates_support_head_and_workers() {
+    let p = plan(&desired(2), &Observed::default());
+    assert_eq!(kinds(&p), ["create-support daft-demo", "create head 1", "create worker 2"]);
+    assert!(!p.destroys());
+}
+
+#[test]
+fn matching_cluster_is_a_noop() {
+    let p = plan(&desired(2), &healthy(2));
+    assert!(p.is_noop());
+    assert_eq!(kinds(&p), ["keep h", "keep w0", "keep w1"]);
+}
+
+#[test]
+fn missing_head_is_created_and_workers_rejoin() {
+    let mut obs = healthy(2);
+    obs.nodes.retain(|n| n.role != Role::Head);
+    let p = plan(&desired(2), &obs);
+    assert_eq!(kinds(&p), ["create head 1", "update w0", "update w1"]);
+    let Action::Update { reasons, .. } = &p.actions[1] else { panic!() };
+    assert_eq!(reasons, &["the head is new: rejoin it"]);
+}
+
+#[test]
+fn workers_scale_up() {
+    let p = plan(&desired(4), &healthy(2));
+    assert_eq!(kinds(&p), ["keep h", "keep w0", "keep w1", "create worker 2"]);
+}
+
+#[test]
+fn surplus_terminates_pending_before_running_newest_first() {
+    let d = desired(1);
+    let mut obs = healthy(0);
+    obs.nodes.push(node("old-running", Role::Worker, NodeState::Running, &d.worker, 10));
+    obs.nodes.push(node("new-running", Role::Worker, NodeState::Running, &d.worker, 30));
+    obs.nodes.push(node("mid-running", Role::Worker, NodeState::Running, &d.worker, 20));
+    obs.nodes.push(node("pending-old", Role::Worker, NodeState::Pending, &d.worker, 5));
+    obs.nodes.push(node("pending-new", Role::Worker, NodeState::Pending, &d.worker, 40));
+    let p = plan(&d, &obs);
+    assert_eq!(
+        kinds(&p),
+        ["keep h", "keep old-running", "terminate pending-new", "terminate pending-old", "terminate new-running", "terminate mid-running"]
+    );
+    assert!(p.destroys());
+}
+
+#[test]
+fn changed_instance_type_replaces_and_says_why() {
+    let obs = healthy(1);
+    let mut d = desired(1);
+    d.head = Some(spec(Role::Head, "m7g.large"));
+    d.worker = spec(Role::Worker, "m7g.large");
+    let p = plan(&d, &obs);
+    assert_eq!(kinds(&p), ["replace h", "replace w0"]);
+    let Action::Replace { reasons, .. } = &p.actions[0] else { panic!() };
+    assert_eq!(reasons, &["instance_type m7g.medium → m7g.large"]);
+}
+
+#[test]
+fn changed_setup_is_an_update_in_place() {
+    let mut d = desired(1);
+    d.setup_hash = "setup-2".into();
+    let p = plan(&d, &healthy(1));
+    assert_eq!(kinds(&p), ["update h", "update w0"]);
+    assert!(!p.destroys());
+}
+
+#[test]
+fn stopped_node_is_replaced() {
+    let mut obs = healthy(1);
+    obs.nodes[1].state = NodeState::Stopped;
+    let p = plan(&desired(1), &obs);
+    assert_eq!(kinds(&p), ["keep h", "replace w0"]);
+    let Action::Replace { reasons, .. } = &p.actions[1] else { panic!() };
+    assert_eq!(reasons, &["node is stopped"]);
+}
+
+#[test]
+fn terminated_and_shutting_down_are_ignored() {
+    let mut obs = healthy(1);
+    let d = desired(1);
+    obs.nodes.push(node("gone", Role::Worker, NodeState::Terminated, &d.worker, 50));
+    obs.nodes.push(node("going", Role::Head, NodeState::ShuttingDown, d.head.as_ref().unwrap(), 60));
+    assert!(plan(&d, &obs).is_noop());
+}
+
+#[test]
+fn other_clusters_are_never_touched() {
+    let mut obs = healthy(1);
+    let mut stranger = obs.nodes[1].clone();
+    stranger.id = "theirs".into();
+    stranger.cluster = "someone-else".into();
+    obs.nodes.push(stranger);
+    let p = plan(&desired(0), &obs);
+    assert!(!kinds(&p).iter().any(|k| k.contains("theirs")));
+    let down = plan(&DesiredCluster::empty("demo"), &obs);
+    assert!(!kinds(&down).iter().any(|k| k.contains("theirs")));
+}
+
+#[test]
+fn second_head_is_terminated() {
+    let mut obs = healthy(0);
+    let d = desired(0);
+    obs.nodes.push(node("h2", Role::Head, NodeState::Running, d.head.as_ref().unwrap(), 99));
+    assert_eq!(kinds(&plan(&d, &obs)), ["keep h", "terminate h2"]);
+}
+
+#[test]
+fn worker_of_another_head_rejoins() {
+    let mut obs = healthy(1);
+    obs.nodes[1].joined_head = Some("old-head".into());
+    let p = plan(&desired(1), &obs);
+    assert_eq!(kinds(&p), ["keep h", "update w0"]);
+}
+
+#[test]
+fn down_terminates_everything_and_deletes_support() {
+    let p = plan(&DesiredCluster::empty("demo"), &healthy(2));
+    assert_eq!(kinds(&p), ["terminate h", "terminate w1", "terminate w0", "delete-support daft-demo"]);
+}
+
+#[test]
+fn down_of_nothing_is_empty() {
+    assert!(plan(&DesiredCluster::empty("demo"), &Observed::default()).actions.is_empty());
+}
+
+// --- what people read ---
+
+#[test]
+fn render_create() {
+    insta::assert_snapshot!(render(&plan(&desired(2), &Observed::default()), "aws us-west-2"));
+}
+
+#[test]
+fn render_noop() {
+    insta::assert_snapshot!(render(&plan(&desired(2), &healthy(2)), "aws us-west-2"));
+}
+
+#[test]
+fn render_mixed() {
+    let mut obs = healthy(3);
+    obs.nodes[1].state = NodeState::Pending;
+    obs.nodes[2].spec_hash = "stale".into();
+    obs.nodes[2].launch.insert("instance_type".into(), "t3.large".into());
+    let mut d = desired(2);
+    d.setup_hash = "setup-2".into();
+    insta::assert_snapshot!(render(&plan(&d, &obs), "aws us-west-2"));
+}
+
+#[test]
+fn render_down() {
+    insta::assert_snapshot!(render(&plan(&DesiredCluster::empty("demo"), &healthy(1)), "local, 127.0.0.2"));
+}
+
+#[test]
+fn json_shape() {
+    let p = plan(&desired(1), &Observed::default());
+    let v = serde_json::to_value(&p).unwrap();
+    insta::assert_snapshot!(serde_json::to_string_pretty(&v).unwrap());
+}
+
+// --- properties ---
+
+/// Apply a plan to an observed state the way a provider would.
+fn simulate(d: &DesiredCluster, obs: &Observed, p: &Plan) -> Observed {
+    let mut nodes = obs.nodes.clone();
+    let mut next = 0;
+    let mut fresh = |role: Role| {
+        next += 1;
+        let s = d.spec(role).unwrap();
+        let mut n = node(&format!("new-{}-{next}", role.as_str()), role, NodeState::Running, s, 1000 + next);
+        n.setup_hash = Some(d.setup_hash.clone());
+        n.joined_head = None;
+        n
+    };
+    let mut support = obs.support.clone();
+    for a in &p.actions {
+        match a {
+            Action::CreateSupport { resource } => support.push(resource.clone()),
+            Action::DeleteSupport { resource } => support.retain(|s| s.name != resource.name),
+            Action::Create { role, count } => {
+                for _ in 0..*count {
+                    nodes.push(fresh(*role));
+                }
+            }
+            Action::Replace { node, .. } => {
+                nodes.retain(|n| n.id != node.id);
+                nodes.push(fresh(node.role));
+            }
+            Action::Terminate { node, .. } => {
+                nodes.iter_mut().filter(|n| n.id == node.id).for_each(|n| n.state = NodeState::Terminated)
+            }
+            Action::Update { node, .. } => {
+                nodes.iter_mut().filter(|n| n.id == node.id).for_each(|n| n.setup_hash = Some(d.setup_hash.clone()))
+            }
+            Action::Keep { .. } => {}
+        }
+    }
+    // Every worker the apply launched or updated joins the head.
+    let head = nodes.iter().find(|n| n.cluster == d.name && n.role == Role::Head && n.state.is_alive()).map(|n| n.id.clone());
+    let touched: Vec<String> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Update { node, .. } => Some(node.id.clone()),
+            _ => None,
+        })
+        .collect();
+    for n in nodes.iter_mut().filter(|n| n.cluster == d.name && n.role == Role::Worker) {
+        if n.id.starts_with("new-") || touched.contains(&n.id) {
+            n.joined_head = head.clone();
+        }
+    }
+    Observed { nodes, support }
+}
+
+fn arb_node(i: usize) -> impl Strategy<Value = ObservedNode> {
+    (
+        prop_oneof![Just("demo"), Just("demo"), Just("demo"), Just("other")],
+        prop_oneof![Just(Role::Head), Just(Role::Worker), Just(Role::Worker)],
+        prop_oneof![
+            4 => Just(NodeState::Running),
+            2 => Just(NodeState::Pending),
+            1 => Just(NodeState::Stopped),
+            1 => Just(NodeState::Stopping),
+            1 => Just(NodeState::ShuttingDown),
+            1 => Just(NodeState::Terminated),
+        ],
+        prop_oneof![Just("m7g.medium"), Just("m7g.medium"), Just("t3.large")],
+        prop_oneof![Just(Some("setup-1")), Just(Some("setup-0")), Just(None)],
+        prop_oneof![Just(None), Just(Some("n0")), Just(Some("n1")), Just(Some("gone"))],
+        0u64..100,
+    )
+        .prop_map(move |(cluster, role, state, it, setup, joined, created)| {
+            let mut n = node(&format!("n{i}"), role, state, &spec(role, it), created);
+            n.cluster = cluster.into();
+            n.setup_hash = setup.map(str::to_string);
+            n.joined_head = joined.map(str::to_string);
+            n
+        })
+}
+
+fn arb_observed() -> impl Strategy<Value = Observed> {
+    (0usize..12, any::<bool>()).prop_flat_map(|(n, has_sg)| {
+        let nodes: Vec<_> = (0..n).map(arb_node).collect();
+        nodes.prop_map(move |nodes| Observed { nodes, support: if has_sg { vec![sg()] } else { vec![] } })
+    })
+}
+
+fn check_converged(d: &DesiredCluster, after: &Observed, before: &Observed) -> Result<(), TestCaseError> {
+    let mine: Vec<&ObservedNode> = after.alive().filter(|n| n.cluster == d.name).collect();
+    let heads: Vec<_> = mine.iter().filter(|n| n.role == Role::Head).collect();
+    let workers: Vec<_> = mine.iter().filter(|n| n.role == Role::Worker).collect();
+    prop_assert_eq!(heads.len(), usize::from(d.head.is_some()));
+    prop_assert_eq!(workers.len(), d.workers as usize);
+    for n in &mine {
+        prop_assert_eq!(&n.spec_hash, &d.spec(n.role).unwrap().hash());
+        prop_assert!(matches!(n.state, NodeState::Running | NodeState::Pending));
+        prop_assert_eq!(n.setup_hash.as_deref(), Some(d.setup_hash.as_str()));
+        if n.role == Role::Worker {
+            prop_assert_eq!(n.joined_head.as_deref(), Some(heads[0].id.as_str()));
+        }
+    }
+    // Other clusters' nodes are exactly as they were.
+    let others = |o: &Observed| o.nodes.iter().filter(|n| n.cluster != d.name).cloned().collect::<Vec<_>>();
+    prop_assert_eq!(others(after), others(before));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn plan_converges_and_is_then_empty(obs in arb_observed(), workers in 0u32..6, setup_changed in any::<bool>()) {
+        let mut d = desired(workers);
+        if setup_changed { d.setup_hash = "setup-2".into(); }
+        let p = plan(&d, &obs);
+        let after = simulate(&d, &obs, &p);
+        check_converged(&d, &after, &obs)?;
+        let again = plan(&d, &after);
+        prop_assert!(again.is_noop(), "second plan not empty: {:?}", again.actions);
+    }
+
+    #[test]
+    fn down_converges_to_nothing(obs in arb_observed()) {
+        let d = DesiredCluster::empty("demo");
+        let p = plan(&d, &obs);
+        let after = simulate(&d, &obs, &p);
+        prop_assert_eq!(after.alive().filter(|n| n.cluster == "demo").count(), 0);
+        prop_assert!(after.support.is_empty());
+        prop_assert!(plan(&d, &after).actions.is_empty());
+    }
+
+    #[test]
+    fn plan_is_deterministic(obs in arb_observed(), workers in 0u32..6) {
+        let d = desired(workers);
+        let mut shuffled = obs.clone();
+        shuffled.nodes.reverse();
+        prop_assert_eq!(kinds(&plan(&d, &obs)).len(), kinds(&plan(&d, &shuffled)).len());
+        prop_assert_eq!(plan(&d, &obs), plan(&d, &obs));
+    }
+}
