@@ -57,25 +57,29 @@ impl Intercept for CallLog {
     fn name(&self) -> &'static str {
         "daft-call-log"
     }
-    fn read_before_execution(&self, _ctx: &BeforeSerializationInterceptorContextRef<'_>, cfg: &mut ConfigBag) -> Result<(), BoxError> {
+    fn read_before_execution(&self, _ctx: &BeforeSerializationInterceptorContextRef<'_>, _cfg: &mut ConfigBag) -> Result<(), BoxError> {
         API_CALLS.fetch_add(1, Ordering::Relaxed);
-        let op = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default();
-        tracing::debug!(target: "daft::aws", operation = %op, "api call");
         Ok(())
     }
-    fn read_before_transmit(&self, _ctx: &BeforeTransmitInterceptorContextRef<'_>, _rc: &RuntimeComponents, cfg: &mut ConfigBag) -> Result<(), BoxError> {
+    /// Each HTTP request (a call, or a retry of one).
+    fn read_before_transmit(&self, ctx: &BeforeTransmitInterceptorContextRef<'_>, _rc: &RuntimeComponents, cfg: &mut ConfigBag) -> Result<(), BoxError> {
         API_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
         let op = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default();
-        tracing::debug!(target: "daft::aws", operation = %op, "api attempt");
+        tracing::debug!(target: "daft::aws", operation = %op, uri = %ctx.request().uri(), "api call");
         Ok(())
     }
+}
+
+/// The SDK's HTTP client: hyper with rustls on ring (set explicitly; no default features).
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider as Tls};
+    aws_smithy_http_client::Builder::new().tls_provider(Tls::Rustls(CryptoMode::Ring)).build_https()
 }
 
 /// An EC2 client for a region: default credential chain (env, profiles, SSO, instance metadata),
 /// `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_EC2` honoured by the SDK, standard retries with backoff.
 pub async fn client(region: &str) -> anyhow::Result<Client> {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider as Tls};
-    let http = aws_smithy_http_client::Builder::new().tls_provider(Tls::Rustls(CryptoMode::Ring)).build_https();
+    let http = http_client();
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
         .http_client(http)
@@ -515,7 +519,10 @@ impl Provider for AwsProvider {
                 .run_instances()
                 .image_id(&image)
                 .instance_type(InstanceType::from(self.cfg.setup.instance_type.as_str()))
-                .min_count(1)
+                // All or nothing per batch (moto honours only MinCount; EC2 answers a batch it cannot
+                // fill with InsufficientInstanceCapacity). Batches that did launch are kept and the
+                // shortfall reported; the next `up` fills the gap.
+                .min_count(n as i32)
                 .max_count(n as i32)
                 .key_name(&key)
                 .security_group_ids(&sg)
