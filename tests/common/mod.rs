@@ -62,7 +62,16 @@ impl Sshd {
         std::fs::create_dir_all(d.join("home")).unwrap();
         let user = run("id -un").trim().to_string();
         let uv_cache = std::env::var("UV_CACHE_DIR").unwrap_or_else(|_| format!("{}/.cache/uv", std::env::var("HOME").unwrap_or("/root".into())));
-        let path = std::env::var("PATH").unwrap_or_default();
+        let mut path = std::env::var("PATH").unwrap_or_default();
+        // A PATH for the host's sessions (sshd takes the first SetEnv of a name, so it goes here).
+        let mut extra_lines = Vec::new();
+        for line in extra.lines() {
+            match line.strip_prefix("SetEnv PATH=") {
+                Some(p) => path = p.to_string(),
+                None => extra_lines.push(line),
+            }
+        }
+        let extra = extra_lines.join("\n");
         let key = d.join("id_ed25519");
         let rsa_key = d.join("id_rsa");
         let home = d.join("home");
@@ -78,12 +87,13 @@ impl Sshd {
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
              StrictModes no\nPermitRootLogin yes\nPidFile {d}/sshd.pid\nSubsystem sftp internal-sftp\n\
              AllowTcpForwarding yes\nMaxStartups 100\nMaxSessions 100\nLogLevel ERROR\n\
-             SetEnv HOME={d}/home UV_CACHE_DIR={uv} PATH={path}\n{extra}\n",
+             SetEnv HOME={d}/home UV_CACHE_DIR={uv} PATH={path}{net}\n{extra}\n",
             addr = self.addr,
             port = self.port,
             uv = self.uv_cache,
             path = self.path,
             extra = self.extra_config,
+            net = network_env(),
         )
     }
 
@@ -151,4 +161,19 @@ fn sshd_path() -> &'static str {
     } else {
         "sshd"
     }
+}
+
+/// The network settings of this machine (CA bundle, proxies, package indexes) for the SSH host's
+/// sessions: the "remote" hosts are this machine and must reach PyPI the same way it does.
+fn network_env() -> String {
+    let mut s = String::new();
+    for (k, v) in std::env::vars() {
+        let wanted = matches!(k.as_str(), "SSL_CERT_FILE" | "SSL_CERT_DIR" | "REQUESTS_CA_BUNDLE" | "CURL_CA_BUNDLE" | "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "http_proxy" | "https_proxy" | "no_proxy")
+            || k.starts_with("PIP_")
+            || (k.starts_with("UV_") && k != "UV_CACHE_DIR");
+        if wanted && !v.is_empty() && !v.contains(char::is_whitespace) && !v.contains('"') {
+            s.push_str(&format!(" {k}={v}"));
+        }
+    }
+    s
 }
