@@ -13,14 +13,22 @@ fn observed(n: usize, spec: &NodeSpec, head: &NodeSpec) -> Observed {
         let s = if i == 0 { head } else { spec };
         nodes.push(ObservedNode {
             id: format!("i-{i:017x}"),
-            cluster: if i % 10 == 9 { "other".into() } else { "big".into() },
+            cluster: if i % 10 == 9 {
+                "other".into()
+            } else {
+                "big".into()
+            },
             role,
             state: match i % 7 {
                 0 => NodeState::Pending,
                 1 => NodeState::Terminated,
                 _ => NodeState::Running,
             },
-            spec_hash: if i % 13 == 0 { "stale".into() } else { s.hash() },
+            spec_hash: if i % 13 == 0 {
+                "stale".into()
+            } else {
+                s.hash()
+            },
             launch: s.launch.clone(),
             setup_hash: Some("s".into()),
             joined_head: Some("i-00000000000000000".into()),
@@ -30,7 +38,10 @@ fn observed(n: usize, spec: &NodeSpec, head: &NodeSpec) -> Observed {
             detail: BTreeMap::new(),
         });
     }
-    Observed { nodes, support: vec![] }
+    Observed {
+        nodes,
+        support: vec![],
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -38,8 +49,17 @@ fn bench(c: &mut Criterion) {
     let worker = NodeSpec::new(Role::Worker, [("instance_type", "m7g.medium".to_string())]);
     let obs = observed(10_000, &worker, &head);
     for want in [5_000u32, 9_000, 12_000] {
-        let d = DesiredCluster { name: "big".into(), head: Some(head.clone()), worker: worker.clone(), workers: want, setup_hash: "s".into(), support: vec![] };
-        c.bench_function(&format!("plan 10k observed -> {want} workers"), |b| b.iter(|| plan(&d, &obs)));
+        let d = DesiredCluster {
+            name: "big".into(),
+            head: Some(head.clone()),
+            worker: worker.clone(),
+            workers: want,
+            setup_hash: "s".into(),
+            support: vec![],
+        };
+        c.bench_function(&format!("plan 10k observed -> {want} workers"), |b| {
+            b.iter(|| plan(&d, &obs))
+        });
     }
 }
 

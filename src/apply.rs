@@ -40,10 +40,18 @@ pub async fn apply(
     // 1. Supporting resources first: nodes are launched into them.
     for a in &plan.actions {
         if let Action::CreateSupport { resource } = a {
-            let pb = ui.line(format!("{:<8}", resource.kind), format!("creating {}", resource.name));
+            let pb = ui.line(
+                format!("{:<8}", resource.kind),
+                format!("creating {}", resource.name),
+            );
             let r = provider.create_support(resource).await?;
-            report.support_created.push(r.id.clone().unwrap_or(r.name.clone()));
-            done(&pb, format!("created {}", r.id.as_deref().unwrap_or(&r.name)));
+            report
+                .support_created
+                .push(r.id.clone().unwrap_or(r.name.clone()));
+            done(
+                &pb,
+                format!("created {}", r.id.as_deref().unwrap_or(&r.name)),
+            );
         }
     }
 
@@ -62,14 +70,25 @@ pub async fn apply(
     let terminate = {
         let provider = provider.clone();
         let doomed = doomed.clone();
-        let pb = (!doomed.is_empty()).then(|| ui.line("remove  ", format!("{} node(s)", doomed.len())));
+        let pb =
+            (!doomed.is_empty()).then(|| ui.line("remove  ", format!("{} node(s)", doomed.len())));
         async move {
             if doomed.is_empty() {
                 return anyhow::Ok(Vec::new());
             }
             let pb = pb.expect("line exists");
             provider.terminate(&doomed, &pb).await?;
-            done(&pb, format!("removed {}", doomed.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(", ")));
+            done(
+                &pb,
+                format!(
+                    "removed {}",
+                    doomed
+                        .iter()
+                        .map(|n| n.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
             Ok(doomed.iter().map(|n| n.id.clone()).collect())
         }
     };
@@ -83,19 +102,53 @@ pub async fn apply(
         let mut head: Option<ObservedNode> = None;
         for a in &plan.actions {
             match a {
-                Action::Create { role: Role::Head, .. } | Action::Replace { node: crate::planner::NodeRef { role: Role::Head, .. }, .. } => {
+                Action::Create {
+                    role: Role::Head, ..
+                }
+                | Action::Replace {
+                    node:
+                        crate::planner::NodeRef {
+                            role: Role::Head, ..
+                        },
+                    ..
+                } => {
                     let pb = ui.line("head    ", "launching");
-                    let req = LaunchRequest { role: Role::Head, count: 1, spec: head_spec, setup_hash: &desired.setup_hash, head: None };
-                    let mut nodes = provider.run_instances(&req, &pb).await.context("launching the head failed")?;
-                    let h = nodes.pop().ok_or_else(|| anyhow!("the provider launched no head (no capacity?); run `daft up` again"))?;
+                    let req = LaunchRequest {
+                        role: Role::Head,
+                        count: 1,
+                        spec: head_spec,
+                        setup_hash: &desired.setup_hash,
+                        head: None,
+                    };
+                    let mut nodes = provider
+                        .run_instances(&req, &pb)
+                        .await
+                        .context("launching the head failed")?;
+                    let h = nodes.pop().ok_or_else(|| {
+                        anyhow!("the provider launched no head (no capacity?); run `daft up` again")
+                    })?;
                     pb.set_prefix(format!("head     {}", h.id));
-                    let h = if connect { provider.setup_node(&h, &h, &pb).await? } else { h };
-                    done(&pb, if connect { "ready" } else { "running (not waited for)" });
+                    let h = if connect {
+                        provider.setup_node(&h, &h, &pb).await?
+                    } else {
+                        h
+                    };
+                    done(
+                        &pb,
+                        if connect {
+                            "ready"
+                        } else {
+                            "running (not waited for)"
+                        },
+                    );
                     report_push(&mut head, h);
                 }
                 Action::Update { node, reasons } if node.role == Role::Head => {
                     let n = find(&node.id).ok_or_else(|| anyhow!("head {} vanished", node.id))?;
-                    let pb = ui.line(format!("head     {}", n.id), format!("updating ({})", reasons.join("; ")));
+                    let pb = ui.line(
+                        format!("head     {}", n.id),
+                        format!("updating ({})", reasons.join("; ")),
+                    );
                     let h = provider.setup_node(&n, &n, &pb).await?;
                     done(&pb, "updated");
                     report_push(&mut head, h);
@@ -118,7 +171,10 @@ pub async fn apply(
             .actions
             .iter()
             .map(|a| match a {
-                Action::Create { role: Role::Worker, count } => *count,
+                Action::Create {
+                    role: Role::Worker,
+                    count,
+                } => *count,
                 _ => 0,
             })
             .sum::<u32>()
@@ -127,8 +183,17 @@ pub async fn apply(
         let mut shortfall = 0;
         if new_workers > 0 {
             let pb = ui.line("workers ", format!("launching {new_workers}"));
-            let req = LaunchRequest { role: Role::Worker, count: new_workers, spec: &desired.worker, setup_hash: &desired.setup_hash, head: Some(&head) };
-            launched = provider.run_instances(&req, &pb).await.context("launching workers failed")?;
+            let req = LaunchRequest {
+                role: Role::Worker,
+                count: new_workers,
+                spec: &desired.worker,
+                setup_hash: &desired.setup_hash,
+                head: Some(&head),
+            };
+            launched = provider
+                .run_instances(&req, &pb)
+                .await
+                .context("launching workers failed")?;
             shortfall = new_workers.saturating_sub(launched.len() as u32);
             done(&pb, format!("launched {}", launched.len()));
         }
@@ -174,14 +239,22 @@ pub async fn apply(
     report.terminated = terminated;
     if let Some((head, launched, updated, shortfall)) = built? {
         let head_created = plan.actions.iter().any(|a| {
-            matches!(a, Action::Create { role: Role::Head, .. })
-                || matches!(a, Action::Replace { node, .. } if node.role == Role::Head)
+            matches!(
+                a,
+                Action::Create {
+                    role: Role::Head,
+                    ..
+                }
+            ) || matches!(a, Action::Replace { node, .. } if node.role == Role::Head)
         });
         if head_created {
             report.created.push(head.id.clone());
         }
         report.created.extend(launched.iter().map(|n| n.id.clone()));
-        report.updated = updated.into_iter().filter(|id| !report.created.contains(id)).collect();
+        report.updated = updated
+            .into_iter()
+            .filter(|id| !report.created.contains(id))
+            .collect();
         report.shortfall = shortfall;
         report.head = Some(head);
     }
@@ -189,9 +262,14 @@ pub async fn apply(
     // 5. Supporting resources last, once their nodes are gone.
     for a in &plan.actions {
         if let Action::DeleteSupport { resource } = a {
-            let pb = ui.line(format!("{:<8}", resource.kind), format!("deleting {}", resource.name));
+            let pb = ui.line(
+                format!("{:<8}", resource.kind),
+                format!("deleting {}", resource.name),
+            );
             provider.delete_support(resource, &pb).await?;
-            report.support_deleted.push(resource.id.clone().unwrap_or(resource.name.clone()));
+            report
+                .support_deleted
+                .push(resource.id.clone().unwrap_or(resource.name.clone()));
             done(&pb, "deleted");
         }
     }

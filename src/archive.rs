@@ -41,7 +41,9 @@ impl Drop for Archive {
 /// The files to pack: `.gitignore` and `.daftignore` honoured, `.git` skipped, sorted by path.
 /// Symlinks that stay inside `dir` are packed as the file they point to; others are refused.
 pub fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let root = dir.canonicalize().with_context(|| format!("the working directory {} does not exist", dir.display()))?;
+    let root = dir
+        .canonicalize()
+        .with_context(|| format!("the working directory {} does not exist", dir.display()))?;
     if !root.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
@@ -73,7 +75,9 @@ pub fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
             .with_context(|| format!("{} has a name that is not UTF-8", path.display()))?
             .replace('\\', "/");
         if ft.is_symlink() {
-            let target = path.canonicalize().with_context(|| format!("the symlink {} is broken", path.display()))?;
+            let target = path
+                .canonicalize()
+                .with_context(|| format!("the symlink {} is broken", path.display()))?;
             if !target.starts_with(&root) {
                 bail!(
                     "the symlink {} points outside the working directory (to {}); daft does not send files from outside it. Copy the file in, or list the link in {IGNORE_FILE}",
@@ -98,7 +102,13 @@ pub fn pack(dir: &Path, tmp_dir: &Path) -> anyhow::Result<Archive> {
     let files = collect(dir)?;
     std::fs::create_dir_all(tmp_dir)?;
     let tmp = tmp_dir.join(format!("daft-{}-{}.zip", std::process::id(), nanos()));
-    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
     let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];
@@ -107,7 +117,11 @@ pub fn pack(dir: &Path, tmp_dir: &Path) -> anyhow::Result<Archive> {
         let mode = unix_mode(&meta);
         let len = meta.len();
         // Small or already-compressed files are stored; the rest deflated fast.
-        let method = if len < 256 || is_compressed(name) { CompressionMethod::Stored } else { CompressionMethod::Deflated };
+        let method = if len < 256 || is_compressed(name) {
+            CompressionMethod::Stored
+        } else {
+            CompressionMethod::Deflated
+        };
         let mut opts = SimpleFileOptions::default()
             .compression_method(method)
             .last_modified_time(DateTime::default())
@@ -140,18 +154,30 @@ pub fn pack(dir: &Path, tmp_dir: &Path) -> anyhow::Result<Archive> {
         }
         h.update(&buf[..n]);
     }
-    Ok(Archive { path: tmp, hash: hex::encode(h.finalize()), files: files.len(), bytes, zip_bytes })
+    Ok(Archive {
+        path: tmp,
+        hash: hex::encode(h.finalize()),
+        files: files.len(),
+        bytes,
+        zip_bytes,
+    })
 }
 
 fn nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 fn is_compressed(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    [".zip", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".parquet", ".png", ".jpg", ".jpeg", ".whl", ".mp4"]
-        .iter()
-        .any(|e| lower.ends_with(e))
+    [
+        ".zip", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".parquet", ".png", ".jpg", ".jpeg", ".whl",
+        ".mp4",
+    ]
+    .iter()
+    .any(|e| lower.ends_with(e))
 }
 
 #[cfg(unix)]

@@ -69,12 +69,21 @@ impl NodeParams {
         v.insert("DAFT_HOME", self.daft_home.clone());
         v.insert("DAFT_CLUSTER", self.cluster.clone());
         v.insert("DAFT_NODE", self.node.clone());
-        v.insert("DAFT_ROLE", self.role.unwrap_or(Role::Head).as_str().to_string());
+        v.insert(
+            "DAFT_ROLE",
+            self.role.unwrap_or(Role::Head).as_str().to_string(),
+        );
         v.insert("DAFT_ENV_HASH", self.env_hash.clone());
         v.insert("DAFT_REQUIREMENTS", self.requirements.clone());
-        v.insert("DAFT_PYTHON_VERSION", self.python_version.clone().unwrap_or_default());
+        v.insert(
+            "DAFT_PYTHON_VERSION",
+            self.python_version.clone().unwrap_or_default(),
+        );
         v.insert("DAFT_NODE_IP", self.node_ip.clone().unwrap_or_default());
-        v.insert("DAFT_HEAD_ADDRESS", self.head_address.clone().unwrap_or_default());
+        v.insert(
+            "DAFT_HEAD_ADDRESS",
+            self.head_address.clone().unwrap_or_default(),
+        );
         v.insert("DAFT_RAY_PORT", self.ray_port.to_string());
         v.insert("DAFT_DASHBOARD_HOST", self.dashboard_host.clone());
         v.insert("DAFT_DASHBOARD_PORT", self.dashboard_port.to_string());
@@ -88,7 +97,11 @@ impl NodeParams {
 /// Quote a value for the script's prelude; `$HOME/...` stays expandable.
 fn prelude_value(v: &str) -> String {
     match v.strip_prefix("$HOME/") {
-        Some(rest) if rest.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) => {
+        Some(rest)
+            if rest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) =>
+        {
             format!("\"$HOME\"/{}", shell_quote(rest))
         }
         _ => shell_quote(v),
@@ -107,11 +120,19 @@ pub fn render(params: &NodeParams) -> String {
 
 /// A shell command that runs the rendered script with these actions (sent inline, nothing to copy).
 pub fn command(params: &NodeParams, actions: &[&str]) -> String {
-    format!("sh -s {} <<'DAFT_BOOTSTRAP_EOF'\n{}\nDAFT_BOOTSTRAP_EOF", actions.join(" "), render(params))
+    format!(
+        "sh -s {} <<'DAFT_BOOTSTRAP_EOF'\n{}\nDAFT_BOOTSTRAP_EOF",
+        actions.join(" "),
+        render(params)
+    )
 }
 
 /// Run bootstrap actions on a node; an error names the host, the step and shows the output.
-pub async fn run(t: &dyn Transport, params: &NodeParams, actions: &[&str]) -> anyhow::Result<Captured> {
+pub async fn run(
+    t: &dyn Transport,
+    params: &NodeParams,
+    actions: &[&str],
+) -> anyhow::Result<Captured> {
     let cmd = command(params, actions);
     let out = t.capture(&cmd).await?;
     if out.status != 0 {
@@ -134,10 +155,17 @@ pub async fn run(t: &dyn Transport, params: &NodeParams, actions: &[&str]) -> an
 }
 
 /// Run the config's `setup_commands` on the head, one by one, in the cluster's environment.
-pub async fn run_setup_commands(t: &dyn Transport, cfg: &Config, daft_home: &str) -> anyhow::Result<()> {
+pub async fn run_setup_commands(
+    t: &dyn Transport,
+    cfg: &Config,
+    daft_home: &str,
+) -> anyhow::Result<()> {
     let cluster_dir = format!("{daft_home}/clusters/{}", cfg.setup.name);
     for (i, cmd) in cfg.run.setup_commands.iter().enumerate() {
-        let env: String = TELEMETRY_OFF.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+        let env: String = TELEMETRY_OFF
+            .iter()
+            .map(|(k, v)| format!("{k}={v} "))
+            .collect();
         let full = format!(
             "export {env}; . {}/venv/bin/activate && export RAY_ADDRESS=\"$(cat {}/ray-address)\" && {cmd}",
             dquote(&cluster_dir),
@@ -159,9 +187,17 @@ pub async fn run_setup_commands(t: &dyn Transport, cfg: &Config, daft_home: &str
 
 /// Double-quote a path that may start with `$HOME`.
 pub fn dquote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('`', "\\`"))
+    format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('`', "\\`")
+    )
 }
 
 pub fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

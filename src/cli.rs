@@ -153,7 +153,12 @@ pub struct SubmitArgs {
     #[command(flatten)]
     pub key: KeyArg,
     /// The working directory to send
-    #[arg(short = 'w', long = "working-dir", value_name = "DIR", default_value = ".")]
+    #[arg(
+        short = 'w',
+        long = "working-dir",
+        value_name = "DIR",
+        default_value = "."
+    )]
     pub working_dir: PathBuf,
     /// The command to run on the head, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]

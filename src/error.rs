@@ -28,7 +28,12 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(file: &str, source: &str, span: Option<Range<usize>>, title: impl Into<String>) -> Self {
+    pub fn new(
+        file: &str,
+        source: &str,
+        span: Option<Range<usize>>,
+        title: impl Into<String>,
+    ) -> Self {
         ConfigError {
             file: file.to_string(),
             source: Some(source.to_string()),
@@ -55,7 +60,12 @@ impl ConfigError {
         let start = span.start.min(src.len());
         let before = &src[..start];
         let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+        let col = before
+            .rsplit('\n')
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0)
+            + 1;
         Some((line, col))
     }
 
@@ -89,7 +99,11 @@ impl ConfigError {
                         Snippet::source(src.as_str())
                             .path(self.file.as_str())
                             .fold(true)
-                            .annotation(AnnotationKind::Primary.span(span).label(self.label.as_str())),
+                            .annotation(
+                                AnnotationKind::Primary
+                                    .span(span)
+                                    .label(self.label.as_str()),
+                            ),
                     ),
                 );
             }
@@ -100,7 +114,9 @@ impl ConfigError {
             }
         }
         if let Some(help) = &self.help {
-            groups.push(Group::with_title(Level::HELP.secondary_title(help.as_str())));
+            groups.push(Group::with_title(
+                Level::HELP.secondary_title(help.as_str()),
+            ));
         }
         Renderer::plain().render(&groups).to_string()
     }

@@ -48,7 +48,10 @@ pub fn check_private_key_file(path: &Path) -> Result<(), KeyFileProblem> {
                     mode
                 ),
                 label: "permissions too open".into(),
-                help: format!("run `chmod 600 {}`; ssh refuses such keys too", path.display()),
+                help: format!(
+                    "run `chmod 600 {}`; ssh refuses such keys too",
+                    path.display()
+                ),
             });
         }
     }

@@ -1,4 +1,7 @@
 //! daft as a library: the binary is a thin shell over these modules.
+// Config errors carry their source text and span to render them; they are built once, on the
+// way out, so their size on the error path does not matter.
+#![allow(clippy::result_large_err)]
 
 pub mod apply;
 pub mod archive;

@@ -29,7 +29,11 @@ fn try_main() -> anyhow::Result<()> {
         Err(e) => {
             // clap prints help/version (exit 0) and usage errors (exit 2) itself.
             e.print()?;
-            std::process::exit(if e.use_stderr() { daft::error::EXIT_USAGE } else { EXIT_OK });
+            std::process::exit(if e.use_stderr() {
+                daft::error::EXIT_USAGE
+            } else {
+                EXIT_OK
+            });
         }
     };
     daft::commands::run(cli.command)

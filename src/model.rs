@@ -78,7 +78,13 @@ pub struct NodeSpec {
 
 impl NodeSpec {
     pub fn new(role: Role, launch: impl IntoIterator<Item = (&'static str, String)>) -> Self {
-        NodeSpec { role, launch: launch.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
+        NodeSpec {
+            role,
+            launch: launch
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        }
     }
     /// A short stable hash of the role and the launch settings.
     pub fn hash(&self) -> String {
@@ -134,7 +140,10 @@ impl DesiredCluster {
         DesiredCluster {
             name: name.to_string(),
             head: None,
-            worker: NodeSpec { role: Role::Worker, launch: BTreeMap::new() },
+            worker: NodeSpec {
+                role: Role::Worker,
+                launch: BTreeMap::new(),
+            },
             workers: 0,
             setup_hash: String::new(),
             support: vec![],

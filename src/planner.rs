@@ -14,7 +14,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::model::{support_same, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource};
+use crate::model::{
+    support_same, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role,
+    SupportResource,
+};
 
 /// A node the plan refers to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,7 +29,11 @@ pub struct NodeRef {
 
 impl From<&ObservedNode> for NodeRef {
     fn from(n: &ObservedNode) -> Self {
-        NodeRef { id: n.id.clone(), role: n.role, state: n.state }
+        NodeRef {
+            id: n.id.clone(),
+            role: n.role,
+            state: n.state,
+        }
     }
 }
 
@@ -75,12 +82,17 @@ impl Plan {
     }
     /// Nothing to change.
     pub fn is_noop(&self) -> bool {
-        self.actions.iter().all(|a| matches!(a, Action::Keep { .. }))
+        self.actions
+            .iter()
+            .all(|a| matches!(a, Action::Keep { .. }))
     }
     /// Anything removed or replaced (asks for confirmation).
     pub fn destroys(&self) -> bool {
         self.actions.iter().any(|a| {
-            matches!(a, Action::Replace { .. } | Action::Terminate { .. } | Action::DeleteSupport { .. })
+            matches!(
+                a,
+                Action::Replace { .. } | Action::Terminate { .. } | Action::DeleteSupport { .. }
+            )
         })
     }
 }
@@ -114,7 +126,10 @@ fn replace_reasons(spec: &NodeSpec, hash: &str, node: &ObservedNode) -> Option<V
             }
         }
         if reasons.is_empty() {
-            reasons.push(format!("launch settings changed (spec {} → {hash})", node.spec_hash));
+            reasons.push(format!(
+                "launch settings changed (spec {} → {hash})",
+                node.spec_hash
+            ));
         }
     }
     if matches!(node.state, NodeState::Stopped | NodeState::Stopping) {
@@ -126,17 +141,25 @@ fn replace_reasons(spec: &NodeSpec, hash: &str, node: &ObservedNode) -> Option<V
 /// Compute the plan. Pure: no I/O, deterministic for a given input.
 pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
     let mut actions = Vec::new();
-    let mine: Vec<&ObservedNode> =
-        observed.alive().filter(|n| n.cluster == desired.name).collect();
+    let mine: Vec<&ObservedNode> = observed
+        .alive()
+        .filter(|n| n.cluster == desired.name)
+        .collect();
 
     for r in &desired.support {
         if !observed.has_support(r) {
-            actions.push(Action::CreateSupport { resource: r.clone() });
+            actions.push(Action::CreateSupport {
+                resource: r.clone(),
+            });
         }
     }
 
     // Head.
-    let mut heads: Vec<&ObservedNode> = mine.iter().copied().filter(|n| n.role == Role::Head).collect();
+    let mut heads: Vec<&ObservedNode> = mine
+        .iter()
+        .copied()
+        .filter(|n| n.role == Role::Head)
+        .collect();
     let mut terminations = Vec::new();
     // Some(id): the head the cluster keeps; None: a new head (or none at all).
     let mut kept_head: Option<String> = None;
@@ -144,7 +167,10 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
     match &desired.head {
         None => {
             for h in heads {
-                terminations.push(Action::Terminate { node: h.into(), reason: "cluster is going down".into() });
+                terminations.push(Action::Terminate {
+                    node: h.into(),
+                    reason: "cluster is going down".into(),
+                });
             }
         }
         Some(spec) => {
@@ -153,18 +179,27 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
             let mut it = heads.into_iter();
             match it.next() {
                 None => {
-                    actions.push(Action::Create { role: Role::Head, count: 1 });
+                    actions.push(Action::Create {
+                        role: Role::Head,
+                        count: 1,
+                    });
                     head_is_new = true;
                 }
                 Some(h) => match replace_reasons(spec, &hash, h) {
                     Some(reasons) => {
-                        actions.push(Action::Replace { node: h.into(), reasons });
+                        actions.push(Action::Replace {
+                            node: h.into(),
+                            reasons,
+                        });
                         head_is_new = true;
                     }
                     None => {
                         kept_head = Some(h.id.clone());
                         if h.setup_hash.as_deref() != Some(desired.setup_hash.as_str()) {
-                            actions.push(Action::Update { node: h.into(), reasons: vec![setup_reason(h)] });
+                            actions.push(Action::Update {
+                                node: h.into(),
+                                reasons: vec![setup_reason(h)],
+                            });
                         } else {
                             actions.push(Action::Keep { node: h.into() });
                         }
@@ -172,20 +207,34 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
                 },
             }
             for extra in it {
-                terminations.push(Action::Terminate { node: extra.into(), reason: "a second head".into() });
+                terminations.push(Action::Terminate {
+                    node: extra.into(),
+                    reason: "a second head".into(),
+                });
             }
         }
     }
 
     // Workers.
     let hash = desired.worker.hash();
-    let mut workers: Vec<&ObservedNode> = mine.iter().copied().filter(|n| n.role == Role::Worker).collect();
+    let mut workers: Vec<&ObservedNode> = mine
+        .iter()
+        .copied()
+        .filter(|n| n.role == Role::Worker)
+        .collect();
     workers.sort_by(keep_order(&hash));
     let want = desired.workers as usize;
-    let surplus: Vec<&ObservedNode> = if workers.len() > want { workers.split_off(want) } else { vec![] };
+    let surplus: Vec<&ObservedNode> = if workers.len() > want {
+        workers.split_off(want)
+    } else {
+        vec![]
+    };
     for w in &workers {
         if let Some(reasons) = replace_reasons(&desired.worker, &hash, w) {
-            actions.push(Action::Replace { node: (*w).into(), reasons });
+            actions.push(Action::Replace {
+                node: (*w).into(),
+                reasons,
+            });
             continue;
         }
         let mut reasons = Vec::new();
@@ -202,17 +251,26 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
         if reasons.is_empty() {
             actions.push(Action::Keep { node: (*w).into() });
         } else {
-            actions.push(Action::Update { node: (*w).into(), reasons });
+            actions.push(Action::Update {
+                node: (*w).into(),
+                reasons,
+            });
         }
     }
     if want > workers.len() {
-        actions.push(Action::Create { role: Role::Worker, count: (want - workers.len()) as u32 });
+        actions.push(Action::Create {
+            role: Role::Worker,
+            count: (want - workers.len()) as u32,
+        });
     }
     // Surplus, in the order they go: pending before running, newest first.
     let mut surplus = surplus;
     surplus.sort_by(|a, b| {
         let pending = |n: &ObservedNode| n.state != NodeState::Pending;
-        pending(a).cmp(&pending(b)).then(b.created.cmp(&a.created)).then(a.id.cmp(&b.id))
+        pending(a)
+            .cmp(&pending(b))
+            .then(b.created.cmp(&a.created))
+            .then(a.id.cmp(&b.id))
     });
     for s in surplus {
         let reason = if desired.head.is_none() {
@@ -220,16 +278,24 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
         } else {
             format!("surplus ({} wanted)", desired.workers)
         };
-        terminations.push(Action::Terminate { node: s.into(), reason });
+        terminations.push(Action::Terminate {
+            node: s.into(),
+            reason,
+        });
     }
     actions.extend(terminations);
 
     for r in &observed.support {
         if !desired.support.iter().any(|d| support_same(d, r)) {
-            actions.push(Action::DeleteSupport { resource: r.clone() });
+            actions.push(Action::DeleteSupport {
+                resource: r.clone(),
+            });
         }
     }
-    Plan { cluster: desired.name.clone(), actions }
+    Plan {
+        cluster: desired.name.clone(),
+        actions,
+    }
 }
 
 fn setup_reason(n: &ObservedNode) -> String {
@@ -248,18 +314,36 @@ pub fn render(plan: &Plan, context: &str) -> String {
     }
     for a in &plan.actions {
         let line = match a {
-            Action::CreateSupport { resource } => format!("  + create     {:<8} {}", resource.kind, resource.name),
+            Action::CreateSupport { resource } => {
+                format!("  + create     {:<8} {}", resource.kind, resource.name)
+            }
             Action::Create { role, count } => {
-                let what = if *count == 1 { format!("1 {}", role.as_str()) } else { format!("{count} {}s", role.as_str()) };
+                let what = if *count == 1 {
+                    format!("1 {}", role.as_str())
+                } else {
+                    format!("{count} {}s", role.as_str())
+                };
                 format!("  + create     {:<8} {what}", role.as_str())
             }
             Action::Replace { node, reasons } => {
-                format!("  ± replace    {:<8} {}  ({})", node.role.as_str(), node.id, reasons.join("; "))
+                format!(
+                    "  ± replace    {:<8} {}  ({})",
+                    node.role.as_str(),
+                    node.id,
+                    reasons.join("; ")
+                )
             }
             Action::Update { node, reasons } => {
-                format!("  ~ update     {:<8} {}  ({})", node.role.as_str(), node.id, reasons.join("; "))
+                format!(
+                    "  ~ update     {:<8} {}  ({})",
+                    node.role.as_str(),
+                    node.id,
+                    reasons.join("; ")
+                )
             }
-            Action::Keep { node } => format!("  = keep       {:<8} {}", node.role.as_str(), node.id),
+            Action::Keep { node } => {
+                format!("  = keep       {:<8} {}", node.role.as_str(), node.id)
+            }
             Action::Terminate { node, reason } => format!(
                 "  - terminate  {:<8} {}  ({}, {})",
                 node.role.as_str(),
@@ -271,14 +355,22 @@ pub fn render(plan: &Plan, context: &str) -> String {
                 "  - delete     {:<8} {}{}",
                 resource.kind,
                 resource.name,
-                resource.id.as_ref().map(|i| format!(" ({i})")).unwrap_or_default()
+                resource
+                    .id
+                    .as_ref()
+                    .map(|i| format!(" ({i})"))
+                    .unwrap_or_default()
             ),
         };
         let _ = writeln!(out, "{}", line.trim_end());
     }
     let s = plan.summary();
     if plan.is_noop() {
-        let _ = writeln!(out, "No changes: {} node(s) up to date. Nothing to do.", s.keep);
+        let _ = writeln!(
+            out,
+            "No changes: {} node(s) up to date. Nothing to do.",
+            s.keep
+        );
     } else {
         let _ = writeln!(
             out,

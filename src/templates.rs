@@ -16,7 +16,13 @@ fn irrelevant_keys(provider: ProviderKind) -> &'static [&'static str] {
     match provider {
         ProviderKind::Aws => &[],
         ProviderKind::Ssh => &["region", "instance_type", "image_id"],
-        ProviderKind::Local => &["region", "instance_type", "image_id", "ssh_user", "ssh_private_key"],
+        ProviderKind::Local => &[
+            "region",
+            "instance_type",
+            "image_id",
+            "ssh_user",
+            "ssh_private_key",
+        ],
     }
 }
 
@@ -30,7 +36,10 @@ pub fn render_config(provider: ProviderKind, name: Option<&str>) -> String {
         *v.decor_mut() = decor;
     }
     if let Some(name) = name {
-        let v = setup.get_mut("name").and_then(Item::as_value_mut).expect("name in template");
+        let v = setup
+            .get_mut("name")
+            .and_then(Item::as_value_mut)
+            .expect("name in template");
         let decor = v.decor().clone();
         *v = name.into();
         *v.decor_mut() = decor;
@@ -58,11 +67,17 @@ fn drop_key_block(text: &str, key: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let is_key = |l: &str| {
         let l = l.trim_start_matches('#').trim_start();
-        l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('='))
+        l.strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with('='))
     };
-    let Some(i) = lines.iter().position(|l| is_key(l)) else { return text.to_string() };
+    let Some(i) = lines.iter().position(|l| is_key(l)) else {
+        return text.to_string();
+    };
     let mut start = i;
-    while start > 0 && (lines[start - 1].starts_with("# optional") || lines[start - 1].starts_with("# required")) {
+    while start > 0
+        && (lines[start - 1].starts_with("# optional")
+            || lines[start - 1].starts_with("# required"))
+    {
         start -= 1;
     }
     let mut out: Vec<&str> = lines[..start].to_vec();

@@ -38,7 +38,15 @@ macro_rules! bad_config {
 }
 
 fn regex_escape(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -53,40 +61,115 @@ fn good_config_loads() {
     assert!(c.setup.dependencies.is_empty());
 }
 
-bad_config!(toml_syntax_error, "[setup]\nname = \"demo\nprovider = \"aws\"\n");
+bad_config!(
+    toml_syntax_error,
+    "[setup]\nname = \"demo\nprovider = \"aws\"\n"
+);
 bad_config!(duplicate_key, "[setup]\nname = \"a\"\nname = \"b\"\n");
-bad_config!(unknown_key_with_suggestion, "[setup]\nname = \"demo\"\nnumer_of_workers = 3\n");
-bad_config!(unknown_key_without_suggestion, "[setup]\nname = \"demo\"\ncolour = \"blue\"\n");
-bad_config!(unknown_table, "[setup]\nname = \"demo\"\n[runn]\nsetup_commands = []\n");
-bad_config!(unknown_key_in_run, "[setup]\nname = \"demo\"\n[run]\nsetup_command = [\"ls\"]\n");
+bad_config!(
+    unknown_key_with_suggestion,
+    "[setup]\nname = \"demo\"\nnumer_of_workers = 3\n"
+);
+bad_config!(
+    unknown_key_without_suggestion,
+    "[setup]\nname = \"demo\"\ncolour = \"blue\"\n"
+);
+bad_config!(
+    unknown_table,
+    "[setup]\nname = \"demo\"\n[runn]\nsetup_commands = []\n"
+);
+bad_config!(
+    unknown_key_in_run,
+    "[setup]\nname = \"demo\"\n[run]\nsetup_command = [\"ls\"]\n"
+);
 bad_config!(missing_setup_table, "[run]\nsetup_commands = []\n");
 bad_config!(missing_name, "[setup]\nprovider = \"aws\"\n");
 bad_config!(empty_name, "[setup]\nname = \"  \"\n");
 bad_config!(invalid_name, "[setup]\nname = \"my cluster!\"\n");
 bad_config!(placeholder_name, "[setup]\nname = \"$NAME - required\"\n");
 bad_config!(placeholder_dependency, "[setup]\nname = \"demo\"\ndependencies = [\"$DEPENDENCIES - optional, defaults to an empty list\"]\n");
-bad_config!(workers_wrong_type, "[setup]\nname = \"demo\"\nnumber_of_workers = \"two\"\n");
-bad_config!(workers_negative, "[setup]\nname = \"demo\"\nnumber_of_workers = -1\n");
-bad_config!(workers_too_many, "[setup]\nname = \"demo\"\nnumber_of_workers = 1000000\n");
-bad_config!(unknown_provider, "[setup]\nname = \"demo\"\nprovider = \"gcp\"\n");
-bad_config!(bad_region, "[setup]\nname = \"demo\"\nregion = \"oregon\"\n");
-bad_config!(bad_instance_type, "[setup]\nname = \"demo\"\ninstance_type = \"large\"\n");
-bad_config!(bad_image_id, "[setup]\nname = \"demo\"\nimage_id = \"ubuntu-22.04\"\n");
-bad_config!(bad_python_version, "[setup]\nname = \"demo\"\npython_version = \"three\"\n");
-bad_config!(dependencies_not_strings, "[setup]\nname = \"demo\"\ndependencies = [\"numpy\", 3]\n");
-bad_config!(dependency_is_pip_option, "[setup]\nname = \"demo\"\ndependencies = [\"--index-url=x\"]\n");
-bad_config!(setup_commands_not_list, "[setup]\nname = \"demo\"\n[run]\nsetup_commands = \"echo hi\"\n");
-bad_config!(missing_key_file, "[setup]\nname = \"demo\"\nssh_private_key = \"keys/nope\"\n");
-bad_config!(ssh_without_hosts, "[setup]\nname = \"demo\"\nprovider = \"ssh\"\n");
-bad_config!(ssh_section_with_aws, "[setup]\nname = \"demo\"\nprovider = \"aws\"\n[setup.ssh]\nhead = \"10.0.0.1\"\n");
+bad_config!(
+    workers_wrong_type,
+    "[setup]\nname = \"demo\"\nnumber_of_workers = \"two\"\n"
+);
+bad_config!(
+    workers_negative,
+    "[setup]\nname = \"demo\"\nnumber_of_workers = -1\n"
+);
+bad_config!(
+    workers_too_many,
+    "[setup]\nname = \"demo\"\nnumber_of_workers = 1000000\n"
+);
+bad_config!(
+    unknown_provider,
+    "[setup]\nname = \"demo\"\nprovider = \"gcp\"\n"
+);
+bad_config!(
+    bad_region,
+    "[setup]\nname = \"demo\"\nregion = \"oregon\"\n"
+);
+bad_config!(
+    bad_instance_type,
+    "[setup]\nname = \"demo\"\ninstance_type = \"large\"\n"
+);
+bad_config!(
+    bad_image_id,
+    "[setup]\nname = \"demo\"\nimage_id = \"ubuntu-22.04\"\n"
+);
+bad_config!(
+    bad_python_version,
+    "[setup]\nname = \"demo\"\npython_version = \"three\"\n"
+);
+bad_config!(
+    dependencies_not_strings,
+    "[setup]\nname = \"demo\"\ndependencies = [\"numpy\", 3]\n"
+);
+bad_config!(
+    dependency_is_pip_option,
+    "[setup]\nname = \"demo\"\ndependencies = [\"--index-url=x\"]\n"
+);
+bad_config!(
+    setup_commands_not_list,
+    "[setup]\nname = \"demo\"\n[run]\nsetup_commands = \"echo hi\"\n"
+);
+bad_config!(
+    missing_key_file,
+    "[setup]\nname = \"demo\"\nssh_private_key = \"keys/nope\"\n"
+);
+bad_config!(
+    ssh_without_hosts,
+    "[setup]\nname = \"demo\"\nprovider = \"ssh\"\n"
+);
+bad_config!(
+    ssh_section_with_aws,
+    "[setup]\nname = \"demo\"\nprovider = \"aws\"\n[setup.ssh]\nhead = \"10.0.0.1\"\n"
+);
 bad_config!(local_section_with_ssh, "[setup]\nname = \"demo\"\nprovider = \"ssh\"\n[setup.ssh]\nhead = \"h\"\n[setup.local]\naddress = \"127.0.0.2\"\n");
-bad_config!(ssh_missing_head, "[setup]\nname = \"demo\"\nprovider = \"ssh\"\n[setup.ssh]\nworkers = [\"a\"]\n");
-bad_config!(ssh_bad_port, "[setup]\nname = \"demo\"\nprovider = \"ssh\"\n[setup.ssh]\nhead = \"10.0.0.1:99999\"\n");
+bad_config!(
+    ssh_missing_head,
+    "[setup]\nname = \"demo\"\nprovider = \"ssh\"\n[setup.ssh]\nworkers = [\"a\"]\n"
+);
+bad_config!(
+    ssh_bad_port,
+    "[setup]\nname = \"demo\"\nprovider = \"ssh\"\n[setup.ssh]\nhead = \"10.0.0.1:99999\"\n"
+);
 bad_config!(ssh_duplicate_host, "[setup]\nname = \"demo\"\nprovider = \"ssh\"\n[setup.ssh]\nhead = \"a\"\nworkers = [\"b\", \"a\"]\n");
-bad_config!(local_not_loopback, "[setup]\nname = \"demo\"\nprovider = \"local\"\n[setup.local]\naddress = \"10.1.2.3\"\n");
-bad_config!(local_bad_port, "[setup]\nname = \"demo\"\nprovider = \"local\"\n[setup.local]\nray_port = 80\n");
-bad_config!(aws_cidr_world, "[setup]\nname = \"demo\"\n[setup.aws]\nssh_ingress_cidrs = [\"0.0.0.0/0\"]\n");
-bad_config!(aws_cidr_invalid, "[setup]\nname = \"demo\"\n[setup.aws]\nssh_ingress_cidrs = [\"my-office\"]\n");
+bad_config!(
+    local_not_loopback,
+    "[setup]\nname = \"demo\"\nprovider = \"local\"\n[setup.local]\naddress = \"10.1.2.3\"\n"
+);
+bad_config!(
+    local_bad_port,
+    "[setup]\nname = \"demo\"\nprovider = \"local\"\n[setup.local]\nray_port = 80\n"
+);
+bad_config!(
+    aws_cidr_world,
+    "[setup]\nname = \"demo\"\n[setup.aws]\nssh_ingress_cidrs = [\"0.0.0.0/0\"]\n"
+);
+bad_config!(
+    aws_cidr_invalid,
+    "[setup]\nname = \"demo\"\n[setup.aws]\nssh_ingress_cidrs = [\"my-office\"]\n"
+);
 bad_config!(setup_is_not_table, "setup = \"demo\"\n");
 
 #[cfg(unix)]
@@ -97,7 +180,10 @@ fn world_readable_key_file() {
     let key = dir.path().join("id");
     std::fs::write(&key, "x").unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let rendered = error_for("[setup]\nname = \"demo\"\nssh_private_key = \"id\"\n", dir.path());
+    let rendered = error_for(
+        "[setup]\nname = \"demo\"\nssh_private_key = \"id\"\n",
+        dir.path(),
+    );
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(&regex_escape(&dir.path().display().to_string()), "[TMP]");
     settings.bind(|| insta::assert_snapshot!(rendered));
@@ -115,7 +201,12 @@ fn tilde_is_expanded_in_key_path() {
     }
     // shellexpand expands ~ from HOME.
     std::env::set_var("HOME", dir.path());
-    let c = Config::parse("k.toml", "[setup]\nname = \"demo\"\nssh_private_key = \"~/id\"\n", Path::new("/")).unwrap();
+    let c = Config::parse(
+        "k.toml",
+        "[setup]\nname = \"demo\"\nssh_private_key = \"~/id\"\n",
+        Path::new("/"),
+    )
+    .unwrap();
     assert_eq!(c.setup.ssh_private_key.as_deref(), Some(key.as_path()));
 }
 
@@ -123,7 +214,10 @@ fn tilde_is_expanded_in_key_path() {
 #[test]
 fn garbage_never_panics() {
     use proptest::prelude::*;
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 512, ..ProptestConfig::default() });
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 512,
+        ..ProptestConfig::default()
+    });
     runner
         .run(&"(\\PC|\n|\\[|\\]|=|\"){0,200}", |s| {
             let _ = Config::parse("fuzz.toml", &s, Path::new("."));
@@ -144,4 +238,7 @@ fn garbage_never_panics() {
         }
     }
 }
-bad_config!(provider_typo, "[setup]\nname = \"demo\"\nprovider = \"locl\"\n");
+bad_config!(
+    provider_typo,
+    "[setup]\nname = \"demo\"\nprovider = \"locl\"\n"
+);

@@ -5,28 +5,47 @@ use predicates::prelude::*;
 
 fn daft() -> Command {
     let mut c = Command::cargo_bin("daft").unwrap();
-    c.env("DAFT_HOME", std::env::temp_dir().join("daft-exit-codes-home")).env_remove("RUST_LOG");
+    c.env(
+        "DAFT_HOME",
+        std::env::temp_dir().join("daft-exit-codes-home"),
+    )
+    .env_remove("RUST_LOG");
     c
 }
 
 fn no_debug_dump() -> impl Predicate<str> {
-    predicate::str::contains("panicked").not().and(predicate::str::contains("RUST_BACKTRACE").not()).and(predicate::str::contains("Error {").not())
+    predicate::str::contains("panicked")
+        .not()
+        .and(predicate::str::contains("RUST_BACKTRACE").not())
+        .and(predicate::str::contains("Error {").not())
 }
 
 #[test]
 fn help_and_version_exit_zero() {
-    daft().arg("--help").assert().code(0).stdout(predicate::str::contains("init-config"));
+    daft()
+        .arg("--help")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("init-config"));
     daft().arg("--version").assert().code(0);
 }
 
 #[test]
 fn unknown_command_is_usage_error() {
-    daft().arg("frobnicate").assert().code(2).stderr(no_debug_dump());
+    daft()
+        .arg("frobnicate")
+        .assert()
+        .code(2)
+        .stderr(no_debug_dump());
 }
 
 #[test]
 fn submit_without_command_is_usage_error() {
-    daft().args(["submit", "-w", "."]).assert().code(2).stderr(predicate::str::contains("CMD"));
+    daft()
+        .args(["submit", "-w", "."])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("CMD"));
 }
 
 #[test]
@@ -38,14 +57,20 @@ fn missing_config_exits_2_and_says_how_to_make_one() {
         if cmd == "submit" {
             c.args(["--", "true"]);
         }
-        c.assert().code(2).stderr(predicate::str::contains("daft init-config").and(no_debug_dump()));
+        c.assert()
+            .code(2)
+            .stderr(predicate::str::contains("daft init-config").and(no_debug_dump()));
     }
 }
 
 #[test]
 fn bad_config_exits_2_with_location() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("c.toml"), "[setup]\nname = \"x\"\nnumber_of_workers = -3\n").unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[setup]\nname = \"x\"\nnumber_of_workers = -3\n",
+    )
+    .unwrap();
     daft()
         .current_dir(dir.path())
         .args(["plan", "-c", "c.toml"])
@@ -58,13 +83,22 @@ fn bad_config_exits_2_with_location() {
 fn binary_config_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.toml"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
-    daft().current_dir(dir.path()).args(["plan", "-c", "c.toml"]).assert().code(2).stderr(no_debug_dump());
+    daft()
+        .current_dir(dir.path())
+        .args(["plan", "-c", "c.toml"])
+        .assert()
+        .code(2)
+        .stderr(no_debug_dump());
 }
 
 #[test]
 fn plan_on_empty_local_cluster_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("c.toml"), "[setup]\nname = \"nothing-here\"\nprovider = \"local\"\nnumber_of_workers = 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[setup]\nname = \"nothing-here\"\nprovider = \"local\"\nnumber_of_workers = 1\n",
+    )
+    .unwrap();
     daft()
         .env("DAFT_HOME", dir.path().join("home"))
         .current_dir(dir.path())
@@ -77,7 +111,11 @@ fn plan_on_empty_local_cluster_succeeds() {
 #[test]
 fn down_of_nothing_is_harmless() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("c.toml"), "[setup]\nname = \"nothing-here\"\nprovider = \"local\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[setup]\nname = \"nothing-here\"\nprovider = \"local\"\n",
+    )
+    .unwrap();
     daft()
         .env("DAFT_HOME", dir.path().join("home"))
         .current_dir(dir.path())
@@ -90,7 +128,11 @@ fn down_of_nothing_is_harmless() {
 #[test]
 fn submit_to_a_cluster_that_is_not_up_fails_with_1() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("c.toml"), "[setup]\nname = \"not-up\"\nprovider = \"local\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[setup]\nname = \"not-up\"\nprovider = \"local\"\n",
+    )
+    .unwrap();
     daft()
         .env("DAFT_HOME", dir.path().join("home"))
         .current_dir(dir.path())

@@ -41,8 +41,12 @@ fn every_template_loads_once_filled() {
     for p in [ProviderKind::Aws, ProviderKind::Ssh, ProviderKind::Local] {
         let text = render_config(p, None);
         // Unfilled, it is refused: the placeholders are there to be replaced.
-        assert!(Config::parse("t.toml", &text, Path::new(".")).is_err(), "{p:?} template loads unfilled");
-        let c = Config::parse("t.toml", &fill(&text), Path::new(".")).unwrap_or_else(|e| panic!("{p:?}: {}", e.render()));
+        assert!(
+            Config::parse("t.toml", &text, Path::new(".")).is_err(),
+            "{p:?} template loads unfilled"
+        );
+        let c = Config::parse("t.toml", &fill(&text), Path::new("."))
+            .unwrap_or_else(|e| panic!("{p:?}: {}", e.render()));
         assert_eq!(c.setup.provider, p);
         assert_eq!(c.setup.name, "filled");
         assert_eq!(c.setup.number_of_workers, 2);
@@ -55,7 +59,9 @@ fn every_key_carries_a_required_or_optional_comment() {
     fn key_of(line: &str) -> Option<&str> {
         let l = line.strip_prefix("# ").unwrap_or(line);
         let (k, _) = l.split_once(" = ")?;
-        k.chars().all(|c| c.is_ascii_lowercase() || c == '_').then_some(k)
+        k.chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_')
+            .then_some(k)
     }
     for p in [ProviderKind::Aws, ProviderKind::Ssh, ProviderKind::Local] {
         let text = render_config(p, None);
@@ -73,7 +79,10 @@ fn every_key_carries_a_required_or_optional_comment() {
                     "{p:?}: key `{k}` is not preceded by a required/optional comment"
                 );
                 if comment.starts_with("# optional") {
-                    assert!(comment.contains("default"), "{p:?}: optional key `{k}` does not state its default");
+                    assert!(
+                        comment.contains("default"),
+                        "{p:?}: optional key `{k}` does not state its default"
+                    );
                 }
             }
         }
@@ -84,9 +93,19 @@ fn every_key_carries_a_required_or_optional_comment() {
 #[test]
 fn writes_default_file_and_prints_next_step() {
     let dir = tempfile::tempdir().unwrap();
-    let out = daft().current_dir(dir.path()).arg("init-config").assert().success().get_output().stdout.clone();
+    let out = daft()
+        .current_dir(dir.path())
+        .arg("init-config")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     insta::assert_snapshot!(String::from_utf8(out).unwrap());
-    assert_eq!(std::fs::read_to_string(dir.path().join(".daft.toml")).unwrap(), render_config(ProviderKind::Aws, None));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".daft.toml")).unwrap(),
+        render_config(ProviderKind::Aws, None)
+    );
 }
 
 #[test]
@@ -94,7 +113,14 @@ fn custom_file_provider_and_name() {
     let dir = tempfile::tempdir().unwrap();
     let out = daft()
         .current_dir(dir.path())
-        .args(["init-config", "my-cluster.toml", "--provider", "local", "--name", "demo"])
+        .args([
+            "init-config",
+            "my-cluster.toml",
+            "--provider",
+            "local",
+            "--name",
+            "demo",
+        ])
         .assert()
         .success()
         .get_output()
@@ -112,9 +138,20 @@ fn never_overwrites_without_force() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join(".daft.toml");
     std::fs::write(&f, "mine").unwrap();
-    let out = daft().current_dir(dir.path()).arg("init-config").assert().code(2).get_output().stderr.clone();
+    let out = daft()
+        .current_dir(dir.path())
+        .arg("init-config")
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
     insta::assert_snapshot!(String::from_utf8(out).unwrap());
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "mine");
-    daft().current_dir(dir.path()).args(["init-config", "--force"]).assert().success();
+    daft()
+        .current_dir(dir.path())
+        .args(["init-config", "--force"])
+        .assert()
+        .success();
     assert_ne!(std::fs::read_to_string(&f).unwrap(), "mine");
 }

@@ -3,12 +3,20 @@
 
 use std::collections::BTreeMap;
 
-use daft::model::{DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource};
+use daft::model::{
+    DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource,
+};
 use daft::planner::{plan, render, Action, Plan};
 use proptest::prelude::*;
 
 fn spec(role: Role, it: &str) -> NodeSpec {
-    NodeSpec::new(role, [("instance_type", it.to_string()), ("image_id", "ami-0123456789abcdef0".to_string())])
+    NodeSpec::new(
+        role,
+        [
+            ("instance_type", it.to_string()),
+            ("image_id", "ami-0123456789abcdef0".to_string()),
+        ],
+    )
 }
 
 fn desired(workers: u32) -> DesiredCluster {
@@ -18,7 +26,11 @@ fn desired(workers: u32) -> DesiredCluster {
         worker: spec(Role::Worker, "m7g.medium"),
         workers,
         setup_hash: "setup-1".into(),
-        support: vec![SupportResource { kind: "security-group".into(), name: "daft-demo".into(), id: None }],
+        support: vec![SupportResource {
+            kind: "security-group".into(),
+            name: "daft-demo".into(),
+            id: None,
+        }],
     }
 }
 
@@ -40,16 +52,35 @@ fn node(id: &str, role: Role, state: NodeState, s: &NodeSpec, created: u64) -> O
 }
 
 fn sg() -> SupportResource {
-    SupportResource { kind: "security-group".into(), name: "daft-demo".into(), id: Some("sg-1".into()) }
+    SupportResource {
+        kind: "security-group".into(),
+        name: "daft-demo".into(),
+        id: Some("sg-1".into()),
+    }
 }
 
 fn healthy(workers: usize) -> Observed {
     let d = desired(workers as u32);
-    let mut nodes = vec![node("h", Role::Head, NodeState::Running, d.head.as_ref().unwrap(), 1)];
+    let mut nodes = vec![node(
+        "h",
+        Role::Head,
+        NodeState::Running,
+        d.head.as_ref().unwrap(),
+        1,
+    )];
     for i in 0..workers {
-        nodes.push(node(&format!("w{i}"), Role::Worker, NodeState::Running, &d.worker, 10 + i as u64));
+        nodes.push(node(
+            &format!("w{i}"),
+            Role::Worker,
+            NodeState::Running,
+            &d.worker,
+            10 + i as u64,
+        ));
     }
-    Observed { nodes, support: vec![sg()] }
+    Observed {
+        nodes,
+        support: vec![sg()],
+    }
 }
 
 fn kinds(p: &Plan) -> Vec<String> {
@@ -70,7 +101,14 @@ fn kinds(p: &Plan) -> Vec<String> {
 #[test]
 fn empty_cluster_creates_support_head_and_workers() {
     let p = plan(&desired(2), &Observed::default());
-    assert_eq!(kinds(&p), ["create-support daft-demo", "create head 1", "create worker 2"]);
+    assert_eq!(
+        kinds(&p),
+        [
+            "create-support daft-demo",
+            "create head 1",
+            "create worker 2"
+        ]
+    );
     assert!(!p.destroys());
 }
 
@@ -87,29 +125,71 @@ fn missing_head_is_created_and_workers_rejoin() {
     obs.nodes.retain(|n| n.role != Role::Head);
     let p = plan(&desired(2), &obs);
     assert_eq!(kinds(&p), ["create head 1", "update w0", "update w1"]);
-    let Action::Update { reasons, .. } = &p.actions[1] else { panic!() };
+    let Action::Update { reasons, .. } = &p.actions[1] else {
+        panic!()
+    };
     assert_eq!(reasons, &["the head is new: rejoin it"]);
 }
 
 #[test]
 fn workers_scale_up() {
     let p = plan(&desired(4), &healthy(2));
-    assert_eq!(kinds(&p), ["keep h", "keep w0", "keep w1", "create worker 2"]);
+    assert_eq!(
+        kinds(&p),
+        ["keep h", "keep w0", "keep w1", "create worker 2"]
+    );
 }
 
 #[test]
 fn surplus_terminates_pending_before_running_newest_first() {
     let d = desired(1);
     let mut obs = healthy(0);
-    obs.nodes.push(node("old-running", Role::Worker, NodeState::Running, &d.worker, 10));
-    obs.nodes.push(node("new-running", Role::Worker, NodeState::Running, &d.worker, 30));
-    obs.nodes.push(node("mid-running", Role::Worker, NodeState::Running, &d.worker, 20));
-    obs.nodes.push(node("pending-old", Role::Worker, NodeState::Pending, &d.worker, 5));
-    obs.nodes.push(node("pending-new", Role::Worker, NodeState::Pending, &d.worker, 40));
+    obs.nodes.push(node(
+        "old-running",
+        Role::Worker,
+        NodeState::Running,
+        &d.worker,
+        10,
+    ));
+    obs.nodes.push(node(
+        "new-running",
+        Role::Worker,
+        NodeState::Running,
+        &d.worker,
+        30,
+    ));
+    obs.nodes.push(node(
+        "mid-running",
+        Role::Worker,
+        NodeState::Running,
+        &d.worker,
+        20,
+    ));
+    obs.nodes.push(node(
+        "pending-old",
+        Role::Worker,
+        NodeState::Pending,
+        &d.worker,
+        5,
+    ));
+    obs.nodes.push(node(
+        "pending-new",
+        Role::Worker,
+        NodeState::Pending,
+        &d.worker,
+        40,
+    ));
     let p = plan(&d, &obs);
     assert_eq!(
         kinds(&p),
-        ["keep h", "keep old-running", "terminate pending-new", "terminate pending-old", "terminate new-running", "terminate mid-running"]
+        [
+            "keep h",
+            "keep old-running",
+            "terminate pending-new",
+            "terminate pending-old",
+            "terminate new-running",
+            "terminate mid-running"
+        ]
     );
     assert!(p.destroys());
 }
@@ -122,7 +202,9 @@ fn changed_instance_type_replaces_and_says_why() {
     d.worker = spec(Role::Worker, "m7g.large");
     let p = plan(&d, &obs);
     assert_eq!(kinds(&p), ["replace h", "replace w0"]);
-    let Action::Replace { reasons, .. } = &p.actions[0] else { panic!() };
+    let Action::Replace { reasons, .. } = &p.actions[0] else {
+        panic!()
+    };
     assert_eq!(reasons, &["instance_type m7g.medium → m7g.large"]);
 }
 
@@ -141,7 +223,9 @@ fn stopped_node_is_replaced() {
     obs.nodes[1].state = NodeState::Stopped;
     let p = plan(&desired(1), &obs);
     assert_eq!(kinds(&p), ["keep h", "replace w0"]);
-    let Action::Replace { reasons, .. } = &p.actions[1] else { panic!() };
+    let Action::Replace { reasons, .. } = &p.actions[1] else {
+        panic!()
+    };
     assert_eq!(reasons, &["node is stopped"]);
 }
 
@@ -149,8 +233,20 @@ fn stopped_node_is_replaced() {
 fn terminated_and_shutting_down_are_ignored() {
     let mut obs = healthy(1);
     let d = desired(1);
-    obs.nodes.push(node("gone", Role::Worker, NodeState::Terminated, &d.worker, 50));
-    obs.nodes.push(node("going", Role::Head, NodeState::ShuttingDown, d.head.as_ref().unwrap(), 60));
+    obs.nodes.push(node(
+        "gone",
+        Role::Worker,
+        NodeState::Terminated,
+        &d.worker,
+        50,
+    ));
+    obs.nodes.push(node(
+        "going",
+        Role::Head,
+        NodeState::ShuttingDown,
+        d.head.as_ref().unwrap(),
+        60,
+    ));
     assert!(plan(&d, &obs).is_noop());
 }
 
@@ -171,7 +267,13 @@ fn other_clusters_are_never_touched() {
 fn second_head_is_terminated() {
     let mut obs = healthy(0);
     let d = desired(0);
-    obs.nodes.push(node("h2", Role::Head, NodeState::Running, d.head.as_ref().unwrap(), 99));
+    obs.nodes.push(node(
+        "h2",
+        Role::Head,
+        NodeState::Running,
+        d.head.as_ref().unwrap(),
+        99,
+    ));
     assert_eq!(kinds(&plan(&d, &obs)), ["keep h", "terminate h2"]);
 }
 
@@ -186,19 +288,32 @@ fn worker_of_another_head_rejoins() {
 #[test]
 fn down_terminates_everything_and_deletes_support() {
     let p = plan(&DesiredCluster::empty("demo"), &healthy(2));
-    assert_eq!(kinds(&p), ["terminate h", "terminate w1", "terminate w0", "delete-support daft-demo"]);
+    assert_eq!(
+        kinds(&p),
+        [
+            "terminate h",
+            "terminate w1",
+            "terminate w0",
+            "delete-support daft-demo"
+        ]
+    );
 }
 
 #[test]
 fn down_of_nothing_is_empty() {
-    assert!(plan(&DesiredCluster::empty("demo"), &Observed::default()).actions.is_empty());
+    assert!(plan(&DesiredCluster::empty("demo"), &Observed::default())
+        .actions
+        .is_empty());
 }
 
 // --- what people read ---
 
 #[test]
 fn render_create() {
-    insta::assert_snapshot!(render(&plan(&desired(2), &Observed::default()), "aws us-west-2"));
+    insta::assert_snapshot!(render(
+        &plan(&desired(2), &Observed::default()),
+        "aws us-west-2"
+    ));
 }
 
 #[test]
@@ -211,7 +326,9 @@ fn render_mixed() {
     let mut obs = healthy(3);
     obs.nodes[1].state = NodeState::Pending;
     obs.nodes[2].spec_hash = "stale".into();
-    obs.nodes[2].launch.insert("instance_type".into(), "t3.large".into());
+    obs.nodes[2]
+        .launch
+        .insert("instance_type".into(), "t3.large".into());
     let mut d = desired(2);
     d.setup_hash = "setup-2".into();
     insta::assert_snapshot!(render(&plan(&d, &obs), "aws us-west-2"));
@@ -219,7 +336,10 @@ fn render_mixed() {
 
 #[test]
 fn render_down() {
-    insta::assert_snapshot!(render(&plan(&DesiredCluster::empty("demo"), &healthy(1)), "local, 127.0.0.2"));
+    insta::assert_snapshot!(render(
+        &plan(&DesiredCluster::empty("demo"), &healthy(1)),
+        "local, 127.0.0.2"
+    ));
 }
 
 #[test]
@@ -238,7 +358,13 @@ fn simulate(d: &DesiredCluster, obs: &Observed, p: &Plan) -> Observed {
     let mut fresh = |role: Role| {
         next += 1;
         let s = d.spec(role).unwrap();
-        let mut n = node(&format!("new-{}-{next}", role.as_str()), role, NodeState::Running, s, 1000 + next);
+        let mut n = node(
+            &format!("new-{}-{next}", role.as_str()),
+            role,
+            NodeState::Running,
+            s,
+            1000 + next,
+        );
         n.setup_hash = Some(d.setup_hash.clone());
         n.joined_head = None;
         n
@@ -257,17 +383,22 @@ fn simulate(d: &DesiredCluster, obs: &Observed, p: &Plan) -> Observed {
                 nodes.retain(|n| n.id != node.id);
                 nodes.push(fresh(node.role));
             }
-            Action::Terminate { node, .. } => {
-                nodes.iter_mut().filter(|n| n.id == node.id).for_each(|n| n.state = NodeState::Terminated)
-            }
-            Action::Update { node, .. } => {
-                nodes.iter_mut().filter(|n| n.id == node.id).for_each(|n| n.setup_hash = Some(d.setup_hash.clone()))
-            }
+            Action::Terminate { node, .. } => nodes
+                .iter_mut()
+                .filter(|n| n.id == node.id)
+                .for_each(|n| n.state = NodeState::Terminated),
+            Action::Update { node, .. } => nodes
+                .iter_mut()
+                .filter(|n| n.id == node.id)
+                .for_each(|n| n.setup_hash = Some(d.setup_hash.clone())),
             Action::Keep { .. } => {}
         }
     }
     // Every worker the apply launched or updated joins the head.
-    let head = nodes.iter().find(|n| n.cluster == d.name && n.role == Role::Head && n.state.is_alive()).map(|n| n.id.clone());
+    let head = nodes
+        .iter()
+        .find(|n| n.cluster == d.name && n.role == Role::Head && n.state.is_alive())
+        .map(|n| n.id.clone());
     let touched: Vec<String> = p
         .actions
         .iter()
@@ -276,7 +407,10 @@ fn simulate(d: &DesiredCluster, obs: &Observed, p: &Plan) -> Observed {
             _ => None,
         })
         .collect();
-    for n in nodes.iter_mut().filter(|n| n.cluster == d.name && n.role == Role::Worker) {
+    for n in nodes
+        .iter_mut()
+        .filter(|n| n.cluster == d.name && n.role == Role::Worker)
+    {
         if n.id.starts_with("new-") || touched.contains(&n.id) {
             n.joined_head = head.clone();
         }
@@ -298,7 +432,12 @@ fn arb_node(i: usize) -> impl Strategy<Value = ObservedNode> {
         ],
         prop_oneof![Just("m7g.medium"), Just("m7g.medium"), Just("t3.large")],
         prop_oneof![Just(Some("setup-1")), Just(Some("setup-0")), Just(None)],
-        prop_oneof![Just(None), Just(Some("n0")), Just(Some("n1")), Just(Some("gone"))],
+        prop_oneof![
+            Just(None),
+            Just(Some("n0")),
+            Just(Some("n1")),
+            Just(Some("gone"))
+        ],
         0u64..100,
     )
         .prop_map(move |(cluster, role, state, it, setup, joined, created)| {
@@ -313,11 +452,18 @@ fn arb_node(i: usize) -> impl Strategy<Value = ObservedNode> {
 fn arb_observed() -> impl Strategy<Value = Observed> {
     (0usize..12, any::<bool>()).prop_flat_map(|(n, has_sg)| {
         let nodes: Vec<_> = (0..n).map(arb_node).collect();
-        nodes.prop_map(move |nodes| Observed { nodes, support: if has_sg { vec![sg()] } else { vec![] } })
+        nodes.prop_map(move |nodes| Observed {
+            nodes,
+            support: if has_sg { vec![sg()] } else { vec![] },
+        })
     })
 }
 
-fn check_converged(d: &DesiredCluster, after: &Observed, before: &Observed) -> Result<(), TestCaseError> {
+fn check_converged(
+    d: &DesiredCluster,
+    after: &Observed,
+    before: &Observed,
+) -> Result<(), TestCaseError> {
     let mine: Vec<&ObservedNode> = after.alive().filter(|n| n.cluster == d.name).collect();
     let heads: Vec<_> = mine.iter().filter(|n| n.role == Role::Head).collect();
     let workers: Vec<_> = mine.iter().filter(|n| n.role == Role::Worker).collect();
@@ -332,7 +478,13 @@ fn check_converged(d: &DesiredCluster, after: &Observed, before: &Observed) -> R
         }
     }
     // Other clusters' nodes are exactly as they were.
-    let others = |o: &Observed| o.nodes.iter().filter(|n| n.cluster != d.name).cloned().collect::<Vec<_>>();
+    let others = |o: &Observed| {
+        o.nodes
+            .iter()
+            .filter(|n| n.cluster != d.name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     prop_assert_eq!(others(after), others(before));
     Ok(())
 }

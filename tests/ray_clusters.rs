@@ -20,7 +20,9 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        Env { dir: tempfile::tempdir().unwrap() }
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     fn home(&self) -> PathBuf {
         self.dir.path().join("daft-home")
@@ -44,7 +46,11 @@ impl Env {
 }
 
 fn out(o: &std::process::Output) -> String {
-    format!("--- stdout\n{}\n--- stderr\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// Processes whose command line mentions `needle`.
@@ -91,70 +97,185 @@ fn local_cluster_up_submit_noop_down() {
     let up = env.daft().args(["up", "-c", cfg]).output().unwrap();
     assert!(up.status.success(), "{}", out(&up));
     let text = String::from_utf8_lossy(&up.stdout);
-    assert!(text.contains("+ create     head") && text.contains("is up"), "{text}");
+    assert!(
+        text.contains("+ create     head") && text.contains("is up"),
+        "{text}"
+    );
 
     let tmps = node_tmp_dirs(&env.home(), "t-local");
     assert_eq!(tmps.len(), 2, "a temp dir per node");
     assert_ne!(tmps[0], tmps[1]);
-    let pid_before = std::fs::read_to_string(env.home().join("clusters/t-local/nodes/head/ray.pid")).unwrap();
+    let pid_before =
+        std::fs::read_to_string(env.home().join("clusters/t-local/nodes/head/ray.pid")).unwrap();
 
     // A submitted script sees both nodes, runs in its job directory.
     let job = env.write("job/nodes.py", NODES_SCRIPT);
-    let sub = env.daft().args(["submit", "-c", cfg, "-w", job.parent().unwrap().to_str().unwrap(), "--", "python", "nodes.py"]).output().unwrap();
+    let sub = env
+        .daft()
+        .args([
+            "submit",
+            "-c",
+            cfg,
+            "-w",
+            job.parent().unwrap().to_str().unwrap(),
+            "--",
+            "python",
+            "nodes.py",
+        ])
+        .output()
+        .unwrap();
     assert!(sub.status.success(), "{}", out(&sub));
     let s = String::from_utf8_lossy(&sub.stdout);
     assert!(s.contains("nodes=2"), "{}", out(&sub));
     assert!(s.contains("cwd-is-job-dir=True"), "{}", out(&sub));
     // Unchanged resubmit sends nothing.
-    let again = env.daft().args(["submit", "-c", cfg, "-w", job.parent().unwrap().to_str().unwrap(), "--", "python", "nodes.py"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing sent"), "{}", out(&again));
+    let again = env
+        .daft()
+        .args([
+            "submit",
+            "-c",
+            cfg,
+            "-w",
+            job.parent().unwrap().to_str().unwrap(),
+            "--",
+            "python",
+            "nodes.py",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("nothing sent"),
+        "{}",
+        out(&again)
+    );
     // The job's exit status is daft's.
-    let fail = env.daft().args(["submit", "-c", cfg, "-w", job.parent().unwrap().to_str().unwrap(), "--", "python", "-c", "'import sys; sys.exit(3)'"]).output().unwrap();
+    let fail = env
+        .daft()
+        .args([
+            "submit",
+            "-c",
+            cfg,
+            "-w",
+            job.parent().unwrap().to_str().unwrap(),
+            "--",
+            "python",
+            "-c",
+            "'import sys; sys.exit(3)'",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(fail.status.code(), Some(3), "{}", out(&fail));
 
     // The example Daft job really runs on the cluster.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/daft-job");
-    let ex = env.daft().args(["submit", "-c", cfg, "-w", example.to_str().unwrap(), "--", "python", "main.py"]).output().unwrap();
+    let ex = env
+        .daft()
+        .args([
+            "submit",
+            "-c",
+            cfg,
+            "-w",
+            example.to_str().unwrap(),
+            "--",
+            "python",
+            "main.py",
+        ])
+        .output()
+        .unwrap();
     assert!(ex.status.success(), "{}", out(&ex));
     let ex_out = String::from_utf8_lossy(&ex.stdout);
-    assert!(ex_out.contains("ray cluster: 2 node(s)") && ex_out.contains("Lisbon: 225") && ex_out.contains("daft job: OK"), "{}", out(&ex));
+    assert!(
+        ex_out.contains("ray cluster: 2 node(s)")
+            && ex_out.contains("Lisbon: 225")
+            && ex_out.contains("daft job: OK"),
+        "{}",
+        out(&ex)
+    );
 
     // setup_commands ran on the head, in the home directory.
-    assert!(env.home().parent().unwrap().join("setup-marker").exists() || env.home().join("setup-marker").exists());
+    assert!(
+        env.home().parent().unwrap().join("setup-marker").exists()
+            || env.home().join("setup-marker").exists()
+    );
 
     // `up` again: nothing to do, Ray untouched.
     let noop = env.daft().args(["up", "-c", cfg]).output().unwrap();
     assert!(noop.status.success(), "{}", out(&noop));
-    assert!(String::from_utf8_lossy(&noop.stdout).contains("Nothing to do"), "{}", out(&noop));
-    let pid_after = std::fs::read_to_string(env.home().join("clusters/t-local/nodes/head/ray.pid")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&noop.stdout).contains("Nothing to do"),
+        "{}",
+        out(&noop)
+    );
+    let pid_after =
+        std::fs::read_to_string(env.home().join("clusters/t-local/nodes/head/ray.pid")).unwrap();
     assert_eq!(pid_before, pid_after, "no-op up restarted Ray");
 
     // list shows both nodes, as a table and as JSON.
-    let list = env.daft().args(["list", "--output", "json"]).output().unwrap();
+    let list = env
+        .daft()
+        .args(["list", "--output", "json"])
+        .output()
+        .unwrap();
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.iter().filter(|r| r["cluster"] == "t-local" && r["state"] == "running").count(), 2, "{rows:?}");
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["cluster"] == "t-local" && r["state"] == "running")
+            .count(),
+        2,
+        "{rows:?}"
+    );
 
     // dashboard of a local cluster prints its URL.
-    let dash = env.daft().args(["dashboard", "-c", cfg, "--no-browser"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&dash.stdout).contains(&format!("http://127.0.0.2:{dash_port}")), "{}", out(&dash));
+    let dash = env
+        .daft()
+        .args(["dashboard", "-c", cfg, "--no-browser"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&dash.stdout).contains(&format!("http://127.0.0.2:{dash_port}")),
+        "{}",
+        out(&dash)
+    );
 
     // down: no process of the cluster is left.
-    let down = env.daft().args(["down", "-c", cfg, "--yes"]).output().unwrap();
+    let down = env
+        .daft()
+        .args(["down", "-c", cfg, "--yes"])
+        .output()
+        .unwrap();
     assert!(down.status.success(), "{}", out(&down));
     let deadline = Instant::now() + Duration::from_secs(20);
     for t in &tmps {
         while !procs_with(t).is_empty() {
-            assert!(Instant::now() < deadline, "left behind: {:?}", procs_with(t));
+            assert!(
+                Instant::now() < deadline,
+                "left behind: {:?}",
+                procs_with(t)
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
     let pid: i32 = pid_before.trim().parse().unwrap();
     // Gone, or a zombie nobody reaps (this sandbox's init does not): either way, not running.
     let state = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    assert!(state.is_empty() || state.lines().any(|l| l.starts_with("State:") && l.contains('Z')), "ray start --block of the head still runs:\n{state}");
-    let again = env.daft().args(["down", "-c", cfg, "--yes"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing to remove"), "{}", out(&again));
+    assert!(
+        state.is_empty()
+            || state
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z')),
+        "ray start --block of the head still runs:\n{state}"
+    );
+    let again = env
+        .daft()
+        .args(["down", "-c", cfg, "--yes"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("Nothing to remove"),
+        "{}",
+        out(&again)
+    );
 }
 
 /// Two sshd on 127.0.0.2 and 127.0.0.3 that accept the same key.
@@ -170,7 +291,10 @@ fn two_hosts() -> (Sshd, Sshd) {
 }
 
 fn ssh_config(env: &Env, a: &Sshd, workers: &[&Sshd], setup: &str) -> PathBuf {
-    let w: Vec<String> = workers.iter().map(|s| format!("\"{}\"", s.host())).collect();
+    let w: Vec<String> = workers
+        .iter()
+        .map(|s| format!("\"{}\"", s.host()))
+        .collect();
     env.write(
         "ssh.toml",
         &format!(
@@ -194,14 +318,33 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
     assert!(up.status.success(), "{}", out(&up));
 
     let job = env.write("job/nodes.py", NODES_SCRIPT);
-    let sub = env.daft().args(["submit", "-c", cfg, "-w", job.parent().unwrap().to_str().unwrap(), "--", "python", "nodes.py"]).output().unwrap();
+    let sub = env
+        .daft()
+        .args([
+            "submit",
+            "-c",
+            cfg,
+            "-w",
+            job.parent().unwrap().to_str().unwrap(),
+            "--",
+            "python",
+            "nodes.py",
+        ])
+        .output()
+        .unwrap();
     assert!(sub.status.success(), "{}", out(&sub));
-    assert!(String::from_utf8_lossy(&sub.stdout).contains("nodes=2"), "{}", out(&sub));
+    assert!(
+        String::from_utf8_lossy(&sub.stdout).contains("nodes=2"),
+        "{}",
+        out(&sub)
+    );
     // The job's output is kept on the head.
     let jobs = a.home.join(".daft/clusters/t-ssh/jobs");
     let kept: Vec<_> = std::fs::read_dir(&jobs).unwrap().flatten().collect();
     assert_eq!(kept.len(), 1);
-    assert!(std::fs::read_to_string(kept[0].path().join("stdout.log")).unwrap().contains("nodes=2"));
+    assert!(std::fs::read_to_string(kept[0].path().join("stdout.log"))
+        .unwrap()
+        .contains("nodes=2"));
 
     // dashboard: a tunnel on 127.0.0.1 to the head's Ray dashboard.
     let port = common::free_port("127.0.0.1");
@@ -209,7 +352,14 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
         .current_dir(env.dir.path())
         .env("DAFT_HOME", env.home())
         .env("HOME", env.dir.path())
-        .args(["dashboard", "-c", cfg, "--no-browser", "--port", &port.to_string()])
+        .args([
+            "dashboard",
+            "-c",
+            cfg,
+            "--no-browser",
+            "--port",
+            &port.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -227,7 +377,9 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
         })();
         match got {
             Ok(r) if r.starts_with("HTTP/1.") && r.contains("ray_version") => break r,
-            _ if Instant::now() > deadline => panic!("dashboard not reachable through the tunnel: {got:?}"),
+            _ if Instant::now() > deadline => {
+                panic!("dashboard not reachable through the tunnel: {got:?}")
+            }
             _ => std::thread::sleep(Duration::from_millis(300)),
         }
     };
@@ -237,20 +389,62 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
 
     // Nothing changed: nothing to do.
     let noop = env.daft().args(["up", "-c", cfg]).output().unwrap();
-    assert!(String::from_utf8_lossy(&noop.stdout).contains("Nothing to do"), "{}", out(&noop));
+    assert!(
+        String::from_utf8_lossy(&noop.stdout).contains("Nothing to do"),
+        "{}",
+        out(&noop)
+    );
 
     // A worker host removed from the config is stopped.
     let cfg1 = ssh_config(&env, &a, &[], "\"python -c 'import ray'\"");
-    let shrink = env.daft().args(["up", "-c", cfg1.to_str().unwrap(), "--yes"]).output().unwrap();
+    let shrink = env
+        .daft()
+        .args(["up", "-c", cfg1.to_str().unwrap(), "--yes"])
+        .output()
+        .unwrap();
     assert!(shrink.status.success(), "{}", out(&shrink));
-    assert!(String::from_utf8_lossy(&shrink.stdout).contains(&format!("- terminate  worker   {}", b.host())), "{}", out(&shrink));
-    let sub1 = env.daft().args(["submit", "-c", cfg1.to_str().unwrap(), "-w", job.parent().unwrap().to_str().unwrap(), "--", "python", "nodes.py"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&sub1.stdout).contains("nodes=1"), "{}", out(&sub1));
+    assert!(
+        String::from_utf8_lossy(&shrink.stdout)
+            .contains(&format!("- terminate  worker   {}", b.host())),
+        "{}",
+        out(&shrink)
+    );
+    let sub1 = env
+        .daft()
+        .args([
+            "submit",
+            "-c",
+            cfg1.to_str().unwrap(),
+            "-w",
+            job.parent().unwrap().to_str().unwrap(),
+            "--",
+            "python",
+            "nodes.py",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&sub1.stdout).contains("nodes=1"),
+        "{}",
+        out(&sub1)
+    );
 
-    let down = env.daft().args(["down", "-c", cfg1.to_str().unwrap(), "--yes"]).output().unwrap();
+    let down = env
+        .daft()
+        .args(["down", "-c", cfg1.to_str().unwrap(), "--yes"])
+        .output()
+        .unwrap();
     assert!(down.status.success(), "{}", out(&down));
-    let status = env.daft().args(["plan", "-c", cfg1.to_str().unwrap()]).output().unwrap();
-    assert!(String::from_utf8_lossy(&status.stdout).contains("+ create     head"), "{}", out(&status));
+    let status = env
+        .daft()
+        .args(["plan", "-c", cfg1.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("+ create     head"),
+        "{}",
+        out(&status)
+    );
     // down removes nothing else: the environment stays for next time.
     assert!(a.home.join(".daft/envs").is_dir());
 }
@@ -270,10 +464,18 @@ fn ssh_host_that_refuses_is_named() {
             a.host()
         ),
     );
-    let o = env.daft().env("DAFT_SSH_DEADLINE_SECS", "2").args(["plan", "-c", cfg.to_str().unwrap()]).output().unwrap();
+    let o = env
+        .daft()
+        .env("DAFT_SSH_DEADLINE_SECS", "2")
+        .args(["plan", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains(&format!("127.0.0.3:{port}")) && e.contains("refused"), "{e}");
+    assert!(
+        e.contains(&format!("127.0.0.3:{port}")) && e.contains("refused"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -283,7 +485,10 @@ fn ssh_host_without_python3_is_named_with_the_step() {
     // A host whose PATH has the shell tools but neither python3 nor uv.
     let bin = env.dir.path().join("nopython-bin");
     std::fs::create_dir_all(&bin).unwrap();
-    for tool in ["sh", "bash", "mkdir", "rm", "ln", "cat", "printf", "tr", "grep", "kill", "sleep", "setsid", "touch", "flock", "tail", "echo", "dirname", "id"] {
+    for tool in [
+        "sh", "bash", "mkdir", "rm", "ln", "cat", "printf", "tr", "grep", "kill", "sleep",
+        "setsid", "touch", "flock", "tail", "echo", "dirname", "id",
+    ] {
         if let Ok(p) = which(tool) {
             std::os::unix::fs::symlink(p, bin.join(tool)).unwrap();
         }
@@ -298,10 +503,17 @@ fn ssh_host_without_python3_is_named_with_the_step() {
             a.host()
         ),
     );
-    let o = env.daft().args(["up", "-c", cfg.to_str().unwrap()]).output().unwrap();
+    let o = env
+        .daft()
+        .args(["up", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains(&a.host()) && e.contains("python3 is not installed"), "{e}");
+    assert!(
+        e.contains(&a.host()) && e.contains("python3 is not installed"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -309,12 +521,31 @@ fn failing_setup_command_is_named_with_host_and_output() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
     let a = Sshd::start("127.0.0.2");
-    let cfg = ssh_config(&env, &a, &[], "\"echo fine\", \"echo broken-step-output >&2; exit 4\"");
-    let o = env.daft().args(["up", "-c", cfg.to_str().unwrap()]).output().unwrap();
+    let cfg = ssh_config(
+        &env,
+        &a,
+        &[],
+        "\"echo fine\", \"echo broken-step-output >&2; exit 4\"",
+    );
+    let o = env
+        .daft()
+        .args(["up", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("setup command 2") && e.contains(&a.host()) && e.contains("broken-step-output") && e.contains("exit status 4"), "{e}");
-    let down = env.daft().args(["down", "-c", cfg.to_str().unwrap(), "--yes"]).output().unwrap();
+    assert!(
+        e.contains("setup command 2")
+            && e.contains(&a.host())
+            && e.contains("broken-step-output")
+            && e.contains("exit status 4"),
+        "{e}"
+    );
+    let down = env
+        .daft()
+        .args(["down", "-c", cfg.to_str().unwrap(), "--yes"])
+        .output()
+        .unwrap();
     assert!(down.status.success(), "{}", out(&down));
 }
 

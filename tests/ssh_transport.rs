@@ -15,7 +15,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn target(s: &Sshd, key: PathBuf, known: &std::path::Path) -> SshTarget {
     SshTarget {
-        addr: HostAddr { host: s.addr.clone(), port: s.port },
+        addr: HostAddr {
+            host: s.addr.clone(),
+            port: s.port,
+        },
         user: s.user.clone(),
         key: Some(key),
         known_hosts: known.join("known_hosts"),
@@ -25,7 +28,9 @@ fn target(s: &Sshd, key: PathBuf, known: &std::path::Path) -> SshTarget {
 }
 
 async fn connect(s: &Sshd, known: &std::path::Path) -> SshTransport {
-    SshTransport::connect(target(s, s.key.clone(), known)).await.expect("connects")
+    SshTransport::connect(target(s, s.key.clone(), known))
+        .await
+        .expect("connects")
 }
 
 #[tokio::test]
@@ -33,22 +38,38 @@ async fn run_streams_in_order_with_exit_status() {
     let s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
     let t = connect(&s, k.path()).await;
-    let c = t.capture("echo one; echo two >&2; echo three; exit 7").await.unwrap();
+    let c = t
+        .capture("echo one; echo two >&2; echo three; exit 7")
+        .await
+        .unwrap();
     assert_eq!(c.stdout, "one\nthree\n");
     assert_eq!(c.stderr, "two\n");
     assert_eq!(c.status, 7);
-    for (cmd, want) in [("true", 0), ("false", 1), ("exit 255", 255), ("kill -TERM $$", 143)] {
+    for (cmd, want) in [
+        ("true", 0),
+        ("false", 1),
+        ("exit 255", 255),
+        ("kill -TERM $$", 143),
+    ] {
         assert_eq!(t.capture(cmd).await.unwrap().status, want, "{cmd}");
     }
     let u = t.capture("printf 'héllo ✓ 日本\\n'").await.unwrap();
     assert_eq!(u.stdout, "héllo ✓ 日本\n");
     // Large output arrives whole (20 MB).
-    let big = t.capture("head -c 20000000 /dev/zero | tr '\\0' a").await.unwrap();
+    let big = t
+        .capture("head -c 20000000 /dev/zero | tr '\\0' a")
+        .await
+        .unwrap();
     assert_eq!(big.stdout.len(), 20_000_000);
     assert!(big.stdout.bytes().all(|b| b == b'a'));
     // Many commands share one connection, concurrently.
     let t = Arc::new(t);
-    let jobs: Vec<_> = (0..20).map(|i| { let t = t.clone(); tokio::spawn(async move { t.capture(&format!("echo {i}")).await.unwrap().stdout }) }).collect();
+    let jobs: Vec<_> = (0..20)
+        .map(|i| {
+            let t = t.clone();
+            tokio::spawn(async move { t.capture(&format!("echo {i}")).await.unwrap().stdout })
+        })
+        .collect();
     for (i, j) in jobs.into_iter().enumerate() {
         assert_eq!(j.await.unwrap(), format!("{i}\n"));
     }
@@ -56,9 +77,14 @@ async fn run_streams_in_order_with_exit_status() {
 
 #[tokio::test]
 async fn rsa_key_uses_sha2_signatures() {
-    let s = Sshd::start_with("127.0.0.2", "PubkeyAcceptedAlgorithms rsa-sha2-512,rsa-sha2-256,ssh-ed25519");
+    let s = Sshd::start_with(
+        "127.0.0.2",
+        "PubkeyAcceptedAlgorithms rsa-sha2-512,rsa-sha2-256,ssh-ed25519",
+    );
     let k = tempfile::tempdir().unwrap();
-    let t = SshTransport::connect(target(&s, s.rsa_key.clone(), k.path())).await.expect("RSA with rsa-sha2 works");
+    let t = SshTransport::connect(target(&s, s.rsa_key.clone(), k.path()))
+        .await
+        .expect("RSA with rsa-sha2 works");
     assert_eq!(t.capture("echo ok").await.unwrap().stdout, "ok\n");
 }
 
@@ -82,9 +108,15 @@ async fn send_50_mb_file_intact() {
     }
     std::fs::write(&local, &data).unwrap();
     t.send_file(&local, "$HOME/in/big.bin").await.unwrap();
-    let remote = t.capture("sha256sum \"$HOME/in/big.bin\" | cut -d' ' -f1").await.unwrap();
+    let remote = t
+        .capture("sha256sum \"$HOME/in/big.bin\" | cut -d' ' -f1")
+        .await
+        .unwrap();
     assert_eq!(remote.stdout.trim(), sha(&data));
-    assert_eq!(std::fs::read(s.home.join("in/big.bin")).unwrap().len(), data.len());
+    assert_eq!(
+        std::fs::read(s.home.join("in/big.bin")).unwrap().len(),
+        data.len()
+    );
 }
 
 #[tokio::test]
@@ -101,11 +133,23 @@ async fn send_2000_file_tree_intact_and_unpacked_safely() {
     let a = daft::archive::pack(&tree, k.path()).unwrap();
     assert_eq!(a.files, 2000);
     t.send_file(&a.path, "$HOME/tree.zip").await.unwrap();
-    t.write_file(daft::templates::UNPACK.as_bytes(), "$HOME/unpack.py").await.unwrap();
-    let c = t.capture("python3 \"$HOME/unpack.py\" \"$HOME/tree.zip\" \"$HOME/out\"").await.unwrap();
+    t.write_file(daft::templates::UNPACK.as_bytes(), "$HOME/unpack.py")
+        .await
+        .unwrap();
+    let c = t
+        .capture("python3 \"$HOME/unpack.py\" \"$HOME/tree.zip\" \"$HOME/out\"")
+        .await
+        .unwrap();
     assert_eq!(c.status, 0, "{}", c.stderr);
-    let local_sum = common::run(&format!("cd {} && find . -type f | sort | xargs sha256sum | sha256sum", tree.display()));
-    let remote_sum = t.capture("cd \"$HOME/out\" && find . -type f | sort | xargs sha256sum | sha256sum").await.unwrap().stdout;
+    let local_sum = common::run(&format!(
+        "cd {} && find . -type f | sort | xargs sha256sum | sha256sum",
+        tree.display()
+    ));
+    let remote_sum = t
+        .capture("cd \"$HOME/out\" && find . -type f | sort | xargs sha256sum | sha256sum")
+        .await
+        .unwrap()
+        .stdout;
     assert_eq!(local_sum, remote_sum);
 }
 
@@ -118,13 +162,17 @@ async fn zip_with_dotdot_is_rejected_and_writes_nothing_outside() {
     for evil in ["../escape", "/tmp/daft-abs-escape", "ok/../../escape2"] {
         let zpath = k.path().join("evil.zip");
         let mut z = zip::ZipWriter::new(std::fs::File::create(&zpath).unwrap());
-        z.start_file("fine.txt", zip::write::SimpleFileOptions::default()).unwrap();
+        z.start_file("fine.txt", zip::write::SimpleFileOptions::default())
+            .unwrap();
         z.write_all(b"fine").unwrap();
-        z.start_file(evil, zip::write::SimpleFileOptions::default()).unwrap();
+        z.start_file(evil, zip::write::SimpleFileOptions::default())
+            .unwrap();
         z.write_all(b"gotcha").unwrap();
         z.finish().unwrap();
         t.send_file(&zpath, "$HOME/jobs/evil.zip").await.unwrap();
-        t.write_file(daft::templates::UNPACK.as_bytes(), "$HOME/unpack.py").await.unwrap();
+        t.write_file(daft::templates::UNPACK.as_bytes(), "$HOME/unpack.py")
+            .await
+            .unwrap();
         let c = t.capture("mkdir -p \"$HOME/jobs/j1/work\" && python3 \"$HOME/unpack.py\" \"$HOME/jobs/evil.zip\" \"$HOME/jobs/j1/work\"").await.unwrap();
         assert_eq!(c.status, 3, "{evil}: {c:?}");
         assert!(c.stderr.contains("refusing to unpack"), "{}", c.stderr);
@@ -150,7 +198,10 @@ async fn http_server(addr: &str) -> (u16, tokio::task::JoinHandle<()>) {
                 let req = String::from_utf8_lossy(&buf[..n]).to_string();
                 let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
                 let body = format!("hello from {path}");
-                let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 let _ = sock.write_all(resp.as_bytes()).await;
             });
         }
@@ -169,7 +220,9 @@ async fn forward_concurrent_http_requests() {
             let t = t.clone();
             tokio::spawn(async move {
                 let mut c = t.open_tunnel("127.0.0.3", port).await.unwrap();
-                c.write_all(format!("GET /r{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+                c.write_all(format!("GET /r{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                    .await
+                    .unwrap();
                 let mut resp = String::new();
                 c.read_to_string(&mut resp).await.unwrap();
                 resp
@@ -190,12 +243,23 @@ async fn dashboard_serve_forwards_through_the_tunnel() {
     let k = tempfile::tempdir().unwrap();
     let t: Arc<dyn Transport> = Arc::new(connect(&s, k.path()).await);
     let (port, server) = http_server("127.0.0.3").await;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
     let local = listener.local_addr().unwrap().port();
-    let serve = tokio::spawn(daft::commands::dashboard::serve(listener, t, "127.0.0.3".into(), port));
+    let serve = tokio::spawn(daft::commands::dashboard::serve(
+        listener,
+        t,
+        "127.0.0.3".into(),
+        port,
+    ));
     for i in 0..5 {
-        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", local)).await.unwrap();
-        c.write_all(format!("GET /dash{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", local))
+            .await
+            .unwrap();
+        c.write_all(format!("GET /dash{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
         let mut resp = String::new();
         c.read_to_string(&mut resp).await.unwrap();
         assert!(resp.ends_with(&format!("hello from /dash{i}")), "{resp}");
@@ -212,7 +276,10 @@ async fn wrong_key_is_authentication_failed() {
     let k = tempfile::tempdir().unwrap();
     let other = k.path().join("other");
     common::keygen(&other, "ed25519");
-    let err = SshTransport::connect(target(&s, other.clone(), k.path())).await.err().expect("refused");
+    let err = SshTransport::connect(target(&s, other.clone(), k.path()))
+        .await
+        .err()
+        .expect("refused");
     let msg = format!("{err:#}");
     assert!(msg.contains("authentication as"), "{msg}");
     assert!(msg.contains(&other.display().to_string()), "{msg}");
@@ -227,9 +294,15 @@ async fn world_readable_key_is_refused_with_chmod() {
     let open = k.path().join("open_key");
     std::fs::copy(&s.key, &open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = SshTransport::connect(target(&s, open.clone(), k.path())).await.err().expect("refused");
+    let err = SshTransport::connect(target(&s, open.clone(), k.path()))
+        .await
+        .err()
+        .expect("refused");
     let msg = format!("{err:#}");
-    assert!(msg.contains(&format!("chmod 600 {}", open.display())), "{msg}");
+    assert!(
+        msg.contains(&format!("chmod 600 {}", open.display())),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -239,20 +312,42 @@ async fn unknown_host_is_pinned_and_a_changed_key_is_refused() {
     let t = connect(&s, k.path()).await;
     drop(t);
     let pinned = std::fs::read_to_string(k.path().join("known_hosts")).unwrap();
-    assert!(pinned.contains(&format!("[127.0.0.2]:{}", s.port)), "{pinned}");
+    assert!(
+        pinned.contains(&format!("[127.0.0.2]:{}", s.port)),
+        "{pinned}"
+    );
     // Same key: accepted again.
     connect(&s, k.path()).await;
     s.restart_with_new_host_key();
-    let err = SshTransport::connect(target(&s, s.key.clone(), k.path())).await.err().expect("refused");
+    let err = SshTransport::connect(target(&s, s.key.clone(), k.path()))
+        .await
+        .err()
+        .expect("refused");
     let msg = format!("{err:#}");
     assert!(msg.contains("host key"), "{msg}");
-    assert!(msg.contains(&format!("{}:{}", s.addr, s.port)), "names the host: {msg}");
+    assert!(
+        msg.contains(&format!("{}:{}", s.addr, s.port)),
+        "names the host: {msg}"
+    );
     // The file and line it names hold this host's pinned key.
     let file = k.path().join("known_hosts");
-    let at = msg.find(&format!("{} line ", file.display())).expect("names the file");
-    let line: usize = msg[at..].split_whitespace().nth(2).unwrap().parse().unwrap();
+    let at = msg
+        .find(&format!("{} line ", file.display()))
+        .expect("names the file");
+    let line: usize = msg[at..]
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.lines().nth(line - 1).unwrap().starts_with(&format!("[127.0.0.2]:{} ", s.port)), "line {line} of:\n{text}");
+    assert!(
+        text.lines()
+            .nth(line - 1)
+            .unwrap()
+            .starts_with(&format!("[127.0.0.2]:{} ", s.port)),
+        "line {line} of:\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -262,7 +357,10 @@ async fn nothing_listening_is_refused_within_the_deadline() {
     let key = k.path().join("id");
     common::keygen(&key, "ed25519");
     let t = SshTarget {
-        addr: HostAddr { host: "127.0.0.2".into(), port },
+        addr: HostAddr {
+            host: "127.0.0.2".into(),
+            port,
+        },
         user: "nobody".into(),
         key: Some(key),
         known_hosts: k.path().join("known_hosts"),
@@ -271,7 +369,11 @@ async fn nothing_listening_is_refused_within_the_deadline() {
     };
     let start = Instant::now();
     let err = SshTransport::connect(t).await.err().expect("refused");
-    assert!(start.elapsed() < Duration::from_secs(8), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        start.elapsed()
+    );
     let msg = format!("{err:#}");
     assert!(msg.contains("refused"), "{msg}");
     assert!(msg.contains(&port.to_string()), "{msg}");
@@ -289,8 +391,11 @@ async fn sshd_killed_mid_transfer_is_a_clear_error() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let start = Instant::now();
     s.stop();
-    let r = tokio::time::timeout(Duration::from_secs(60), send).await.expect("no hang").unwrap();
-    let msg = format!("{:#}", r.err().expect("transfer fails"));
+    let r = tokio::time::timeout(Duration::from_secs(60), send)
+        .await
+        .expect("no hang")
+        .unwrap();
+    let msg = format!("{:#}", r.expect_err("transfer fails"));
     assert!(start.elapsed() < Duration::from_secs(60));
     assert!(msg.contains("huge.bin"), "{msg}");
 }
@@ -300,7 +405,13 @@ async fn encrypted_key_without_terminal_says_use_the_agent() {
     let s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
     let enc = k.path().join("enc");
-    common::run(&format!("ssh-keygen -q -t ed25519 -N secret -f {}", enc.display()));
-    let err = SshTransport::connect(target(&s, enc, k.path())).await.err().expect("needs a passphrase");
+    common::run(&format!(
+        "ssh-keygen -q -t ed25519 -N secret -f {}",
+        enc.display()
+    ));
+    let err = SshTransport::connect(target(&s, enc, k.path()))
+        .await
+        .err()
+        .expect("needs a passphrase");
     assert!(format!("{err:#}").contains("ssh-add"), "{err:#}");
 }

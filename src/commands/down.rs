@@ -16,7 +16,11 @@ pub async fn run(args: &DownArgs) -> anyhow::Result<()> {
     let desired = DesiredCluster::empty(&cfg.setup.name);
     let p = plan(&desired, &observed);
     if p.actions.is_empty() {
-        println!("Nothing to remove: cluster {:?} has no nodes ({}).", cfg.setup.name, provider.context());
+        println!(
+            "Nothing to remove: cluster {:?} has no nodes ({}).",
+            cfg.setup.name,
+            provider.context()
+        );
         return Ok(());
     }
     print!("{}", render(&p, &provider.context()));

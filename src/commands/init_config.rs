@@ -20,17 +20,26 @@ pub fn run(args: &InitConfigArgs) -> anyhow::Result<()> {
         )));
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let mut f = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(text.as_bytes())?;
-    println!("{}", message(&path.display().to_string(), provider, args.name.is_some()));
+    println!(
+        "{}",
+        message(&path.display().to_string(), provider, args.name.is_some())
+    );
     Ok(())
 }
 
 /// What init-config prints (snapshot-tested).
 pub fn message(path: &str, provider: ProviderKind, named: bool) -> String {
-    let flag = if path == crate::config::DEFAULT_CONFIG { String::new() } else { format!(" -c {path}") };
+    let flag = if path == crate::config::DEFAULT_CONFIG {
+        String::new()
+    } else {
+        format!(" -c {path}")
+    };
     let mut todo = Vec::new();
     if !named {
         todo.push("set `name`".to_string());
@@ -44,6 +53,8 @@ pub fn message(path: &str, provider: ProviderKind, named: bool) -> String {
     if !todo.is_empty() {
         s.push_str(&format!("Edit it: {}.\n", todo.join(", ")));
     }
-    s.push_str(&format!("Then run: daft plan{flag}   (to preview)   and   daft up{flag}"));
+    s.push_str(&format!(
+        "Then run: daft plan{flag}   (to preview)   and   daft up{flag}"
+    ));
     s
 }

@@ -37,7 +37,10 @@ impl Row {
             launched: if n.created == 0 {
                 String::new()
             } else {
-                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(n.created)).to_string()
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(n.created),
+                )
+                .to_string()
             },
         }
     }
@@ -45,7 +48,10 @@ impl Row {
 
 pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
     // A config (given, or ./.daft.toml) adds its own provider's clusters.
-    let cfg_path = args.config.clone().or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));
+    let cfg_path = args
+        .config
+        .clone()
+        .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));
     let cfg = match &cfg_path {
         Some(p) => Some(Config::load(p)?),
         None => None,
@@ -66,7 +72,10 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
         aws::all_regions(cfg.as_ref()).await?
     } else if let Some(r) = &args.region {
         vec![r.clone()]
-    } else if let Some(cfg) = cfg.as_ref().filter(|c| c.setup.provider == ProviderKind::Aws) {
+    } else if let Some(cfg) = cfg
+        .as_ref()
+        .filter(|c| c.setup.provider == ProviderKind::Aws)
+    {
         vec![cfg.setup.region.clone()]
     } else {
         vec![]
@@ -76,7 +85,9 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
             rows.push(Row::new("aws", &n));
         }
     }
-    rows.sort_by(|a, b| (a.state, &a.cluster, &a.role, &a.id).cmp(&(b.state, &b.cluster, &b.role, &b.id)));
+    rows.sort_by(|a, b| {
+        (a.state, &a.cluster, &a.role, &a.id).cmp(&(b.state, &b.cluster, &b.role, &b.id))
+    });
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         OutputFormat::Text => print!("{}", render(&rows)),
@@ -96,7 +107,15 @@ pub fn render(rows: &[Row]) -> String {
         out.push_str(&format!("{}:\n", state.title()));
         let mut t = Table::new();
         t.load_preset(UTF8_BORDERS_ONLY);
-        t.set_header(vec!["cluster", "provider", "role", "node", "type", "public ip", "launched"]);
+        t.set_header(vec![
+            "cluster",
+            "provider",
+            "role",
+            "node",
+            "type",
+            "public ip",
+            "launched",
+        ]);
         for r in rows.iter().filter(|r| r.state == state) {
             t.add_row(vec![
                 r.cluster.clone(),

@@ -21,7 +21,10 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
     if let Command::InitConfig(args) = cmd {
         return init_config::run(&args);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cmd {
             Command::InitConfig(_) => unreachable!("handled above"),
@@ -41,7 +44,10 @@ pub fn load(path: &Path) -> anyhow::Result<Config> {
 }
 
 /// The config's provider and what it observes.
-pub async fn observe(cfg: &Config, key: Option<std::path::PathBuf>) -> anyhow::Result<(Arc<dyn Provider>, Observed)> {
+pub async fn observe(
+    cfg: &Config,
+    key: Option<std::path::PathBuf>,
+) -> anyhow::Result<(Arc<dyn Provider>, Observed)> {
     let p = provider::for_config(cfg, key).await?;
     let obs = p.query().await?;
     Ok((p, obs))

@@ -17,10 +17,18 @@ use crate::ui::elapsed;
 
 pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
-    let key = args.key.identity.clone().or(cfg.setup.ssh_private_key.clone());
+    let key = args
+        .key
+        .identity
+        .clone()
+        .or(cfg.setup.ssh_private_key.clone());
     let (provider, observed) = super::observe(&cfg, key.clone()).await?;
     let head = alive_head(&observed).cloned().ok_or_else(|| {
-        anyhow!("cluster {:?} has no running head; start it with `daft up -c {}`", cfg.setup.name, args.config.config.display())
+        anyhow!(
+            "cluster {:?} has no running head; start it with `daft up -c {}`",
+            cfg.setup.name,
+            args.config.config.display()
+        )
     })?;
 
     // Pack while connecting.
@@ -39,25 +47,48 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
 
     let cluster_dir = format!("{}/clusters/{}", transport.daft_home(), cfg.setup.name);
     let remote_zip = format!("{cluster_dir}/archives/{}.zip", archive.short_hash());
-    let present = transport.capture(&format!("test -f {} && echo present", dquote(&remote_zip))).await?;
+    let present = transport
+        .capture(&format!("test -f {} && echo present", dquote(&remote_zip)))
+        .await?;
     if present.stdout.trim() == "present" {
         eprintln!("daft: the head already has this working directory; nothing sent");
     } else {
         let t1 = Instant::now();
         transport.send_file(&archive.path, &remote_zip).await?;
-        eprintln!("daft: sent {} to {} in {}", human_bytes(archive.zip_bytes), transport.describe(), elapsed(t1.elapsed()));
+        eprintln!(
+            "daft: sent {} to {} in {}",
+            human_bytes(archive.zip_bytes),
+            transport.describe(),
+            elapsed(t1.elapsed())
+        );
     }
 
     let job_id = format!(
         "{}-{}",
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace([':', 'T'], "-").trim_end_matches('Z'),
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace([':', 'T'], "-")
+            .trim_end_matches('Z'),
         &archive.short_hash()[..8]
     );
     let job_dir = format!("{cluster_dir}/jobs/{job_id}");
-    eprintln!("daft: job {job_id} on {}: {}", transport.describe(), args.command.join(" "));
-    let status = run_job(transport, &cluster_dir, &job_dir, &remote_zip, &args.command.join(" ")).await?;
+    eprintln!(
+        "daft: job {job_id} on {}: {}",
+        transport.describe(),
+        args.command.join(" ")
+    );
+    let status = run_job(
+        transport,
+        &cluster_dir,
+        &job_dir,
+        &remote_zip,
+        &args.command.join(" "),
+    )
+    .await?;
     if status != 0 {
-        eprintln!("daft: job {job_id} exited with status {status}; its output is kept in {job_dir}");
+        eprintln!(
+            "daft: job {job_id} exited with status {status}; its output is kept in {job_dir}"
+        );
         return Err(JobExit(status).into());
     }
     Ok(())
@@ -65,7 +96,10 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
 
 /// The shell script that unpacks and runs the job on the head (bash, for process substitution).
 pub fn job_script(cluster_dir: &str, job_dir: &str, archive: &str, command: &str) -> String {
-    let env: String = TELEMETRY_OFF.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+    let env: String = TELEMETRY_OFF
+        .iter()
+        .map(|(k, v)| format!(" {k}={v}"))
+        .collect();
     format!(
         r#"set -e
 CL={cl}
@@ -91,7 +125,13 @@ exit "$rc"
     )
 }
 
-async fn run_job(t: Arc<dyn Transport>, cluster_dir: &str, job_dir: &str, archive: &str, command: &str) -> anyhow::Result<i32> {
+async fn run_job(
+    t: Arc<dyn Transport>,
+    cluster_dir: &str,
+    job_dir: &str,
+    archive: &str,
+    command: &str,
+) -> anyhow::Result<i32> {
     let script = job_script(cluster_dir, job_dir, archive, command);
     let cmd = format!("bash -c {}", shell_quote(&script));
     let runner = {

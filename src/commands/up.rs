@@ -19,13 +19,32 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
     let p = plan(&desired, &observed);
     print!("{}", render(&p, &provider.context()));
     if p.is_noop() {
-        println!("Nothing to do: cluster {:?} is up to date ({}).", cfg.setup.name, elapsed(start.elapsed()));
+        println!(
+            "Nothing to do: cluster {:?} is up to date ({}).",
+            cfg.setup.name,
+            elapsed(start.elapsed())
+        );
         return Ok(());
     }
     confirm_destruction(&p, args.yes, "up")?;
     let ui = Progress::new();
-    let report = apply(provider.clone(), &desired, &observed, &p, UpOptions { no_wait: args.no_wait, wait_workers: args.wait_workers }, &ui).await?;
-    let head = report.head.as_ref().and_then(|h| h.public_ip.clone()).unwrap_or_else(|| "-".into());
+    let report = apply(
+        provider.clone(),
+        &desired,
+        &observed,
+        &p,
+        UpOptions {
+            no_wait: args.no_wait,
+            wait_workers: args.wait_workers,
+        },
+        &ui,
+    )
+    .await?;
+    let head = report
+        .head
+        .as_ref()
+        .and_then(|h| h.public_ip.clone())
+        .unwrap_or_else(|| "-".into());
     println!(
         "Cluster {:?} is up: 1 head + {} worker(s); {} created, {} updated, {} removed in {}. Head: {head}.",
         cfg.setup.name,

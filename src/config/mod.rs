@@ -177,7 +177,9 @@ pub struct LocalSetup {
 impl Default for LocalSetup {
     fn default() -> Self {
         LocalSetup {
-            address: default_local_address().parse().expect("valid default address"),
+            address: default_local_address()
+                .parse()
+                .expect("valid default address"),
             ray_port: 6379,
             dashboard_port: 8265,
         }
@@ -303,7 +305,10 @@ impl Config {
 pub fn is_placeholder(s: &str) -> bool {
     let s = s.trim();
     s.starts_with('$')
-        && s[1..].chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && s[1..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase())
         && (s.contains(" - required") || s.contains(" - optional"))
 }
 
@@ -341,7 +346,10 @@ impl Checker<'_> {
     }
 
     fn doc_key_span(&self, table: &toml_edit::Table, key: &str) -> Option<Range<usize>> {
-        table.key(key).and_then(|k| k.span()).or_else(|| table.get(key).and_then(item_span))
+        table
+            .key(key)
+            .and_then(|k| k.span())
+            .or_else(|| table.get(key).and_then(item_span))
     }
 
     /// Pass 1: known keys, right types, no placeholders.
@@ -349,7 +357,11 @@ impl Checker<'_> {
         let here = path.join(".");
         let known: Vec<&schema::Key> = KEYS.iter().filter(|k| k.parent == here).collect();
         for (key, item) in table.iter() {
-            let full = if here.is_empty() { key.to_string() } else { format!("{here}.{key}") };
+            let full = if here.is_empty() {
+                key.to_string()
+            } else {
+                format!("{here}.{key}")
+            };
             let Some(spec) = known.iter().find(|k| k.name == key) else {
                 let names: Vec<&str> = known.iter().map(|k| k.name).collect();
                 let what = if here.is_empty() {
@@ -358,9 +370,16 @@ impl Checker<'_> {
                     format!("key in [{here}]")
                 };
                 let mut e = self
-                    .err(self.doc_key_span(table, key), format!("unknown {what}: `{key}`"))
+                    .err(
+                        self.doc_key_span(table, key),
+                        format!("unknown {what}: `{key}`"),
+                    )
                     .label("not a daft setting");
-                let valid = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+                let valid = names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 e = match suggest(key, &names) {
                     Some(s) => e.help(format!("did you mean `{s}`? (valid here: {valid})")),
                     None => e.help(format!("remove it; valid here: {valid}")),
@@ -394,7 +413,10 @@ impl Checker<'_> {
                     Ty::StrList => "a list of strings",
                 };
                 return Err(self
-                    .err(span, format!("`{full}` must be {want}, not {}", type_name(item)))
+                    .err(
+                        span,
+                        format!("`{full}` must be {want}, not {}", type_name(item)),
+                    )
                     .label(format!("expected {want}"))
                     .help(format!("write it like {}", spec.example)));
             }
@@ -403,7 +425,10 @@ impl Checker<'_> {
                     let val = v.value().as_str();
                     if !ProviderKind::ALL.contains(&val) && !is_placeholder(val) {
                         let mut e = self
-                            .err(v.span(), format!("`setup.provider` = {val:?} is not a provider daft knows"))
+                            .err(
+                                v.span(),
+                                format!("`setup.provider` = {val:?} is not a provider daft knows"),
+                            )
                             .label("expected \"aws\", \"ssh\" or \"local\"");
                         e = match suggest(val, &ProviderKind::ALL) {
                             Some(s) => e.help(format!("did you mean \"{s}\"? daft runs clusters on aws (EC2), ssh (your own hosts) or local (this machine)")),
@@ -418,7 +443,13 @@ impl Checker<'_> {
                 Item::Value(Value::String(s)) => vec![s],
                 Item::Value(Value::Array(a)) => a
                     .iter()
-                    .filter_map(|v| if let Value::String(s) = v { Some(s) } else { None })
+                    .filter_map(|v| {
+                        if let Value::String(s) = v {
+                            Some(s)
+                        } else {
+                            None
+                        }
+                    })
                     .collect(),
                 _ => vec![],
             };
@@ -433,7 +464,10 @@ impl Checker<'_> {
                         )
                     };
                     return Err(self
-                        .err(s.span(), format!("`{full}` still holds the template placeholder"))
+                        .err(
+                            s.span(),
+                            format!("`{full}` still holds the template placeholder"),
+                        )
                         .label("placeholder from `daft init-config`")
                         .help(help));
                 }
@@ -456,15 +490,21 @@ impl Checker<'_> {
         for spec in known.iter().filter(|k| k.required) {
             if !table.contains_key(spec.name) {
                 let (span, title) = if here.is_empty() {
-                    (Some(0..0), format!("the config has no [{}] table", spec.name))
+                    (
+                        Some(0..0),
+                        format!("the config has no [{}] table", spec.name),
+                    )
                 } else {
                     (
-                        table.span().or_else(|| Some(0..0)),
+                        table.span().or(Some(0..0)),
                         format!("[{here}] is missing the required key `{}`", spec.name),
                     )
                 };
                 let help = if spec.ty == Ty::Table {
-                    format!("add a {} table; `daft init-config` writes a complete example", spec.example)
+                    format!(
+                        "add a {} table; `daft init-config` writes a complete example",
+                        spec.example
+                    )
                 } else {
                     format!("add `{} = {}`", spec.name, spec.example)
                 };
@@ -496,7 +536,12 @@ impl Checker<'_> {
     }
 
     /// Pass 3: values that have the right type but the wrong meaning.
-    fn check_meaning(&self, doc: &Document<String>, f: ConfigFile, base: &Path) -> Result<Config, ConfigError> {
+    fn check_meaning(
+        &self,
+        doc: &Document<String>,
+        f: ConfigFile,
+        base: &Path,
+    ) -> Result<Config, ConfigError> {
         let s = f.setup;
         let v = |p: &[&str]| self.value_span(doc, p);
 
@@ -509,8 +554,13 @@ impl Checker<'_> {
                 .help("name the cluster, for example name = \"my-cluster\""));
         }
         if name.len() > 63
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            || !name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
         {
             return Err(self
                 .err(v(&["setup", "name"]), format!("`setup.name` = {name:?} is not a valid cluster name"))
@@ -532,19 +582,31 @@ impl Checker<'_> {
         // region
         if !is_region(&s.region) {
             return Err(self
-                .err(v(&["setup", "region"]), format!("`setup.region` = {:?} is not an AWS region name", s.region))
+                .err(
+                    v(&["setup", "region"]),
+                    format!("`setup.region` = {:?} is not an AWS region name", s.region),
+                )
                 .label("expected a name like us-west-2")
                 .help("use a region code such as us-west-2, eu-central-1 or ap-southeast-1"));
         }
         if s.ssh_user.trim().is_empty() || s.ssh_user.contains(char::is_whitespace) {
             return Err(self
-                .err(v(&["setup", "ssh_user"]), "`setup.ssh_user` must be a user name without spaces")
+                .err(
+                    v(&["setup", "ssh_user"]),
+                    "`setup.ssh_user` must be a user name without spaces",
+                )
                 .label("invalid user name")
                 .help("for Amazon Linux use ssh_user = \"ec2-user\", for Ubuntu \"ubuntu\""));
         }
         if s.instance_type.trim().is_empty() || !s.instance_type.contains('.') {
             return Err(self
-                .err(v(&["setup", "instance_type"]), format!("`setup.instance_type` = {:?} is not an EC2 instance type", s.instance_type))
+                .err(
+                    v(&["setup", "instance_type"]),
+                    format!(
+                        "`setup.instance_type` = {:?} is not an EC2 instance type",
+                        s.instance_type
+                    ),
+                )
                 .label("expected family.size")
                 .help("use an instance type such as m7g.medium or t3.large"));
         }
@@ -562,7 +624,9 @@ impl Checker<'_> {
         ] {
             if let Some(val) = val {
                 let ok = !val.is_empty()
-                    && val.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+                    && val
+                        .split('.')
+                        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
                 if !ok {
                     return Err(self
                         .err(v(&["setup", key]), format!("`setup.{key}` = {val:?} is not a version number"))
@@ -573,7 +637,10 @@ impl Checker<'_> {
         }
         for (i, dep) in s.dependencies.iter().enumerate() {
             if dep.trim().is_empty() || dep.trim_start().starts_with('-') {
-                let span = doc["setup"]["dependencies"].as_array().and_then(|a| a.get(i)).and_then(|v| v.span());
+                let span = doc["setup"]["dependencies"]
+                    .as_array()
+                    .and_then(|a| a.get(i))
+                    .and_then(|v| v.span());
                 return Err(self
                     .err(span, format!("`setup.dependencies` entry {:?} is not a requirement", dep))
                     .label("expected a pip requirement")
@@ -582,7 +649,10 @@ impl Checker<'_> {
         }
         for (i, cmd) in f.run.setup_commands.iter().enumerate() {
             if cmd.trim().is_empty() {
-                let span = doc["run"]["setup_commands"].as_array().and_then(|a| a.get(i)).and_then(|v| v.span());
+                let span = doc["run"]["setup_commands"]
+                    .as_array()
+                    .and_then(|a| a.get(i))
+                    .and_then(|v| v.span());
                 return Err(self
                     .err(span, "`run.setup_commands` has an empty command")
                     .label("empty")
@@ -596,15 +666,21 @@ impl Checker<'_> {
             None => None,
             Some(raw) => {
                 let expanded = shellexpand::full(raw).map_err(|e| {
-                    self.err(ssh_key_span.clone(), format!("`setup.ssh_private_key` cannot be expanded: {e}"))
-                        .label("bad path")
-                        .help("use an absolute path, a path relative to the config file, or ~/…")
+                    self.err(
+                        ssh_key_span.clone(),
+                        format!("`setup.ssh_private_key` cannot be expanded: {e}"),
+                    )
+                    .label("bad path")
+                    .help("use an absolute path, a path relative to the config file, or ~/…")
                 })?;
                 let p = PathBuf::from(expanded.as_ref());
                 let p = if p.is_relative() { base.join(p) } else { p };
                 if let Err(e) = crate::keys::check_private_key_file(&p) {
                     return Err(self
-                        .err(ssh_key_span.clone(), format!("`setup.ssh_private_key`: {}", e.title))
+                        .err(
+                            ssh_key_span.clone(),
+                            format!("`setup.ssh_private_key`: {}", e.title),
+                        )
                         .label(e.label)
                         .help(e.help));
                 }
@@ -613,14 +689,22 @@ impl Checker<'_> {
         };
 
         // provider sections
-        let sections = [("ssh", s.ssh.is_some(), ProviderKind::Ssh), ("local", s.local.is_some(), ProviderKind::Local), ("aws", s.aws.is_some(), ProviderKind::Aws)];
+        let sections = [
+            ("ssh", s.ssh.is_some(), ProviderKind::Ssh),
+            ("local", s.local.is_some(), ProviderKind::Local),
+            ("aws", s.aws.is_some(), ProviderKind::Aws),
+        ];
         for (sec, present, kind) in sections {
             if present && kind != s.provider {
                 return Err(self
-                    .err(self.key_span(doc, &["setup", sec]).or_else(|| v(&["setup", sec])), format!(
-                        "[setup.{sec}] does not match provider = \"{}\"",
-                        s.provider.as_str()
-                    ))
+                    .err(
+                        self.key_span(doc, &["setup", sec])
+                            .or_else(|| v(&["setup", sec])),
+                        format!(
+                            "[setup.{sec}] does not match provider = \"{}\"",
+                            s.provider.as_str()
+                        ),
+                    )
                     .label(format!("only read when provider = \"{sec}\""))
                     .help(format!(
                         "set provider = \"{sec}\" to use these settings, or remove [setup.{sec}]"
@@ -635,11 +719,15 @@ impl Checker<'_> {
                     .help("add\n[setup.ssh]\nhead = \"10.0.0.1\"\nworkers = [\"10.0.0.2\", \"10.0.0.3:2222\"]"));
             }
             (Some(h), _) => {
-                let head = self.parse_host(&h.head, v(&["setup", "ssh", "head"]), "setup.ssh.head")?;
+                let head =
+                    self.parse_host(&h.head, v(&["setup", "ssh", "head"]), "setup.ssh.head")?;
                 let mut seen = HashSet::from([head.clone()]);
                 let mut workers = Vec::new();
                 for (i, w) in h.workers.iter().enumerate() {
-                    let span = doc["setup"]["ssh"]["workers"].as_array().and_then(|a| a.get(i)).and_then(|v| v.span());
+                    let span = doc["setup"]["ssh"]["workers"]
+                        .as_array()
+                        .and_then(|a| a.get(i))
+                        .and_then(|v| v.span());
                     let addr = self.parse_host(w, span.clone(), "setup.ssh.workers")?;
                     if !seen.insert(addr.clone()) {
                         return Err(self
@@ -657,9 +745,15 @@ impl Checker<'_> {
             None => LocalSetup::default(),
             Some(l) => {
                 let address: IpAddr = l.address.parse().map_err(|_| {
-                    self.err(v(&["setup", "local", "address"]), format!("`setup.local.address` = {:?} is not an IP address", l.address))
-                        .label("expected an IP address")
-                        .help("use a loopback address such as \"127.0.0.2\"")
+                    self.err(
+                        v(&["setup", "local", "address"]),
+                        format!(
+                            "`setup.local.address` = {:?} is not an IP address",
+                            l.address
+                        ),
+                    )
+                    .label("expected an IP address")
+                    .help("use a loopback address such as \"127.0.0.2\"")
                 })?;
                 if !address.is_loopback() {
                     return Err(self
@@ -668,21 +762,34 @@ impl Checker<'_> {
                         .help("use 127.0.0.2 (or another 127.x.y.z); the local cluster is never exposed to the network"));
                 }
                 let port = |key: &str, val: i64| -> Result<u16, ConfigError> {
-                    u16::try_from(val).ok().filter(|p| *p >= 1024).ok_or_else(|| {
-                        self.err(v(&["setup", "local", key]), format!("`setup.local.{key}` = {val} is not a usable port"))
+                    u16::try_from(val)
+                        .ok()
+                        .filter(|p| *p >= 1024)
+                        .ok_or_else(|| {
+                            self.err(
+                                v(&["setup", "local", key]),
+                                format!("`setup.local.{key}` = {val} is not a usable port"),
+                            )
                             .label("expected 1024..=65535")
                             .help(format!("pick a free port between 1024 and 65535 for {key}"))
-                    })
+                        })
                 };
                 let ray_port = port("ray_port", l.ray_port)?;
                 let dashboard_port = port("dashboard_port", l.dashboard_port)?;
                 if ray_port == dashboard_port {
                     return Err(self
-                        .err(v(&["setup", "local", "dashboard_port"]), "`setup.local.dashboard_port` is the same as `ray_port`")
+                        .err(
+                            v(&["setup", "local", "dashboard_port"]),
+                            "`setup.local.dashboard_port` is the same as `ray_port`",
+                        )
                         .label("port already used by ray_port")
                         .help("give the dashboard and the Ray head different ports"));
                 }
-                LocalSetup { address, ray_port, dashboard_port }
+                LocalSetup {
+                    address,
+                    ray_port,
+                    dashboard_port,
+                }
             }
         };
         let aws = match &s.aws {
@@ -690,7 +797,10 @@ impl Checker<'_> {
             Some(a) => {
                 for (i, c) in a.ssh_ingress_cidrs.iter().enumerate() {
                     if !is_cidr(c) {
-                        let span = doc["setup"]["aws"]["ssh_ingress_cidrs"].as_array().and_then(|a| a.get(i)).and_then(|v| v.span());
+                        let span = doc["setup"]["aws"]["ssh_ingress_cidrs"]
+                            .as_array()
+                            .and_then(|a| a.get(i))
+                            .and_then(|v| v.span());
                         return Err(self
                             .err(span, format!("`setup.aws.ssh_ingress_cidrs` entry {c:?} is not an IPv4 CIDR block"))
                             .label("expected a.b.c.d/n")
@@ -703,7 +813,10 @@ impl Checker<'_> {
                             .help("list the networks you connect from, such as \"203.0.113.0/24\""));
                     }
                 }
-                AwsSetup { key_name: a.key_name.clone(), ssh_ingress_cidrs: a.ssh_ingress_cidrs.clone() }
+                AwsSetup {
+                    key_name: a.key_name.clone(),
+                    ssh_ingress_cidrs: a.ssh_ingress_cidrs.clone(),
+                }
             }
         };
 
@@ -732,7 +845,12 @@ impl Checker<'_> {
         })
     }
 
-    fn parse_host(&self, raw: &str, span: Option<Range<usize>>, key: &str) -> Result<HostAddr, ConfigError> {
+    fn parse_host(
+        &self,
+        raw: &str,
+        span: Option<Range<usize>>,
+        key: &str,
+    ) -> Result<HostAddr, ConfigError> {
         parse_host(raw).map_err(|why| {
             self.err(span, format!("`{key}` entry {raw:?} is not a host address: {why}"))
                 .label("expected host or host:port")
@@ -756,7 +874,11 @@ pub fn parse_host(raw: &str) -> Result<HostAddr, String> {
             _ => (raw.to_string(), None),
         }
     };
-    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') || host.contains('@') {
+    if host.is_empty()
+        || host.contains(char::is_whitespace)
+        || host.contains('/')
+        || host.contains('@')
+    {
         return Err("the host name is not valid".into());
     }
     let port = match port {
@@ -772,12 +894,20 @@ pub fn parse_host(raw: &str) -> Result<HostAddr, String> {
 fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn is_cidr(s: &str) -> bool {
-    let Some((ip, len)) = s.split_once('/') else { return false };
+    let Some((ip, len)) = s.split_once('/') else {
+        return false;
+    };
     ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|n| n <= 32)
 }
 
@@ -797,9 +927,21 @@ mod tests {
 
     #[test]
     fn hosts_parse() {
-        assert_eq!(parse_host("a").unwrap(), HostAddr { host: "a".into(), port: 22 });
+        assert_eq!(
+            parse_host("a").unwrap(),
+            HostAddr {
+                host: "a".into(),
+                port: 22
+            }
+        );
         assert_eq!(parse_host("10.0.0.1:2222").unwrap().port, 2222);
-        assert_eq!(parse_host("[::1]:23").unwrap(), HostAddr { host: "::1".into(), port: 23 });
+        assert_eq!(
+            parse_host("[::1]:23").unwrap(),
+            HostAddr {
+                host: "::1".into(),
+                port: 23
+            }
+        );
         assert!(parse_host("a:0").is_err());
         assert!(parse_host("a:70000").is_err());
         assert!(parse_host("").is_err());
@@ -808,7 +950,9 @@ mod tests {
     #[test]
     fn placeholders() {
         assert!(is_placeholder("$NAME - required"));
-        assert!(is_placeholder("$DEPENDENCIES - optional, defaults to an empty list"));
+        assert!(is_placeholder(
+            "$DEPENDENCIES - optional, defaults to an empty list"
+        ));
         assert!(!is_placeholder("$HOME/x"));
         assert!(!is_placeholder("my-cluster"));
     }
@@ -823,7 +967,10 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(suggest("numer_of_workers", &["name", "number_of_workers"]), Some("number_of_workers"));
+        assert_eq!(
+            suggest("numer_of_workers", &["name", "number_of_workers"]),
+            Some("number_of_workers")
+        );
         assert_eq!(suggest("zzz", &["name", "number_of_workers"]), None);
     }
 }

@@ -20,8 +20,20 @@ pub struct Key {
     pub example: &'static str,
 }
 
-const fn k(parent: &'static str, name: &'static str, ty: Ty, required: bool, example: &'static str) -> Key {
-    Key { parent, name, ty, required, example }
+const fn k(
+    parent: &'static str,
+    name: &'static str,
+    ty: Ty,
+    required: bool,
+    example: &'static str,
+) -> Key {
+    Key {
+        parent,
+        name,
+        ty,
+        required,
+        example,
+    }
 }
 
 pub const KEYS: &[Key] = &[
@@ -31,22 +43,58 @@ pub const KEYS: &[Key] = &[
     k("setup", "provider", Ty::Str, false, "\"aws\""),
     k("setup", "region", Ty::Str, false, "\"us-west-2\""),
     k("setup", "ssh_user", Ty::Str, false, "\"ec2-user\""),
-    k("setup", "ssh_private_key", Ty::Str, false, "\"~/.ssh/id_ed25519\""),
+    k(
+        "setup",
+        "ssh_private_key",
+        Ty::Str,
+        false,
+        "\"~/.ssh/id_ed25519\"",
+    ),
     k("setup", "number_of_workers", Ty::Int, false, "2"),
     k("setup", "instance_type", Ty::Str, false, "\"m7g.medium\""),
-    k("setup", "image_id", Ty::Str, false, "\"ami-0123456789abcdef0\""),
-    k("setup", "dependencies", Ty::StrList, false, "[\"numpy\", \"pandas>=2\"]"),
+    k(
+        "setup",
+        "image_id",
+        Ty::Str,
+        false,
+        "\"ami-0123456789abcdef0\"",
+    ),
+    k(
+        "setup",
+        "dependencies",
+        Ty::StrList,
+        false,
+        "[\"numpy\", \"pandas>=2\"]",
+    ),
     k("setup", "python_version", Ty::Str, false, "\"3.11\""),
     k("setup", "ray_version", Ty::Str, false, "\"2.40.0\""),
     k("setup", "ssh", Ty::Table, false, "[setup.ssh]"),
     k("setup", "local", Ty::Table, false, "[setup.local]"),
     k("setup", "aws", Ty::Table, false, "[setup.aws]"),
     k("setup.ssh", "head", Ty::Str, true, "\"10.0.0.1\""),
-    k("setup.ssh", "workers", Ty::StrList, false, "[\"10.0.0.2\", \"10.0.0.3:2222\"]"),
+    k(
+        "setup.ssh",
+        "workers",
+        Ty::StrList,
+        false,
+        "[\"10.0.0.2\", \"10.0.0.3:2222\"]",
+    ),
     k("setup.local", "address", Ty::Str, false, "\"127.0.0.2\""),
     k("setup.local", "ray_port", Ty::Int, false, "6379"),
     k("setup.local", "dashboard_port", Ty::Int, false, "8265"),
     k("setup.aws", "key_name", Ty::Str, false, "\"my-keypair\""),
-    k("setup.aws", "ssh_ingress_cidrs", Ty::StrList, false, "[\"203.0.113.7/32\"]"),
-    k("run", "setup_commands", Ty::StrList, false, "['echo \"Hello, World!\"']"),
+    k(
+        "setup.aws",
+        "ssh_ingress_cidrs",
+        Ty::StrList,
+        false,
+        "[\"203.0.113.7/32\"]",
+    ),
+    k(
+        "run",
+        "setup_commands",
+        Ty::StrList,
+        false,
+        "['echo \"Hello, World!\"']",
+    ),
 ];

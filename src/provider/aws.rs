@@ -17,11 +17,14 @@ use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    Filter, Instance, InstanceType, IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair,
+    Filter, Instance, InstanceType, IpPermission, IpRange, ResourceType, Tag, TagSpecification,
+    UserIdGroupPair,
 };
 use aws_sdk_ec2::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::{BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef};
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -32,7 +35,9 @@ use indicatif::ProgressBar;
 use super::{daft_home, DashboardRoute, LaunchRequest, Provider};
 use crate::bootstrap::{self, NodeParams};
 use crate::config::{Config, HostAddr};
-use crate::model::{DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource};
+use crate::model::{
+    DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource,
+};
 use crate::transport::ssh::{SshTarget, SshTransport};
 use crate::transport::Transport;
 
@@ -57,14 +62,26 @@ impl Intercept for CallLog {
     fn name(&self) -> &'static str {
         "daft-call-log"
     }
-    fn read_before_execution(&self, _ctx: &BeforeSerializationInterceptorContextRef<'_>, _cfg: &mut ConfigBag) -> Result<(), BoxError> {
+    fn read_before_execution(
+        &self,
+        _ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
         API_CALLS.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
     /// Each HTTP request (a call, or a retry of one).
-    fn read_before_transmit(&self, ctx: &BeforeTransmitInterceptorContextRef<'_>, _rc: &RuntimeComponents, cfg: &mut ConfigBag) -> Result<(), BoxError> {
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
         API_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
-        let op = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default();
+        let op = cfg
+            .load::<Metadata>()
+            .map(|m| m.name().to_string())
+            .unwrap_or_default();
         tracing::debug!(target: "daft::aws", operation = %op, uri = %ctx.request().uri(), "api call");
         Ok(())
     }
@@ -73,7 +90,9 @@ impl Intercept for CallLog {
 /// The SDK's HTTP client: hyper with rustls on ring (set explicitly; no default features).
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider as Tls};
-    aws_smithy_http_client::Builder::new().tls_provider(Tls::Rustls(CryptoMode::Ring)).build_https()
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Tls::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// An EC2 client for a region: default credential chain (env, profiles, SSO, instance metadata),
@@ -92,7 +111,9 @@ pub async fn client(region: &str) -> anyhow::Result<Client> {
         tracing::debug!("credentials: {e:?}");
         return Err(no_credentials());
     }
-    let conf = aws_sdk_ec2::config::Builder::from(&sdk).interceptor(CallLog).build();
+    let conf = aws_sdk_ec2::config::Builder::from(&sdk)
+        .interceptor(CallLog)
+        .build();
     Ok(Client::from_conf(conf))
 }
 
@@ -112,12 +133,18 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let (code, msg) = match &e {
-        SdkError::ServiceError(s) => (s.err().code().unwrap_or("").to_string(), s.err().message().unwrap_or("").to_string()),
-        SdkError::DispatchFailure(d) => return anyhow!("{op}: cannot reach the EC2 API ({d:?}); check your network and AWS_ENDPOINT_URL"),
-        SdkError::TimeoutError(_) => return anyhow!("{op}: the EC2 API timed out; try again"),
-        other => return anyhow!("{op} failed: {other}"),
-    };
+    let (code, msg) =
+        match &e {
+            SdkError::ServiceError(s) => (
+                s.err().code().unwrap_or("").to_string(),
+                s.err().message().unwrap_or("").to_string(),
+            ),
+            SdkError::DispatchFailure(d) => return anyhow!(
+                "{op}: cannot reach the EC2 API ({d:?}); check your network and AWS_ENDPOINT_URL"
+            ),
+            SdkError::TimeoutError(_) => return anyhow!("{op}: the EC2 API timed out; try again"),
+            other => return anyhow!("{op} failed: {other}"),
+        };
     let hint = match code.as_str() {
         "UnauthorizedOperation" | "AuthFailure" | "AccessDenied" | "OptInRequired" => {
             "your AWS identity lacks a permission daft needs (ec2:RunInstances, ec2:DescribeInstances, ec2:TerminateInstances, ec2:*SecurityGroup*, ec2:CreateTags, ec2:ImportKeyPair, ec2:DescribeImages); ask your administrator"
@@ -135,7 +162,10 @@ where
 }
 
 fn tag_value<'a>(i: &'a Instance, key: &str) -> Option<&'a str> {
-    i.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+    i.tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
 }
 
 fn to_node(i: &Instance) -> Option<ObservedNode> {
@@ -149,7 +179,12 @@ fn to_node(i: &Instance) -> Option<ObservedNode> {
         launch.insert("image_id".to_string(), img.to_string());
     }
     let mut detail = BTreeMap::new();
-    detail.insert("type".to_string(), i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default());
+    detail.insert(
+        "type".to_string(),
+        i.instance_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+    );
     if let Some(az) = i.placement().and_then(|p| p.availability_zone()) {
         detail.insert("zone".to_string(), az.to_string());
     }
@@ -157,7 +192,12 @@ fn to_node(i: &Instance) -> Option<ObservedNode> {
         id: i.instance_id()?.to_string(),
         cluster,
         role,
-        state: NodeState::from_ec2(i.state().and_then(|s| s.name()).map(|n| n.as_str()).unwrap_or("terminated")),
+        state: NodeState::from_ec2(
+            i.state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str())
+                .unwrap_or("terminated"),
+        ),
         spec_hash: tag_value(i, TAG_SPEC).unwrap_or("").to_string(),
         launch,
         setup_hash: tag_value(i, TAG_SETUP).map(str::to_string),
@@ -171,7 +211,12 @@ fn to_node(i: &Instance) -> Option<ObservedNode> {
 
 /// Every instance matching `filters`, all pages.
 async fn describe(client: &Client, filters: Vec<Filter>) -> anyhow::Result<Vec<ObservedNode>> {
-    let mut pages = client.describe_instances().set_filters(Some(filters)).max_results(1000).into_paginator().send();
+    let mut pages = client
+        .describe_instances()
+        .set_filters(Some(filters))
+        .max_results(1000)
+        .into_paginator()
+        .send();
     let mut nodes = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| aws_err("DescribeInstances", e))?;
@@ -183,7 +228,10 @@ async fn describe(client: &Client, filters: Vec<Filter>) -> anyhow::Result<Vec<O
 }
 
 fn filter(name: &str, values: &[&str]) -> Filter {
-    Filter::builder().name(name).set_values(Some(values.iter().map(|s| s.to_string()).collect())).build()
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|s| s.to_string()).collect()))
+        .build()
 }
 
 /// Every daft node in a region (for `daft list`), terminated ones included.
@@ -194,16 +242,30 @@ pub async fn list_region(region: &str) -> anyhow::Result<Vec<ObservedNode>> {
 
 /// The regions this account can use.
 pub async fn all_regions(cfg: Option<&Config>) -> anyhow::Result<Vec<String>> {
-    let region = cfg.map(|c| c.setup.region.clone()).unwrap_or_else(|| "us-west-2".into());
+    let region = cfg
+        .map(|c| c.setup.region.clone())
+        .unwrap_or_else(|| "us-west-2".into());
     let c = client(&region).await?;
-    let out = c.describe_regions().send().await.map_err(|e| aws_err("DescribeRegions", e))?;
-    Ok(out.regions().iter().filter_map(|r| r.region_name().map(str::to_string)).collect())
+    let out = c
+        .describe_regions()
+        .send()
+        .await
+        .map_err(|e| aws_err("DescribeRegions", e))?;
+    Ok(out
+        .regions()
+        .iter()
+        .filter_map(|r| r.region_name().map(str::to_string))
+        .collect())
 }
 
 /// The CPU architecture of an instance type: Graviton families (m7g, c7gn, t4g, a1…) are arm64.
 pub fn architecture(instance_type: &str) -> &'static str {
     let family = instance_type.split('.').next().unwrap_or("");
-    let letters_after_gen: String = family.chars().skip_while(|c| !c.is_ascii_digit()).skip_while(|c| c.is_ascii_digit()).collect();
+    let letters_after_gen: String = family
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .skip_while(|c| c.is_ascii_digit())
+        .collect();
     if family == "a1" || letters_after_gen.contains('g') {
         "arm64"
     } else {
@@ -233,7 +295,12 @@ impl AwsProvider {
     }
 
     fn image_spec(&self) -> String {
-        self.cfg.setup.image_id.clone().unwrap_or_else(|| format!("auto:al2023-{}", architecture(&self.cfg.setup.instance_type)))
+        self.cfg.setup.image_id.clone().unwrap_or_else(|| {
+            format!(
+                "auto:al2023-{}",
+                architecture(&self.cfg.setup.instance_type)
+            )
+        })
     }
 
     fn spec(&self, role: Role) -> NodeSpec {
@@ -251,7 +318,10 @@ impl AwsProvider {
         let mut t = vec![
             Tag::builder().key(TAG_CLUSTER).value(self.name()).build(),
             Tag::builder().key(TAG_ROLE).value(role.as_str()).build(),
-            Tag::builder().key("Name").value(format!("daft-{}-{}", self.name(), role.as_str())).build(),
+            Tag::builder()
+                .key("Name")
+                .value(format!("daft-{}-{}", self.name(), role.as_str()))
+                .build(),
         ];
         for (k, v) in extra {
             t.push(Tag::builder().key(*k).value(v).build());
@@ -275,7 +345,11 @@ impl AwsProvider {
             .send()
             .await
             .map_err(|e| aws_err("DescribeImages", e))?;
-        let mut images: Vec<_> = out.images().iter().filter(|i| !i.name().unwrap_or("").contains("minimal")).collect();
+        let mut images: Vec<_> = out
+            .images()
+            .iter()
+            .filter(|i| !i.name().unwrap_or("").contains("minimal"))
+            .collect();
         images.sort_by_key(|i| i.creation_date().unwrap_or("").to_string());
         let img = images.last().and_then(|i| i.image_id()).ok_or_else(|| {
             anyhow!(
@@ -308,14 +382,29 @@ impl AwsProvider {
         let text = std::fs::read_to_string(path)?;
         let key = russh::keys::decode_secret_key(&text, None)
             .map_err(|e| anyhow!("cannot read {} to import its public half: {e} (an encrypted key needs [setup.aws] key_name)", path.display()))?;
-        let public = key.public_key().to_openssh().context("cannot encode the public key")?;
-        let fp = key.public_key().fingerprint(russh::keys::HashAlg::Sha256).to_string();
+        let public = key
+            .public_key()
+            .to_openssh()
+            .context("cannot encode the public key")?;
+        let fp = key
+            .public_key()
+            .fingerprint(russh::keys::HashAlg::Sha256)
+            .to_string();
         let digest = crate::model::short_hash([fp.as_str()]);
         let name = format!("daft-{digest}");
-        let found = self.client.describe_key_pairs().key_names(&name).send().await;
+        let found = self
+            .client
+            .describe_key_pairs()
+            .key_names(&name)
+            .send()
+            .await;
         match found {
             Ok(_) => Ok(name),
-            Err(e) if e.as_service_error().and_then(|s| s.code()).is_some_and(|c| c.starts_with("InvalidKeyPair")) => {
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|s| s.code())
+                    .is_some_and(|c| c.starts_with("InvalidKeyPair")) =>
+            {
                 self.client
                     .import_key_pair()
                     .key_name(&name)
@@ -337,9 +426,12 @@ impl AwsProvider {
 
     async fn security_group_id(&self) -> anyhow::Result<String> {
         let obs = self.support().await?;
-        obs.into_iter()
-            .find_map(|s| s.id)
-            .ok_or_else(|| anyhow!("the cluster's security group {} is missing; run `daft up` again", self.sg_name()))
+        obs.into_iter().find_map(|s| s.id).ok_or_else(|| {
+            anyhow!(
+                "the cluster's security group {} is missing; run `daft up` again",
+                self.sg_name()
+            )
+        })
     }
 
     async fn support(&self) -> anyhow::Result<Vec<SupportResource>> {
@@ -385,13 +477,19 @@ pub fn render_user_data(cfg: &Config, role: Role, head: Option<&ObservedNode>) -
         requirements: bootstrap::requirements(cfg),
         python_version: cfg.setup.python_version.clone(),
         node_ip: None,
-        head_address: head.and_then(|h| h.private_ip.clone()).map(|ip| format!("{ip}:6379")),
+        head_address: head
+            .and_then(|h| h.private_ip.clone())
+            .map(|ip| format!("{ip}:6379")),
         ray_port: 6379,
         dashboard_host: "127.0.0.1".into(),
         dashboard_port: 8265,
         ray_args: String::new(),
         ray_tmp: format!("/tmp/daft-{}", role.as_str()),
-        node_json: format!("{{\"cluster\":\"{}\",\"role\":\"{}\"}}", cfg.setup.name, role.as_str()),
+        node_json: format!(
+            "{{\"cluster\":\"{}\",\"role\":\"{}\"}}",
+            cfg.setup.name,
+            role.as_str()
+        ),
     };
     user_data_script(&cfg.setup.ssh_user, &bootstrap::render(&params))
 }
@@ -409,13 +507,21 @@ async fn public_ip() -> anyhow::Result<std::net::Ipv4Addr> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fetch = async {
         let mut s = tokio::net::TcpStream::connect(("checkip.amazonaws.com", 80)).await?;
-        s.write_all(b"GET / HTTP/1.0\r\nHost: checkip.amazonaws.com\r\n\r\n").await?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: checkip.amazonaws.com\r\n\r\n")
+            .await?;
         let mut body = String::new();
         s.read_to_string(&mut body).await?;
-        let ip = body.rsplit("\r\n\r\n").next().unwrap_or("").trim().to_string();
+        let ip = body
+            .rsplit("\r\n\r\n")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
         anyhow::Ok(ip.parse::<std::net::Ipv4Addr>()?)
     };
-    tokio::time::timeout(Duration::from_secs(5), fetch).await.map_err(|_| anyhow!("timed out"))?
+    tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .map_err(|_| anyhow!("timed out"))?
 }
 
 #[async_trait]
@@ -431,7 +537,11 @@ impl Provider for AwsProvider {
             worker: self.spec(Role::Worker),
             workers: self.cfg.setup.number_of_workers,
             setup_hash: bootstrap::setup_hash(&self.cfg),
-            support: vec![SupportResource { kind: "security-group".into(), name: self.sg_name(), id: None }],
+            support: vec![SupportResource {
+                kind: "security-group".into(),
+                name: self.sg_name(),
+                id: None,
+            }],
         }
     }
 
@@ -441,7 +551,10 @@ impl Provider for AwsProvider {
 
     async fn query(&self) -> anyhow::Result<Observed> {
         let (nodes, support) = tokio::try_join!(
-            describe(&self.client, vec![filter(&format!("tag:{TAG_CLUSTER}"), &[self.name()])]),
+            describe(
+                &self.client,
+                vec![filter(&format!("tag:{TAG_CLUSTER}"), &[self.name()])]
+            ),
             self.support()
         )?;
         Ok(Observed { nodes, support })
@@ -456,14 +569,20 @@ impl Provider for AwsProvider {
             .await
             .map_err(|e| aws_err("DescribeVpcs", e))?;
         let vpc_id = vpc.vpcs().first().and_then(|v| v.vpc_id()).ok_or_else(|| {
-            anyhow!("region {} has no default VPC; create one with `aws ec2 create-default-vpc`", self.cfg.setup.region)
+            anyhow!(
+                "region {} has no default VPC; create one with `aws ec2 create-default-vpc`",
+                self.cfg.setup.region
+            )
         })?;
         let cidrs = self.ssh_cidrs().await?;
         let created = self
             .client
             .create_security_group()
             .group_name(&r.name)
-            .description(format!("daft cluster {}: SSH from its users, all traffic within the cluster", self.name()))
+            .description(format!(
+                "daft cluster {}: SSH from its users, all traffic within the cluster",
+                self.name()
+            ))
             .vpc_id(vpc_id)
             .tag_specifications(
                 TagSpecification::builder()
@@ -478,13 +597,26 @@ impl Provider for AwsProvider {
             .await
             .map_err(|e| aws_err("CreateSecurityGroup", e))?;
         let id = created.group_id().unwrap_or_default().to_string();
-        let mut ssh = IpPermission::builder().ip_protocol("tcp").from_port(22).to_port(22);
+        let mut ssh = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(22)
+            .to_port(22);
         for c in &cidrs {
-            ssh = ssh.ip_ranges(IpRange::builder().cidr_ip(c).description("SSH for daft").build());
+            ssh = ssh.ip_ranges(
+                IpRange::builder()
+                    .cidr_ip(c)
+                    .description("SSH for daft")
+                    .build(),
+            );
         }
         let internal = IpPermission::builder()
             .ip_protocol("-1")
-            .user_id_group_pairs(UserIdGroupPair::builder().group_id(&id).description("Ray: all traffic within the cluster").build())
+            .user_id_group_pairs(
+                UserIdGroupPair::builder()
+                    .group_id(&id)
+                    .description("Ray: all traffic within the cluster")
+                    .build(),
+            )
             .build();
         self.client
             .authorize_security_group_ingress()
@@ -494,25 +626,52 @@ impl Provider for AwsProvider {
             .send()
             .await
             .map_err(|e| aws_err("AuthorizeSecurityGroupIngress", e))?;
-        Ok(SupportResource { id: Some(id), ..r.clone() })
+        Ok(SupportResource {
+            id: Some(id),
+            ..r.clone()
+        })
     }
 
-    async fn run_instances(&self, req: &LaunchRequest<'_>, pb: &ProgressBar) -> anyhow::Result<Vec<ObservedNode>> {
-        let (image, key, sg) = tokio::try_join!(self.resolve_image(), self.key_pair(), self.security_group_id())?;
+    async fn run_instances(
+        &self,
+        req: &LaunchRequest<'_>,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<Vec<ObservedNode>> {
+        let (image, key, sg) = tokio::try_join!(
+            self.resolve_image(),
+            self.key_pair(),
+            self.security_group_id()
+        )?;
         let mut launched = Vec::new();
         let mut left = req.count;
         let mut batch_no = 0;
         while left > 0 {
             let n = left.min(BATCH);
             batch_no += 1;
-            pb.set_message(format!("launching {n} {} instance(s) (batch {batch_no})", req.role.as_str()));
-            let user_data = base64::engine::general_purpose::STANDARD.encode(render_user_data(&self.cfg, req.role, req.head));
-            let mut extra = vec![(TAG_SPEC, req.spec.hash()), (TAG_SETUP, req.setup_hash.to_string()), (TAG_IMAGE, self.image_spec())];
+            pb.set_message(format!(
+                "launching {n} {} instance(s) (batch {batch_no})",
+                req.role.as_str()
+            ));
+            let user_data = base64::engine::general_purpose::STANDARD
+                .encode(render_user_data(&self.cfg, req.role, req.head));
+            let mut extra = vec![
+                (TAG_SPEC, req.spec.hash()),
+                (TAG_SETUP, req.setup_hash.to_string()),
+                (TAG_IMAGE, self.image_spec()),
+            ];
             if let Some(h) = req.head {
                 extra.push((TAG_HEAD, h.id.clone()));
             }
             let tags = self.tags(req.role, &extra);
-            let token = format!("daft-{}-{}-{}", self.name(), req.role.as_str(), crate::model::short_hash([format!("{:?}", std::time::SystemTime::now()).as_str(), &batch_no.to_string()]));
+            let token = format!(
+                "daft-{}-{}-{}",
+                self.name(),
+                req.role.as_str(),
+                crate::model::short_hash([
+                    format!("{:?}", std::time::SystemTime::now()).as_str(),
+                    &batch_no.to_string()
+                ])
+            );
             let before = Instant::now();
             let sent = self
                 .client
@@ -528,13 +687,24 @@ impl Provider for AwsProvider {
                 .security_group_ids(&sg)
                 .user_data(user_data)
                 .client_token(token)
-                .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tags.clone())).build())
-                .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(tags)).build())
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::Instance)
+                        .set_tags(Some(tags.clone()))
+                        .build(),
+                )
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::Volume)
+                        .set_tags(Some(tags))
+                        .build(),
+                )
                 .send()
                 .await;
             match sent {
                 Ok(out) => {
-                    let got: Vec<ObservedNode> = out.instances().iter().filter_map(to_node).collect();
+                    let got: Vec<ObservedNode> =
+                        out.instances().iter().filter_map(to_node).collect();
                     if got.len() < n as usize {
                         tracing::warn!("asked for {n} instances, EC2 launched {}", got.len());
                         pb.println(format!("warning: asked for {n} {} instance(s), EC2 launched {} (partial capacity)", req.role.as_str(), got.len()));
@@ -553,7 +723,12 @@ impl Provider for AwsProvider {
                     let appeared: Vec<ObservedNode> = again
                         .nodes
                         .into_iter()
-                        .filter(|x| x.role == req.role && x.state.is_alive() && x.created + since >= now && !launched.iter().any(|l| l.id == x.id))
+                        .filter(|x| {
+                            x.role == req.role
+                                && x.state.is_alive()
+                                && x.created + since >= now
+                                && !launched.iter().any(|l| l.id == x.id)
+                        })
                         .collect();
                     if appeared.is_empty() {
                         if launched.is_empty() {
@@ -570,9 +745,18 @@ impl Provider for AwsProvider {
         Ok(launched)
     }
 
-    async fn setup_node(&self, node: &ObservedNode, head: &ObservedNode, pb: &ProgressBar) -> anyhow::Result<ObservedNode> {
+    async fn setup_node(
+        &self,
+        node: &ObservedNode,
+        head: &ObservedNode,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<ObservedNode> {
         // User data installs and starts Ray; daft waits for it over SSH, then runs setup_commands.
-        let ip = node.public_ip.clone().or(node.private_ip.clone()).ok_or_else(|| anyhow!("{} has no address yet", node.id))?;
+        let ip = node
+            .public_ip
+            .clone()
+            .or(node.private_ip.clone())
+            .ok_or_else(|| anyhow!("{} has no address yet", node.id))?;
         pb.set_message(format!("waiting for SSH on {ip}"));
         let t = self.connect(&ip).await?;
         let params = NodeParams {
@@ -593,7 +777,10 @@ impl Provider for AwsProvider {
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
-        if node.setup_hash.as_deref() != Some(bootstrap::setup_hash(&self.cfg).as_str()) && node.state == NodeState::Running && node.setup_hash.is_some() {
+        if node.setup_hash.as_deref() != Some(bootstrap::setup_hash(&self.cfg).as_str())
+            && node.state == NodeState::Running
+            && node.setup_hash.is_some()
+        {
             // An update in place: re-run the bootstrap with the new environment.
             let mut p = params.clone();
             p.role = Some(node.role);
@@ -614,7 +801,13 @@ impl Provider for AwsProvider {
         if node.role == Role::Worker {
             tags.push(Tag::builder().key(TAG_HEAD).value(&head.id).build());
         }
-        self.client.create_tags().resources(&node.id).set_tags(Some(tags)).send().await.map_err(|e| aws_err("CreateTags", e))?;
+        self.client
+            .create_tags()
+            .resources(&node.id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| aws_err("CreateTags", e))?;
         let mut done = node.clone();
         done.setup_hash = Some(setup);
         done.state = NodeState::Running;
@@ -635,11 +828,23 @@ impl Provider for AwsProvider {
     }
 
     async fn delete_support(&self, r: &SupportResource, pb: &ProgressBar) -> anyhow::Result<()> {
-        let Some(id) = r.id.clone() else { return Ok(()) };
+        let Some(id) = r.id.clone() else {
+            return Ok(());
+        };
         // The group cannot go while instances use it: wait for them to terminate.
-        let ids: Vec<String> = self.query().await?.nodes.iter().filter(|n| n.state != NodeState::Terminated).map(|n| n.id.clone()).collect();
+        let ids: Vec<String> = self
+            .query()
+            .await?
+            .nodes
+            .iter()
+            .filter(|n| n.state != NodeState::Terminated)
+            .map(|n| n.id.clone())
+            .collect();
         if !ids.is_empty() {
-            pb.set_message(format!("waiting for {} instance(s) to terminate", ids.len()));
+            pb.set_message(format!(
+                "waiting for {} instance(s) to terminate",
+                ids.len()
+            ));
             self.client
                 .wait_until_instance_terminated()
                 .set_instance_ids(Some(ids))
@@ -651,10 +856,20 @@ impl Provider for AwsProvider {
         let start = Instant::now();
         let mut delay = Duration::from_secs(2);
         loop {
-            match self.client.delete_security_group().group_id(&id).send().await {
+            match self
+                .client
+                .delete_security_group()
+                .group_id(&id)
+                .send()
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(e) => {
-                    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("").to_string();
+                    let code = e
+                        .as_service_error()
+                        .and_then(|s| s.code())
+                        .unwrap_or("")
+                        .to_string();
                     if code == "InvalidGroup.NotFound" {
                         return Ok(());
                     }
@@ -669,20 +884,43 @@ impl Provider for AwsProvider {
         }
     }
 
-    async fn head_transport(&self, head: &ObservedNode, key: Option<PathBuf>) -> anyhow::Result<Arc<dyn Transport>> {
-        let ip = head.public_ip.clone().ok_or_else(|| anyhow!("the head {} has no public address", head.id))?;
-        let target = SshTarget::new(HostAddr { host: ip, port: 22 }, &self.cfg.setup.ssh_user, key.or(self.key.clone()), &daft_home());
+    async fn head_transport(
+        &self,
+        head: &ObservedNode,
+        key: Option<PathBuf>,
+    ) -> anyhow::Result<Arc<dyn Transport>> {
+        let ip = head
+            .public_ip
+            .clone()
+            .ok_or_else(|| anyhow!("the head {} has no public address", head.id))?;
+        let target = SshTarget::new(
+            HostAddr { host: ip, port: 22 },
+            &self.cfg.setup.ssh_user,
+            key.or(self.key.clone()),
+            &daft_home(),
+        );
         Ok(Arc::new(SshTransport::connect(target).await?))
     }
 
     fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
-        DashboardRoute::Tunnel { host: "127.0.0.1".into(), port: 8265 }
+        DashboardRoute::Tunnel {
+            host: "127.0.0.1".into(),
+            port: 8265,
+        }
     }
 }
 
 impl AwsProvider {
     async fn connect(&self, ip: &str) -> anyhow::Result<Arc<dyn Transport>> {
-        let target = SshTarget::new(HostAddr { host: ip.to_string(), port: 22 }, &self.cfg.setup.ssh_user, self.key.clone(), &daft_home());
+        let target = SshTarget::new(
+            HostAddr {
+                host: ip.to_string(),
+                port: 22,
+            },
+            &self.cfg.setup.ssh_user,
+            self.key.clone(),
+            &daft_home(),
+        );
         Ok(Arc::new(SshTransport::connect(target).await?))
     }
 }

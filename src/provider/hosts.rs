@@ -56,12 +56,24 @@ pub struct HostsProvider {
 
 impl HostsProvider {
     pub fn local(cfg: Config) -> Self {
-        HostsProvider { cfg, mode: Mode::Local, key: None, local_home: daft_home(), conns: Mutex::new(HashMap::new()) }
+        HostsProvider {
+            cfg,
+            mode: Mode::Local,
+            key: None,
+            local_home: daft_home(),
+            conns: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn ssh(cfg: Config, key: Option<PathBuf>) -> Self {
         let key = key.or_else(|| cfg.setup.ssh_private_key.clone());
-        HostsProvider { cfg, mode: Mode::Ssh, key, local_home: daft_home(), conns: Mutex::new(HashMap::new()) }
+        HostsProvider {
+            cfg,
+            mode: Mode::Ssh,
+            key,
+            local_home: daft_home(),
+            conns: Mutex::new(HashMap::new()),
+        }
     }
 
     fn name(&self) -> &str {
@@ -69,7 +81,12 @@ impl HostsProvider {
     }
 
     fn hosts(&self) -> (HostAddr, Vec<HostAddr>) {
-        let h = self.cfg.setup.ssh.as_ref().expect("ssh provider has [setup.ssh]");
+        let h = self
+            .cfg
+            .setup
+            .ssh
+            .as_ref()
+            .expect("ssh provider has [setup.ssh]");
         (h.head.clone(), h.workers.clone())
     }
 
@@ -85,8 +102,14 @@ impl HostsProvider {
         let t: Arc<dyn Transport> = match self.mode {
             Mode::Local => Arc::new(LocalTransport::new(self.local_home.clone())),
             Mode::Ssh => {
-                let addr = crate::config::parse_host(node_id).map_err(|e| anyhow!("bad host {node_id}: {e}"))?;
-                let target = SshTarget::new(addr, &self.cfg.setup.ssh_user, self.key.clone(), &self.local_home);
+                let addr = crate::config::parse_host(node_id)
+                    .map_err(|e| anyhow!("bad host {node_id}: {e}"))?;
+                let target = SshTarget::new(
+                    addr,
+                    &self.cfg.setup.ssh_user,
+                    self.key.clone(),
+                    &self.local_home,
+                );
                 Arc::new(SshTransport::connect(target).await?)
             }
         };
@@ -96,19 +119,34 @@ impl HostsProvider {
 
     fn spec(&self, role: Role) -> NodeSpec {
         match self.mode {
-            Mode::Local => NodeSpec::new(role, [("address", self.cfg.setup.local.address.to_string())]),
+            Mode::Local => NodeSpec::new(
+                role,
+                [("address", self.cfg.setup.local.address.to_string())],
+            ),
             Mode::Ssh => NodeSpec::new(role, [("ssh_user", self.cfg.setup.ssh_user.clone())]),
         }
     }
 
     /// The directory name of a node on its host.
     fn node_dir_name(node_id: &str) -> String {
-        node_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+        node_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
     }
 
     fn head_address(&self, head: &ObservedNode) -> String {
         match self.mode {
-            Mode::Local => format!("{}:{}", self.cfg.setup.local.address, self.cfg.setup.local.ray_port),
+            Mode::Local => format!(
+                "{}:{}",
+                self.cfg.setup.local.address, self.cfg.setup.local.ray_port
+            ),
             Mode::Ssh => {
                 let ip = head.private_ip.clone().unwrap_or_else(|| head.id.clone());
                 format!("{ip}:6379")
@@ -127,7 +165,10 @@ impl HostsProvider {
             ray_port: 6379,
             dashboard_host: "127.0.0.1".into(),
             dashboard_port: 8265,
-            ray_tmp: format!("/tmp/daft-{}", &short_hash([t.daft_home().as_str(), self.name(), node_id])[..10]),
+            ray_tmp: format!(
+                "/tmp/daft-{}",
+                &short_hash([t.daft_home().as_str(), self.name(), node_id])[..10]
+            ),
             ..Default::default()
         }
     }
@@ -154,7 +195,11 @@ impl Provider for HostsProvider {
             Mode::Local => format!("local, {}", self.cfg.setup.local.address),
             Mode::Ssh => {
                 let (_, w) = self.hosts();
-                format!("ssh, {} host{}", w.len() + 1, if w.is_empty() { "" } else { "s" })
+                format!(
+                    "ssh, {} host{}",
+                    w.len() + 1,
+                    if w.is_empty() { "" } else { "s" }
+                )
             }
         }
     }
@@ -181,11 +226,20 @@ impl Provider for HostsProvider {
             Mode::Local => nodes = self.status("local").await?,
             Mode::Ssh => {
                 let (head, workers) = self.hosts();
-                let mut hosts: Vec<String> = std::iter::once(&head).chain(workers.iter()).map(|h| h.to_string()).collect();
+                let mut hosts: Vec<String> = std::iter::once(&head)
+                    .chain(workers.iter())
+                    .map(|h| h.to_string())
+                    .collect();
                 // Hosts that were members before (removed from the config since) are observed too.
                 if let Ok(t) = self.transport(&head.to_string()).await {
                     let members = format!("{}/clusters/{}/members", t.daft_home(), self.name());
-                    if let Ok(out) = t.capture(&format!("cat {} 2>/dev/null || true", bootstrap::dquote(&members))).await {
+                    if let Ok(out) = t
+                        .capture(&format!(
+                            "cat {} 2>/dev/null || true",
+                            bootstrap::dquote(&members)
+                        ))
+                        .await
+                    {
                         for h in out.stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
                             if !hosts.iter().any(|x| x == h) {
                                 hosts.push(h.to_string());
@@ -193,7 +247,12 @@ impl Provider for HostsProvider {
                         }
                     }
                 }
-                let results = join_all(hosts.iter().map(|h| async move { (h.clone(), self.status(h).await) })).await;
+                let results = join_all(
+                    hosts
+                        .iter()
+                        .map(|h| async move { (h.clone(), self.status(h).await) }),
+                )
+                .await;
                 for (h, r) in results {
                     match r {
                         // A host runs one node of a cluster; records of co-located hosts are skipped.
@@ -203,10 +262,17 @@ impl Provider for HostsProvider {
                 }
             }
         }
-        Ok(Observed { nodes, support: vec![] })
+        Ok(Observed {
+            nodes,
+            support: vec![],
+        })
     }
 
-    async fn run_instances(&self, req: &LaunchRequest<'_>, _pb: &ProgressBar) -> anyhow::Result<Vec<ObservedNode>> {
+    async fn run_instances(
+        &self,
+        req: &LaunchRequest<'_>,
+        _pb: &ProgressBar,
+    ) -> anyhow::Result<Vec<ObservedNode>> {
         // Nothing to launch: pick node ids (local) or hosts (ssh) that carry no node yet.
         let observed = self.query().await?;
         let taken: Vec<String> = observed.alive().map(|n| n.id.clone()).collect();
@@ -258,7 +324,12 @@ impl Provider for HostsProvider {
             .collect())
     }
 
-    async fn setup_node(&self, node: &ObservedNode, head: &ObservedNode, pb: &ProgressBar) -> anyhow::Result<ObservedNode> {
+    async fn setup_node(
+        &self,
+        node: &ObservedNode,
+        head: &ObservedNode,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<ObservedNode> {
         let t = self.transport(&node.id).await?;
         let mut p = self.base_params(t.as_ref(), &node.id);
         p.role = Some(node.role);
@@ -275,13 +346,16 @@ impl Provider for HostsProvider {
                 p.ray_args = format!("--dashboard-agent-listen-port {agent}");
                 if node.role == Role::Head {
                     let client = self.free_port()?;
-                    p.ray_args.push_str(&format!(" --ray-client-server-port {client}"));
+                    p.ray_args
+                        .push_str(&format!(" --ray-client-server-port {client}"));
                     ports.insert("ray".into(), p.ray_port);
                     ports.insert("dashboard".into(), p.dashboard_port);
                 }
             }
             Mode::Ssh => {
-                let host = crate::config::parse_host(&node.id).map(|h| h.host).unwrap_or_default();
+                let host = crate::config::parse_host(&node.id)
+                    .map(|h| h.host)
+                    .unwrap_or_default();
                 if host.parse::<std::net::IpAddr>().is_ok() {
                     p.node_ip = Some(host);
                 }
@@ -353,11 +427,17 @@ impl Provider for HostsProvider {
         Ok(())
     }
 
-    async fn head_transport(&self, head: &ObservedNode, key: Option<PathBuf>) -> anyhow::Result<Arc<dyn Transport>> {
+    async fn head_transport(
+        &self,
+        head: &ObservedNode,
+        key: Option<PathBuf>,
+    ) -> anyhow::Result<Arc<dyn Transport>> {
         match (self.mode, key) {
             (Mode::Ssh, Some(k)) => {
-                let addr = crate::config::parse_host(&head.id).map_err(|e| anyhow!("bad host {}: {e}", head.id))?;
-                let target = SshTarget::new(addr, &self.cfg.setup.ssh_user, Some(k), &self.local_home);
+                let addr = crate::config::parse_host(&head.id)
+                    .map_err(|e| anyhow!("bad host {}: {e}", head.id))?;
+                let target =
+                    SshTarget::new(addr, &self.cfg.setup.ssh_user, Some(k), &self.local_home);
                 Ok(Arc::new(SshTransport::connect(target).await?))
             }
             _ => self.transport(&head.id).await,
@@ -367,11 +447,17 @@ impl Provider for HostsProvider {
     fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute {
         match self.mode {
             Mode::Local => DashboardRoute::Direct {
-                url: format!("http://{}:{}", self.cfg.setup.local.address, self.cfg.setup.local.dashboard_port),
+                url: format!(
+                    "http://{}:{}",
+                    self.cfg.setup.local.address, self.cfg.setup.local.dashboard_port
+                ),
             },
             Mode::Ssh => {
                 let _ = head;
-                DashboardRoute::Tunnel { host: "127.0.0.1".into(), port: 8265 }
+                DashboardRoute::Tunnel {
+                    host: "127.0.0.1".into(),
+                    port: 8265,
+                }
             }
         }
     }
@@ -381,7 +467,9 @@ impl Provider for HostsProvider {
 fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
     let mut nodes = Vec::new();
     for line in stdout.lines() {
-        let Some(rest) = line.strip_prefix("daft-node ") else { continue };
+        let Some(rest) = line.strip_prefix("daft-node ") else {
+            continue;
+        };
         let (state, json) = rest.split_once(' ').unwrap_or((rest, "{}"));
         let rec: NodeRecord = match serde_json::from_str(json) {
             Ok(r) => r,
@@ -393,13 +481,21 @@ fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
         if rec.cluster != cluster {
             continue;
         }
-        let mut detail: BTreeMap<String, String> = rec.ports.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        let mut detail: BTreeMap<String, String> = rec
+            .ports
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
         detail.insert("type".into(), "ray node".into());
         nodes.push(ObservedNode {
             id: rec.id.clone(),
             cluster: rec.cluster,
             role: rec.role,
-            state: if state == "alive" { NodeState::Running } else { NodeState::Stopped },
+            state: if state == "alive" {
+                NodeState::Running
+            } else {
+                NodeState::Stopped
+            },
             spec_hash: rec.spec_hash,
             launch: rec.launch,
             setup_hash: Some(rec.setup_hash),
@@ -417,13 +513,23 @@ fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
 pub async fn list_local() -> anyhow::Result<Vec<ObservedNode>> {
     let home = daft_home();
     let dir = home.join("clusters");
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(vec![]) };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(vec![]);
+    };
     let t = LocalTransport::new(home);
     let mut out = Vec::new();
-    let mut names: Vec<String> = entries.filter_map(|e| e.ok()).filter(|e| e.path().join("nodes").is_dir()).filter_map(|e| e.file_name().into_string().ok()).collect();
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("nodes").is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
     names.sort();
     for name in names {
-        let p = NodeParams { daft_home: t.daft_home(), cluster: name.clone(), ..Default::default() };
+        let p = NodeParams {
+            daft_home: t.daft_home(),
+            cluster: name.clone(),
+            ..Default::default()
+        };
         let c = bootstrap::run(&t, &p, &["status"]).await?;
         out.extend(parse_status(&c.stdout, &name));
     }

@@ -65,22 +65,39 @@ pub trait Provider: Send + Sync {
     }
 
     /// Launch a batch of nodes. May return fewer than asked (partial capacity).
-    async fn run_instances(&self, req: &LaunchRequest<'_>, pb: &ProgressBar) -> anyhow::Result<Vec<ObservedNode>>;
+    async fn run_instances(
+        &self,
+        req: &LaunchRequest<'_>,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<Vec<ObservedNode>>;
 
     /// Make a node ready: install the environment, start Ray (joining `head`), run the head's
     /// setup commands, record the setup hash. Used after launch and for updates in place.
-    async fn setup_node(&self, node: &ObservedNode, head: &ObservedNode, pb: &ProgressBar) -> anyhow::Result<ObservedNode>;
+    async fn setup_node(
+        &self,
+        node: &ObservedNode,
+        head: &ObservedNode,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<ObservedNode>;
 
     /// Terminate nodes (stop Ray, or terminate instances).
     async fn terminate(&self, nodes: &[ObservedNode], pb: &ProgressBar) -> anyhow::Result<()>;
 
     /// Delete a supporting resource once the nodes using it are gone.
-    async fn delete_support(&self, _resource: &SupportResource, _pb: &ProgressBar) -> anyhow::Result<()> {
+    async fn delete_support(
+        &self,
+        _resource: &SupportResource,
+        _pb: &ProgressBar,
+    ) -> anyhow::Result<()> {
         Ok(())
     }
 
     /// A transport to the head, for `submit` and `dashboard`.
-    async fn head_transport(&self, head: &ObservedNode, key: Option<PathBuf>) -> anyhow::Result<Arc<dyn Transport>>;
+    async fn head_transport(
+        &self,
+        head: &ObservedNode,
+        key: Option<PathBuf>,
+    ) -> anyhow::Result<Arc<dyn Transport>>;
 
     /// Where the head's dashboard is.
     fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute;
@@ -91,7 +108,9 @@ pub fn daft_home() -> PathBuf {
     if let Some(h) = std::env::var_os("DAFT_HOME") {
         return PathBuf::from(h);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".daft")
 }
 
@@ -106,7 +125,10 @@ pub async fn for_config(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Ar
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The head among observed nodes that is alive.

@@ -23,7 +23,10 @@ impl LocalTransport {
     fn resolve(&self, remote: &str) -> PathBuf {
         let p = Path::new(remote);
         if let Some(rest) = remote.strip_prefix("$HOME/") {
-            return std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(rest);
+            return std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join(rest);
         }
         if p.is_absolute() {
             p.to_path_buf()
@@ -96,7 +99,9 @@ impl Transport for LocalTransport {
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        tokio::fs::write(&dest, data).await.with_context(|| format!("cannot write {}", dest.display()))?;
+        tokio::fs::write(&dest, data)
+            .await
+            .with_context(|| format!("cannot write {}", dest.display()))?;
         Ok(())
     }
 

@@ -31,11 +31,20 @@ pub enum SshError {
     #[error("timed out connecting to {addr} after {secs}s; check the address, the firewall or security group, and that the machine is up")]
     TimedOut { addr: String, secs: u64 },
     #[error("authentication as `{user}` failed on {addr}: {detail}")]
-    AuthFailed { user: String, addr: String, detail: String },
+    AuthFailed {
+        user: String,
+        addr: String,
+        detail: String,
+    },
     #[error("the host key of {addr} has changed: {file} line {line} records a different key. \
              If the machine was rebuilt, remove that line (`ssh-keygen -R {host_entry} -f {file}`) and connect again; \
              otherwise someone may be intercepting the connection")]
-    HostKeyChanged { addr: String, host_entry: String, file: String, line: usize },
+    HostKeyChanged {
+        addr: String,
+        host_entry: String,
+        file: String,
+        line: usize,
+    },
     #[error("SSH to {addr} failed: {detail}")]
     Other { addr: String, detail: String },
 }
@@ -57,13 +66,21 @@ pub struct SshTarget {
 
 impl SshTarget {
     pub fn new(addr: HostAddr, user: &str, key: Option<PathBuf>, daft_home: &Path) -> Self {
-        let user_known_hosts = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/known_hosts"));
+        let user_known_hosts =
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/known_hosts"));
         let deadline = std::env::var("DAFT_SSH_DEADLINE_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
             .map(Duration::from_secs)
             .unwrap_or(Duration::from_secs(300));
-        SshTarget { addr, user: user.to_string(), key, known_hosts: daft_home.join("known_hosts"), user_known_hosts, deadline }
+        SshTarget {
+            addr,
+            user: user.to_string(),
+            key,
+            known_hosts: daft_home.join("known_hosts"),
+            user_known_hosts,
+            deadline,
+        }
     }
     fn addr_str(&self) -> String {
         format!("{}@{}:{}", self.user, self.addr.host, self.addr.port)
@@ -81,15 +98,23 @@ struct HostKeyCheck {
 impl client::Handler for HostKeyCheck {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
             *self.problem.lock().unwrap() = Some(SshError::Other {
                 addr: format!("{}:{}", self.host, self.port),
-                detail: "the server offered a host certificate; daft pins plain host keys only".into(),
+                detail: "the server offered a host certificate; daft pins plain host keys only"
+                    .into(),
             });
             return Ok(false);
         };
-        let entry = if self.port == 22 { self.host.clone() } else { format!("[{}]:{}", self.host, self.port) };
+        let entry = if self.port == 22 {
+            self.host.clone()
+        } else {
+            format!("[{}]:{}", self.host, self.port)
+        };
         for f in &self.files {
             if !f.exists() {
                 continue;
@@ -121,7 +146,10 @@ impl client::Handler for HostKeyCheck {
             Err(e) => {
                 *self.problem.lock().unwrap() = Some(SshError::Other {
                     addr: entry,
-                    detail: format!("cannot record its host key in {}: {e}", self.pin_to.display()),
+                    detail: format!(
+                        "cannot record its host key in {}: {e}",
+                        self.pin_to.display()
+                    ),
                 });
                 Ok(false)
             }
@@ -141,7 +169,8 @@ fn load_key(path: &Path) -> anyhow::Result<keys::PrivateKey> {
     if let Err(p) = crate::keys::check_private_key_file(path) {
         return Err(crate::error::usage(format!("{}; {}", p.title, p.help)));
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?;
     match keys::decode_secret_key(&text, None) {
         Ok(k) => Ok(k),
         Err(keys::Error::KeyIsEncrypted) => {
@@ -166,7 +195,18 @@ fn load_key(path: &Path) -> anyhow::Result<keys::PrivateKey> {
 
 fn retryable(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut | NotConnected | HostUnreachable | NetworkUnreachable | UnexpectedEof | BrokenPipe)
+    matches!(
+        e.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | TimedOut
+            | NotConnected
+            | HostUnreachable
+            | NetworkUnreachable
+            | UnexpectedEof
+            | BrokenPipe
+    )
 }
 
 impl SshTransport {
@@ -185,8 +225,15 @@ impl SshTransport {
             .build();
         let addr = target.addr_str();
         loop {
-            let attempt_timeout = Duration::from_secs(10).min(target.deadline.saturating_sub(start.elapsed()).max(Duration::from_millis(500)));
-            let result = tokio::time::timeout(attempt_timeout, Self::connect_once(&target, key.clone())).await;
+            let attempt_timeout = Duration::from_secs(10).min(
+                target
+                    .deadline
+                    .saturating_sub(start.elapsed())
+                    .max(Duration::from_millis(500)),
+            );
+            let result =
+                tokio::time::timeout(attempt_timeout, Self::connect_once(&target, key.clone()))
+                    .await;
             let err = match result {
                 Ok(Ok(t)) => return Ok(t),
                 Ok(Err(ConnectFailure::Final(e))) => return Err(e.into()),
@@ -199,7 +246,10 @@ impl SshTransport {
                 return Err(match err.kind() {
                     std::io::ErrorKind::ConnectionRefused => SshError::Refused { addr, secs },
                     std::io::ErrorKind::TimedOut => SshError::TimedOut { addr, secs },
-                    _ => SshError::Other { addr, detail: format!("{err} (tried for {secs}s)") },
+                    _ => SshError::Other {
+                        addr,
+                        detail: format!("{err} (tried for {secs}s)"),
+                    },
                 }
                 .into());
             }
@@ -208,7 +258,10 @@ impl SshTransport {
         }
     }
 
-    async fn connect_once(target: &SshTarget, key: Option<Arc<keys::PrivateKey>>) -> Result<SshTransport, ConnectFailure> {
+    async fn connect_once(
+        target: &SshTarget,
+        key: Option<Arc<keys::PrivateKey>>,
+    ) -> Result<SshTransport, ConnectFailure> {
         let addr = target.addr_str();
         let problem = Arc::new(Mutex::new(None));
         let mut files = Vec::new();
@@ -232,7 +285,13 @@ impl SshTransport {
             ..Default::default()
         });
         tracing::debug!(%addr, "ssh connect");
-        let mut handle = match client::connect(config, (target.addr.host.as_str(), target.addr.port), handler).await {
+        let mut handle = match client::connect(
+            config,
+            (target.addr.host.as_str(), target.addr.port),
+            handler,
+        )
+        .await
+        {
             Ok(h) => h,
             Err(e) => {
                 if let Some(p) = problem.lock().unwrap().take() {
@@ -240,18 +299,31 @@ impl SshTransport {
                 }
                 return Err(match e {
                     russh::Error::IO(io) if retryable(&io) => ConnectFailure::Retry(io),
-                    russh::Error::Disconnect | russh::Error::HUP => {
-                        ConnectFailure::Retry(std::io::Error::new(std::io::ErrorKind::ConnectionReset, e.to_string()))
-                    }
-                    other => ConnectFailure::Final(SshError::Other { addr, detail: other.to_string() }),
+                    russh::Error::Disconnect | russh::Error::HUP => ConnectFailure::Retry(
+                        std::io::Error::new(std::io::ErrorKind::ConnectionReset, e.to_string()),
+                    ),
+                    other => ConnectFailure::Final(SshError::Other {
+                        addr,
+                        detail: other.to_string(),
+                    }),
                 });
             }
         };
         let user = target.user.clone();
-        let fail = |detail: String| ConnectFailure::Final(SshError::AuthFailed { user: user.clone(), addr: addr.clone(), detail });
+        let fail = |detail: String| {
+            ConnectFailure::Final(SshError::AuthFailed {
+                user: user.clone(),
+                addr: addr.clone(),
+                detail,
+            })
+        };
         match key {
             Some(key) => {
-                let hash = handle.best_supported_rsa_hash().await.map_err(|e| fail(e.to_string()))?.flatten();
+                let hash = handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(|e| fail(e.to_string()))?
+                    .flatten();
                 let res = handle
                     .authenticate_publickey(&target.user, PrivateKeyWithHashAlg::new(key, hash))
                     .await
@@ -268,12 +340,24 @@ impl SshTransport {
                 let mut agent = keys::agent::client::AgentClient::connect_env().await.map_err(|_| {
                     fail("no private key was given and no ssh-agent is running; pass -i KEY or set ssh_private_key".into())
                 })?;
-                let ids = agent.request_identities().await.map_err(|e| fail(format!("ssh-agent: {e}")))?;
+                let ids = agent
+                    .request_identities()
+                    .await
+                    .map_err(|e| fail(format!("ssh-agent: {e}")))?;
                 let mut ok = false;
                 for id in ids {
-                    let keys::agent::AgentIdentity::PublicKey { key, .. } = id else { continue };
-                    let hash = handle.best_supported_rsa_hash().await.map_err(|e| fail(e.to_string()))?.flatten();
-                    if let Ok(r) = handle.authenticate_publickey_with(&target.user, key, hash, &mut agent).await {
+                    let keys::agent::AgentIdentity::PublicKey { key, .. } = id else {
+                        continue;
+                    };
+                    let hash = handle
+                        .best_supported_rsa_hash()
+                        .await
+                        .map_err(|e| fail(e.to_string()))?
+                        .flatten();
+                    if let Ok(r) = handle
+                        .authenticate_publickey_with(&target.user, key, hash, &mut agent)
+                        .await
+                    {
                         if r.success() {
                             ok = true;
                             break;
@@ -286,7 +370,12 @@ impl SshTransport {
             }
         }
         tracing::debug!(%addr, "ssh authenticated");
-        Ok(SshTransport { target: target.clone(), handle, sftp: OnceCell::new(), home: OnceCell::new() })
+        Ok(SshTransport {
+            target: target.clone(),
+            handle,
+            sftp: OnceCell::new(),
+            home: OnceCell::new(),
+        })
     }
 
     async fn sftp(&self) -> anyhow::Result<&SftpSession> {
@@ -310,7 +399,11 @@ impl SshTransport {
                     .home
                     .get_or_try_init(|| async {
                         let c = self.capture("printf %s \"$HOME\"").await?;
-                        anyhow::ensure!(c.status == 0 && c.stdout.starts_with('/'), "cannot find the home directory on {}", self.describe());
+                        anyhow::ensure!(
+                            c.status == 0 && c.stdout.starts_with('/'),
+                            "cannot find the home directory on {}",
+                            self.describe()
+                        );
                         anyhow::Ok(c.stdout)
                     })
                     .await?;
@@ -322,9 +415,15 @@ impl SshTransport {
     async fn ensure_parent(&self, remote: &str) -> anyhow::Result<()> {
         if let Some((dir, _)) = remote.rsplit_once('/') {
             if !dir.is_empty() {
-                let c = self.capture(&format!("mkdir -p {}", super::shell_quote(dir))).await?;
+                let c = self
+                    .capture(&format!("mkdir -p {}", super::shell_quote(dir)))
+                    .await?;
                 if c.status != 0 {
-                    return Err(anyhow!("cannot create {dir} on {}: {}", self.describe(), c.tail(5)));
+                    return Err(anyhow!(
+                        "cannot create {dir} on {}: {}",
+                        self.describe(),
+                        c.tail(5)
+                    ));
                 }
             }
         }
@@ -332,7 +431,10 @@ impl SshTransport {
     }
 
     pub async fn close(&self) {
-        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
     }
 }
 
@@ -393,8 +495,13 @@ impl Transport for SshTransport {
         self.ensure_parent(remote).await?;
         let sftp = self.sftp().await?;
         let tmp = format!("{remote}.part");
-        let mut src = tokio::fs::File::open(local).await.with_context(|| format!("cannot open {}", local.display()))?;
-        let mut dst = sftp.create(tmp.clone()).await.with_context(|| format!("cannot create {tmp} on {}", self.describe()))?;
+        let mut src = tokio::fs::File::open(local)
+            .await
+            .with_context(|| format!("cannot open {}", local.display()))?;
+        let mut dst = sftp
+            .create(tmp.clone())
+            .await
+            .with_context(|| format!("cannot create {tmp} on {}", self.describe()))?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             use tokio::io::AsyncReadExt;
@@ -402,11 +509,17 @@ impl Transport for SshTransport {
             if n == 0 {
                 break;
             }
-            dst.write_all(&buf[..n]).await.with_context(|| format!("sending {} to {} failed", local.display(), self.describe()))?;
+            dst.write_all(&buf[..n]).await.with_context(|| {
+                format!("sending {} to {} failed", local.display(), self.describe())
+            })?;
         }
-        dst.shutdown().await.with_context(|| format!("sending {} to {} failed", local.display(), self.describe()))?;
+        dst.shutdown().await.with_context(|| {
+            format!("sending {} to {} failed", local.display(), self.describe())
+        })?;
         let _ = sftp.remove_file(remote.to_string()).await;
-        sftp.rename(tmp, remote.to_string()).await.with_context(|| format!("cannot move {remote} into place on {}", self.describe()))?;
+        sftp.rename(tmp, remote.to_string())
+            .await
+            .with_context(|| format!("cannot move {remote} into place on {}", self.describe()))?;
         Ok(())
     }
 
@@ -415,7 +528,10 @@ impl Transport for SshTransport {
         let remote = remote.as_str();
         self.ensure_parent(remote).await?;
         let sftp = self.sftp().await?;
-        let mut f = sftp.create(remote.to_string()).await.with_context(|| format!("cannot create {remote} on {}", self.describe()))?;
+        let mut f = sftp
+            .create(remote.to_string())
+            .await
+            .with_context(|| format!("cannot create {remote} on {}", self.describe()))?;
         f.write_all(data).await?;
         f.shutdown().await?;
         Ok(())

@@ -9,20 +9,35 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn run(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh runs");
-    assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A port nobody listens on right now, on `addr`.
 pub fn free_port(addr: &str) -> u16 {
-    TcpListener::bind((addr, 0)).unwrap().local_addr().unwrap().port()
+    TcpListener::bind((addr, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn keygen(path: &Path, kind: &str) {
     let _ = std::fs::remove_file(path);
     let bits = if kind == "rsa" { "-b 3072" } else { "" };
-    run(&format!("ssh-keygen -q -t {kind} {bits} -N '' -C daft-test -f {}", path.display()));
+    run(&format!(
+        "ssh-keygen -q -t {kind} {bits} -N '' -C daft-test -f {}",
+        path.display()
+    ));
 }
 
 pub struct Sshd {
@@ -61,7 +76,12 @@ impl Sshd {
         std::fs::write(d.join("authorized_keys"), auth).unwrap();
         std::fs::create_dir_all(d.join("home")).unwrap();
         let user = run("id -un").trim().to_string();
-        let uv_cache = std::env::var("UV_CACHE_DIR").unwrap_or_else(|_| format!("{}/.cache/uv", std::env::var("HOME").unwrap_or("/root".into())));
+        let uv_cache = std::env::var("UV_CACHE_DIR").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/uv",
+                std::env::var("HOME").unwrap_or("/root".into())
+            )
+        });
         let mut path = std::env::var("PATH").unwrap_or_default();
         // A PATH for the host's sessions (sshd takes the first SetEnv of a name, so it goes here).
         let mut extra_lines = Vec::new();
@@ -75,7 +95,19 @@ impl Sshd {
         let key = d.join("id_ed25519");
         let rsa_key = d.join("id_rsa");
         let home = d.join("home");
-        let mut s = Sshd { dir, addr: addr.to_string(), port: 0, user, key, rsa_key, home, child: None, extra_config: extra.to_string(), uv_cache, path };
+        let mut s = Sshd {
+            dir,
+            addr: addr.to_string(),
+            port: 0,
+            user,
+            key,
+            rsa_key,
+            home,
+            child: None,
+            extra_config: extra.to_string(),
+            uv_cache,
+            path,
+        };
         s.launch();
         s
     }
@@ -119,11 +151,19 @@ impl Sshd {
             if let Ok(mut s) = TcpStream::connect((self.addr.as_str(), self.port)) {
                 let mut buf = [0u8; 8];
                 s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-                if s.read(&mut buf).map(|n| buf[..n].starts_with(b"SSH-")).unwrap_or(false) {
+                if s.read(&mut buf)
+                    .map(|n| buf[..n].starts_with(b"SSH-"))
+                    .unwrap_or(false)
+                {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "sshd did not answer on {}:{}", self.addr, self.port);
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not answer on {}:{}",
+                self.addr,
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -139,7 +179,10 @@ impl Sshd {
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let pid = c.id();
-            let _ = Command::new("sh").arg("-c").arg(format!("pkill -KILL -P {pid}; kill -KILL {pid}")).status();
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!("pkill -KILL -P {pid}; kill -KILL {pid}"))
+                .status();
             let _ = c.wait();
         }
     }
@@ -168,8 +211,19 @@ fn sshd_path() -> &'static str {
 fn network_env() -> String {
     let mut s = String::new();
     for (k, v) in std::env::vars() {
-        let wanted = matches!(k.as_str(), "SSL_CERT_FILE" | "SSL_CERT_DIR" | "REQUESTS_CA_BUNDLE" | "CURL_CA_BUNDLE" | "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "http_proxy" | "https_proxy" | "no_proxy")
-            || k.starts_with("PIP_")
+        let wanted = matches!(
+            k.as_str(),
+            "SSL_CERT_FILE"
+                | "SSL_CERT_DIR"
+                | "REQUESTS_CA_BUNDLE"
+                | "CURL_CA_BUNDLE"
+                | "HTTP_PROXY"
+                | "HTTPS_PROXY"
+                | "NO_PROXY"
+                | "http_proxy"
+                | "https_proxy"
+                | "no_proxy"
+        ) || k.starts_with("PIP_")
             || (k.starts_with("UV_") && k != "UV_CACHE_DIR");
         if wanted && !v.is_empty() && !v.contains(char::is_whitespace) && !v.contains('"') {
             s.push_str(&format!(" {k}={v}"));
