@@ -174,6 +174,9 @@ pub struct DashboardArgs {
     /// Local port to listen on (127.0.0.1 only)
     #[arg(long, default_value_t = 8265)]
     pub port: u16,
+    /// The dashboard's port on the head (Ray's default: 8265)
+    #[arg(long, value_name = "PORT")]
+    pub remote_port: Option<u16>,
     /// Do not open a browser
     #[arg(long)]
     pub no_browser: bool,

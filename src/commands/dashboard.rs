@@ -1,94 +1,93 @@
 //! `daft dashboard`: the head's Ray dashboard on localhost, through the transport's tunnel.
-//! It listens on 127.0.0.1 only; the dashboard itself is never exposed.
+//! It listens on 127.0.0.1 only; the dashboard itself is never exposed. The listener is up at
+//! once; the SSH connection is made alongside, and the first browser request waits for it.
 
 use std::sync::Arc;
 
 use anyhow::anyhow;
+use futures::future::{FutureExt, Shared};
+use futures::Future;
 use tokio::net::TcpListener;
-use tokio::sync::OnceCell;
 
 use crate::cli::DashboardArgs;
+use crate::config::ProviderKind;
 use crate::error::usage;
 use crate::provider::{alive_head, DashboardRoute};
 use crate::transport::Transport;
 
+type Connecting = Shared<std::pin::Pin<Box<dyn Future<Output = Result<(Arc<dyn Transport>, String, u16), String>> + Send>>>;
+
 pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
-    let key = args
-        .key
-        .identity
-        .clone()
-        .or(cfg.setup.ssh_private_key.clone());
-    let (provider, observed) = super::observe(&cfg, key.clone()).await?;
-    let head = alive_head(&observed).cloned().ok_or_else(|| {
-        anyhow!(
-            "cluster {:?} has no running head; start it with `daft up -c {}`",
-            cfg.setup.name,
-            args.config.config.display()
-        )
-    })?;
-    match provider.dashboard_route(&head) {
-        DashboardRoute::Direct { url } => {
+    let key = args.key.identity.clone().or(cfg.setup.ssh_private_key.clone());
+    let not_up = |cfg: &crate::config::Config| {
+        anyhow!("cluster {:?} has no running head; start it with `daft up -c {}`", cfg.setup.name, args.config.config.display())
+    };
+    if cfg.setup.provider == ProviderKind::Local {
+        let (provider, observed) = super::observe(&cfg, None).await?;
+        let head = alive_head(&observed).cloned().ok_or_else(|| not_up(&cfg))?;
+        if let DashboardRoute::Direct { url } = provider.dashboard_route(&head) {
             println!("Ray dashboard of {:?}: {url}", cfg.setup.name);
             if !args.no_browser {
                 let _ = webbrowser::open(&url);
             }
-            Ok(())
         }
-        DashboardRoute::Tunnel { host, port } => {
-            let listener = TcpListener::bind(("127.0.0.1", args.port))
-                .await
-                .map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::AddrInUse {
-                        usage(format!(
-                            "port {} is already in use on this machine; pick another with --port",
-                            args.port
-                        ))
-                    } else {
-                        anyhow!("cannot listen on 127.0.0.1:{}: {e}", args.port)
-                    }
-                })?;
-            let provider2 = provider.clone();
-            let transport: Arc<OnceCell<Arc<dyn Transport>>> = Arc::new(OnceCell::new());
-            // Connect now, so errors show at once; connections that come first wait for it.
-            let t = transport
-                .get_or_try_init(|| provider2.head_transport(&head, key.clone()))
-                .await?
-                .clone();
-            let url = format!("http://127.0.0.1:{}", args.port);
-            println!("Ray dashboard of {:?}: {url}  (forwarded over SSH to {} {host}:{port}; Ctrl-C to stop)", cfg.setup.name, t.describe());
-            if !args.no_browser {
-                let _ = webbrowser::open(&url);
-            }
-            serve(listener, t, host, port).await
-        }
+        return Ok(());
     }
+    let listener = TcpListener::bind(("127.0.0.1", args.port)).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            usage(format!("port {} is already in use on this machine; pick another with --port", args.port))
+        } else {
+            anyhow!("cannot listen on 127.0.0.1:{}: {e}", args.port)
+        }
+    })?;
+    let remote_port = args.remote_port;
+    let cfg2 = cfg.clone();
+    let connecting: Connecting = async move {
+        let run = async {
+            let (provider, observed) = super::observe(&cfg2, key.clone()).await?;
+            let head = alive_head(&observed).cloned().ok_or_else(|| {
+                anyhow!("cluster {:?} has no running head; start it with `daft up`", cfg2.setup.name)
+            })?;
+            let (host, port) = match provider.dashboard_route(&head) {
+                DashboardRoute::Tunnel { host, port } => (host, remote_port.unwrap_or(port)),
+                DashboardRoute::Direct { url } => return Err(anyhow!("the dashboard is at {url}")),
+            };
+            let t = provider.head_transport(&head, key).await?;
+            anyhow::Ok((t, host, port))
+        };
+        run.await.map_err(|e| format!("{e:#}"))
+    }
+    .boxed()
+    .shared();
+    let url = format!("http://127.0.0.1:{}", args.port);
+    println!("Ray dashboard of {:?}: {url}  (forwarded over SSH to the head; Ctrl-C to stop)", cfg.setup.name);
+    if !args.no_browser {
+        let _ = webbrowser::open(&url);
+    }
+    serve_when_connected(listener, connecting).await
 }
 
-/// Forward every connection on `listener` to `host:port` through `t`, until Ctrl-C.
-pub async fn serve(
-    listener: TcpListener,
-    t: Arc<dyn Transport>,
-    host: String,
-    port: u16,
-) -> anyhow::Result<()> {
+/// Accept at once; forward once the transport is there. A failed connection ends the command.
+async fn serve_when_connected(listener: TcpListener, connecting: Connecting) -> anyhow::Result<()> {
+    let mut failed = Box::pin(connecting.clone().map(|r| r.err()));
+    let mut settled = false;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (mut sock, peer) = accepted?;
                 let _ = sock.set_nodelay(true);
-                let t = t.clone();
-                let host = host.clone();
+                let connecting = connecting.clone();
                 tokio::spawn(async move {
-                    match t.open_tunnel(&host, port).await {
-                        Ok(mut remote) => {
-                            if let Err(e) = tokio::io::copy_bidirectional_with_sizes(&mut sock, &mut remote, 256 * 1024, 256 * 1024).await {
-                                tracing::debug!(%peer, "tunnel closed: {e}");
-                            }
-                        }
-                        Err(e) => eprintln!("daft: cannot reach the dashboard: {e:#}"),
-                    }
+                    let Ok((t, host, port)) = connecting.await else { return };
+                    forward(&mut sock, t, &host, port, peer).await;
                 });
+            }
+            result = &mut failed, if !settled => {
+                settled = true;
+                if let Some(err) = result {
+                    return Err(anyhow!(err));
+                }
             }
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("\ndaft: dashboard tunnel closed");
@@ -96,4 +95,21 @@ pub async fn serve(
             }
         }
     }
+}
+
+async fn forward(sock: &mut tokio::net::TcpStream, t: Arc<dyn Transport>, host: &str, port: u16, peer: std::net::SocketAddr) {
+    match t.open_tunnel(host, port).await {
+        Ok(mut remote) => {
+            if let Err(e) = tokio::io::copy_bidirectional_with_sizes(sock, &mut remote, 256 * 1024, 256 * 1024).await {
+                tracing::debug!(%peer, "tunnel closed: {e}");
+            }
+        }
+        Err(e) => eprintln!("daft: cannot reach the dashboard: {e:#}"),
+    }
+}
+
+/// Forward every connection on `listener` to `host:port` through `t`, until Ctrl-C.
+pub async fn serve(listener: TcpListener, t: Arc<dyn Transport>, host: String, port: u16) -> anyhow::Result<()> {
+    let ready: Connecting = async move { Ok((t, host, port)) }.boxed().shared();
+    serve_when_connected(listener, ready).await
 }
