@@ -25,7 +25,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn report(name: &str, daft: &[f64], peer_name: &str, peer: &[f64], unit: &str) {
     let (d, p) = (median(daft.to_vec()), median(peer.to_vec()));
-    let spread = |v: &[f64]| (v.iter().cloned().fold(f64::MAX, f64::min), v.iter().cloned().fold(0.0, f64::max));
+    let spread = |v: &[f64]| {
+        (
+            v.iter().cloned().fold(f64::MAX, f64::min),
+            v.iter().cloned().fold(0.0, f64::max),
+        )
+    };
     println!(
         "BENCH {}",
         serde_json::json!({"name": name, "unit": unit, "daft": d, "daft_min": spread(daft).0, "daft_max": spread(daft).1,
@@ -35,7 +40,10 @@ fn report(name: &str, daft: &[f64], peer_name: &str, peer: &[f64], unit: &str) {
 
 fn target(s: &Sshd, known: &std::path::Path) -> SshTarget {
     SshTarget {
-        addr: HostAddr { host: s.addr.clone(), port: s.port },
+        addr: HostAddr {
+            host: s.addr.clone(),
+            port: s.port,
+        },
         user: s.user.clone(),
         key: Some(s.key.clone()),
         known_hosts: known.join("known_hosts"),
@@ -114,7 +122,10 @@ fn fetch(port: u16, deadline: Duration) -> (Duration, Duration, usize) {
 
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let runs = std::env::var("BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5usize);
+    let runs = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5usize);
     let s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
 
@@ -134,7 +145,9 @@ fn main() {
         let t0 = Instant::now();
         rt.block_on(async {
             let t = SshTransport::connect(target(&s, k.path())).await.unwrap();
-            t.send_file(&file, &format!("$HOME/daft-{i}.bin")).await.unwrap();
+            t.send_file(&file, &format!("$HOME/daft-{i}.bin"))
+                .await
+                .unwrap();
         });
         d.push(t0.elapsed().as_secs_f64());
         let t0 = Instant::now();
@@ -150,7 +163,13 @@ fn main() {
     }
     report("transfer 50 MB (s)", &d, "scp", &p, "s");
     let mbps = |v: &[f64]| v.iter().map(|t| 50.0 * 1.048576 / t).collect::<Vec<_>>();
-    report("transfer 50 MB throughput (MB/s)", &mbps(&d), "scp", &mbps(&p), "MB/s");
+    report(
+        "transfer 50 MB throughput (MB/s)",
+        &mbps(&d),
+        "scp",
+        &mbps(&p),
+        "MB/s",
+    );
 
     // 2. Tunnel: 200 MB through daft's forwarder vs `ssh -L`, from a server on the far side.
     let size = 200 * 1024 * 1024;
@@ -161,7 +180,9 @@ fn main() {
         let serve = rt.spawn({
             let tgt = target(&s, k.path());
             async move {
-                let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+                let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                    .await
+                    .unwrap();
                 let t: Arc<dyn Transport> = Arc::new(SshTransport::connect(tgt).await.unwrap());
                 daft::commands::dashboard::serve(l, t, "127.0.0.3".into(), far).await
             }
@@ -174,7 +195,13 @@ fn main() {
         let port = common::free_port("127.0.0.1");
         let mut ssh = Command::new("ssh")
             .args(ssh_opts(&s, k.path()))
-            .args(["-N", "-p", &s.port.to_string(), "-L", &format!("127.0.0.1:{port}:127.0.0.3:{far}")])
+            .args([
+                "-N",
+                "-p",
+                &s.port.to_string(),
+                "-L",
+                &format!("127.0.0.1:{port}:127.0.0.3:{far}"),
+            ])
             .arg(format!("{}@{}", s.user, s.addr))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -86,12 +86,12 @@ stop_node() {
     pid=$(cat "$dir/ray.pid" 2>/dev/null || true)
     tmp=$(cat "$dir/ray.tmp" 2>/dev/null || true)
     if alive "$pid"; then
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
         i=0
         while alive "$pid" && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
-        kill -KILL -- "-$pid" 2>/dev/null || true
+        kill -KILL "-$pid" 2>/dev/null || true
     elif [ -n "$pid" ]; then
-        kill -KILL -- "-$pid" 2>/dev/null || true
+        kill -KILL "-$pid" 2>/dev/null || true
     fi
     # Ray processes that left the group still name this node's temp dir on their command line.
     if [ -n "$tmp" ]; then

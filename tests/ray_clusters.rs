@@ -192,6 +192,75 @@ fn local_cluster_up_submit_noop_down() {
         out(&ex)
     );
 
+    // Ctrl-C stops the remote job (its whole process group), and daft exits 130.
+    let sleeper = env.write(
+        "sleeper/main.py",
+        "import time\nprint('started', flush=True)\ntime.sleep(600)\n",
+    );
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"))
+        .current_dir(env.dir.path())
+        .env("DAFT_HOME", env.home())
+        .env("HOME", env.dir.path())
+        .args([
+            "submit",
+            "-c",
+            cfg,
+            "-w",
+            sleeper.parent().unwrap().to_str().unwrap(),
+            "--",
+            "python",
+            "main.py",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "started");
+    }
+    StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    // The job's process group (its pid file in the job directory) is gone.
+    let jobs = env.home().join("clusters/t-local/jobs");
+    let job = std::fs::read_dir(&jobs)
+        .unwrap()
+        .flatten()
+        .find(|j| {
+            std::fs::read_to_string(j.path().join("stdout.log"))
+                .unwrap_or_default()
+                .contains("started")
+        })
+        .expect("the sleeper's job directory");
+    let pid = std::fs::read_to_string(job.path().join("pid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if st.is_empty()
+            || st
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {pid} still runs after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // setup_commands ran on the head, in the home directory.
     assert!(
         env.home().parent().unwrap().join("setup-marker").exists()

@@ -15,13 +15,25 @@ use crate::error::usage;
 use crate::provider::{alive_head, DashboardRoute};
 use crate::transport::Transport;
 
-type Connecting = Shared<std::pin::Pin<Box<dyn Future<Output = Result<(Arc<dyn Transport>, String, u16), String>> + Send>>>;
+type Connecting = Shared<
+    std::pin::Pin<
+        Box<dyn Future<Output = Result<(Arc<dyn Transport>, String, u16), String>> + Send>,
+    >,
+>;
 
 pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
-    let key = args.key.identity.clone().or(cfg.setup.ssh_private_key.clone());
+    let key = args
+        .key
+        .identity
+        .clone()
+        .or(cfg.setup.ssh_private_key.clone());
     let not_up = |cfg: &crate::config::Config| {
-        anyhow!("cluster {:?} has no running head; start it with `daft up -c {}`", cfg.setup.name, args.config.config.display())
+        anyhow!(
+            "cluster {:?} has no running head; start it with `daft up -c {}`",
+            cfg.setup.name,
+            args.config.config.display()
+        )
     };
     if cfg.setup.provider == ProviderKind::Local {
         let (provider, observed) = super::observe(&cfg, None).await?;
@@ -34,20 +46,28 @@ pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let listener = TcpListener::bind(("127.0.0.1", args.port)).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            usage(format!("port {} is already in use on this machine; pick another with --port", args.port))
-        } else {
-            anyhow!("cannot listen on 127.0.0.1:{}: {e}", args.port)
-        }
-    })?;
+    let listener = TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                usage(format!(
+                    "port {} is already in use on this machine; pick another with --port",
+                    args.port
+                ))
+            } else {
+                anyhow!("cannot listen on 127.0.0.1:{}: {e}", args.port)
+            }
+        })?;
     let remote_port = args.remote_port;
     let cfg2 = cfg.clone();
     let connecting: Connecting = async move {
         let run = async {
             let (provider, observed) = super::observe(&cfg2, key.clone()).await?;
             let head = alive_head(&observed).cloned().ok_or_else(|| {
-                anyhow!("cluster {:?} has no running head; start it with `daft up`", cfg2.setup.name)
+                anyhow!(
+                    "cluster {:?} has no running head; start it with `daft up`",
+                    cfg2.setup.name
+                )
             })?;
             let (host, port) = match provider.dashboard_route(&head) {
                 DashboardRoute::Tunnel { host, port } => (host, remote_port.unwrap_or(port)),
@@ -61,7 +81,10 @@ pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     .boxed()
     .shared();
     let url = format!("http://127.0.0.1:{}", args.port);
-    println!("Ray dashboard of {:?}: {url}  (forwarded over SSH to the head; Ctrl-C to stop)", cfg.setup.name);
+    println!(
+        "Ray dashboard of {:?}: {url}  (forwarded over SSH to the head; Ctrl-C to stop)",
+        cfg.setup.name
+    );
     if !args.no_browser {
         let _ = webbrowser::open(&url);
     }
@@ -97,10 +120,19 @@ async fn serve_when_connected(listener: TcpListener, connecting: Connecting) -> 
     }
 }
 
-async fn forward(sock: &mut tokio::net::TcpStream, t: Arc<dyn Transport>, host: &str, port: u16, peer: std::net::SocketAddr) {
+async fn forward(
+    sock: &mut tokio::net::TcpStream,
+    t: Arc<dyn Transport>,
+    host: &str,
+    port: u16,
+    peer: std::net::SocketAddr,
+) {
     match t.open_tunnel(host, port).await {
         Ok(mut remote) => {
-            if let Err(e) = tokio::io::copy_bidirectional_with_sizes(sock, &mut remote, 256 * 1024, 256 * 1024).await {
+            if let Err(e) =
+                tokio::io::copy_bidirectional_with_sizes(sock, &mut remote, 256 * 1024, 256 * 1024)
+                    .await
+            {
                 tracing::debug!(%peer, "tunnel closed: {e}");
             }
         }
@@ -109,7 +141,12 @@ async fn forward(sock: &mut tokio::net::TcpStream, t: Arc<dyn Transport>, host: 
 }
 
 /// Forward every connection on `listener` to `host:port` through `t`, until Ctrl-C.
-pub async fn serve(listener: TcpListener, t: Arc<dyn Transport>, host: String, port: u16) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    t: Arc<dyn Transport>,
+    host: String,
+    port: u16,
+) -> anyhow::Result<()> {
     let ready: Connecting = async move { Ok((t, host, port)) }.boxed().shared();
     serve_when_connected(listener, ready).await
 }

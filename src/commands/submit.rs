@@ -151,7 +151,8 @@ async fn run_job(
     }
     // Ctrl-C: interrupt the job's process group, then kill it if it lingers.
     let kill = format!(
-        "p=$(cat {j}/pid 2>/dev/null) && kill -INT -- -$p 2>/dev/null; sleep 3; [ -n \"$p\" ] && kill -KILL -- -$p 2>/dev/null; true",
+        "p=$(cat {j}/pid 2>/dev/null) || exit 0; kill -INT -$p 2>/dev/null; i=0; \
+         while kill -0 -$p 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; kill -KILL -$p 2>/dev/null; true",
         j = dquote(job_dir)
     );
     let _ = t.capture(&kill).await;

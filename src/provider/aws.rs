@@ -133,18 +133,19 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let (code, msg) =
-        match &e {
-            SdkError::ServiceError(s) => (
-                s.err().code().unwrap_or("").to_string(),
-                s.err().message().unwrap_or("").to_string(),
-            ),
-            SdkError::DispatchFailure(d) => return anyhow!(
+    let (code, msg) = match &e {
+        SdkError::ServiceError(s) => (
+            s.err().code().unwrap_or("").to_string(),
+            s.err().message().unwrap_or("").to_string(),
+        ),
+        SdkError::DispatchFailure(d) => {
+            return anyhow!(
                 "{op}: cannot reach the EC2 API ({d:?}); check your network and AWS_ENDPOINT_URL"
-            ),
-            SdkError::TimeoutError(_) => return anyhow!("{op}: the EC2 API timed out; try again"),
-            other => return anyhow!("{op} failed: {other}"),
-        };
+            )
+        }
+        SdkError::TimeoutError(_) => return anyhow!("{op}: the EC2 API timed out; try again"),
+        other => return anyhow!("{op} failed: {other}"),
+    };
     let hint = match code.as_str() {
         "UnauthorizedOperation" | "AuthFailure" | "AccessDenied" | "OptInRequired" => {
             "your AWS identity lacks a permission daft needs (ec2:RunInstances, ec2:DescribeInstances, ec2:TerminateInstances, ec2:*SecurityGroup*, ec2:CreateTags, ec2:ImportKeyPair, ec2:DescribeImages); ask your administrator"
