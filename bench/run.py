@@ -79,7 +79,7 @@ def record(name, daft_vals, peer, peer_vals, unit="s", note=""):
 
 def setup():
     print("building daft (release) and installing the peer (ray[default]) with uv ...", flush=True)
-    sh("cargo build --release --quiet", capture=False)
+    sh("cargo build --release --quiet", capture=False, timeout=None)
     if not RAY.exists():
         sh(f"uv venv -q {VENV} && VIRTUAL_ENV={VENV} uv pip install -q 'ray[default]' daft")
 
@@ -221,7 +221,7 @@ def bench_moto(tmp):
 
 def bench_criterion():
     print("plan over 10,000 observed nodes (criterion)", flush=True)
-    r = sh("cargo bench --quiet --bench plan -- --warm-up-time 1 --measurement-time 3", capture=True)
+    r = sh("cargo bench --quiet --bench plan -- --warm-up-time 1 --measurement-time 3", capture=True, timeout=None)
     for m in re.finditer(r"plan 10k observed -> (\d+) workers\s+time:\s+\[[\d.]+ \w+ ([\d.]+) (\w+)", r.stdout):
         v = float(m.group(2)) * {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1, "s": 1000}[m.group(3)]
         record(f"plan: 10,000 observed -> {m.group(1)} workers", [v], None, [], unit="ms", note="target ≤ 10 ms")
@@ -229,7 +229,7 @@ def bench_criterion():
 
 def bench_peers():
     print("transfer and tunnel vs OpenSSH (cargo bench --bench peers)", flush=True)
-    r = sh("cargo bench --quiet --bench peers", env={"BENCH_RUNS": str(RUNS)})
+    r = sh("cargo bench --quiet --bench peers", env={"BENCH_RUNS": str(RUNS)}, timeout=None)
     for line in r.stdout.splitlines():
         if line.startswith("BENCH "):
             v = json.loads(line[6:])

@@ -94,12 +94,14 @@ pub async fn apply(
     };
 
     let build = async {
-        // 3. The head.
+        // 3. The head: launched (or found) first, so workers know where to join.
         let head_spec = match desired.spec(Role::Head) {
             Some(s) => s,
             None => return anyhow::Ok(None),
         };
         let mut head: Option<ObservedNode> = None;
+        // (line, why) when the head must be set up in this apply.
+        let mut head_setup: Option<(indicatif::ProgressBar, &'static str)> = None;
         for a in &plan.actions {
             match a {
                 Action::Create {
@@ -128,20 +130,12 @@ pub async fn apply(
                         anyhow!("the provider launched no head (no capacity?); run `daft up` again")
                     })?;
                     pb.set_prefix(format!("head     {}", h.id));
-                    let h = if connect {
-                        provider.setup_node(&h, &h, &pb).await?
+                    if connect {
+                        head_setup = Some((pb, "ready"));
                     } else {
-                        h
-                    };
-                    done(
-                        &pb,
-                        if connect {
-                            "ready"
-                        } else {
-                            "running (not waited for)"
-                        },
-                    );
-                    report_push(&mut head, h);
+                        done(&pb, "running (not waited for)");
+                    }
+                    head = Some(h);
                 }
                 Action::Update { node, reasons } if node.role == Role::Head => {
                     let n = find(&node.id).ok_or_else(|| anyhow!("head {} vanished", node.id))?;
@@ -149,9 +143,8 @@ pub async fn apply(
                         format!("head     {}", n.id),
                         format!("updating ({})", reasons.join("; ")),
                     );
-                    let h = provider.setup_node(&n, &n, &pb).await?;
-                    done(&pb, "updated");
-                    report_push(&mut head, h);
+                    head_setup = Some((pb, "updated"));
+                    head = Some(n);
                 }
                 Action::Keep { node } if node.role == Role::Head => {
                     head = find(&node.id);
@@ -161,76 +154,88 @@ pub async fn apply(
         }
         let head = head.ok_or_else(|| anyhow!("no head after applying the plan"))?;
 
-        // 4. Workers: one launch batch, then set-up (and updates) concurrently.
-        let replaced_workers = plan
-            .actions
-            .iter()
-            .filter(|a| matches!(a, Action::Replace { node, .. } if node.role == Role::Worker))
-            .count() as u32;
-        let new_workers: u32 = plan
-            .actions
-            .iter()
-            .map(|a| match a {
-                Action::Create {
-                    role: Role::Worker,
-                    count,
-                } => *count,
-                _ => 0,
-            })
-            .sum::<u32>()
-            + replaced_workers;
-        let mut launched = Vec::new();
-        let mut shortfall = 0;
-        if new_workers > 0 {
-            let pb = ui.line("workers ", format!("launching {new_workers}"));
-            let req = LaunchRequest {
-                role: Role::Worker,
-                count: new_workers,
-                spec: &desired.worker,
-                setup_hash: &desired.setup_hash,
-                head: Some(&head),
-            };
-            launched = provider
-                .run_instances(&req, &pb)
-                .await
-                .context("launching workers failed")?;
-            shortfall = new_workers.saturating_sub(launched.len() as u32);
-            done(&pb, format!("launched {}", launched.len()));
-        }
-        let set_up_workers = connect && (!provider.self_starting() || opts.wait_workers);
-        let mut jobs = Vec::new();
-        for n in &launched {
-            if set_up_workers {
-                jobs.push((n.clone(), "joining".to_string()));
+        // 4. The head's set-up and the workers' launch and set-up run together: a worker's
+        //    bootstrap waits for the head's Ray port before it joins.
+        let head_task = async {
+            match head_setup {
+                None => anyhow::Ok(head.clone()),
+                Some((pb, what)) => {
+                    let r = provider.setup_node(&head, &head, &pb).await;
+                    done(&pb, if r.is_ok() { what } else { "failed" });
+                    r
+                }
             }
-        }
-        for a in &plan.actions {
-            if let Action::Update { node, reasons } = a {
-                if node.role == Role::Worker {
-                    if let Some(n) = find(&node.id) {
-                        jobs.push((n, format!("updating ({})", reasons.join("; "))));
+        };
+        let workers_task = async {
+            let replaced_workers = plan
+                .actions
+                .iter()
+                .filter(|a| matches!(a, Action::Replace { node, .. } if node.role == Role::Worker))
+                .count() as u32;
+            let new_workers: u32 = plan
+                .actions
+                .iter()
+                .map(|a| match a {
+                    Action::Create {
+                        role: Role::Worker,
+                        count,
+                    } => *count,
+                    _ => 0,
+                })
+                .sum::<u32>()
+                + replaced_workers;
+            let mut launched = Vec::new();
+            let mut shortfall = 0;
+            if new_workers > 0 {
+                let pb = ui.line("workers ", format!("launching {new_workers}"));
+                let req = LaunchRequest {
+                    role: Role::Worker,
+                    count: new_workers,
+                    spec: &desired.worker,
+                    setup_hash: &desired.setup_hash,
+                    head: Some(&head),
+                };
+                launched = provider
+                    .run_instances(&req, &pb)
+                    .await
+                    .context("launching workers failed")?;
+                shortfall = new_workers.saturating_sub(launched.len() as u32);
+                done(&pb, format!("launched {}", launched.len()));
+            }
+            let set_up_workers = connect && (!provider.self_starting() || opts.wait_workers);
+            let mut jobs = Vec::new();
+            if set_up_workers {
+                jobs.extend(launched.iter().map(|n| (n.clone(), "joining".to_string())));
+            }
+            for a in &plan.actions {
+                if let Action::Update { node, reasons } = a {
+                    if node.role == Role::Worker {
+                        if let Some(n) = find(&node.id) {
+                            jobs.push((n, format!("updating ({})", reasons.join("; "))));
+                        }
                     }
                 }
             }
-        }
-        let results = join_all(jobs.iter().map(|(n, what)| {
-            let provider = provider.clone();
-            let head = head.clone();
-            let pb = ui.line(format!("worker   {}", n.id), what.clone());
-            async move {
-                let r = provider.setup_node(n, &head, &pb).await;
-                match &r {
-                    Ok(_) => done(&pb, "ready"),
-                    Err(_) => done(&pb, "failed"),
+            let results = join_all(jobs.iter().map(|(n, what)| {
+                let provider = provider.clone();
+                let head = head.clone();
+                let pb = ui.line(format!("worker   {}", n.id), what.clone());
+                async move {
+                    let r = provider.setup_node(n, &head, &pb).await;
+                    done(&pb, if r.is_ok() { "ready" } else { "failed" });
+                    r
                 }
-                r
+            }))
+            .await;
+            let mut updated = Vec::new();
+            for r in results {
+                updated.push(r?.id);
             }
-        }))
-        .await;
-        let mut updated = Vec::new();
-        for r in results {
-            updated.push(r?.id);
-        }
+            anyhow::Ok((launched, updated, shortfall))
+        };
+        let (head, workers) = tokio::join!(head_task, workers_task);
+        let head = head?;
+        let (launched, updated, shortfall) = workers?;
         anyhow::Ok(Some((head, launched, updated, shortfall)))
     };
 
@@ -274,8 +279,4 @@ pub async fn apply(
         }
     }
     Ok(report)
-}
-
-fn report_push(slot: &mut Option<ObservedNode>, n: ObservedNode) {
-    *slot = Some(n);
 }

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, Write};
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -97,9 +98,43 @@ pub fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
+/// The content hash of a set of files: names, sizes, modes and bytes (not timestamps), sha256 hex.
+/// It names the archive, so the head can tell it already has this working directory without
+/// anything being packed or sent.
+pub fn manifest_hash(files: &[(String, PathBuf)]) -> anyhow::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for (name, path) in files {
+        let meta = std::fs::metadata(path)?;
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(meta.len().to_le_bytes());
+        h.update(unix_mode(&meta).to_le_bytes());
+        let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 /// Pack `dir` into a zip under `tmp_dir`.
 pub fn pack(dir: &Path, tmp_dir: &Path) -> anyhow::Result<Archive> {
     let files = collect(dir)?;
+    let hash = manifest_hash(&files)?;
+    pack_files(&files, hash, tmp_dir)
+}
+
+/// Pack collected files (whose manifest hash is `hash`) into a zip under `tmp_dir`.
+pub fn pack_files(
+    files: &[(String, PathBuf)],
+    hash: String,
+    tmp_dir: &Path,
+) -> anyhow::Result<Archive> {
     std::fs::create_dir_all(tmp_dir)?;
     let tmp = tmp_dir.join(format!("daft-{}-{}.zip", std::process::id(), nanos()));
     let file = std::fs::OpenOptions::new()
@@ -112,7 +147,7 @@ pub fn pack(dir: &Path, tmp_dir: &Path) -> anyhow::Result<Archive> {
     let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
     let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];
-    for (name, path) in &files {
+    for (name, path) in files {
         let meta = std::fs::metadata(path)?;
         let mode = unix_mode(&meta);
         let len = meta.len();
@@ -145,18 +180,9 @@ pub fn pack(dir: &Path, tmp_dir: &Path) -> anyhow::Result<Archive> {
     inner.flush()?;
     let mut file = inner.into_inner().map_err(|e| e.into_error())?;
     let zip_bytes = file.stream_position()?;
-    file.rewind()?;
-    let mut h = Sha256::new();
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
     Ok(Archive {
         path: tmp,
-        hash: hex::encode(h.finalize()),
+        hash,
         files: files.len(),
         bytes,
         zip_bytes,

@@ -26,6 +26,7 @@ daft}"
 : "${DAFT_RAY_TMP:=/tmp/daft-$DAFT_NODE}"
 : "${DAFT_NODE_JSON:={\}}"
 : "${DAFT_START_TIMEOUT:=180}"
+: "${DAFT_HEAD_WAIT:=900}"
 
 export RAY_USAGE_STATS_ENABLED=0 DO_NOT_TRACK=1 SCARF_NO_ANALYTICS=true DAFT_ANALYTICS_ENABLED=0
 export UV_NO_PROGRESS=1
@@ -119,6 +120,21 @@ start_node() {
         set -- --head --port "$DAFT_RAY_PORT" --dashboard-host "$DAFT_DASHBOARD_HOST" --dashboard-port "$DAFT_DASHBOARD_PORT"
     else
         [ -n "$DAFT_HEAD_ADDRESS" ] || fail "no head address given for this worker"
+        # Workers start alongside the head: wait until its Ray port answers.
+        step "waiting for the head's Ray at $DAFT_HEAD_ADDRESS"
+        "$CLUSTER_DIR/venv/bin/python" - "$DAFT_HEAD_ADDRESS" "$DAFT_HEAD_WAIT" <<'DAFT_WAIT_EOF' ||
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+deadline = time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+DAFT_WAIT_EOF
+            fail "the head's Ray at $DAFT_HEAD_ADDRESS did not answer within ${DAFT_HEAD_WAIT}s"
         set -- --address "$DAFT_HEAD_ADDRESS"
     fi
     if [ -n "$DAFT_NODE_IP" ]; then set -- "$@" --node-ip-address "$DAFT_NODE_IP"; fi

@@ -157,3 +157,32 @@ fn list_json_is_valid_json() {
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert!(v.as_array().unwrap().is_empty());
 }
+
+#[test]
+fn dashboard_port_in_use_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[setup]\nname = \"d\"\nprovider = \"ssh\"\n[setup.ssh]\nhead = \"127.0.0.2:1\"\n",
+    )
+    .unwrap();
+    daft()
+        .env("DAFT_HOME", dir.path().join("home"))
+        .current_dir(dir.path())
+        .args([
+            "dashboard",
+            "-c",
+            "c.toml",
+            "--no-browser",
+            "--port",
+            &port.to_string(),
+        ])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains(format!("port {port} is already in use"))
+                .and(predicate::str::contains("--port")),
+        );
+}

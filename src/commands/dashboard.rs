@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::cli::DashboardArgs;
 use crate::config::ProviderKind;
 use crate::error::usage;
-use crate::provider::{alive_head, DashboardRoute};
+use crate::provider::DashboardRoute;
 use crate::transport::Transport;
 
 type Connecting = Shared<
@@ -23,21 +23,9 @@ type Connecting = Shared<
 
 pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
-    let key = args
-        .key
-        .identity
-        .clone()
-        .or(cfg.setup.ssh_private_key.clone());
-    let not_up = |cfg: &crate::config::Config| {
-        anyhow!(
-            "cluster {:?} has no running head; start it with `daft up -c {}`",
-            cfg.setup.name,
-            args.config.config.display()
-        )
-    };
+    let key = super::ssh_key(&cfg, &args.key.identity);
     if cfg.setup.provider == ProviderKind::Local {
-        let (provider, observed) = super::observe(&cfg, None).await?;
-        let head = alive_head(&observed).cloned().ok_or_else(|| not_up(&cfg))?;
+        let (provider, head) = super::running_head(&cfg, None).await?;
         if let DashboardRoute::Direct { url } = provider.dashboard_route(&head) {
             println!("Ray dashboard of {:?}: {url}", cfg.setup.name);
             if !args.no_browser {
@@ -62,13 +50,7 @@ pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     let cfg2 = cfg.clone();
     let connecting: Connecting = async move {
         let run = async {
-            let (provider, observed) = super::observe(&cfg2, key.clone()).await?;
-            let head = alive_head(&observed).cloned().ok_or_else(|| {
-                anyhow!(
-                    "cluster {:?} has no running head; start it with `daft up`",
-                    cfg2.setup.name
-                )
-            })?;
+            let (provider, head) = super::running_head(&cfg2, key.clone()).await?;
             let (host, port) = match provider.dashboard_route(&head) {
                 DashboardRoute::Tunnel { host, port } => (host, remote_port.unwrap_or(port)),
                 DashboardRoute::Direct { url } => return Err(anyhow!("the dashboard is at {url}")),

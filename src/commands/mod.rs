@@ -52,3 +52,29 @@ pub async fn observe(
     let obs = p.query().await?;
     Ok((p, obs))
 }
+
+/// The key for SSH: `-i KEY`, else the config's `ssh_private_key` (else ssh-agent).
+pub fn ssh_key(cfg: &Config, identity: &Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
+    identity.clone().or(cfg.setup.ssh_private_key.clone())
+}
+
+/// The error for a cluster without a running head.
+pub fn not_up(cfg: &Config) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cluster {:?} has no running head; start it with `daft up -c {}`",
+        cfg.setup.name,
+        cfg.display_path
+    )
+}
+
+/// The provider and the cluster's running head (an error when the cluster is not up).
+pub async fn running_head(
+    cfg: &Config,
+    key: Option<std::path::PathBuf>,
+) -> anyhow::Result<(Arc<dyn Provider>, crate::model::ObservedNode)> {
+    let (provider, observed) = observe(cfg, key).await?;
+    let head = provider::alive_head(&observed)
+        .cloned()
+        .ok_or_else(|| not_up(cfg))?;
+    Ok((provider, head))
+}

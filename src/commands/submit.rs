@@ -4,55 +4,57 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 
-use crate::archive::{human_bytes, pack};
+use crate::archive::{collect, human_bytes, manifest_hash, pack_files};
 use crate::bootstrap::{dquote, TELEMETRY_OFF};
 use crate::cli::SubmitArgs;
 use crate::error::JobExit;
-use crate::provider::{alive_head, daft_home};
+use crate::provider::daft_home;
 use crate::templates::UNPACK;
 use crate::transport::{shell_quote, Transport};
 use crate::ui::elapsed;
 
 pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
-    let key = args
-        .key
-        .identity
-        .clone()
-        .or(cfg.setup.ssh_private_key.clone());
-    let (provider, observed) = super::observe(&cfg, key.clone()).await?;
-    let head = alive_head(&observed).cloned().ok_or_else(|| {
-        anyhow!(
-            "cluster {:?} has no running head; start it with `daft up -c {}`",
-            cfg.setup.name,
-            args.config.config.display()
-        )
-    })?;
+    let key = super::ssh_key(&cfg, &args.key.identity);
+    let (provider, head) = super::running_head(&cfg, key.clone()).await?;
 
-    // Pack while connecting.
+    // Hash the working directory's content while connecting; pack only what the head lacks.
     let dir = args.working_dir.clone();
     let t0 = Instant::now();
-    let packing = tokio::task::spawn_blocking(move || pack(&dir, &daft_home().join("tmp")));
+    let hashing = tokio::task::spawn_blocking(move || {
+        let files = collect(&dir)?;
+        let hash = manifest_hash(&files)?;
+        anyhow::Ok((files, hash))
+    });
     let transport = provider.head_transport(&head, key).await?;
-    let archive = packing.await.context("packing failed")??;
-    eprintln!(
-        "daft: packed {} file(s), {} ({} zipped) in {}",
-        archive.files,
-        human_bytes(archive.bytes),
-        human_bytes(archive.zip_bytes),
-        elapsed(t0.elapsed())
-    );
-
+    let (files, hash) = hashing
+        .await
+        .context("reading the working directory failed")??;
+    let short = hash[..16].to_string();
     let cluster_dir = format!("{}/clusters/{}", transport.daft_home(), cfg.setup.name);
-    let remote_zip = format!("{cluster_dir}/archives/{}.zip", archive.short_hash());
+    let remote_zip = format!("{cluster_dir}/archives/{short}.zip");
     let present = transport
         .capture(&format!("test -f {} && echo present", dquote(&remote_zip)))
         .await?;
     if present.stdout.trim() == "present" {
-        eprintln!("daft: the head already has this working directory; nothing sent");
+        eprintln!(
+            "daft: the head already has this working directory ({} file(s), {short}); nothing sent",
+            files.len()
+        );
     } else {
+        let archive =
+            tokio::task::spawn_blocking(move || pack_files(&files, hash, &daft_home().join("tmp")))
+                .await
+                .context("packing failed")??;
+        eprintln!(
+            "daft: packed {} file(s), {} ({} zipped) in {}",
+            archive.files,
+            human_bytes(archive.bytes),
+            human_bytes(archive.zip_bytes),
+            elapsed(t0.elapsed())
+        );
         let t1 = Instant::now();
         transport.send_file(&archive.path, &remote_zip).await?;
         eprintln!(
@@ -69,7 +71,7 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
             .to_string()
             .replace([':', 'T'], "-")
             .trim_end_matches('Z'),
-        &archive.short_hash()[..8]
+        &short[..8]
     );
     let job_dir = format!("{cluster_dir}/jobs/{job_id}");
     eprintln!(
