@@ -37,6 +37,12 @@ impl Env {
             .timeout(Duration::from_secs(900));
         c
     }
+    /// `daft submit -c CFG -w DIR -- CMD...`
+    fn submit(&self, cfg: &str, dir: &str, cmd: &[&str]) -> std::process::Output {
+        let mut args = vec!["submit", "-c", cfg, "-w", dir, "--"];
+        args.extend_from_slice(cmd);
+        self.daft().args(args).output().unwrap()
+    }
     fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -110,78 +116,37 @@ fn local_cluster_up_submit_noop_down() {
 
     // A submitted script sees both nodes, runs in its job directory.
     let job = env.write("job/nodes.py", NODES_SCRIPT);
-    let sub = env
-        .daft()
-        .args([
-            "submit",
-            "-c",
-            cfg,
-            "-w",
-            job.parent().unwrap().to_str().unwrap(),
-            "--",
-            "python",
-            "nodes.py",
-        ])
-        .output()
-        .unwrap();
+    let sub = env.submit(
+        cfg,
+        job.parent().unwrap().to_str().unwrap(),
+        &["python", "nodes.py"],
+    );
     assert!(sub.status.success(), "{}", out(&sub));
     let s = String::from_utf8_lossy(&sub.stdout);
     assert!(s.contains("nodes=2"), "{}", out(&sub));
     assert!(s.contains("cwd-is-job-dir=True"), "{}", out(&sub));
     // Unchanged resubmit sends nothing.
-    let again = env
-        .daft()
-        .args([
-            "submit",
-            "-c",
-            cfg,
-            "-w",
-            job.parent().unwrap().to_str().unwrap(),
-            "--",
-            "python",
-            "nodes.py",
-        ])
-        .output()
-        .unwrap();
+    let again = env.submit(
+        cfg,
+        job.parent().unwrap().to_str().unwrap(),
+        &["python", "nodes.py"],
+    );
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("nothing sent"),
         "{}",
         out(&again)
     );
     // The job's exit status is daft's.
-    let fail = env
-        .daft()
-        .args([
-            "submit",
-            "-c",
-            cfg,
-            "-w",
-            job.parent().unwrap().to_str().unwrap(),
-            "--",
-            "python",
-            "-c",
-            "'import sys; sys.exit(3)'",
-        ])
-        .output()
-        .unwrap();
+    let fail = env.submit(
+        cfg,
+        job.parent().unwrap().to_str().unwrap(),
+        &["python", "-c", "'import sys; sys.exit(3)'"],
+    );
     assert_eq!(fail.status.code(), Some(3), "{}", out(&fail));
 
     // The example Daft job really runs on the cluster.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/daft-job");
-    let ex = env
-        .daft()
-        .args([
-            "submit",
-            "-c",
-            cfg,
-            "-w",
-            example.to_str().unwrap(),
-            "--",
-            "python",
-            "main.py",
-        ])
-        .output()
-        .unwrap();
+    let ex = env.submit(cfg, example.to_str().unwrap(), &["python", "main.py"]);
     assert!(ex.status.success(), "{}", out(&ex));
     let ex_out = String::from_utf8_lossy(&ex.stdout);
     assert!(
@@ -360,17 +325,26 @@ fn two_hosts() -> (Sshd, Sshd) {
 }
 
 fn ssh_config(env: &Env, a: &Sshd, workers: &[&Sshd], setup: &str) -> PathBuf {
-    let w: Vec<String> = workers
-        .iter()
-        .map(|s| format!("\"{}\"", s.host()))
-        .collect();
+    let w: Vec<String> = workers.iter().map(|s| s.host()).collect();
+    ssh_config_named(env, "t-ssh", a, &w, setup)
+}
+
+/// An SSH-hosts config: `head` runs the head, `workers` are host:port strings.
+fn ssh_config_named(
+    env: &Env,
+    name: &str,
+    head: &Sshd,
+    workers: &[String],
+    setup: &str,
+) -> PathBuf {
+    let w: Vec<String> = workers.iter().map(|h| format!("\"{h}\"")).collect();
     env.write(
-        "ssh.toml",
+        &format!("{name}.toml"),
         &format!(
-            "[setup]\nname = \"t-ssh\"\nprovider = \"ssh\"\nssh_user = \"{}\"\nssh_private_key = \"{}\"\n\n[setup.ssh]\nhead = \"{}\"\nworkers = [{}]\n\n[run]\nsetup_commands = [{setup}]\n",
-            a.user,
-            a.key.display(),
-            a.host(),
+            "[setup]\nname = \"{name}\"\nprovider = \"ssh\"\nssh_user = \"{}\"\nssh_private_key = \"{}\"\n\n[setup.ssh]\nhead = \"{}\"\nworkers = [{}]\n\n[run]\nsetup_commands = [{setup}]\n",
+            head.user,
+            head.key.display(),
+            head.host(),
             w.join(", ")
         ),
     )
@@ -387,20 +361,11 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
     assert!(up.status.success(), "{}", out(&up));
 
     let job = env.write("job/nodes.py", NODES_SCRIPT);
-    let sub = env
-        .daft()
-        .args([
-            "submit",
-            "-c",
-            cfg,
-            "-w",
-            job.parent().unwrap().to_str().unwrap(),
-            "--",
-            "python",
-            "nodes.py",
-        ])
-        .output()
-        .unwrap();
+    let sub = env.submit(
+        cfg,
+        job.parent().unwrap().to_str().unwrap(),
+        &["python", "nodes.py"],
+    );
     assert!(sub.status.success(), "{}", out(&sub));
     assert!(
         String::from_utf8_lossy(&sub.stdout).contains("nodes=2"),
@@ -478,20 +443,11 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
         "{}",
         out(&shrink)
     );
-    let sub1 = env
-        .daft()
-        .args([
-            "submit",
-            "-c",
-            cfg1.to_str().unwrap(),
-            "-w",
-            job.parent().unwrap().to_str().unwrap(),
-            "--",
-            "python",
-            "nodes.py",
-        ])
-        .output()
-        .unwrap();
+    let sub1 = env.submit(
+        cfg1.to_str().unwrap(),
+        job.parent().unwrap().to_str().unwrap(),
+        &["python", "nodes.py"],
+    );
     assert!(
         String::from_utf8_lossy(&sub1.stdout).contains("nodes=1"),
         "{}",
@@ -524,15 +480,7 @@ fn ssh_host_that_refuses_is_named() {
     let env = Env::new();
     let a = Sshd::start("127.0.0.2");
     let port = common::free_port("127.0.0.3");
-    let cfg = env.write(
-        "bad.toml",
-        &format!(
-            "[setup]\nname = \"t-refuse\"\nprovider = \"ssh\"\nssh_user = \"{}\"\nssh_private_key = \"{}\"\n[setup.ssh]\nhead = \"{}\"\nworkers = [\"127.0.0.3:{port}\"]\n",
-            a.user,
-            a.key.display(),
-            a.host()
-        ),
-    );
+    let cfg = ssh_config_named(&env, "t-refuse", &a, &[format!("127.0.0.3:{port}")], "");
     let o = env
         .daft()
         .env("DAFT_SSH_DEADLINE_SECS", "2")
@@ -563,15 +511,7 @@ fn ssh_host_without_python3_is_named_with_the_step() {
         }
     }
     let a = Sshd::start_with("127.0.0.2", &format!("SetEnv PATH={}", bin.display()));
-    let cfg = env.write(
-        "nopy.toml",
-        &format!(
-            "[setup]\nname = \"t-nopy\"\nprovider = \"ssh\"\nssh_user = \"{}\"\nssh_private_key = \"{}\"\n[setup.ssh]\nhead = \"{}\"\n",
-            a.user,
-            a.key.display(),
-            a.host()
-        ),
-    );
+    let cfg = ssh_config_named(&env, "t-nopy", &a, &[], "");
     let o = env
         .daft()
         .args(["up", "-c", cfg.to_str().unwrap()])

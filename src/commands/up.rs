@@ -54,6 +54,14 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
         report.terminated.len(),
         elapsed(start.elapsed()),
     );
+    let flag = if cfg.display_path == crate::config::DEFAULT_CONFIG {
+        String::new()
+    } else {
+        format!(" -c {}", cfg.display_path)
+    };
+    println!(
+        "Next: daft submit{flag} -w DIR -- python main.py   (dashboard: daft dashboard{flag})"
+    );
     if report.shortfall > 0 {
         return Err(anyhow!(
             "{} worker(s) could not be launched (not enough capacity); run `daft up` again to fill the gap",
