@@ -527,6 +527,7 @@ fn bootstrap_user_data_runs_on_this_machine() {
     let o = StdCommand::new("sh")
         .arg(&script)
         .env("HOME", &home)
+        .env("UV_CACHE_DIR", common::uv_cache())
         .output()
         .unwrap();
     assert!(

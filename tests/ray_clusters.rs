@@ -32,6 +32,7 @@ impl Env {
         c.current_dir(self.dir.path())
             .env("DAFT_HOME", self.home())
             .env("HOME", self.dir.path())
+            .env("UV_CACHE_DIR", common::uv_cache())
             .env("DAFT_SSH_DEADLINE_SECS", "20")
             .env_remove("RUST_LOG")
             .timeout(Duration::from_secs(900));

@@ -8,6 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// uv's cache as this machine has it (tests that move HOME keep using it).
+pub fn uv_cache() -> String {
+    std::env::var("UV_CACHE_DIR").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/uv",
+            std::env::var("HOME").unwrap_or("/root".into())
+        )
+    })
+}
+
 pub fn run(cmd: &str) -> String {
     let out = Command::new("sh")
         .arg("-c")
