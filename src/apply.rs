@@ -100,6 +100,7 @@ pub async fn apply(
             None => return anyhow::Ok(None),
         };
         let mut head: Option<ObservedNode> = None;
+        let mut head_created = false;
         // (line, why) when the head must be set up in this apply.
         let mut head_setup: Option<(indicatif::ProgressBar, &'static str)> = None;
         for a in &plan.actions {
@@ -130,6 +131,7 @@ pub async fn apply(
                         anyhow!("the provider launched no head (no capacity?); run `daft up` again")
                     })?;
                     pb.set_prefix(format!("head     {}", h.id));
+                    head_created = true;
                     if connect {
                         head_setup = Some((pb, "ready"));
                     } else {
@@ -236,22 +238,13 @@ pub async fn apply(
         let (head, workers) = tokio::join!(head_task, workers_task);
         let head = head?;
         let (launched, updated, shortfall) = workers?;
-        anyhow::Ok(Some((head, launched, updated, shortfall)))
+        anyhow::Ok(Some((head, head_created, launched, updated, shortfall)))
     };
 
     let (terminated, built) = tokio::join!(terminate, build);
     let terminated = terminated?;
     report.terminated = terminated;
-    if let Some((head, launched, updated, shortfall)) = built? {
-        let head_created = plan.actions.iter().any(|a| {
-            matches!(
-                a,
-                Action::Create {
-                    role: Role::Head,
-                    ..
-                }
-            ) || matches!(a, Action::Replace { node, .. } if node.role == Role::Head)
-        });
+    if let Some((head, head_created, launched, updated, shortfall)) = built? {
         if head_created {
             report.created.push(head.id.clone());
         }

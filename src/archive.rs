@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, Write};
-
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -25,12 +24,6 @@ pub struct Archive {
     pub bytes: u64,
     /// Size of the zip.
     pub zip_bytes: u64,
-}
-
-impl Archive {
-    pub fn short_hash(&self) -> &str {
-        &self.hash[..16]
-    }
 }
 
 impl Drop for Archive {
@@ -137,13 +130,7 @@ pub fn pack_files(
 ) -> anyhow::Result<Archive> {
     std::fs::create_dir_all(tmp_dir)?;
     let tmp = tmp_dir.join(format!("daft-{}-{}.zip", std::process::id(), nanos()));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
     let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];

@@ -155,6 +155,10 @@ async fn alive(name: &str) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
+async fn alive_workers(name: &str) -> usize {
+    alive(name).await.iter().filter(|n| n.1 == "worker").count()
+}
+
 fn ok(c: &mut Command) -> String {
     let o = c.output().unwrap();
     assert!(
@@ -281,14 +285,7 @@ async fn lifecycle_create_noop_scale_replace_down() {
     case.config(4, "m7g.medium", "");
     let grow = ok(case.daft().args(["up", "--no-wait", "-c", cfg]));
     assert!(grow.contains("+ create     worker   2 workers"), "{grow}");
-    assert_eq!(
-        alive("moto-life")
-            .await
-            .iter()
-            .filter(|n| n.1 == "worker")
-            .count(),
-        4
-    );
+    assert_eq!(alive_workers("moto-life").await, 4);
 
     // 4 -> 1 terminates 3 (destructive: refused without --yes when not on a terminal).
     case.config(1, "m7g.medium", "");
@@ -301,14 +298,7 @@ async fn lifecycle_create_noop_scale_replace_down() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
     let shrink = ok(case.daft().args(["up", "--no-wait", "--yes", "-c", cfg]));
     assert_eq!(shrink.matches("- terminate  worker").count(), 3, "{shrink}");
-    assert_eq!(
-        alive("moto-life")
-            .await
-            .iter()
-            .filter(|n| n.1 == "worker")
-            .count(),
-        1
-    );
+    assert_eq!(alive_workers("moto-life").await, 1);
 
     // Changing instance_type replaces, and says why.
     case.config(1, "m7g.large", "");

@@ -50,12 +50,12 @@ pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     let cfg2 = cfg.clone();
     let connecting: Connecting = async move {
         let run = async {
-            let (provider, head) = super::running_head(&cfg2, key.clone()).await?;
+            let (provider, head) = super::running_head(&cfg2, key).await?;
             let (host, port) = match provider.dashboard_route(&head) {
                 DashboardRoute::Tunnel { host, port } => (host, remote_port.unwrap_or(port)),
                 DashboardRoute::Direct { url } => return Err(anyhow!("the dashboard is at {url}")),
             };
-            let t = provider.head_transport(&head, key).await?;
+            let t = provider.head_transport(&head).await?;
             anyhow::Ok((t, host, port))
         };
         run.await.map_err(|e| format!("{e:#}"))

@@ -18,7 +18,7 @@ use crate::ui::elapsed;
 pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
-    let (provider, head) = super::running_head(&cfg, key.clone()).await?;
+    let (provider, head) = super::running_head(&cfg, key).await?;
 
     // Hash the working directory's content while connecting; pack only what the head lacks.
     let dir = args.working_dir.clone();
@@ -28,7 +28,7 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         let hash = manifest_hash(&files)?;
         anyhow::Ok((files, hash))
     });
-    let transport = provider.head_transport(&head, key).await?;
+    let transport = provider.head_transport(&head).await?;
     let (files, hash) = hashing
         .await
         .context("reading the working directory failed")??;

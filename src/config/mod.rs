@@ -522,6 +522,20 @@ impl Checker<'_> {
         item_span(item)
     }
 
+    /// The span of entry `i` of the list at `path`.
+    fn element_span(
+        &self,
+        doc: &Document<String>,
+        path: &[&str],
+        i: usize,
+    ) -> Option<Range<usize>> {
+        let mut item = doc.as_item();
+        for p in path {
+            item = item.get(p)?;
+        }
+        item.as_array()?.get(i)?.span()
+    }
+
     fn key_span(&self, doc: &Document<String>, path: &[&str]) -> Option<Range<usize>> {
         let (last, parents) = path.split_last()?;
         let mut item = doc.as_item();
@@ -637,10 +651,7 @@ impl Checker<'_> {
         }
         for (i, dep) in s.dependencies.iter().enumerate() {
             if dep.trim().is_empty() || dep.trim_start().starts_with('-') {
-                let span = doc["setup"]["dependencies"]
-                    .as_array()
-                    .and_then(|a| a.get(i))
-                    .and_then(|v| v.span());
+                let span = self.element_span(doc, &["setup", "dependencies"], i);
                 return Err(self
                     .err(span, format!("`setup.dependencies` entry {:?} is not a requirement", dep))
                     .label("expected a pip requirement")
@@ -649,10 +660,7 @@ impl Checker<'_> {
         }
         for (i, cmd) in f.run.setup_commands.iter().enumerate() {
             if cmd.trim().is_empty() {
-                let span = doc["run"]["setup_commands"]
-                    .as_array()
-                    .and_then(|a| a.get(i))
-                    .and_then(|v| v.span());
+                let span = self.element_span(doc, &["run", "setup_commands"], i);
                 return Err(self
                     .err(span, "`run.setup_commands` has an empty command")
                     .label("empty")
@@ -724,10 +732,7 @@ impl Checker<'_> {
                 let mut seen = HashSet::from([head.clone()]);
                 let mut workers = Vec::new();
                 for (i, w) in h.workers.iter().enumerate() {
-                    let span = doc["setup"]["ssh"]["workers"]
-                        .as_array()
-                        .and_then(|a| a.get(i))
-                        .and_then(|v| v.span());
+                    let span = self.element_span(doc, &["setup", "ssh", "workers"], i);
                     let addr = self.parse_host(w, span.clone(), "setup.ssh.workers")?;
                     if !seen.insert(addr.clone()) {
                         return Err(self
@@ -796,11 +801,8 @@ impl Checker<'_> {
             None => AwsSetup::default(),
             Some(a) => {
                 for (i, c) in a.ssh_ingress_cidrs.iter().enumerate() {
+                    let span = self.element_span(doc, &["setup", "aws", "ssh_ingress_cidrs"], i);
                     if !is_cidr(c) {
-                        let span = doc["setup"]["aws"]["ssh_ingress_cidrs"]
-                            .as_array()
-                            .and_then(|a| a.get(i))
-                            .and_then(|v| v.span());
                         return Err(self
                             .err(span, format!("`setup.aws.ssh_ingress_cidrs` entry {c:?} is not an IPv4 CIDR block"))
                             .label("expected a.b.c.d/n")
@@ -808,7 +810,7 @@ impl Checker<'_> {
                     }
                     if c.ends_with("/0") {
                         return Err(self
-                            .err(doc["setup"]["aws"]["ssh_ingress_cidrs"].as_array().and_then(|a| a.get(i)).and_then(|v| v.span()), "`setup.aws.ssh_ingress_cidrs` would open SSH to the whole internet")
+                            .err(span, "`setup.aws.ssh_ingress_cidrs` would open SSH to the whole internet")
                             .label("0.0.0.0/0 is refused")
                             .help("list the networks you connect from, such as \"203.0.113.0/24\""));
                     }

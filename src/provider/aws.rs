@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,9 +21,7 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_ec2::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
-};
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -50,25 +47,14 @@ pub const TAG_IMAGE: &str = "daft:image";
 /// Instances per `RunInstances` call.
 pub const BATCH: u32 = 100;
 
-/// Every EC2 API call made by this process (operations, and attempts including retries).
-pub static API_CALLS: AtomicU64 = AtomicU64::new(0);
-pub static API_ATTEMPTS: AtomicU64 = AtomicU64::new(0);
-
-/// Logs every API call at debug level (`RUST_LOG=debug`) and counts them.
+/// Logs every EC2 API request (calls and their retries) at debug level (`RUST_LOG=debug`);
+/// the scale test and the benchmark count these lines.
 #[derive(Debug)]
 struct CallLog;
 
 impl Intercept for CallLog {
     fn name(&self) -> &'static str {
         "daft-call-log"
-    }
-    fn read_before_execution(
-        &self,
-        _ctx: &BeforeSerializationInterceptorContextRef<'_>,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        API_CALLS.fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
     /// Each HTTP request (a call, or a retry of one).
     fn read_before_transmit(
@@ -77,7 +63,6 @@ impl Intercept for CallLog {
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        API_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
         let op = cfg
             .load::<Metadata>()
             .map(|m| m.name().to_string())
@@ -469,7 +454,15 @@ impl AwsProvider {
 /// The user data for a node of `cfg`'s cluster: the bootstrap script with its settings, run as
 /// the login user (`ssh_user`) at first boot; workers join the head's private address.
 pub fn render_user_data(cfg: &Config, role: Role, head: Option<&ObservedNode>) -> String {
-    let params = NodeParams {
+    user_data_script(
+        &cfg.setup.ssh_user,
+        &bootstrap::render(&node_params(cfg, role, head)),
+    )
+}
+
+/// The bootstrap settings of an EC2 node: in its user data, and for an update in place.
+fn node_params(cfg: &Config, role: Role, head: Option<&ObservedNode>) -> NodeParams {
+    NodeParams {
         daft_home: "$HOME/.daft".into(),
         cluster: cfg.setup.name.clone(),
         node: role.as_str().to_string(),
@@ -491,8 +484,7 @@ pub fn render_user_data(cfg: &Config, role: Role, head: Option<&ObservedNode>) -
             cfg.setup.name,
             role.as_str()
         ),
-    };
-    user_data_script(&cfg.setup.ssh_user, &bootstrap::render(&params))
+    }
 }
 
 /// EC2 user data: write the rendered bootstrap and run it as the login user.
@@ -783,14 +775,7 @@ impl Provider for AwsProvider {
             && node.setup_hash.is_some()
         {
             // An update in place: re-run the bootstrap with the new environment.
-            let mut p = params.clone();
-            p.role = Some(node.role);
-            p.env_hash = bootstrap::env_hash(&self.cfg);
-            p.requirements = bootstrap::requirements(&self.cfg);
-            p.python_version = self.cfg.setup.python_version.clone();
-            p.head_address = head.private_ip.clone().map(|ip| format!("{ip}:6379"));
-            p.ray_tmp = format!("/tmp/daft-{}", node.role.as_str());
-            p.node_json = "{}".into();
+            let p = node_params(&self.cfg, node.role, Some(head));
             bootstrap::run(t.as_ref(), &p, &["install", "start"]).await?;
         }
         if node.role == Role::Head {
@@ -885,22 +870,12 @@ impl Provider for AwsProvider {
         }
     }
 
-    async fn head_transport(
-        &self,
-        head: &ObservedNode,
-        key: Option<PathBuf>,
-    ) -> anyhow::Result<Arc<dyn Transport>> {
+    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
         let ip = head
             .public_ip
-            .clone()
+            .as_deref()
             .ok_or_else(|| anyhow!("the head {} has no public address", head.id))?;
-        let target = SshTarget::new(
-            HostAddr { host: ip, port: 22 },
-            &self.cfg.setup.ssh_user,
-            key.or(self.key.clone()),
-            &daft_home(),
-        );
-        Ok(Arc::new(SshTransport::connect(target).await?))
+        self.connect(ip).await
     }
 
     fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {

@@ -427,21 +427,9 @@ impl Provider for HostsProvider {
         Ok(())
     }
 
-    async fn head_transport(
-        &self,
-        head: &ObservedNode,
-        key: Option<PathBuf>,
-    ) -> anyhow::Result<Arc<dyn Transport>> {
-        match (self.mode, key) {
-            (Mode::Ssh, Some(k)) => {
-                let addr = crate::config::parse_host(&head.id)
-                    .map_err(|e| anyhow!("bad host {}: {e}", head.id))?;
-                let target =
-                    SshTarget::new(addr, &self.cfg.setup.ssh_user, Some(k), &self.local_home);
-                Ok(Arc::new(SshTransport::connect(target).await?))
-            }
-            _ => self.transport(&head.id).await,
-        }
+    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
+        // The connection `query` opened to the head, reused.
+        self.transport(&head.id).await
     }
 
     fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute {

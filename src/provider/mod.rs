@@ -92,12 +92,9 @@ pub trait Provider: Send + Sync {
         Ok(())
     }
 
-    /// A transport to the head, for `submit` and `dashboard`.
-    async fn head_transport(
-        &self,
-        head: &ObservedNode,
-        key: Option<PathBuf>,
-    ) -> anyhow::Result<Arc<dyn Transport>>;
+    /// A transport to the head, for `submit` and `dashboard` (with the key the provider was
+    /// built with).
+    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>>;
 
     /// Where the head's dashboard is.
     fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute;
