@@ -14,6 +14,16 @@ use common::Sshd;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+struct DownOnPanic(StdCommand);
+
+impl Drop for DownOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.output();
+        }
+    }
+}
+
 struct Env {
     dir: tempfile::TempDir,
 }
@@ -27,6 +37,17 @@ impl Env {
     fn home(&self) -> PathBuf {
         self.dir.path().join("daft-home")
     }
+    /// A guard that takes the cluster of `cfg` down if the test fails before it does, so a
+    /// failed test leaves no Ray running (daft down stops the nodes by PID).
+    fn down_on_panic(&self, cfg: &str) -> DownOnPanic {
+        let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"));
+        cmd.current_dir(self.dir.path())
+            .env("DAFT_HOME", self.home())
+            .env("HOME", self.dir.path())
+            .args(["down", "-c", cfg, "--yes"]);
+        DownOnPanic(cmd)
+    }
+
     fn daft(&self) -> Command {
         let mut c = Command::cargo_bin("daft").unwrap();
         c.current_dir(self.dir.path())
@@ -101,6 +122,7 @@ fn local_cluster_up_submit_noop_down() {
         ),
     );
     let cfg = cfg.to_str().unwrap();
+    let _down = env.down_on_panic(cfg);
     let up = env.daft().args(["up", "-c", cfg]).output().unwrap();
     assert!(up.status.success(), "{}", out(&up));
     let text = String::from_utf8_lossy(&up.stdout);
@@ -358,6 +380,7 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
     let (a, b) = two_hosts();
     let cfg = ssh_config(&env, &a, &[&b], "\"python -c 'import ray'\"");
     let cfg = cfg.to_str().unwrap();
+    let _down = env.down_on_panic(cfg);
     let up = env.daft().args(["up", "-c", cfg]).output().unwrap();
     assert!(up.status.success(), "{}", out(&up));
 
@@ -537,6 +560,7 @@ fn failing_setup_command_is_named_with_host_and_output() {
         &[],
         "\"echo fine\", \"echo broken-step-output >&2; exit 4\"",
     );
+    let _down = env.down_on_panic(cfg.to_str().unwrap());
     let o = env
         .daft()
         .args(["up", "-c", cfg.to_str().unwrap()])
