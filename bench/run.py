@@ -4,8 +4,10 @@
     python3 bench/run.py            # everything (about 15 minutes, after a release build)
     BENCH_RUNS=3 python3 bench/run.py
 
-Peers: Ray's own CLI (`ray[default]` from PyPI, installed with uv into bench/.venv), OpenSSH
-(`scp`, `ssh -L`, via `cargo bench --bench peers`), and a bare `ray start --head` / `ray stop`.
+Peers: Ray's own CLI (`ray[default]` from PyPI, installed with uv into bench/.venv): its cluster
+launcher (`ray up` / `ray down` / `ray dashboard`, local provider, bench/ray_up.py), `ray job
+submit`, `ray status`, a bare `ray start` / `ray stop`; and OpenSSH (`scp`, `ssh -L`, via
+`cargo bench --bench peers`).
 Runs of daft and of the peer alternate; medians, min..max and the ratio daft/peer are reported.
 """
 
@@ -22,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import ray_up  # bench/ray_up.py: SSH hosts vs Ray's cluster launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 DAFT = ROOT / "target" / "release" / "daft"
@@ -112,7 +116,7 @@ def bench_local(tmp):
     # Warm-up: installs the cluster's environment (not measured).
     sh([str(DAFT), "up", "-c", str(cfg), "--yes"], env=env)
     sh([str(DAFT), "down", "-c", str(cfg), "--yes"], env=env)
-    up, noop, down, bare_up, bare_down, lst, status = [], [], [], [], [], [], []
+    up, noop, down, bare_up, bare_down, bare_pair, lst, status = [], [], [], [], [], [], [], []
     for _ in range(RUNS):
         up.append(timed([str(DAFT), "up", "-c", str(cfg), "--yes"], env=env)[0])
         noop.append(timed([str(DAFT), "up", "-c", str(cfg)], env=env)[0])
@@ -128,6 +132,19 @@ def bench_local(tmp):
             )[0]
         )
         bare_down.append(timed([str(RAY), "stop"])[0])
+        # The same two nodes by hand: the head, then a worker joining it (as daft's local provider
+        # runs them: own temp dirs, own dashboard-agent port, the worker on 127.0.0.3).
+        for d in (tmpdir, Path(tmp) / "bare-ray-worker"):
+            shutil.rmtree(d, ignore_errors=True)
+        t = time.perf_counter()
+        sh([str(RAY), "start", "--head", "--node-ip-address", "127.0.0.2", "--port", str(rp),
+            "--dashboard-host", "127.0.0.2", "--dashboard-port", str(dp), "--temp-dir", str(tmpdir), "--disable-usage-stats"])
+        sh([str(RAY), "start", "--address", f"127.0.0.2:{rp}", "--node-ip-address", "127.0.0.3",
+            "--dashboard-agent-listen-port", str(free_port()), "--temp-dir", str(Path(tmp) / "bare-ray-worker"),
+            "--disable-usage-stats"])
+        bare_pair.append(time.perf_counter() - t)
+        sh([str(RAY), "stop"])
+    record("up, local, 1 head + 1 worker, env installed", up, "bare ray start --head, then ray start --address", bare_pair)
     record("up, local, 1 head + 1 worker, env installed", up, "bare ray start --head (head only)", bare_up)
     record("up again, nothing changed", noop, "bare ray start --head", bare_up)
     record("down, local (2 nodes)", down, "ray stop", bare_down)
@@ -288,6 +305,8 @@ def main():
         mem["daft submit 50 MB / 5,000 files (unchanged)"] = bench_submit(tmp, cfg, env)
     with tempfile.TemporaryDirectory() as tmp:
         mem["daft plan (aws, 1,001 instances)"] = bench_moto(tmp)
+    print("SSH hosts vs Ray's cluster launcher (bench/ray_up.py)", flush=True)
+    ray_up.bench(record, RUNS)
     bench_criterion()
     bench_peers()
     write(mem)

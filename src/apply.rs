@@ -55,7 +55,8 @@ pub async fn apply(
         }
     }
 
-    // 2. Terminations (surplus and replaced nodes) run alongside everything else.
+    // 2. Terminations (surplus and replaced nodes) run alongside everything else, unless the
+    //    replacements take the same places (see below).
     let mut doomed: Vec<ObservedNode> = Vec::new();
     for a in &plan.actions {
         match a {
@@ -241,7 +242,19 @@ pub async fn apply(
         anyhow::Ok(Some((head, head_created, launched, updated, shortfall)))
     };
 
-    let (terminated, built) = tokio::join!(terminate, build);
+    let replacing = plan
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Replace { .. }));
+    let (terminated, built) = if replacing && provider.replaces_in_place() {
+        // The replacements come back in the same places: stop the old nodes first.
+        match terminate.await {
+            Ok(t) => (Ok(t), build.await),
+            Err(e) => (Err(e), Ok(None)),
+        }
+    } else {
+        tokio::join!(terminate, build)
+    };
     let terminated = terminated?;
     report.terminated = terminated;
     if let Some((head, head_created, launched, updated, shortfall)) = built? {

@@ -6,7 +6,8 @@
 #   start         start this node's Ray (head or worker), unless it already runs as asked
 #   stop          stop this node's Ray: its own process group, by PID (never `ray stop`)
 #   stop-cluster  stop every node of this cluster on this host
-#   status        one line per node of this cluster on this host: daft-node <alive|dead> <json>
+#   status        one line per node of this cluster on this host: daft-node <alive|dead> <json>,
+#                 and daft-member <host> per host in the cluster's member list (kept on the head)
 set -eu
 
 : "${DAFT_HOME:=$HOME/.daft}"
@@ -170,6 +171,8 @@ status() {
         if alive "$pid"; then st=alive; else st=dead; fi
         printf 'daft-node %s %s\n' "$st" "$(tr -d '\n' < "$d/node.json")"
     done
+    # The head keeps the hosts that joined it (SSH hosts), so removed ones are still found.
+    if [ -f "$CLUSTER_DIR/members" ]; then sed 's/^/daft-member /' "$CLUSTER_DIR/members"; fi
 }
 
 for action in "$@"; do

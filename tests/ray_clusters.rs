@@ -335,6 +335,75 @@ fn local_cluster_up_submit_noop_down() {
     );
 }
 
+/// Whether `pid` runs (a zombie nobody reaps, as this sandbox's init leaves them, does not).
+fn pid_runs(pid: &str) -> bool {
+    let state = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap_or_default();
+    !state.is_empty()
+        && !state
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+}
+
+/// A spec change replaces a node in its own place (same node directory on the same machine):
+/// the old Ray is stopped before the new one starts, and the new one runs as asked.
+#[test]
+fn local_head_is_replaced_in_place_when_its_address_changes() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new();
+    let config = |addr: &str| {
+        let (ray_port, dash_port) = (common::free_port(addr), common::free_port(addr));
+        format!(
+            "[setup]\nname = \"t-replace\"\nprovider = \"local\"\nnumber_of_workers = 0\n\n[setup.local]\naddress = \"{addr}\"\nray_port = {ray_port}\ndashboard_port = {dash_port}\n"
+        )
+    };
+    let cfg = env.write("local.toml", &config("127.0.0.4"));
+    let cfg = cfg.to_str().unwrap();
+    let _down = env.down_on_panic(cfg);
+    let up = env.daft().args(["up", "-c", cfg]).output().unwrap();
+    assert!(up.status.success(), "{}", out(&up));
+    let pid_file = env.home().join("clusters/t-replace/nodes/head/ray.pid");
+    let old_pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert!(pid_runs(&old_pid));
+
+    env.write("local.toml", &config("127.0.0.5"));
+    let replace = env
+        .daft()
+        .args(["up", "-c", cfg, "--yes"])
+        .output()
+        .unwrap();
+    assert!(replace.status.success(), "{}", out(&replace));
+    assert!(
+        String::from_utf8_lossy(&replace.stdout)
+            .contains("± replace    head     head  (address 127.0.0.4 → 127.0.0.5)"),
+        "{}",
+        out(&replace)
+    );
+    let new_pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert_ne!(old_pid, new_pid);
+    assert!(!pid_runs(&old_pid), "the replaced head still runs");
+    let job = env.write(
+        "job/ips.py",
+        "import ray\nray.init()\nprint('ips=%s' % sorted(n['NodeManagerAddress'] for n in ray.nodes() if n['Alive']))\n",
+    );
+    let sub = env.submit(
+        cfg,
+        job.parent().unwrap().to_str().unwrap(),
+        &["python", "ips.py"],
+    );
+    assert!(
+        String::from_utf8_lossy(&sub.stdout).contains("ips=['127.0.0.5']"),
+        "{}",
+        out(&sub)
+    );
+    let down = env
+        .daft()
+        .args(["down", "-c", cfg, "--yes"])
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", out(&down));
+    assert!(!pid_runs(&new_pid), "down left the head running");
+}
+
 /// Two sshd on 127.0.0.2 and 127.0.0.3 that accept the same key.
 fn two_hosts() -> (Sshd, Sshd) {
     let a = Sshd::start("127.0.0.2");

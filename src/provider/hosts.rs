@@ -52,6 +52,9 @@ pub struct HostsProvider {
     key: Option<PathBuf>,
     local_home: PathBuf,
     conns: Mutex<HashMap<String, Arc<dyn Transport>>>,
+    /// The last observation, reused by `run_instances` (which only needs to know which places
+    /// are taken) instead of asking every host again; `terminate` forgets it.
+    observed: std::sync::Mutex<Option<Observed>>,
 }
 
 impl HostsProvider {
@@ -62,6 +65,7 @@ impl HostsProvider {
             key: None,
             local_home: daft_home(),
             conns: Mutex::new(HashMap::new()),
+            observed: std::sync::Mutex::new(None),
         }
     }
 
@@ -73,6 +77,7 @@ impl HostsProvider {
             key,
             local_home: daft_home(),
             conns: Mutex::new(HashMap::new()),
+            observed: std::sync::Mutex::new(None),
         }
     }
 
@@ -173,11 +178,42 @@ impl HostsProvider {
         }
     }
 
-    async fn status(&self, node_host: &str) -> anyhow::Result<Vec<ObservedNode>> {
+    /// The nodes of this cluster on a host, and the cluster's member list if the host keeps it
+    /// (the head does): one command per host.
+    async fn status(&self, node_host: &str) -> anyhow::Result<(Vec<ObservedNode>, Vec<String>)> {
         let t = self.transport(node_host).await?;
         let params = self.base_params(t.as_ref(), node_host);
         let out = bootstrap::run(t.as_ref(), &params, &["status"]).await?;
-        Ok(parse_status(&out.stdout, self.name()))
+        Ok((
+            parse_status(&out.stdout, self.name()),
+            parse_members(&out.stdout),
+        ))
+    }
+
+    /// Ask `hosts` at once; the nodes each runs (records of co-located hosts skipped) and the
+    /// member lists they keep.
+    async fn observe_hosts(
+        &self,
+        hosts: &[String],
+    ) -> anyhow::Result<(Vec<ObservedNode>, Vec<String>)> {
+        let results = join_all(
+            hosts
+                .iter()
+                .map(|h| async move { (h.clone(), self.status(h).await) }),
+        )
+        .await;
+        let (mut nodes, mut members) = (Vec::new(), Vec::new());
+        for (h, r) in results {
+            match r {
+                // A host runs one node of a cluster; records of co-located hosts are skipped.
+                Ok((ns, ms)) => {
+                    nodes.extend(ns.into_iter().filter(|n| n.id == h));
+                    members.extend(ms);
+                }
+                Err(e) => return Err(e.context(format!("cannot observe host {h}"))),
+            }
+        }
+        Ok((nodes, members))
     }
 
     fn free_port(&self) -> anyhow::Result<u16> {
@@ -220,52 +256,40 @@ impl Provider for HostsProvider {
         }
     }
 
+    fn replaces_in_place(&self) -> bool {
+        true
+    }
+
     async fn query(&self) -> anyhow::Result<Observed> {
-        let mut nodes = Vec::new();
-        match self.mode {
-            Mode::Local => nodes = self.status("local").await?,
+        let nodes = match self.mode {
+            Mode::Local => self.status("local").await?.0,
             Mode::Ssh => {
+                // Every configured host at once; the head's answer also lists the hosts that
+                // were members before (removed from the config since), asked in a second round.
                 let (head, workers) = self.hosts();
-                let mut hosts: Vec<String> = std::iter::once(&head)
+                let hosts: Vec<String> = std::iter::once(&head)
                     .chain(workers.iter())
                     .map(|h| h.to_string())
                     .collect();
-                // Hosts that were members before (removed from the config since) are observed too.
-                if let Ok(t) = self.transport(&head.to_string()).await {
-                    let members = format!("{}/clusters/{}/members", t.daft_home(), self.name());
-                    if let Ok(out) = t
-                        .capture(&format!(
-                            "cat {} 2>/dev/null || true",
-                            bootstrap::dquote(&members)
-                        ))
-                        .await
-                    {
-                        for h in out.stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
-                            if !hosts.iter().any(|x| x == h) {
-                                hosts.push(h.to_string());
-                            }
-                        }
+                let (mut nodes, members) = self.observe_hosts(&hosts).await?;
+                let mut former: Vec<String> = Vec::new();
+                for m in members {
+                    if !hosts.contains(&m) && !former.contains(&m) {
+                        former.push(m);
                     }
                 }
-                let results = join_all(
-                    hosts
-                        .iter()
-                        .map(|h| async move { (h.clone(), self.status(h).await) }),
-                )
-                .await;
-                for (h, r) in results {
-                    match r {
-                        // A host runs one node of a cluster; records of co-located hosts are skipped.
-                        Ok(ns) => nodes.extend(ns.into_iter().filter(|n| n.id == h)),
-                        Err(e) => return Err(e.context(format!("cannot observe host {h}"))),
-                    }
+                if !former.is_empty() {
+                    nodes.extend(self.observe_hosts(&former).await?.0);
                 }
+                nodes
             }
-        }
-        Ok(Observed {
+        };
+        let observed = Observed {
             nodes,
             support: vec![],
-        })
+        };
+        *self.observed.lock().expect("not poisoned") = Some(observed.clone());
+        Ok(observed)
     }
 
     async fn run_instances(
@@ -273,8 +297,13 @@ impl Provider for HostsProvider {
         req: &LaunchRequest<'_>,
         _pb: &ProgressBar,
     ) -> anyhow::Result<Vec<ObservedNode>> {
-        // Nothing to launch: pick node ids (local) or hosts (ssh) that carry no node yet.
-        let observed = self.query().await?;
+        // Nothing to launch: pick node ids (local) or hosts (ssh) that carry no node yet, as
+        // the plan's observation saw them (unless nodes were stopped since).
+        let cached = self.observed.lock().expect("not poisoned").clone();
+        let observed = match cached {
+            Some(o) => o,
+            None => self.query().await?,
+        };
         let taken: Vec<String> = observed.alive().map(|n| n.id.clone()).collect();
         let mut ids = Vec::new();
         match (self.mode, req.role) {
@@ -376,10 +405,12 @@ impl Provider for HostsProvider {
             ports,
         };
         p.node_json = serde_json::to_string(&rec)?;
-        pb.set_message(format!("installing the environment on {}", t.describe()));
-        bootstrap::run(t.as_ref(), &p, &["install"]).await?;
-        pb.set_message("starting Ray");
-        bootstrap::run(t.as_ref(), &p, &["start"]).await?;
+        // One command for both steps (each command costs the host's login-shell start-up).
+        pb.set_message(format!(
+            "installing the environment and starting Ray on {}",
+            t.describe()
+        ));
+        bootstrap::run(t.as_ref(), &p, &["install", "start"]).await?;
         if node.role == Role::Head {
             if !self.cfg.run.setup_commands.is_empty() {
                 pb.set_message("running setup_commands");
@@ -405,6 +436,7 @@ impl Provider for HostsProvider {
 
     async fn terminate(&self, nodes: &[ObservedNode], pb: &ProgressBar) -> anyhow::Result<()> {
         pb.set_message("stopping Ray");
+        *self.observed.lock().expect("not poisoned") = None;
         let results = join_all(nodes.iter().map(|n| async move {
             let t = self.transport(&n.id).await?;
             let p = self.base_params(t.as_ref(), &n.id);
@@ -452,6 +484,17 @@ impl Provider for HostsProvider {
 }
 
 /// Parse the bootstrap script's `status` lines into nodes of `cluster`.
+/// The `daft-member HOST` lines of the script's `status`.
+fn parse_members(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("daft-member "))
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
     let mut nodes = Vec::new();
     for line in stdout.lines() {

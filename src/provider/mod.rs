@@ -56,6 +56,12 @@ pub trait Provider: Send + Sync {
         false
     }
 
+    /// A replacement node takes its predecessor's place (same host, same node directory), so
+    /// the old one must be stopped before the new one starts. Cloud nodes are new machines.
+    fn replaces_in_place(&self) -> bool {
+        false
+    }
+
     /// Observe the cluster: every node carrying its tag, and its supporting resources.
     async fn query(&self) -> anyhow::Result<Observed>;
 
