@@ -155,7 +155,13 @@ fn main() {
             .args(ssh_opts(&s, k.path()))
             .args(["-q", "-P", &s.port.to_string()])
             .arg(&file)
-            .arg(format!("{}@{}:scp-{i}.bin", s.user, s.addr))
+            // Absolute: a relative path lands in the login's passwd home, not the fixture's.
+            .arg(format!(
+                "{}@{}:{}",
+                s.user,
+                s.addr,
+                s.home.join(format!("scp-{i}.bin")).display()
+            ))
             .status()
             .unwrap();
         assert!(st.success());
