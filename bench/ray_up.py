@@ -216,16 +216,26 @@ def throughput(port):
     return n / (1 << 20) / (time.perf_counter() - t)
 
 
+def peak_rss_mib(pid):
+    """The peak resident set (VmHWM) of a running process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
 def tunnel(cmd_for, env=None):
-    """First byte to the real dashboard, then bulk throughput through a second tunnel."""
+    """First byte to the real dashboard, then bulk throughput through a second tunnel.
+    Returns (seconds to first byte, MB/s, peak RSS of the tunnel command in MiB)."""
     port = free_port()
     ttfb, p = first_byte(cmd_for(port, None), port, env)
     stop(p)
     port = free_port()
     _, p = first_byte(cmd_for(port, BULK_PORT), port, env)
     mbps = throughput(port)
+    rss = peak_rss_mib(p.pid)
     stop(p)
-    return ttfb, mbps
+    return ttfb, mbps, rss
 
 
 def ray_procs():
@@ -241,7 +251,10 @@ BULK_PORT = 0
 
 
 def bench(record, runs):
+    """Runs the comparison, calling record(name, daft_values, peer, peer_values, unit=...) per
+    measure; returns the peak memory of daft commands measured here."""
     global BULK_PORT
+    mem = {}
     tmp = tempfile.mkdtemp(prefix="daft-rayup-")
     procs = []
     login_path = RayOnLoginPath().__enter__()
@@ -309,7 +322,7 @@ def bench(record, runs):
             m["d_all"].append(poll.wait(2))
             poll.close()
             m["d_noop"].append(timed([daft, "up", "-c", str(cfg)], env=env)[0])
-            ttfb, mbps = tunnel(daft_dash, env)
+            ttfb, mbps, mem["daft dashboard (200 MB through the tunnel)"] = tunnel(daft_dash, env)
             m["d_ttfb"].append(ttfb)
             m["d_mbps"].append(mbps)
             m["d_down"].append(timed([daft, "down", "-c", str(cfg), "--yes"], env=env)[0])
@@ -328,7 +341,7 @@ def bench(record, runs):
             # the head's new autoscaler brings the worker back. Wait for it before going on.
             back = poll.wait(2)
             poll.close()
-            ttfb, mbps = tunnel(ray_dash, ray_env)
+            ttfb, mbps, _ = tunnel(ray_dash, ray_env)
             m["r_ttfb"].append(ttfb)
             m["r_mbps"].append(mbps)
             t, r = timed([RAY, "down", "-y", str(yaml)], env=ray_env, check=False, timeout=300)
@@ -352,6 +365,7 @@ def bench(record, runs):
         record(f"SSH hosts: dashboard tunnel throughput {BULK_MB} MB", m["d_mbps"], "ray dashboard", m["r_mbps"],
                unit="MB/s")
         record("SSH hosts: down (nothing left running)", m["d_down"], "ray down", m["r_down"])
+        return mem
     finally:
         sh([RAY, "stop", "--force"], check=False)
         for p in procs:

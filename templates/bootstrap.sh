@@ -66,8 +66,16 @@ install_env() {
         fi
         printf '%s\n' "$DAFT_REQUIREMENTS" > "$ENV/requirements.txt"
         step "installing $(tr '\n' ' ' < "$ENV/requirements.txt")"
-        VIRTUAL_ENV="$ENV" "$UV" pip install -q -r "$ENV/requirements.txt" || fail "installing the requirements failed"
-        touch "$ENV/.daft-complete"
+        VIRTUAL_ENV="$ENV" "$UV" pip install -q --compile-bytecode -r "$ENV/requirements.txt" || fail "installing the requirements failed"
+        touch "$ENV/.daft-bytecode" "$ENV/.daft-complete"
+    fi
+    if [ ! -f "$ENV/.daft-bytecode" ]; then
+        # An environment made before daft compiled bytecode at install. Without .pyc files every
+        # Ray start compiles its imports again in each of its dozen Python processes (and never
+        # saves them where PYTHONDONTWRITEBYTECODE is set): 22 s instead of 9 s for a head here.
+        step "compiling the environment's Python bytecode"
+        "$ENV/bin/python" -m compileall -q -j 0 "$ENV/lib" >/dev/null 2>&1 || true
+        touch "$ENV/.daft-bytecode"
     fi
     if command -v flock >/dev/null 2>&1; then exec 9>&-; fi
     mkdir -p "$CLUSTER_DIR"

@@ -81,6 +81,29 @@ fn out(o: &std::process::Output) -> String {
     )
 }
 
+/// Files below `dir` whose name ends with `suffix`.
+fn count_files(dir: &Path, suffix: &str) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => count_files(&e.path(), suffix),
+            Ok(t) if t.is_file() && e.file_name().to_string_lossy().ends_with(suffix) => 1,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// `o`'s standard output contains `needle` (both outputs shown if not).
+fn assert_stdout(o: &std::process::Output, needle: &str) {
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(needle),
+        "expected {needle:?} in\n{}",
+        out(o)
+    );
+}
+
 /// Processes whose command line mentions `needle`.
 fn procs_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -123,13 +146,24 @@ fn local_cluster_up_submit_noop_down() {
     );
     let cfg = cfg.to_str().unwrap();
     let _down = env.down_on_panic(cfg);
-    let up = env.daft().args(["up", "-c", cfg]).output().unwrap();
+    // As on machines that set it: Python then never saves bytecode itself (see below).
+    let up = env
+        .daft()
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args(["up", "-c", cfg])
+        .output()
+        .unwrap();
     assert!(up.status.success(), "{}", out(&up));
     let text = String::from_utf8_lossy(&up.stdout);
     assert!(
         text.contains("+ create     head") && text.contains("is up"),
         "{text}"
     );
+
+    // The environment carries compiled bytecode: Ray's dozen Python processes do not compile
+    // their imports at every start (and cannot keep them where PYTHONDONTWRITEBYTECODE is set).
+    let pyc = count_files(&env.home().join("envs"), ".pyc");
+    assert!(pyc > 1000, "only {pyc} .pyc files in the environment");
 
     let tmps = node_tmp_dirs(&env.home(), "t-local");
     assert_eq!(tmps.len(), 2, "a temp dir per node");
@@ -258,11 +292,7 @@ fn local_cluster_up_submit_noop_down() {
     // `up` again: nothing to do, Ray untouched.
     let noop = env.daft().args(["up", "-c", cfg]).output().unwrap();
     assert!(noop.status.success(), "{}", out(&noop));
-    assert!(
-        String::from_utf8_lossy(&noop.stdout).contains("Nothing to do"),
-        "{}",
-        out(&noop)
-    );
+    assert_stdout(&noop, "Nothing to do");
     let pid_after =
         std::fs::read_to_string(env.home().join("clusters/t-local/nodes/head/ray.pid")).unwrap();
     assert_eq!(pid_before, pid_after, "no-op up restarted Ray");
@@ -289,11 +319,7 @@ fn local_cluster_up_submit_noop_down() {
         .args(["dashboard", "-c", cfg, "--no-browser"])
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8_lossy(&dash.stdout).contains(&format!("http://127.0.0.2:{dash_port}")),
-        "{}",
-        out(&dash)
-    );
+    assert_stdout(&dash, &format!("http://127.0.0.2:{dash_port}"));
 
     // down: no process of the cluster is left.
     let down = env
@@ -313,26 +339,17 @@ fn local_cluster_up_submit_noop_down() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    let pid: i32 = pid_before.trim().parse().unwrap();
     // Gone, or a zombie nobody reaps (this sandbox's init does not): either way, not running.
-    let state = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     assert!(
-        state.is_empty()
-            || state
-                .lines()
-                .any(|l| l.starts_with("State:") && l.contains('Z')),
-        "ray start --block of the head still runs:\n{state}"
+        !pid_runs(&pid_before),
+        "ray start --block of the head still runs"
     );
     let again = env
         .daft()
         .args(["down", "-c", cfg, "--yes"])
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8_lossy(&again.stdout).contains("Nothing to remove"),
-        "{}",
-        out(&again)
-    );
+    assert_stdout(&again, "Nothing to remove");
 }
 
 /// Whether `pid` runs (a zombie nobody reaps, as this sandbox's init leaves them, does not).
@@ -372,11 +389,9 @@ fn local_head_is_replaced_in_place_when_its_address_changes() {
         .output()
         .unwrap();
     assert!(replace.status.success(), "{}", out(&replace));
-    assert!(
-        String::from_utf8_lossy(&replace.stdout)
-            .contains("± replace    head     head  (address 127.0.0.4 → 127.0.0.5)"),
-        "{}",
-        out(&replace)
+    assert_stdout(
+        &replace,
+        "± replace    head     head  (address 127.0.0.4 → 127.0.0.5)",
     );
     let new_pid = std::fs::read_to_string(&pid_file).unwrap();
     assert_ne!(old_pid, new_pid);
@@ -390,11 +405,7 @@ fn local_head_is_replaced_in_place_when_its_address_changes() {
         job.parent().unwrap().to_str().unwrap(),
         &["python", "ips.py"],
     );
-    assert!(
-        String::from_utf8_lossy(&sub.stdout).contains("ips=['127.0.0.5']"),
-        "{}",
-        out(&sub)
-    );
+    assert_stdout(&sub, "ips=['127.0.0.5']");
     let down = env
         .daft()
         .args(["down", "-c", cfg, "--yes"])
@@ -460,11 +471,7 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
         &["python", "nodes.py"],
     );
     assert!(sub.status.success(), "{}", out(&sub));
-    assert!(
-        String::from_utf8_lossy(&sub.stdout).contains("nodes=2"),
-        "{}",
-        out(&sub)
-    );
+    assert_stdout(&sub, "nodes=2");
     // The job's output is kept on the head.
     let jobs = a.home.join(".daft/clusters/t-ssh/jobs");
     let kept: Vec<_> = std::fs::read_dir(&jobs).unwrap().flatten().collect();
@@ -516,11 +523,7 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
 
     // Nothing changed: nothing to do.
     let noop = env.daft().args(["up", "-c", cfg]).output().unwrap();
-    assert!(
-        String::from_utf8_lossy(&noop.stdout).contains("Nothing to do"),
-        "{}",
-        out(&noop)
-    );
+    assert_stdout(&noop, "Nothing to do");
 
     // A worker host removed from the config is stopped.
     let cfg1 = ssh_config(&env, &a, &[], "\"python -c 'import ray'\"");
@@ -541,11 +544,7 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
         job.parent().unwrap().to_str().unwrap(),
         &["python", "nodes.py"],
     );
-    assert!(
-        String::from_utf8_lossy(&sub1.stdout).contains("nodes=1"),
-        "{}",
-        out(&sub1)
-    );
+    assert_stdout(&sub1, "nodes=1");
 
     let down = env
         .daft()
@@ -558,11 +557,7 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
         .args(["plan", "-c", cfg1.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8_lossy(&status.stdout).contains("+ create     head"),
-        "{}",
-        out(&status)
-    );
+    assert_stdout(&status, "+ create     head");
     // down removes nothing else: the environment stays for next time.
     assert!(a.home.join(".daft/envs").is_dir());
 }
