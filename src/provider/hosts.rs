@@ -405,6 +405,19 @@ impl Provider for HostsProvider {
             ports,
         };
         p.node_json = serde_json::to_string(&rec)?;
+        if node.role == Role::Worker && self.mode == Mode::Ssh {
+            // The head remembers its workers, so a host removed from the config is still found.
+            // Recorded before the worker starts: an interrupted `up` leaves no node the head does
+            // not know (and the worker waits for the head's Ray port anyway).
+            let ht = self.transport(&head.id).await?;
+            let members = format!("{}/clusters/{}/members", ht.daft_home(), self.name());
+            let cmd = format!(
+                "mkdir -p \"$(dirname {m})\" && (grep -qxF {id} {m} 2>/dev/null || echo {id} >> {m})",
+                m = bootstrap::dquote(&members),
+                id = crate::transport::shell_quote(&node.id)
+            );
+            ht.capture(&cmd).await?;
+        }
         // One command for both steps (each command costs the host's login-shell start-up).
         pb.set_message(format!(
             "installing the environment and starting Ray on {}",
@@ -416,16 +429,6 @@ impl Provider for HostsProvider {
                 pb.set_message("running setup_commands");
             }
             bootstrap::run_setup_commands(t.as_ref(), &self.cfg, &t.daft_home()).await?;
-        } else if self.mode == Mode::Ssh {
-            // The head remembers its workers, so a host removed from the config is still found.
-            let ht = self.transport(&head.id).await?;
-            let members = format!("{}/clusters/{}/members", ht.daft_home(), self.name());
-            let cmd = format!(
-                "mkdir -p \"$(dirname {m})\" && (grep -qxF {id} {m} 2>/dev/null || echo {id} >> {m})",
-                m = bootstrap::dquote(&members),
-                id = crate::transport::shell_quote(&node.id)
-            );
-            ht.capture(&cmd).await?;
         }
         let mut done = node.clone();
         done.state = NodeState::Running;
