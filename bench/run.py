@@ -82,6 +82,14 @@ def record(name, daft_vals, peer, peer_vals, unit="s", note=""):
 
 
 def setup():
+    # Bench-only tools (the tests do not need them): rsync for Ray's cluster launcher, GNU time
+    # for peak memory.
+    missing = [pkg for pkg, present in (("rsync", shutil.which("rsync")), ("time", os.path.exists("/usr/bin/time")))
+               if not present]
+    if missing:
+        print(f"installing {' '.join(missing)} (apt-get)", flush=True)
+        sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
+           + " ".join(missing), capture=False)
     print("building daft (release) and installing the peer (ray[default]) with uv ...", flush=True)
     sh("cargo build --release --quiet", capture=False, timeout=None)
     if not RAY.exists():
