@@ -59,6 +59,12 @@ impl Env {
             .timeout(Duration::from_secs(900));
         c
     }
+    /// `daft ARGS...`, which must succeed.
+    fn ok(&self, args: &[&str]) -> std::process::Output {
+        let o = self.daft().args(args).output().unwrap();
+        assert!(o.status.success(), "daft {args:?} failed:\n{}", out(&o));
+        o
+    }
     /// `daft submit -c CFG -w DIR -- CMD...`
     fn submit(&self, cfg: &str, dir: &str, cmd: &[&str]) -> std::process::Output {
         let mut args = vec!["submit", "-c", cfg, "-w", dir, "--"];
@@ -290,8 +296,7 @@ fn local_cluster_up_submit_noop_down() {
     );
 
     // `up` again: nothing to do, Ray untouched.
-    let noop = env.daft().args(["up", "-c", cfg]).output().unwrap();
-    assert!(noop.status.success(), "{}", out(&noop));
+    let noop = env.ok(&["up", "-c", cfg]);
     assert_stdout(&noop, "Nothing to do");
     let pid_after =
         std::fs::read_to_string(env.home().join("clusters/t-local/nodes/head/ray.pid")).unwrap();
@@ -322,12 +327,7 @@ fn local_cluster_up_submit_noop_down() {
     assert_stdout(&dash, &format!("http://127.0.0.2:{dash_port}"));
 
     // down: no process of the cluster is left.
-    let down = env
-        .daft()
-        .args(["down", "-c", cfg, "--yes"])
-        .output()
-        .unwrap();
-    assert!(down.status.success(), "{}", out(&down));
+    env.ok(&["down", "-c", cfg, "--yes"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     for t in &tmps {
         while !procs_with(t).is_empty() {
@@ -376,19 +376,13 @@ fn local_head_is_replaced_in_place_when_its_address_changes() {
     let cfg = env.write("local.toml", &config("127.0.0.4"));
     let cfg = cfg.to_str().unwrap();
     let _down = env.down_on_panic(cfg);
-    let up = env.daft().args(["up", "-c", cfg]).output().unwrap();
-    assert!(up.status.success(), "{}", out(&up));
+    env.ok(&["up", "-c", cfg]);
     let pid_file = env.home().join("clusters/t-replace/nodes/head/ray.pid");
     let old_pid = std::fs::read_to_string(&pid_file).unwrap();
     assert!(pid_runs(&old_pid));
 
     env.write("local.toml", &config("127.0.0.5"));
-    let replace = env
-        .daft()
-        .args(["up", "-c", cfg, "--yes"])
-        .output()
-        .unwrap();
-    assert!(replace.status.success(), "{}", out(&replace));
+    let replace = env.ok(&["up", "-c", cfg, "--yes"]);
     assert_stdout(
         &replace,
         "± replace    head     head  (address 127.0.0.4 → 127.0.0.5)",
@@ -406,12 +400,7 @@ fn local_head_is_replaced_in_place_when_its_address_changes() {
         &["python", "ips.py"],
     );
     assert_stdout(&sub, "ips=['127.0.0.5']");
-    let down = env
-        .daft()
-        .args(["down", "-c", cfg, "--yes"])
-        .output()
-        .unwrap();
-    assert!(down.status.success(), "{}", out(&down));
+    env.ok(&["down", "-c", cfg, "--yes"]);
     assert!(!pid_runs(&new_pid), "down left the head running");
 }
 
@@ -461,8 +450,7 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
     let cfg = ssh_config(&env, &a, &[&b], "\"python -c 'import ray'\"");
     let cfg = cfg.to_str().unwrap();
     let _down = env.down_on_panic(cfg);
-    let up = env.daft().args(["up", "-c", cfg]).output().unwrap();
-    assert!(up.status.success(), "{}", out(&up));
+    env.ok(&["up", "-c", cfg]);
 
     let job = env.write("job/nodes.py", NODES_SCRIPT);
     let sub = env.submit(
@@ -527,12 +515,7 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
 
     // A worker host removed from the config is stopped.
     let cfg1 = ssh_config(&env, &a, &[], "\"python -c 'import ray'\"");
-    let shrink = env
-        .daft()
-        .args(["up", "-c", cfg1.to_str().unwrap(), "--yes"])
-        .output()
-        .unwrap();
-    assert!(shrink.status.success(), "{}", out(&shrink));
+    let shrink = env.ok(&["up", "-c", cfg1.to_str().unwrap(), "--yes"]);
     assert!(
         String::from_utf8_lossy(&shrink.stdout)
             .contains(&format!("- terminate  worker   {}", b.host())),
@@ -546,12 +529,7 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
     );
     assert_stdout(&sub1, "nodes=1");
 
-    let down = env
-        .daft()
-        .args(["down", "-c", cfg1.to_str().unwrap(), "--yes"])
-        .output()
-        .unwrap();
-    assert!(down.status.success(), "{}", out(&down));
+    env.ok(&["down", "-c", cfg1.to_str().unwrap(), "--yes"]);
     let status = env
         .daft()
         .args(["plan", "-c", cfg1.to_str().unwrap()])
@@ -639,12 +617,7 @@ fn failing_setup_command_is_named_with_host_and_output() {
             && e.contains("exit status 4"),
         "{e}"
     );
-    let down = env
-        .daft()
-        .args(["down", "-c", cfg.to_str().unwrap(), "--yes"])
-        .output()
-        .unwrap();
-    assert!(down.status.success(), "{}", out(&down));
+    env.ok(&["down", "-c", cfg.to_str().unwrap(), "--yes"]);
 }
 
 fn which(tool: &str) -> Result<PathBuf, ()> {
