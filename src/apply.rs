@@ -94,6 +94,13 @@ pub async fn apply(
         }
     };
 
+    // Places a new node must not take: live nodes that stay.
+    let taken: Vec<String> = observed
+        .alive()
+        .filter(|n| !doomed.iter().any(|d| d.id == n.id))
+        .map(|n| n.id.clone())
+        .collect();
+
     let build = async {
         // 3. The head: launched (or found) first, so workers know where to join.
         let head_spec = match desired.spec(Role::Head) {
@@ -123,6 +130,7 @@ pub async fn apply(
                         spec: head_spec,
                         setup_hash: &desired.setup_hash,
                         head: None,
+                        taken: &taken,
                     };
                     let mut nodes = provider
                         .run_instances(&req, &pb)
@@ -197,6 +205,7 @@ pub async fn apply(
                     spec: &desired.worker,
                     setup_hash: &desired.setup_hash,
                     head: Some(&head),
+                    taken: &taken,
                 };
                 launched = provider
                     .run_instances(&req, &pb)

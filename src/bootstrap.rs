@@ -61,6 +61,8 @@ pub struct NodeParams {
     pub ray_args: String,
     pub ray_tmp: String,
     pub node_json: String,
+    /// The host `add-member` / `remove-member` act on (SSH hosts, run on the head).
+    pub member: Option<String>,
 }
 
 impl NodeParams {
@@ -90,6 +92,9 @@ impl NodeParams {
         v.insert("DAFT_RAY_ARGS", self.ray_args.clone());
         v.insert("DAFT_RAY_TMP", self.ray_tmp.clone());
         v.insert("DAFT_NODE_JSON", self.node_json.clone());
+        if let Some(m) = &self.member {
+            v.insert("DAFT_MEMBER", m.clone());
+        }
         v
     }
 }

@@ -8,6 +8,8 @@
 #   stop-cluster  stop every node of this cluster on this host
 #   status        one line per node of this cluster on this host: daft-node <alive|dead> <json>,
 #                 and daft-member <host> per host in the cluster's member list (kept on the head)
+#   add-member    add DAFT_MEMBER to this cluster's member list (SSH hosts, run on the head)
+#   remove-member remove DAFT_MEMBER from it
 set -eu
 
 : "${DAFT_HOME:=$HOME/.daft}"
@@ -193,6 +195,16 @@ for action in "$@"; do
             rm -rf "$CLUSTER_DIR/nodes"
             ;;
         status) status ;;
+        add-member)
+            mkdir -p "$CLUSTER_DIR"
+            grep -qxF "$DAFT_MEMBER" "$CLUSTER_DIR/members" 2>/dev/null || echo "$DAFT_MEMBER" >> "$CLUSTER_DIR/members"
+            ;;
+        remove-member)
+            if [ -f "$CLUSTER_DIR/members" ]; then
+                grep -vxF "$DAFT_MEMBER" "$CLUSTER_DIR/members" > "$CLUSTER_DIR/members.new" || true
+                mv "$CLUSTER_DIR/members.new" "$CLUSTER_DIR/members"
+            fi
+            ;;
         *) fail "unknown action $action" ;;
     esac
 done

@@ -484,6 +484,7 @@ fn node_params(cfg: &Config, role: Role, head: Option<&ObservedNode>) -> NodePar
             cfg.setup.name,
             role.as_str()
         ),
+        member: None,
     }
 }
 

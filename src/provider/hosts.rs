@@ -52,9 +52,6 @@ pub struct HostsProvider {
     key: Option<PathBuf>,
     local_home: PathBuf,
     conns: Mutex<HashMap<String, Arc<dyn Transport>>>,
-    /// The last observation, reused by `run_instances` (which only needs to know which places
-    /// are taken) instead of asking every host again; `terminate` forgets it.
-    observed: std::sync::Mutex<Option<Observed>>,
 }
 
 impl HostsProvider {
@@ -65,7 +62,6 @@ impl HostsProvider {
             key: None,
             local_home: daft_home(),
             conns: Mutex::new(HashMap::new()),
-            observed: std::sync::Mutex::new(None),
         }
     }
 
@@ -77,7 +73,6 @@ impl HostsProvider {
             key,
             local_home: daft_home(),
             conns: Mutex::new(HashMap::new()),
-            observed: std::sync::Mutex::new(None),
         }
     }
 
@@ -176,6 +171,15 @@ impl HostsProvider {
             ),
             ..Default::default()
         }
+    }
+
+    /// `add-member` or `remove-member` of `member` in the member list the head keeps.
+    async fn member_list(&self, head: &str, member: &str, action: &str) -> anyhow::Result<()> {
+        let ht = self.transport(head).await?;
+        let mut p = self.base_params(ht.as_ref(), head);
+        p.member = Some(member.to_string());
+        bootstrap::run(ht.as_ref(), &p, &[action]).await?;
+        Ok(())
     }
 
     /// The nodes of this cluster on a host, and the cluster's member list if the host keeps it
@@ -284,12 +288,10 @@ impl Provider for HostsProvider {
                 nodes
             }
         };
-        let observed = Observed {
+        Ok(Observed {
             nodes,
             support: vec![],
-        };
-        *self.observed.lock().expect("not poisoned") = Some(observed.clone());
-        Ok(observed)
+        })
     }
 
     async fn run_instances(
@@ -297,14 +299,8 @@ impl Provider for HostsProvider {
         req: &LaunchRequest<'_>,
         _pb: &ProgressBar,
     ) -> anyhow::Result<Vec<ObservedNode>> {
-        // Nothing to launch: pick node ids (local) or hosts (ssh) that carry no node yet, as
-        // the plan's observation saw them (unless nodes were stopped since).
-        let cached = self.observed.lock().expect("not poisoned").clone();
-        let observed = match cached {
-            Some(o) => o,
-            None => self.query().await?,
-        };
-        let taken: Vec<String> = observed.alive().map(|n| n.id.clone()).collect();
+        // Nothing to launch: pick node ids (local) or hosts (ssh) that carry no node that stays.
+        let taken = req.taken;
         let mut ids = Vec::new();
         match (self.mode, req.role) {
             (Mode::Local, Role::Head) => ids.push("head".to_string()),
@@ -409,14 +405,7 @@ impl Provider for HostsProvider {
             // The head remembers its workers, so a host removed from the config is still found.
             // Recorded before the worker starts: an interrupted `up` leaves no node the head does
             // not know (and the worker waits for the head's Ray port anyway).
-            let ht = self.transport(&head.id).await?;
-            let members = format!("{}/clusters/{}/members", ht.daft_home(), self.name());
-            let cmd = format!(
-                "mkdir -p \"$(dirname {m})\" && (grep -qxF {id} {m} 2>/dev/null || echo {id} >> {m})",
-                m = bootstrap::dquote(&members),
-                id = crate::transport::shell_quote(&node.id)
-            );
-            ht.capture(&cmd).await?;
+            self.member_list(&head.id, &node.id, "add-member").await?;
         }
         // One command for both steps (each command costs the host's login-shell start-up).
         pb.set_message(format!(
@@ -439,19 +428,16 @@ impl Provider for HostsProvider {
 
     async fn terminate(&self, nodes: &[ObservedNode], pb: &ProgressBar) -> anyhow::Result<()> {
         pb.set_message("stopping Ray");
-        *self.observed.lock().expect("not poisoned") = None;
         let results = join_all(nodes.iter().map(|n| async move {
             let t = self.transport(&n.id).await?;
             let p = self.base_params(t.as_ref(), &n.id);
             bootstrap::run(t.as_ref(), &p, &["stop"]).await?;
             if self.mode == Mode::Ssh && n.role == Role::Worker {
                 let (head, _) = self.hosts();
-                if let Ok(ht) = self.transport(&head.to_string()).await {
-                    let members = format!("{}/clusters/{}/members", ht.daft_home(), self.name());
-                    let m = bootstrap::dquote(&members);
-                    let id = crate::transport::shell_quote(&n.id);
-                    let _ = ht.capture(&format!("[ -f {m} ] && grep -vxF {id} {m} > {m}.new; mv {m}.new {m} 2>/dev/null || true")).await;
-                }
+                // Best effort: the node is stopped; a stale entry is only asked about again.
+                let _ = self
+                    .member_list(&head.to_string(), &n.id, "remove-member")
+                    .await;
             }
             anyhow::Ok(())
         }))
@@ -486,7 +472,6 @@ impl Provider for HostsProvider {
     }
 }
 
-/// Parse the bootstrap script's `status` lines into nodes of `cluster`.
 /// The `daft-member HOST` lines of the script's `status`.
 fn parse_members(stdout: &str) -> Vec<String> {
     stdout
@@ -498,6 +483,7 @@ fn parse_members(stdout: &str) -> Vec<String> {
         .collect()
 }
 
+/// Parse the bootstrap script's `status` lines into nodes of `cluster`.
 fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
     let mut nodes = Vec::new();
     for line in stdout.lines() {

@@ -23,6 +23,9 @@ pub struct LaunchRequest<'a> {
     pub setup_hash: &'a str,
     /// The head the workers join (None when launching the head).
     pub head: Option<&'a ObservedNode>,
+    /// Ids of this cluster's live nodes that stay (the plan's observation less the nodes this
+    /// apply removes): places a new node must not take, for providers that pick places.
+    pub taken: &'a [String],
 }
 
 /// How `up` should wait.
