@@ -131,14 +131,7 @@ fn main() {
 
     // 1. Transfer 50 MB: daft (connect + SFTP) vs scp (connect + copy).
     let file = k.path().join("50mb.bin");
-    let mut data = vec![0u8; 50 * 1024 * 1024];
-    let mut x: u64 = 88172645463325252;
-    for c in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        c.copy_from_slice(&x.to_le_bytes()[..c.len()]);
-    }
+    let data = common::noise(50 * 1024 * 1024, 88172645463325252);
     std::fs::write(&file, &data).unwrap();
     let (mut d, mut p) = (vec![], vec![]);
     for i in 0..runs {

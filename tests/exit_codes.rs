@@ -13,6 +13,17 @@ fn daft() -> Command {
     c
 }
 
+/// `daft` run in a fresh project directory holding `c.toml` with `config`, with its own DAFT_HOME.
+/// The directory lives as long as the returned guard.
+fn in_project(config: &str) -> (tempfile::TempDir, Command) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let mut c = daft();
+    c.env("DAFT_HOME", dir.path().join("home"))
+        .current_dir(dir.path());
+    (dir, c)
+}
+
 fn no_debug_dump() -> impl Predicate<str> {
     predicate::str::contains("panicked")
         .not()
@@ -93,16 +104,10 @@ fn binary_config_file_is_a_clear_error() {
 
 #[test]
 fn plan_on_empty_local_cluster_succeeds() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("c.toml"),
+    let (_dir, mut daft) = in_project(
         "[setup]\nname = \"nothing-here\"\nprovider = \"local\"\nnumber_of_workers = 1\n",
-    )
-    .unwrap();
-    daft()
-        .env("DAFT_HOME", dir.path().join("home"))
-        .current_dir(dir.path())
-        .args(["plan", "-c", "c.toml"])
+    );
+    daft.args(["plan", "-c", "c.toml"])
         .assert()
         .code(0)
         .stdout(predicate::str::contains("2 to create"));
@@ -110,16 +115,8 @@ fn plan_on_empty_local_cluster_succeeds() {
 
 #[test]
 fn down_of_nothing_is_harmless() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("c.toml"),
-        "[setup]\nname = \"nothing-here\"\nprovider = \"local\"\n",
-    )
-    .unwrap();
-    daft()
-        .env("DAFT_HOME", dir.path().join("home"))
-        .current_dir(dir.path())
-        .args(["down", "-c", "c.toml"])
+    let (_dir, mut daft) = in_project("[setup]\nname = \"nothing-here\"\nprovider = \"local\"\n");
+    daft.args(["down", "-c", "c.toml"])
         .assert()
         .code(0)
         .stdout(predicate::str::contains("Nothing to remove"));
@@ -127,16 +124,8 @@ fn down_of_nothing_is_harmless() {
 
 #[test]
 fn submit_to_a_cluster_that_is_not_up_fails_with_1() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("c.toml"),
-        "[setup]\nname = \"not-up\"\nprovider = \"local\"\n",
-    )
-    .unwrap();
-    daft()
-        .env("DAFT_HOME", dir.path().join("home"))
-        .current_dir(dir.path())
-        .args(["submit", "-c", "c.toml", "-w", ".", "--", "true"])
+    let (_dir, mut daft) = in_project("[setup]\nname = \"not-up\"\nprovider = \"local\"\n");
+    daft.args(["submit", "-c", "c.toml", "-w", ".", "--", "true"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("daft up").and(no_debug_dump()));
@@ -160,29 +149,23 @@ fn list_json_is_valid_json() {
 
 #[test]
 fn dashboard_port_in_use_is_a_usage_error() {
-    let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let port = taken.local_addr().unwrap().port();
-    std::fs::write(
-        dir.path().join("c.toml"),
+    let (_dir, mut daft) = in_project(
         "[setup]\nname = \"d\"\nprovider = \"ssh\"\n[setup.ssh]\nhead = \"127.0.0.2:1\"\n",
-    )
-    .unwrap();
-    daft()
-        .env("DAFT_HOME", dir.path().join("home"))
-        .current_dir(dir.path())
-        .args([
-            "dashboard",
-            "-c",
-            "c.toml",
-            "--no-browser",
-            "--port",
-            &port.to_string(),
-        ])
-        .assert()
-        .code(2)
-        .stderr(
-            predicate::str::contains(format!("port {port} is already in use"))
-                .and(predicate::str::contains("--port")),
-        );
+    );
+    daft.args([
+        "dashboard",
+        "-c",
+        "c.toml",
+        "--no-browser",
+        "--port",
+        &port.to_string(),
+    ])
+    .assert()
+    .code(2)
+    .stderr(
+        predicate::str::contains(format!("port {port} is already in use"))
+            .and(predicate::str::contains("--port")),
+    );
 }

@@ -98,14 +98,7 @@ async fn send_50_mb_file_intact() {
     let k = tempfile::tempdir().unwrap();
     let t = connect(&s, k.path()).await;
     let local = k.path().join("big.bin");
-    let mut data = vec![0u8; 50 * 1024 * 1024];
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
+    let data = common::noise(50 * 1024 * 1024, 0x9e3779b97f4a7c15);
     std::fs::write(&local, &data).unwrap();
     t.send_file(&local, "$HOME/in/big.bin").await.unwrap();
     let remote = t

@@ -8,6 +8,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `len` pseudo-random bytes (xorshift64 from `seed`): incompressible test data, same every run.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    let mut x = seed;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    data
+}
+
 /// uv's cache as this machine has it (tests that move HOME keep using it).
 pub fn uv_cache() -> String {
     std::env::var("UV_CACHE_DIR").unwrap_or_else(|_| {
