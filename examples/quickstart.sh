@@ -4,8 +4,13 @@
 # Needs: cargo and python3. daft installs uv (from PyPI) and creates the cluster's environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet
-DAFT=target/debug/daft
+# DAFT_BIN: an already-built daft (CI passes the one its test build made, so it builds once).
+if [ -n "${DAFT_BIN:-}" ]; then
+    DAFT=$DAFT_BIN
+else
+    cargo build --quiet
+    DAFT=target/debug/daft
+fi
 CONFIG=configs/local.toml
 $DAFT up -c "$CONFIG" --yes
 trap '$DAFT down -c "$CONFIG" --yes' EXIT
