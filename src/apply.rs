@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
-use futures::future::join_all;
+use futures::stream::{self, StreamExt};
 
 use crate::model::{DesiredCluster, Observed, ObservedNode, Role};
 use crate::planner::{Action, Plan};
@@ -39,6 +39,14 @@ pub async fn apply(
 
     // 1. Supporting resources first: nodes are launched into them.
     for a in &plan.actions {
+        if let Action::UpdateSupport { resource, reasons } = a {
+            let pb = ui.line(
+                format!("{:<8}", resource.kind),
+                format!("updating {} ({})", resource.name, reasons.join("; ")),
+            );
+            provider.update_support(resource, &pb).await?;
+            done(&pb, format!("updated {}", resource.name));
+        }
         if let Action::CreateSupport { resource } = a {
             let pb = ui.line(
                 format!("{:<8}", resource.kind),
@@ -78,7 +86,7 @@ pub async fn apply(
                 return anyhow::Ok(Vec::new());
             }
             let pb = pb.expect("line exists");
-            provider.terminate(&doomed, &pb).await?;
+            provider.terminate(&doomed, opts.force, &pb).await?;
             done(
                 &pb,
                 format!(
@@ -94,6 +102,7 @@ pub async fn apply(
         }
     };
 
+    let seen: Vec<String> = observed.nodes.iter().map(|n| n.id.clone()).collect();
     // Places a new node must not take: live nodes that stay.
     let taken: Vec<String> = observed
         .alive()
@@ -131,6 +140,7 @@ pub async fn apply(
                         setup_hash: &desired.setup_hash,
                         head: None,
                         taken: &taken,
+                        seen: &seen,
                     };
                     let mut nodes = provider
                         .run_instances(&req, &pb)
@@ -159,6 +169,13 @@ pub async fn apply(
                 }
                 Action::Keep { node } if node.role == Role::Head => {
                     head = find(&node.id);
+                }
+                Action::Skip { node, reason } if node.role == Role::Head => {
+                    return Err(anyhow!(
+                        "the head {} cannot be reached ({reason}); nothing can be set up without it. \
+                         Bring the host back, or point [setup.ssh] head at another host",
+                        node.id
+                    ));
                 }
                 _ => {}
             }
@@ -206,6 +223,7 @@ pub async fn apply(
                     setup_hash: &desired.setup_hash,
                     head: Some(&head),
                     taken: &taken,
+                    seen: &seen,
                 };
                 launched = provider
                     .run_instances(&req, &pb)
@@ -228,7 +246,16 @@ pub async fn apply(
                     }
                 }
             }
-            let results = join_all(jobs.iter().map(|(n, what)| {
+            for a in &plan.actions {
+                if let Action::Skip { node, reason } = a {
+                    if node.role == Role::Worker {
+                        let pb = ui.line(format!("worker   {}", node.id), "");
+                        done(&pb, format!("skipped: unreachable ({reason})"));
+                    }
+                }
+            }
+            // At most max_parallel at once; the first failure stops the rest (dropped).
+            let mut setups = stream::iter(jobs.iter().map(|(n, what)| {
                 let provider = provider.clone();
                 let head = head.clone();
                 let pb = ui.line(format!("worker   {}", n.id), what.clone());
@@ -238,16 +265,15 @@ pub async fn apply(
                     r
                 }
             }))
-            .await;
+            .buffer_unordered(opts.parallel());
             let mut updated = Vec::new();
-            for r in results {
+            while let Some(r) = setups.next().await {
                 updated.push(r?.id);
             }
             anyhow::Ok((launched, updated, shortfall))
         };
-        let (head, workers) = tokio::join!(head_task, workers_task);
-        let head = head?;
-        let (launched, updated, shortfall) = workers?;
+        // A failed head cancels the workers' work at once (and the other way round).
+        let (head, (launched, updated, shortfall)) = tokio::try_join!(head_task, workers_task)?;
         anyhow::Ok(Some((head, head_created, launched, updated, shortfall)))
     };
 

@@ -7,7 +7,9 @@ use anyhow::anyhow;
 use crate::config::Config;
 use crate::model::{short_hash, Role};
 use crate::templates::BOOTSTRAP;
-use crate::transport::{shell_quote, Captured, Transport};
+use std::time::Duration;
+
+use crate::transport::{capture_guarded, redact, shell_quote, Captured, RemoteCommand, Transport};
 
 /// The environment telemetry switches every process daft starts gets.
 pub const TELEMETRY_OFF: [(&str, &str); 4] = [
@@ -61,6 +63,8 @@ pub struct NodeParams {
     pub ray_args: String,
     pub ray_tmp: String,
     pub node_json: String,
+    /// The node's record as written before it starts (not yet set up); empty: none.
+    pub node_json_pending: String,
     /// The host `add-member` / `remove-member` act on (SSH hosts, run on the head).
     pub member: Option<String>,
 }
@@ -92,6 +96,7 @@ impl NodeParams {
         v.insert("DAFT_RAY_ARGS", self.ray_args.clone());
         v.insert("DAFT_RAY_TMP", self.ray_tmp.clone());
         v.insert("DAFT_NODE_JSON", self.node_json.clone());
+        v.insert("DAFT_NODE_JSON_PENDING", self.node_json_pending.clone());
         if let Some(m) = &self.member {
             v.insert("DAFT_MEMBER", m.clone());
         }
@@ -123,23 +128,56 @@ pub fn render(params: &NodeParams) -> String {
     s
 }
 
-/// A shell command that runs the rendered script with these actions (sent inline, nothing to copy).
-pub fn command(params: &NodeParams, actions: &[&str]) -> String {
-    format!(
-        "sh -s {} <<'DAFT_BOOTSTRAP_EOF'\n{}\nDAFT_BOOTSTRAP_EOF",
+/// A shell command that runs the rendered script with these actions. The script is one quoted
+/// argument (`sh -c SCRIPT daft-bootstrap ACTIONS`): no here-document a value could end.
+pub fn command(params: &NodeParams, actions: &[&str]) -> RemoteCommand {
+    let text = format!(
+        "sh -c {} daft-bootstrap {}",
+        shell_quote(&render(params)),
+        actions.join(" ")
+    );
+    let settings: Vec<String> = params
+        .vars()
+        .into_iter()
+        .filter(|(k, _)| {
+            !matches!(
+                *k,
+                "DAFT_REQUIREMENTS" | "DAFT_NODE_JSON" | "DAFT_NODE_JSON_PENDING"
+            )
+        })
+        .map(|(k, v)| format!("{k}={}", shell_quote(&v)))
+        .collect();
+    let shown = redact(&format!(
+        "bootstrap {} [{}; {} requirement(s)]",
         actions.join(" "),
-        render(params)
-    )
+        settings.join(" "),
+        params.requirements.lines().count()
+    ));
+    RemoteCommand::shown_as(text, shown)
 }
 
-/// Run bootstrap actions on a node; an error names the host, the step and shows the output.
+/// How long a quick bootstrap action (status, stop, member list) may take on a node.
+pub const QUICK: Duration = Duration::from_secs(120);
+
+/// Run bootstrap actions on a node within `limit`; an error names the host, the step and shows
+/// the output.
 pub async fn run(
     t: &dyn Transport,
     params: &NodeParams,
     actions: &[&str],
+    limit: Duration,
 ) -> anyhow::Result<Captured> {
     let cmd = command(params, actions);
-    let out = t.capture(&cmd).await?;
+    let Some(out) = capture_guarded(t, &cmd, limit).await? else {
+        return Err(anyhow!(
+            "setting up {} ({}) did not finish `{}` within {}; it was stopped. \
+             A slow install may need more time: raise `command_timeout` in [setup]",
+            params.node,
+            t.describe(),
+            actions.join(" "),
+            humantime::format_duration(limit)
+        ));
+    };
     if out.status != 0 {
         let step = out
             .stdout
@@ -176,11 +214,26 @@ pub async fn run_setup_commands(
             dquote(&cluster_dir),
             dquote(&cluster_dir)
         );
-        let out = t.capture(&full).await?;
+        let shown = format!("setup command {}: {}", i + 1, redact(cmd));
+        let run = RemoteCommand::shown_as(full, shown);
+        let limit = cfg.setup.command_timeout;
+        let Some(out) = capture_guarded(t, &run, limit).await? else {
+            return Err(anyhow!(
+                "setup command {} (`{}`) did not finish on the head ({}) within {} and was stopped. \
+                 A setup command must end by itself and must not wait for input (stdin is closed); \
+                 start long-running services in the background with their output redirected, or \
+                 raise `command_timeout` in [setup]",
+                i + 1,
+                redact(cmd),
+                t.describe(),
+                humantime::format_duration(limit)
+            ));
+        };
         if out.status != 0 {
             return Err(anyhow!(
-                "setup command {} (`{cmd}`) failed on the head ({}) with exit status {}:\n{}",
+                "setup command {} (`{}`) failed on the head ({}) with exit status {}:\n{}",
                 i + 1,
+                redact(cmd),
                 t.describe(),
                 out.status,
                 indent(&out.tail(25))

@@ -93,9 +93,18 @@ pub struct InitConfigArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct LockArg {
+    /// Fail at once when another `up`/`down` of this cluster runs, instead of waiting for it
+    #[arg(long)]
+    pub no_wait_lock: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+    #[command(flatten)]
+    pub key: KeyArg,
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value = "text")]
     pub output: OutputFormat,
@@ -107,6 +116,8 @@ pub struct UpArgs {
     pub config: ConfigArg,
     #[command(flatten)]
     pub key: KeyArg,
+    #[command(flatten)]
+    pub lock: LockArg,
     /// Apply without asking, even when the plan removes nodes
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -122,9 +133,16 @@ pub struct UpArgs {
 pub struct DownArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+    #[command(flatten)]
+    pub key: KeyArg,
+    #[command(flatten)]
+    pub lock: LockArg,
     /// Remove without asking
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Forget nodes that cannot be reached (a host that is gone for good) instead of failing
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +150,8 @@ pub struct ListArgs {
     /// Only this config's provider and region (default: local clusters and the config's region when a config exists)
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeyArg,
     /// AWS region to list (default: the config's, else us-west-2)
     #[arg(long)]
     pub region: Option<String>,

@@ -38,6 +38,8 @@ pub enum NodeState {
     Stopped,
     ShuttingDown,
     Terminated,
+    /// Could not be asked (its host does not answer): it may still run.
+    Unreachable,
 }
 
 impl NodeState {
@@ -54,6 +56,7 @@ impl NodeState {
             NodeState::Stopped => "Stopped",
             NodeState::ShuttingDown => "Shutting-down",
             NodeState::Terminated => "Terminated",
+            NodeState::Unreachable => "Unreachable",
         }
     }
     pub fn from_ec2(s: &str) -> NodeState {
@@ -113,6 +116,10 @@ pub struct SupportResource {
     pub name: String,
     /// The provider's id, once it exists.
     pub id: Option<String>,
+    /// What it allows, as sorted lines ("tcp 22 from 203.0.113.7/32"), where the provider
+    /// reconciles it; None when unknown or not compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<String>>,
 }
 
 impl SupportResource {
@@ -176,8 +183,21 @@ pub struct ObservedNode {
     pub private_ip: Option<String>,
     /// Creation time, seconds since the Unix epoch.
     pub created: u64,
-    /// Provider-specific detail for `list` (instance type, region, …).
+    /// Provider-specific detail for `list` (instance type, region, …); `error` says why an
+    /// unreachable node could not be asked.
     pub detail: BTreeMap<String, String>,
+}
+
+impl ObservedNode {
+    /// Why the node could not be asked, when it is unreachable.
+    pub fn unreachable_reason(&self) -> Option<&str> {
+        (self.state == NodeState::Unreachable).then(|| {
+            self.detail
+                .get("error")
+                .map(String::as_str)
+                .unwrap_or("no answer")
+        })
+    }
 }
 
 /// Everything a provider observes of one cluster.

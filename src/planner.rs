@@ -40,13 +40,42 @@ impl From<&ObservedNode> for NodeRef {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
-    CreateSupport { resource: SupportResource },
-    Create { role: Role, count: u32 },
-    Replace { node: NodeRef, reasons: Vec<String> },
-    Update { node: NodeRef, reasons: Vec<String> },
-    Keep { node: NodeRef },
-    Terminate { node: NodeRef, reason: String },
-    DeleteSupport { resource: SupportResource },
+    CreateSupport {
+        resource: SupportResource,
+    },
+    /// A supporting resource whose rules drifted: `resource` carries the observed id and the
+    /// wanted rules.
+    UpdateSupport {
+        resource: SupportResource,
+        reasons: Vec<String>,
+    },
+    Create {
+        role: Role,
+        count: u32,
+    },
+    Replace {
+        node: NodeRef,
+        reasons: Vec<String>,
+    },
+    Update {
+        node: NodeRef,
+        reasons: Vec<String>,
+    },
+    Keep {
+        node: NodeRef,
+    },
+    /// A node that could not be asked: left as it is, with a warning.
+    Skip {
+        node: NodeRef,
+        reason: String,
+    },
+    Terminate {
+        node: NodeRef,
+        reason: String,
+    },
+    DeleteSupport {
+        resource: SupportResource,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,6 +92,7 @@ pub struct Summary {
     pub replace: u32,
     pub terminate: u32,
     pub keep: u32,
+    pub unreachable: u32,
 }
 
 impl Plan {
@@ -72,19 +102,30 @@ impl Plan {
             match a {
                 Action::Create { count, .. } => s.create += count,
                 Action::CreateSupport { .. } => s.create += 1,
+                Action::UpdateSupport { .. } => s.update += 1,
                 Action::Update { .. } => s.update += 1,
                 Action::Replace { .. } => s.replace += 1,
                 Action::Terminate { .. } | Action::DeleteSupport { .. } => s.terminate += 1,
                 Action::Keep { .. } => s.keep += 1,
+                Action::Skip { .. } => s.unreachable += 1,
             }
         }
         s
     }
-    /// Nothing to change.
+    /// Nothing to change (unreachable nodes are left as they are).
     pub fn is_noop(&self) -> bool {
         self.actions
             .iter()
-            .all(|a| matches!(a, Action::Keep { .. }))
+            .all(|a| matches!(a, Action::Keep { .. } | Action::Skip { .. }))
+    }
+    /// The head, when it could not be asked.
+    pub fn unreachable_head(&self) -> Option<(&NodeRef, &str)> {
+        self.actions.iter().find_map(|a| match a {
+            Action::Skip { node, reason } if node.role == Role::Head => {
+                Some((node, reason.as_str()))
+            }
+            _ => None,
+        })
     }
     /// Anything removed or replaced (asks for confirmation).
     pub fn destroys(&self) -> bool {
@@ -103,7 +144,7 @@ fn keep_order(spec_hash: &str) -> impl Fn(&&ObservedNode, &&ObservedNode) -> Ord
     move |a, b| {
         let rank = |n: &ObservedNode| match n.state {
             NodeState::Running => 0,
-            NodeState::Pending => 1,
+            NodeState::Pending | NodeState::Unreachable => 1,
             _ => 2,
         };
         (a.spec_hash != spec_hash)
@@ -147,10 +188,33 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
         .collect();
 
     for r in &desired.support {
-        if !observed.has_support(r) {
-            actions.push(Action::CreateSupport {
+        match observed.support.iter().find(|o| support_same(o, r)) {
+            None => actions.push(Action::CreateSupport {
                 resource: r.clone(),
-            });
+            }),
+            Some(o) => {
+                if let (Some(want), Some(have)) = (&r.rules, &o.rules) {
+                    let mut reasons: Vec<String> = want
+                        .iter()
+                        .filter(|w| !have.contains(w))
+                        .map(|w| format!("allow {w}"))
+                        .collect();
+                    reasons.extend(
+                        have.iter()
+                            .filter(|h| !want.contains(h))
+                            .map(|h| format!("revoke {h}")),
+                    );
+                    if !reasons.is_empty() {
+                        actions.push(Action::UpdateSupport {
+                            resource: SupportResource {
+                                id: o.id.clone(),
+                                ..r.clone()
+                            },
+                            reasons,
+                        });
+                    }
+                }
+            }
         }
     }
 
@@ -184,6 +248,13 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
                         count: 1,
                     });
                     head_is_new = true;
+                }
+                Some(h) if h.state == NodeState::Unreachable => {
+                    kept_head = Some(h.id.clone());
+                    actions.push(Action::Skip {
+                        node: h.into(),
+                        reason: h.unreachable_reason().unwrap_or_default().to_string(),
+                    });
                 }
                 Some(h) => match replace_reasons(spec, &hash, h) {
                     Some(reasons) => {
@@ -230,6 +301,13 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
         vec![]
     };
     for w in &workers {
+        if let Some(reason) = w.unreachable_reason() {
+            actions.push(Action::Skip {
+                node: (*w).into(),
+                reason: reason.to_string(),
+            });
+            continue;
+        }
         if let Some(reasons) = replace_reasons(&desired.worker, &hash, w) {
             actions.push(Action::Replace {
                 node: (*w).into(),
@@ -298,9 +376,12 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
     }
 }
 
+/// Why a node that was never recorded as set up is updated.
+pub const NOT_SET_UP: &str = "not set up yet";
+
 fn setup_reason(n: &ObservedNode) -> String {
     match &n.setup_hash {
-        None => "not set up yet".into(),
+        None => NOT_SET_UP.into(),
         Some(_) => "setup changed (dependencies, versions or setup_commands)".into(),
     }
 }
@@ -317,6 +398,12 @@ pub fn render(plan: &Plan, context: &str) -> String {
             Action::CreateSupport { resource } => {
                 format!("  + create     {:<8} {}", resource.kind, resource.name)
             }
+            Action::UpdateSupport { resource, reasons } => format!(
+                "  ~ update     {:<8} {}  ({})",
+                resource.kind,
+                resource.name,
+                reasons.join("; ")
+            ),
             Action::Create { role, count } => {
                 let what = if *count == 1 {
                     format!("1 {}", role.as_str())
@@ -344,6 +431,11 @@ pub fn render(plan: &Plan, context: &str) -> String {
             Action::Keep { node } => {
                 format!("  = keep       {:<8} {}", node.role.as_str(), node.id)
             }
+            Action::Skip { node, reason } => format!(
+                "  ! unreachable {:<7} {}  ({reason}; left as it is)",
+                node.role.as_str(),
+                node.id
+            ),
             Action::Terminate { node, reason } => format!(
                 "  - terminate  {:<8} {}  ({}, {})",
                 node.role.as_str(),
@@ -366,16 +458,30 @@ pub fn render(plan: &Plan, context: &str) -> String {
     }
     let s = plan.summary();
     if plan.is_noop() {
+        let unreachable = if s.unreachable > 0 {
+            format!(", {} unreachable", s.unreachable)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "No changes: {} node(s) up to date. Nothing to do.",
+            "No changes: {} node(s) up to date{unreachable}. Nothing to do.",
             s.keep
         );
     } else {
         let _ = writeln!(
             out,
-            "Plan: {} to create, {} to update, {} to replace, {} to remove, {} unchanged.",
-            s.create, s.update, s.replace, s.terminate, s.keep
+            "Plan: {} to create, {} to update, {} to replace, {} to remove, {} unchanged{}.",
+            s.create,
+            s.update,
+            s.replace,
+            s.terminate,
+            s.keep,
+            if s.unreachable > 0 {
+                format!(", {} unreachable", s.unreachable)
+            } else {
+                String::new()
+            }
         );
     }
     out

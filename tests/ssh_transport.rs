@@ -24,6 +24,9 @@ fn target(s: &Sshd, key: PathBuf, known: &std::path::Path) -> SshTarget {
         known_hosts: known.join("known_hosts"),
         user_known_hosts: None,
         deadline: Duration::from_secs(5),
+        booting: false,
+        host_key_alias: None,
+        progress: None,
     }
 }
 
@@ -359,6 +362,9 @@ async fn nothing_listening_is_refused_within_the_deadline() {
         known_hosts: k.path().join("known_hosts"),
         user_known_hosts: None,
         deadline: Duration::from_secs(2),
+        booting: false,
+        host_key_alias: None,
+        progress: None,
     };
     let start = Instant::now();
     let err = SshTransport::connect(t).await.err().expect("refused");
@@ -391,6 +397,97 @@ async fn sshd_killed_mid_transfer_is_a_clear_error() {
     let msg = format!("{:#}", r.expect_err("transfer fails"));
     assert!(start.elapsed() < Duration::from_secs(60));
     assert!(msg.contains("huge.bin"), "{msg}");
+    // sshd back: a retry connects and sends.
+    s.start_again();
+    let t = connect(&s, k.path()).await;
+    let small = k.path().join("small.bin");
+    std::fs::write(&small, common::noise(100_000, 7)).unwrap();
+    t.send_file(&small, "$HOME/small.bin").await.unwrap();
+    assert_eq!(
+        std::fs::read(s.home.join("small.bin")).unwrap(),
+        common::noise(100_000, 7)
+    );
+}
+
+/// A port that accepts TCP and never speaks SSH: a clear error within a bound (an existing
+/// host is not waited for like a booting one); once sshd answers there, a retry connects.
+#[tokio::test]
+async fn silent_port_is_a_clear_error_within_a_bound_and_a_retry_succeeds() {
+    let s = Sshd::start("127.0.0.2");
+    let k = tempfile::tempdir().unwrap();
+    let silent = std::net::TcpListener::bind(("127.0.0.2", 0)).unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        // Accept and keep the connections open, saying nothing.
+        let mut keep = Vec::new();
+        silent.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < end {
+            if let Ok((c, _)) = silent.accept() {
+                keep.push(c);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let mut t = target(&s, s.key.clone(), k.path());
+    t.addr.port = port;
+    t.deadline = daft::transport::ssh::EXISTING_HOST_DEADLINE;
+    let start = Instant::now();
+    let err = SshTransport::connect(t).await.err().expect("no SSH there");
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(25), "took {took:?}");
+    let msg = format!("{err:#}");
+    assert!(msg.contains(&format!("127.0.0.2:{port}")), "{msg}");
+    assert!(msg.contains("timed out"), "{msg}");
+    drop(held);
+    // The real sshd: a retry connects.
+    let t = connect(&s, k.path()).await;
+    assert_eq!(t.capture("echo ok").await.unwrap().stdout.trim(), "ok");
+}
+
+/// A refused port of a machine that is still booting is waited out (saying so), and the
+/// connection made once sshd starts; an existing host's refused port fails after a few tries.
+#[tokio::test]
+async fn booting_host_is_waited_for_and_an_existing_one_fails_fast() {
+    let k = tempfile::tempdir().unwrap();
+    let mut s = Sshd::start("127.0.0.2");
+    s.stop();
+    let start = Instant::now();
+    let err = SshTransport::connect({
+        let mut t = target(&s, s.key.clone(), k.path());
+        t.deadline = daft::transport::ssh::EXISTING_HOST_DEADLINE;
+        t
+    })
+    .await
+    .err()
+    .expect("refused");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(format!("{err:#}").contains("refused"));
+    // Booting: sshd comes up 2 s later on the same port, and the connection is made.
+    let pb = indicatif::ProgressBar::hidden();
+    let mut t = target(&s, s.key.clone(), k.path()).booting(Some(pb.clone()));
+    t.deadline = Duration::from_secs(30);
+    let starter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        s.start_again();
+        s
+    });
+    let conn = SshTransport::connect(t)
+        .await
+        .expect("connects once sshd runs");
+    let s = starter.join().unwrap();
+    assert!(
+        pb.message().contains("waiting for SSH on 127.0.0.2")
+            && pb.message().contains("connection refused"),
+        "{}",
+        pb.message()
+    );
+    assert_eq!(conn.capture("echo up").await.unwrap().stdout.trim(), "up");
+    drop(s);
 }
 
 #[tokio::test]

@@ -12,7 +12,8 @@ use crate::ui::{elapsed, Progress};
 pub async fn run(args: &DownArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let cfg = super::load(&args.config.config)?;
-    let (provider, observed) = super::observe(&cfg, None).await?;
+    let _lock = super::lock(&cfg, "down", args.lock.no_wait_lock).await?;
+    let (provider, observed) = super::observe(&cfg, args.key.identity.clone()).await?;
     let desired = DesiredCluster::empty(&cfg.setup.name);
     let p = plan(&desired, &observed);
     if p.actions.is_empty() {
@@ -26,7 +27,12 @@ pub async fn run(args: &DownArgs) -> anyhow::Result<()> {
     print!("{}", render(&p, &provider.context()));
     super::up::confirm_destruction(&p, args.yes, "down")?;
     let ui = Progress::new();
-    let report = apply(provider, &desired, &observed, &p, UpOptions::default(), &ui).await?;
+    let opts = UpOptions {
+        force: args.force,
+        max_parallel: cfg.setup.max_parallel,
+        ..UpOptions::default()
+    };
+    let report = apply(provider, &desired, &observed, &p, opts, &ui).await?;
     println!(
         "Cluster {:?} is down: {} node(s) and {} other resource(s) removed in {}.",
         cfg.setup.name,

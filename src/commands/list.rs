@@ -62,7 +62,7 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
     }
     if let Some(cfg) = &cfg {
         if cfg.setup.provider == ProviderKind::Ssh {
-            let (_, obs) = super::observe(cfg, None).await?;
+            let (_, obs) = super::observe(cfg, args.key.identity.clone()).await?;
             rows.extend(obs.nodes.iter().map(|n| Row::new("ssh", n)));
         }
     }
@@ -77,6 +77,9 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
         .filter(|c| c.setup.provider == ProviderKind::Aws)
     {
         vec![cfg.setup.region.clone()]
+    } else if cfg.is_none() {
+        // A plain `daft list`: the AWS configuration's region, when it has credentials.
+        aws::configured_region().await.into_iter().collect()
     } else {
         vec![]
     };

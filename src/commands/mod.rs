@@ -53,6 +53,20 @@ pub async fn observe(
     Ok((p, obs))
 }
 
+/// Take `cfg`'s cluster lock for `command` (waiting for another holder unless `no_wait`).
+pub async fn lock(
+    cfg: &Config,
+    command: &'static str,
+    no_wait: bool,
+) -> anyhow::Result<crate::lock::ClusterLock> {
+    let cfg = cfg.clone();
+    let wait = (!no_wait).then_some(crate::lock::DEFAULT_WAIT);
+    tokio::task::spawn_blocking(move || {
+        crate::lock::acquire(&provider::daft_home(), &cfg, command, wait)
+    })
+    .await?
+}
+
 /// The key for SSH: `-i KEY`, else the config's `ssh_private_key` (else ssh-agent).
 pub fn ssh_key(cfg: &Config, identity: &Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
     identity.clone().or(cfg.setup.ssh_private_key.clone())

@@ -5,7 +5,7 @@ use crate::planner::{plan, render};
 
 pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
-    let (provider, observed) = super::observe(&cfg, None).await?;
+    let (provider, observed) = super::observe(&cfg, args.key.identity.clone()).await?;
     let desired = provider.desired();
     let p = plan(&desired, &observed);
     match args.output {

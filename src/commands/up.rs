@@ -7,17 +7,37 @@ use anyhow::anyhow;
 use crate::apply::apply;
 use crate::cli::UpArgs;
 use crate::error::usage;
-use crate::planner::{plan, render};
+use crate::planner::{plan, render, Action, NOT_SET_UP};
 use crate::provider::UpOptions;
 use crate::ui::{confirm, elapsed, Progress};
 
 pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let cfg = super::load(&args.config.config)?;
+    // One `up`/`down` of a cluster at a time; observed only once the lock is ours.
+    let _lock = super::lock(&cfg, "up", args.lock.no_wait_lock).await?;
     let (provider, observed) = super::observe(&cfg, args.key.identity.clone()).await?;
     let desired = provider.desired();
-    let p = plan(&desired, &observed);
+    let mut p = plan(&desired, &observed);
+    if args.no_wait && provider.self_starting() {
+        // Nodes still setting themselves up (user data) are not connected to without waiting:
+        // the next waiting `up` checks them and records them as set up.
+        for a in p.actions.iter_mut() {
+            if let Action::Update { node, reasons } = a {
+                if reasons.len() == 1 && reasons[0] == NOT_SET_UP {
+                    *a = Action::Keep { node: node.clone() };
+                }
+            }
+        }
+    }
     print!("{}", render(&p, &provider.context()));
+    if let Some((head, why)) = p.unreachable_head() {
+        return Err(anyhow!(
+            "the head {} cannot be reached ({why}); nothing can be set up without it. \
+             Bring the host back, or point [setup.ssh] head at another host",
+            head.id
+        ));
+    }
     if p.is_noop() {
         println!(
             "Nothing to do: cluster {:?} is up to date ({}).",
@@ -36,6 +56,8 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
         UpOptions {
             no_wait: args.no_wait,
             wait_workers: args.wait_workers,
+            force: false,
+            max_parallel: cfg.setup.max_parallel,
         },
         &ui,
     )

@@ -55,6 +55,13 @@ fn default_ssh_user() -> String {
 fn default_workers() -> i64 {
     2
 }
+fn default_max_parallel() -> i64 {
+    DEFAULT_MAX_PARALLEL as i64
+}
+/// Nodes set up (or stopped) at once, unless `max_parallel` says otherwise.
+pub const DEFAULT_MAX_PARALLEL: usize = 32;
+/// How long one remote set-up command (an install, a start, a setup command) may take.
+pub const DEFAULT_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 fn default_instance_type() -> String {
     "m7g.medium".into()
 }
@@ -101,6 +108,10 @@ pub struct SetupFile {
     pub python_version: Option<String>,
     #[serde(default)]
     pub ray_version: Option<String>,
+    #[serde(default)]
+    pub command_timeout: Option<String>,
+    #[serde(default = "default_max_parallel")]
+    pub max_parallel: i64,
     #[serde(default)]
     pub ssh: Option<SshHostsFile>,
     #[serde(default)]
@@ -207,6 +218,10 @@ pub struct Setup {
     pub dependencies: Vec<String>,
     pub python_version: Option<String>,
     pub ray_version: Option<String>,
+    /// The time limit of each remote set-up command.
+    pub command_timeout: std::time::Duration,
+    /// Nodes set up or stopped at once.
+    pub max_parallel: usize,
     pub ssh: Option<SshHosts>,
     pub local: LocalSetup,
     pub aws: AwsSetup,
@@ -668,6 +683,117 @@ impl Checker<'_> {
             }
         }
 
+        // Values that reach a shell on the nodes: no control characters (a newline could end a
+        // quoted block and run the rest as commands). Setup commands are shell code: newlines
+        // and tabs are allowed there, nothing else.
+        let mut shell_values: Vec<(Option<Range<usize>>, String, &str, bool)> = vec![
+            (
+                v(&["setup", "ssh_user"]),
+                "setup.ssh_user".into(),
+                s.ssh_user.as_str(),
+                false,
+            ),
+            (
+                v(&["setup", "instance_type"]),
+                "setup.instance_type".into(),
+                s.instance_type.as_str(),
+                false,
+            ),
+        ];
+        for (key, val) in [
+            ("ssh_private_key", &s.ssh_private_key),
+            ("image_id", &s.image_id),
+            ("python_version", &s.python_version),
+            ("ray_version", &s.ray_version),
+        ] {
+            if let Some(val) = val {
+                shell_values.push((
+                    v(&["setup", key]),
+                    format!("setup.{key}"),
+                    val.as_str(),
+                    false,
+                ));
+            }
+        }
+        for (i, dep) in s.dependencies.iter().enumerate() {
+            shell_values.push((
+                self.element_span(doc, &["setup", "dependencies"], i),
+                "setup.dependencies".into(),
+                dep.as_str(),
+                false,
+            ));
+        }
+        for (i, cmd) in f.run.setup_commands.iter().enumerate() {
+            shell_values.push((
+                self.element_span(doc, &["run", "setup_commands"], i),
+                "run.setup_commands".into(),
+                cmd.as_str(),
+                true,
+            ));
+        }
+        if let Some(a) = &s.aws {
+            if let Some(k) = &a.key_name {
+                shell_values.push((
+                    v(&["setup", "aws", "key_name"]),
+                    "setup.aws.key_name".into(),
+                    k.as_str(),
+                    false,
+                ));
+            }
+        }
+        for (span, key, val, code) in shell_values {
+            if let Some(c) = val
+                .chars()
+                .find(|c| c.is_control() && !(code && (*c == '\n' || *c == '\t')))
+            {
+                let what = match c {
+                    '\n' => "a line break".to_string(),
+                    '\r' => "a carriage return".to_string(),
+                    '\t' => "a tab".to_string(),
+                    c => format!("the control character U+{:04X}", c as u32),
+                };
+                return Err(self
+                    .err(span, format!("`{key}` contains {what}"))
+                    .label("control characters are not allowed here")
+                    .help(if key == "setup.dependencies" {
+                        "write one requirement per list entry, each on one line, for example dependencies = [\"numpy\", \"pandas>=2\"]".to_string()
+                    } else {
+                        format!("write `{key}` on one line, without control characters")
+                    }));
+            }
+        }
+        if !s
+            .ssh_user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(self
+                .err(
+                    v(&["setup", "ssh_user"]),
+                    format!("`setup.ssh_user` = {:?} is not a user name", s.ssh_user),
+                )
+                .label("letters, digits, '.', '_' and '-' only")
+                .help("for Amazon Linux use ssh_user = \"ec2-user\", for Ubuntu \"ubuntu\""));
+        }
+        let command_timeout = match &s.command_timeout {
+            None => DEFAULT_COMMAND_TIMEOUT,
+            Some(t) => match humantime::parse_duration(t) {
+                Ok(d) if d >= std::time::Duration::from_secs(1) => d,
+                _ => {
+                    return Err(self
+                        .err(v(&["setup", "command_timeout"]), format!("`setup.command_timeout` = {t:?} is not a duration"))
+                        .label("expected a duration such as \"30m\" or \"90s\"")
+                        .help("give how long one remote set-up step may take, for example command_timeout = \"45m\" (at least 1s)"));
+                }
+            },
+        };
+        if !(1..=1000).contains(&s.max_parallel) {
+            return Err(self
+                .err(v(&["setup", "max_parallel"]), format!("`setup.max_parallel` = {} is out of range", s.max_parallel))
+                .label("must be between 1 and 1000")
+                .help(format!("set how many nodes daft sets up at once, for example max_parallel = {DEFAULT_MAX_PARALLEL}")));
+        }
+
         // ssh_private_key
         let ssh_key_span = v(&["setup", "ssh_private_key"]);
         let ssh_private_key = match &s.ssh_private_key {
@@ -837,6 +963,8 @@ impl Checker<'_> {
                 dependencies: s.dependencies,
                 python_version: s.python_version,
                 ray_version: s.ray_version,
+                command_timeout,
+                max_parallel: s.max_parallel as usize,
                 ssh,
                 local,
                 aws,

@@ -68,6 +68,8 @@ pub const KEYS: &[Key] = &[
     ),
     k("setup", "python_version", Ty::Str, false, "\"3.11\""),
     k("setup", "ray_version", Ty::Str, false, "\"2.40.0\""),
+    k("setup", "command_timeout", Ty::Str, false, "\"30m\""),
+    k("setup", "max_parallel", Ty::Int, false, "32"),
     k("setup", "ssh", Ty::Table, false, "[setup.ssh]"),
     k("setup", "local", Ty::Table, false, "[setup.local]"),
     k("setup", "aws", Ty::Table, false, "[setup.aws]"),

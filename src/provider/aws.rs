@@ -46,6 +46,8 @@ pub const TAG_HEAD: &str = "daft:head";
 pub const TAG_IMAGE: &str = "daft:image";
 /// Instances per `RunInstances` call.
 pub const BATCH: u32 = 100;
+/// The security group's rule between its own members (Ray's ports, only inside the cluster).
+const INTRA_GROUP: &str = "all traffic from the group itself";
 
 /// Logs every EC2 API request (calls and their retries) at debug level (`RUST_LOG=debug`);
 /// the scale test and the benchmark count these lines.
@@ -226,6 +228,37 @@ pub async fn list_region(region: &str) -> anyhow::Result<Vec<ObservedNode>> {
     describe(&c, vec![filter("tag-key", &[TAG_CLUSTER])]).await
 }
 
+/// The region of the AWS configuration (`AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's
+/// `region`) when credentials are there too: what a plain `daft list` looks at.
+pub async fn configured_region() -> Option<String> {
+    // Only an AWS configuration that is really there is consulted: never the instance metadata
+    // service of a machine that may not be an instance.
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let home = env("HOME").map(PathBuf::from);
+    let files = home
+        .as_ref()
+        .is_some_and(|h| h.join(".aws/config").exists() || h.join(".aws/credentials").exists());
+    if env("AWS_ACCESS_KEY_ID").is_none() && env("AWS_PROFILE").is_none() && !files {
+        return None;
+    }
+    use aws_config::meta::region::ProvideRegion;
+    let region = match env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")) {
+        Some(r) => r,
+        None => aws_config::profile::ProfileFileRegionProvider::new()
+            .region()
+            .await?
+            .to_string(),
+    };
+    // Credentials present? (No network call: a static or profile provider answers locally.)
+    match client(&region).await {
+        Ok(_) => Some(region),
+        Err(e) => {
+            tracing::debug!("not listing AWS: {e:#}");
+            None
+        }
+    }
+}
+
 /// The regions this account can use.
 pub async fn all_regions(cfg: Option<&Config>) -> anyhow::Result<Vec<String>> {
     let region = cfg
@@ -263,13 +296,44 @@ pub struct AwsProvider {
     cfg: Config,
     client: Client,
     key: Option<PathBuf>,
+    /// Who may reach SSH: the config's CIDRs, else this machine's public address /32 (looked
+    /// up once, over HTTPS); the error says how to set them when the lookup failed.
+    ssh_cidrs: Result<Vec<String>, String>,
 }
 
 impl AwsProvider {
     pub async fn new(cfg: Config, key: Option<PathBuf>) -> anyhow::Result<Self> {
         let client = client(&cfg.setup.region).await?;
         let key = key.or_else(|| cfg.setup.ssh_private_key.clone());
-        Ok(AwsProvider { cfg, client, key })
+        let ssh_cidrs = if !cfg.setup.aws.ssh_ingress_cidrs.is_empty() {
+            Ok(cfg.setup.aws.ssh_ingress_cidrs.clone())
+        } else {
+            public_ip()
+                .await
+                .map(|ip| vec![format!("{ip}/32")])
+                .map_err(|e| {
+                    format!(
+                        "cannot find this machine's public address to allow SSH from it ({e:#}); \
+                     list the networks you connect from in [setup.aws] ssh_ingress_cidrs, \
+                     for example ssh_ingress_cidrs = [\"203.0.113.7/32\"]"
+                    )
+                })
+        };
+        Ok(AwsProvider {
+            cfg,
+            client,
+            key,
+            ssh_cidrs,
+        })
+    }
+
+    /// The security group's rules as the planner compares them.
+    fn wanted_rules(&self) -> Option<Vec<String>> {
+        let cidrs = self.ssh_cidrs.as_ref().ok()?;
+        let mut rules: Vec<String> = cidrs.iter().map(|c| format!("tcp 22 from {c}")).collect();
+        rules.push(INTRA_GROUP.to_string());
+        rules.sort();
+        Some(rules)
     }
 
     fn name(&self) -> &str {
@@ -435,33 +499,44 @@ impl AwsProvider {
                 kind: "security-group".into(),
                 name: g.group_name().unwrap_or("").to_string(),
                 id: g.group_id().map(str::to_string),
+                rules: Some(observed_rules(g)),
             })
             .collect())
     }
 
-    /// Who may reach SSH: the config's CIDRs, else the caller's public address /32.
-    async fn ssh_cidrs(&self) -> anyhow::Result<Vec<String>> {
-        if !self.cfg.setup.aws.ssh_ingress_cidrs.is_empty() {
-            return Ok(self.cfg.setup.aws.ssh_ingress_cidrs.clone());
-        }
-        let ip = public_ip().await.map_err(|e| {
-            anyhow!("cannot find this machine's public address to allow SSH from it ({e}); list your networks in [setup.aws] ssh_ingress_cidrs")
-        })?;
-        Ok(vec![format!("{ip}/32")])
+    fn ssh_cidrs(&self) -> anyhow::Result<Vec<String>> {
+        self.ssh_cidrs.clone().map_err(|e| anyhow!(e))
+    }
+
+    /// The permissions that make up `rules` (as [`observed_rules`] writes them) for group `id`.
+    fn permissions(id: &str, rules: &[String]) -> Vec<IpPermission> {
+        rules
+            .iter()
+            .filter_map(|r| rule_permission(id, r))
+            .collect()
     }
 }
 
 /// The user data for a node of `cfg`'s cluster: the bootstrap script with its settings, run as
 /// the login user (`ssh_user`) at first boot; workers join the head's private address.
-pub fn render_user_data(cfg: &Config, role: Role, head: Option<&ObservedNode>) -> String {
+/// `host_key`: the OpenSSH private host key daft made for these instances (pinned before
+/// connecting, so the first connection is no trust-on-first-use).
+pub fn render_user_data(
+    cfg: &Config,
+    role: Role,
+    head: Option<&ObservedNode>,
+    host_key: Option<&str>,
+) -> String {
     user_data_script(
         &cfg.setup.ssh_user,
+        &cfg.setup.name,
         &bootstrap::render(&node_params(cfg, role, head)),
+        host_key,
     )
 }
 
 /// The bootstrap settings of an EC2 node: in its user data, and for an update in place.
-fn node_params(cfg: &Config, role: Role, head: Option<&ObservedNode>) -> NodeParams {
+pub fn node_params(cfg: &Config, role: Role, head: Option<&ObservedNode>) -> NodeParams {
     NodeParams {
         daft_home: "$HOME/.daft".into(),
         cluster: cfg.setup.name.clone(),
@@ -478,44 +553,174 @@ fn node_params(cfg: &Config, role: Role, head: Option<&ObservedNode>) -> NodePar
         dashboard_host: "127.0.0.1".into(),
         dashboard_port: 8265,
         ray_args: String::new(),
-        ray_tmp: format!("/tmp/daft-{}", role.as_str()),
+        ray_tmp: role.as_str().to_string(),
         node_json: format!(
             "{{\"cluster\":\"{}\",\"role\":\"{}\"}}",
             cfg.setup.name,
             role.as_str()
         ),
+        node_json_pending: String::new(),
         member: None,
     }
 }
 
-/// EC2 user data: write the rendered bootstrap and run it as the login user.
-pub fn user_data_script(user: &str, bootstrap: &str) -> String {
-    format!(
-        "#!/bin/sh\n# daft node bootstrap (EC2 user data)\nset -eu\ncat > /tmp/daft-bootstrap.sh <<'DAFT_BOOTSTRAP_EOF'\n{bootstrap}\nDAFT_BOOTSTRAP_EOF\nchmod 755 /tmp/daft-bootstrap.sh\nif [ \"$(id -un)\" = {u} ]; then sh /tmp/daft-bootstrap.sh install start; else su - {u} -c 'sh /tmp/daft-bootstrap.sh install start'; fi\n",
-        u = crate::transport::shell_quote(user)
-    )
+/// EC2 user data (run as root once, by cloud-init): install the host key daft pinned, then run
+/// the rendered bootstrap as the login user and record its exit status where daft looks for it
+/// (`~/.daft/clusters/NAME/bootstrap.exit`). Everything is passed base64-encoded: no value can
+/// end a quoted block.
+pub fn user_data_script(
+    user: &str,
+    cluster: &str,
+    bootstrap: &str,
+    host_key: Option<&str>,
+) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let mut s =
+        String::from("#!/bin/sh\n# daft node bootstrap (EC2 user data)\nset -eu\numask 077\n");
+    if let Some(key) = host_key {
+        s.push_str(&format!(
+            "# The host key daft made for this instance and pinned before connecting.\n\
+             echo {k} | base64 -d > /etc/ssh/ssh_host_ed25519_key\n\
+             chmod 600 /etc/ssh/ssh_host_ed25519_key\n\
+             ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key > /etc/ssh/ssh_host_ed25519_key.pub\n\
+             chmod 644 /etc/ssh/ssh_host_ed25519_key.pub\n\
+             systemctl reload sshd 2>/dev/null || systemctl reload ssh 2>/dev/null || pkill -HUP -x sshd || true\n",
+            k = b64(key)
+        ));
+    }
+    let run = format!(
+        "sh \"$0\" install start; rc=$?; mkdir -p \"$HOME/.daft/clusters/$1\"; echo $rc > \"$HOME/.daft/clusters/$1/bootstrap.exit\"; exit $rc"
+    );
+    s.push_str(&format!(
+        "f=$(mktemp /tmp/daft-bootstrap.XXXXXX)\n\
+         echo {b} | base64 -d > \"$f\"\n\
+         chmod 755 \"$f\"\n\
+         if [ \"$(id -un)\" = {u} ]; then sh -c {r} \"$f\" {c}; else su - {u} -c {rq}; fi\n",
+        b = b64(bootstrap),
+        u = crate::transport::shell_quote(user),
+        r = crate::transport::shell_quote(&run),
+        c = crate::transport::shell_quote(cluster),
+        rq = crate::transport::shell_quote(&format!(
+            "sh -c {} \"$0\" {}",
+            crate::transport::shell_quote(&run),
+            crate::transport::shell_quote(cluster)
+        )),
+    ));
+    s
 }
 
-/// This machine's public IPv4 address, from AWS's checkip service.
+/// This machine's public IPv4 address, from AWS's checkip service over HTTPS
+/// (`DAFT_CHECKIP_URL` overrides the address, for tests).
 async fn public_ip() -> anyhow::Result<std::net::Ipv4Addr> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fetch = async {
-        let mut s = tokio::net::TcpStream::connect(("checkip.amazonaws.com", 80)).await?;
-        s.write_all(b"GET / HTTP/1.0\r\nHost: checkip.amazonaws.com\r\n\r\n")
-            .await?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).await?;
-        let ip = body
-            .rsplit("\r\n\r\n")
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        anyhow::Ok(ip.parse::<std::net::Ipv4Addr>()?)
-    };
-    tokio::time::timeout(Duration::from_secs(5), fetch)
+    let url = std::env::var("DAFT_CHECKIP_URL")
+        .unwrap_or_else(|_| "https://checkip.amazonaws.com/".to_string());
+    let body = tokio::time::timeout(Duration::from_secs(10), crate::https::get(&url))
         .await
-        .map_err(|_| anyhow!("timed out"))?
+        .map_err(|_| anyhow!("{url} did not answer within 10s"))??;
+    body.trim()
+        .parse::<std::net::Ipv4Addr>()
+        .map_err(|_| anyhow!("{url} answered {:?}, not an IPv4 address", body.trim()))
+}
+
+/// The client token of one `RunInstances` batch: the same for every retry of that batch and for
+/// another machine that observed the same cluster and plans the same launch (so EC2 launches it
+/// once), different for anything else. At most 64 characters, as EC2 requires.
+pub fn client_token(
+    cluster: &str,
+    region: &str,
+    role: Role,
+    spec_hash: &str,
+    seen: &[String],
+    batch_no: u32,
+    count: u32,
+    salt: u32,
+) -> String {
+    let mut ids: Vec<&str> = seen.iter().map(String::as_str).collect();
+    ids.sort_unstable();
+    let ids = ids.join(",");
+    let h = crate::model::short_hash([
+        cluster,
+        region,
+        role.as_str(),
+        spec_hash,
+        ids.as_str(),
+        batch_no.to_string().as_str(),
+        count.to_string().as_str(),
+        salt.to_string().as_str(),
+    ]);
+    format!("daft-{}-{h}", role.as_str())
+}
+
+/// One rule line ("tcp 22 from 203.0.113.7/32", "all traffic from the group itself") as an EC2
+/// permission of group `id`.
+fn rule_permission(id: &str, rule: &str) -> Option<IpPermission> {
+    let (what, src) = rule.split_once(" from ")?;
+    let mut p = IpPermission::builder();
+    if what == "all traffic" {
+        p = p.ip_protocol("-1");
+    } else {
+        let (proto, ports) = what.split_once(' ').unwrap_or((what, ""));
+        p = p.ip_protocol(proto);
+        if !ports.is_empty() {
+            let (a, b) = ports.split_once('-').unwrap_or((ports, ports));
+            p = p.from_port(a.parse().ok()?).to_port(b.parse().ok()?);
+        }
+    }
+    p = if src == "the group itself" {
+        p.user_id_group_pairs(
+            UserIdGroupPair::builder()
+                .group_id(id)
+                .description("Ray: all traffic within the cluster")
+                .build(),
+        )
+    } else if src.starts_with("sg-") {
+        p.user_id_group_pairs(UserIdGroupPair::builder().group_id(src).build())
+    } else if src.contains(':') {
+        p.ipv6_ranges(
+            aws_sdk_ec2::types::Ipv6Range::builder()
+                .cidr_ipv6(src)
+                .build(),
+        )
+    } else {
+        p.ip_ranges(
+            IpRange::builder()
+                .cidr_ip(src)
+                .description("SSH for daft")
+                .build(),
+        )
+    };
+    Some(p.build())
+}
+
+/// The rules of a security group, as [`AwsProvider::wanted_rules`] writes them.
+fn observed_rules(g: &aws_sdk_ec2::types::SecurityGroup) -> Vec<String> {
+    let own = g.group_id().unwrap_or_default();
+    let mut rules = Vec::new();
+    for p in g.ip_permissions() {
+        let proto = p.ip_protocol().unwrap_or("-1");
+        let what = match (proto, p.from_port(), p.to_port()) {
+            ("-1", _, _) => "all traffic".to_string(),
+            (pr, Some(a), Some(b)) if a == b => format!("{pr} {a}"),
+            (pr, Some(a), Some(b)) => format!("{pr} {a}-{b}"),
+            (pr, _, _) => pr.to_string(),
+        };
+        for r in p.ip_ranges() {
+            rules.push(format!("{what} from {}", r.cidr_ip().unwrap_or("?")));
+        }
+        for r in p.ipv6_ranges() {
+            rules.push(format!("{what} from {}", r.cidr_ipv6().unwrap_or("?")));
+        }
+        for pair in p.user_id_group_pairs() {
+            if pair.group_id() == Some(own) {
+                rules.push(format!("{what} from the group itself"));
+            } else {
+                rules.push(format!("{what} from {}", pair.group_id().unwrap_or("?")));
+            }
+        }
+    }
+    rules.sort();
+    rules.dedup();
+    rules
 }
 
 #[async_trait]
@@ -535,6 +740,7 @@ impl Provider for AwsProvider {
                 kind: "security-group".into(),
                 name: self.sg_name(),
                 id: None,
+                rules: self.wanted_rules(),
             }],
         }
     }
@@ -568,7 +774,9 @@ impl Provider for AwsProvider {
                 self.cfg.setup.region
             )
         })?;
-        let cidrs = self.ssh_cidrs().await?;
+        let rules = self
+            .wanted_rules()
+            .ok_or_else(|| anyhow!(self.ssh_cidrs().unwrap_err()))?;
         let created = self
             .client
             .create_security_group()
@@ -591,39 +799,58 @@ impl Provider for AwsProvider {
             .await
             .map_err(|e| aws_err("CreateSecurityGroup", e))?;
         let id = created.group_id().unwrap_or_default().to_string();
-        let mut ssh = IpPermission::builder()
-            .ip_protocol("tcp")
-            .from_port(22)
-            .to_port(22);
-        for c in &cidrs {
-            ssh = ssh.ip_ranges(
-                IpRange::builder()
-                    .cidr_ip(c)
-                    .description("SSH for daft")
-                    .build(),
-            );
-        }
-        let internal = IpPermission::builder()
-            .ip_protocol("-1")
-            .user_id_group_pairs(
-                UserIdGroupPair::builder()
-                    .group_id(&id)
-                    .description("Ray: all traffic within the cluster")
-                    .build(),
-            )
-            .build();
         self.client
             .authorize_security_group_ingress()
             .group_id(&id)
-            .ip_permissions(ssh.build())
-            .ip_permissions(internal)
+            .set_ip_permissions(Some(Self::permissions(&id, &rules)))
             .send()
             .await
             .map_err(|e| aws_err("AuthorizeSecurityGroupIngress", e))?;
         Ok(SupportResource {
             id: Some(id),
+            rules: Some(rules),
             ..r.clone()
         })
+    }
+
+    async fn update_support(&self, r: &SupportResource, pb: &ProgressBar) -> anyhow::Result<()> {
+        let id =
+            r.id.clone()
+                .ok_or_else(|| anyhow!("security group {} has no id", r.name))?;
+        let want = match &r.rules {
+            Some(w) => w.clone(),
+            None => return Ok(()),
+        };
+        let have = self
+            .support()
+            .await?
+            .into_iter()
+            .find(|s| s.id.as_deref() == Some(id.as_str()))
+            .and_then(|s| s.rules)
+            .unwrap_or_default();
+        let add: Vec<String> = want.iter().filter(|w| !have.contains(w)).cloned().collect();
+        let drop: Vec<String> = have.iter().filter(|h| !want.contains(h)).cloned().collect();
+        if !add.is_empty() {
+            pb.set_message(format!("allowing {}", add.join(", ")));
+            self.client
+                .authorize_security_group_ingress()
+                .group_id(&id)
+                .set_ip_permissions(Some(Self::permissions(&id, &add)))
+                .send()
+                .await
+                .map_err(|e| aws_err("AuthorizeSecurityGroupIngress", e))?;
+        }
+        if !drop.is_empty() {
+            pb.set_message(format!("revoking {}", drop.join(", ")));
+            self.client
+                .revoke_security_group_ingress()
+                .group_id(&id)
+                .set_ip_permissions(Some(Self::permissions(&id, &drop)))
+                .send()
+                .await
+                .map_err(|e| aws_err("RevokeSecurityGroupIngress", e))?;
+        }
+        Ok(())
     }
 
     async fn run_instances(
@@ -646,59 +873,93 @@ impl Provider for AwsProvider {
                 "launching {n} {} instance(s) (batch {batch_no})",
                 req.role.as_str()
             ));
-            let user_data = base64::engine::general_purpose::STANDARD
-                .encode(render_user_data(&self.cfg, req.role, req.head));
-            let mut extra = vec![
-                (TAG_SPEC, req.spec.hash()),
-                (TAG_SETUP, req.setup_hash.to_string()),
-                (TAG_IMAGE, self.image_spec()),
-            ];
+            // The batch's host key: made here, handed over in the user data, pinned under each
+            // instance id before anyone connects.
+            let host_key =
+                russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
+                    .map_err(|e| anyhow!("cannot make a host key: {e}"))?;
+            let host_key_text = host_key
+                .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+                .map_err(|e| anyhow!("cannot encode a host key: {e}"))?;
+            let user_data = base64::engine::general_purpose::STANDARD.encode(render_user_data(
+                &self.cfg,
+                req.role,
+                req.head,
+                Some(&host_key_text),
+            ));
+            // The setup hash is tagged only once daft has seen the node set up (setup_node).
+            let mut extra = vec![(TAG_SPEC, req.spec.hash()), (TAG_IMAGE, self.image_spec())];
             if let Some(h) = req.head {
                 extra.push((TAG_HEAD, h.id.clone()));
             }
             let tags = self.tags(req.role, &extra);
-            let token = format!(
-                "daft-{}-{}-{}",
-                self.name(),
-                req.role.as_str(),
-                crate::model::short_hash([
-                    format!("{:?}", std::time::SystemTime::now()).as_str(),
-                    &batch_no.to_string()
-                ])
-            );
+            let mut salt = 0;
             let before = Instant::now();
-            let sent = self
-                .client
-                .run_instances()
-                .image_id(&image)
-                .instance_type(InstanceType::from(self.cfg.setup.instance_type.as_str()))
-                // All or nothing per batch (moto honours only MinCount; EC2 answers a batch it cannot
-                // fill with InsufficientInstanceCapacity). Batches that did launch are kept and the
-                // shortfall reported; the next `up` fills the gap.
-                .min_count(n as i32)
-                .max_count(n as i32)
-                .key_name(&key)
-                .security_group_ids(&sg)
-                .user_data(user_data)
-                .client_token(token)
-                .tag_specifications(
-                    TagSpecification::builder()
-                        .resource_type(ResourceType::Instance)
-                        .set_tags(Some(tags.clone()))
-                        .build(),
-                )
-                .tag_specifications(
-                    TagSpecification::builder()
-                        .resource_type(ResourceType::Volume)
-                        .set_tags(Some(tags))
-                        .build(),
-                )
-                .send()
-                .await;
+            let sent = loop {
+                let token = client_token(
+                    self.name(),
+                    &self.cfg.setup.region,
+                    req.role,
+                    &req.spec.hash(),
+                    req.seen,
+                    batch_no,
+                    n,
+                    salt,
+                );
+                tracing::debug!(target: "daft::aws", %token, "RunInstances client token");
+                let sent = self
+                    .client
+                    .run_instances()
+                    .image_id(&image)
+                    .instance_type(InstanceType::from(self.cfg.setup.instance_type.as_str()))
+                    // All or nothing per batch (moto honours only MinCount; EC2 answers a batch it
+                    // cannot fill with InsufficientInstanceCapacity). Batches that did launch are
+                    // kept and the shortfall reported; the next `up` fills the gap.
+                    .min_count(n as i32)
+                    .max_count(n as i32)
+                    .key_name(&key)
+                    .security_group_ids(&sg)
+                    .user_data(user_data.clone())
+                    .client_token(token)
+                    .tag_specifications(
+                        TagSpecification::builder()
+                            .resource_type(ResourceType::Instance)
+                            .set_tags(Some(tags.clone()))
+                            .build(),
+                    )
+                    .tag_specifications(
+                        TagSpecification::builder()
+                            .resource_type(ResourceType::Volume)
+                            .set_tags(Some(tags.clone()))
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                // A token EC2 saw before, for instances that are gone since (the same launch
+                // planned again from the same observation): launch anew under another token.
+                if let Ok(out) = &sent {
+                    let gone = !out.instances().is_empty()
+                        && out.instances().iter().all(|i| {
+                            !NodeState::from_ec2(
+                                i.state()
+                                    .and_then(|s| s.name())
+                                    .map(|n| n.as_str())
+                                    .unwrap_or(""),
+                            )
+                            .is_alive()
+                        });
+                    if gone && salt < 3 {
+                        salt += 1;
+                        continue;
+                    }
+                }
+                break sent;
+            };
             match sent {
                 Ok(out) => {
                     let got: Vec<ObservedNode> =
                         out.instances().iter().filter_map(to_node).collect();
+                    self.pin_host_keys(&got, &host_key)?;
                     if got.len() < n as usize {
                         tracing::warn!("asked for {n} instances, EC2 launched {}", got.len());
                         pb.println(format!("warning: asked for {n} {} instance(s), EC2 launched {} (partial capacity)", req.role.as_str(), got.len()));
@@ -731,6 +992,7 @@ impl Provider for AwsProvider {
                         pb.println(format!("warning: {err}"));
                         break;
                     }
+                    self.pin_host_keys(&appeared, &host_key)?;
                     left = left.saturating_sub(appeared.len() as u32);
                     launched.extend(appeared);
                 }
@@ -745,46 +1007,102 @@ impl Provider for AwsProvider {
         head: &ObservedNode,
         pb: &ProgressBar,
     ) -> anyhow::Result<ObservedNode> {
-        // User data installs and starts Ray; daft waits for it over SSH, then runs setup_commands.
-        let ip = node
-            .public_ip
-            .clone()
-            .or(node.private_ip.clone())
-            .ok_or_else(|| anyhow!("{} has no address yet", node.id))?;
-        pb.set_message(format!("waiting for SSH on {ip}"));
-        let t = self.connect(&ip).await?;
+        // 1. Running, with a public address (RunInstances answers `pending` without one).
+        let node = self.wait_running(node, pb).await?;
+        let ip = node.public_ip.clone().ok_or_else(|| {
+            anyhow!(
+                "{} is running but has no public address; daft reaches nodes over their public \
+                 address: launch into a subnet that assigns public IPv4 addresses",
+                node.id
+            )
+        })?;
+        // 2. SSH (the instance is still booting), its host key pinned under its id.
+        let t = self.connect(&node.id, &ip, true, Some(pb.clone())).await?;
+        // 3. The user data's bootstrap: its recorded exit status, or Ray alive.
+        let wait = Duration::from_secs(
+            std::env::var("DAFT_USER_DATA_WAIT_SECS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(900),
+        );
+        pb.set_message(format!(
+            "waiting for the user data to install the environment and start Ray on {ip}, up to {}",
+            humantime::format_duration(wait)
+        ));
         let params = NodeParams {
             daft_home: t.daft_home(),
             cluster: self.name().to_string(),
             node: node.role.as_str().to_string(),
             ..Default::default()
         };
-        pb.set_message("waiting for the environment and Ray (user data)");
-        let deadline = Instant::now() + Duration::from_secs(900);
+        let exit_file = format!("{}/clusters/{}/bootstrap.exit", t.daft_home(), self.name());
+        let deadline = Instant::now() + wait;
         loop {
-            let st = bootstrap::run(t.as_ref(), &params, &["status"]).await?;
+            let st = bootstrap::run(t.as_ref(), &params, &["status"], bootstrap::QUICK).await?;
             if st.stdout.lines().any(|l| l.starts_with("daft-node alive")) {
                 break;
             }
-            if Instant::now() > deadline {
-                bail!("{} ({ip}) did not start Ray within 15 minutes; see /var/log/cloud-init-output.log on it", node.id);
+            let exit = t
+                .capture(&format!(
+                    "cat {} 2>/dev/null || true",
+                    bootstrap::dquote(&exit_file)
+                ))
+                .await?;
+            let code = exit.stdout.trim();
+            if code == "0" {
+                // The user data finished; its Ray may have stopped since (a worker whose head
+                // went away): the update below starts it again.
+                break;
             }
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            if !code.is_empty() && code != "0" {
+                let log = t
+                    .capture("tail -n 25 /var/log/cloud-init-output.log 2>/dev/null || sudo -n tail -n 25 /var/log/cloud-init-output.log 2>/dev/null || true")
+                    .await?;
+                bail!(
+                    "the user data of {} ({ip}) failed with exit status {code}; the end of \
+                     /var/log/cloud-init-output.log there:\n{}\nFix the cause (dependencies, \
+                     python_version, ray_version) and run `daft up` again: it replaces nothing \
+                     and re-runs the set-up on this node",
+                    node.id,
+                    bootstrap::indent(log.stdout.trim_end())
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} ({ip}) did not start Ray within {}; see /var/log/cloud-init-output.log on it",
+                    node.id,
+                    humantime::format_duration(wait)
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        if node.setup_hash.as_deref() != Some(bootstrap::setup_hash(&self.cfg).as_str())
-            && node.state == NodeState::Running
-            && node.setup_hash.is_some()
-        {
-            // An update in place: re-run the bootstrap with the new environment.
+        // 4. Updates in place, and workers that must join another head: run the bootstrap
+        //    again with the current settings (it restarts Ray only when they changed).
+        let want_setup = bootstrap::setup_hash(&self.cfg);
+        let setup_changed =
+            node.setup_hash.is_some() && node.setup_hash.as_deref() != Some(want_setup.as_str());
+        let rejoin = node.role == Role::Worker && node.joined_head.as_deref() != Some(&head.id);
+        if setup_changed || rejoin {
+            pb.set_message(if rejoin {
+                format!("joining the head {}", head.id)
+            } else {
+                "updating the environment".to_string()
+            });
             let p = node_params(&self.cfg, node.role, Some(head));
-            bootstrap::run(t.as_ref(), &p, &["install", "start"]).await?;
+            bootstrap::run(
+                t.as_ref(),
+                &p,
+                &["install", "start"],
+                self.cfg.setup.command_timeout,
+            )
+            .await?;
         }
         if node.role == Role::Head {
             pb.set_message("running setup_commands");
             bootstrap::run_setup_commands(t.as_ref(), &self.cfg, &t.daft_home()).await?;
         }
-        let setup = bootstrap::setup_hash(&self.cfg);
-        let mut tags = vec![Tag::builder().key(TAG_SETUP).value(&setup).build()];
+        // 5. Only now is the node set up: record it.
+        let mut tags = vec![Tag::builder().key(TAG_SETUP).value(&want_setup).build()];
         if node.role == Role::Worker {
             tags.push(Tag::builder().key(TAG_HEAD).value(&head.id).build());
         }
@@ -796,12 +1114,20 @@ impl Provider for AwsProvider {
             .await
             .map_err(|e| aws_err("CreateTags", e))?;
         let mut done = node.clone();
-        done.setup_hash = Some(setup);
+        done.setup_hash = Some(want_setup);
+        if node.role == Role::Worker {
+            done.joined_head = Some(head.id.clone());
+        }
         done.state = NodeState::Running;
         Ok(done)
     }
 
-    async fn terminate(&self, nodes: &[ObservedNode], pb: &ProgressBar) -> anyhow::Result<()> {
+    async fn terminate(
+        &self,
+        nodes: &[ObservedNode],
+        _force: bool,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<()> {
         for chunk in nodes.chunks(1000) {
             pb.set_message(format!("terminating {} instance(s)", chunk.len()));
             self.client
@@ -876,7 +1202,7 @@ impl Provider for AwsProvider {
             .public_ip
             .as_deref()
             .ok_or_else(|| anyhow!("the head {} has no public address", head.id))?;
-        self.connect(ip).await
+        self.connect(&head.id, ip, false, None).await
     }
 
     fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
@@ -888,8 +1214,16 @@ impl Provider for AwsProvider {
 }
 
 impl AwsProvider {
-    async fn connect(&self, ip: &str) -> anyhow::Result<Arc<dyn Transport>> {
-        let target = SshTarget::new(
+    /// SSH to an instance at `ip`, its host key checked under the instance id (addresses are
+    /// recycled by EC2, instance ids are not).
+    async fn connect(
+        &self,
+        instance: &str,
+        ip: &str,
+        booting: bool,
+        progress: Option<ProgressBar>,
+    ) -> anyhow::Result<Arc<dyn Transport>> {
+        let mut target = SshTarget::new(
             HostAddr {
                 host: ip.to_string(),
                 port: 22,
@@ -898,13 +1232,128 @@ impl AwsProvider {
             self.key.clone(),
             &daft_home(),
         );
+        if booting {
+            target = target.booting(progress);
+        }
+        target.host_key_alias = Some(instance.to_string());
         Ok(Arc::new(SshTransport::connect(target).await?))
+    }
+
+    /// Record `key`'s public half as the host key of each instance (daft's known_hosts).
+    fn pin_host_keys(
+        &self,
+        nodes: &[ObservedNode],
+        key: &russh::keys::PrivateKey,
+    ) -> anyhow::Result<()> {
+        let file = daft_home().join("known_hosts");
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        for n in nodes {
+            russh::keys::known_hosts::learn_known_hosts_path(&n.id, 22, key.public_key(), &file)
+                .map_err(|e| {
+                    anyhow!(
+                        "cannot record the host key of {} in {}: {e}",
+                        n.id,
+                        file.display()
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Describe the instance until it runs with a public address (RunInstances answers
+    /// `pending`, without one), saying so, up to `DAFT_INSTANCE_WAIT_SECS` (5 minutes).
+    async fn wait_running(
+        &self,
+        node: &ObservedNode,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<ObservedNode> {
+        let limit = Duration::from_secs(
+            std::env::var("DAFT_INSTANCE_WAIT_SECS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(300),
+        );
+        let start = Instant::now();
+        let mut n = node.clone();
+        loop {
+            if n.state == NodeState::Running && n.public_ip.is_some() {
+                return Ok(n);
+            }
+            if !n.state.is_alive() || matches!(n.state, NodeState::Stopping | NodeState::Stopped) {
+                bail!(
+                    "{} is {} instead of running; run `daft up` again to replace it",
+                    n.id,
+                    n.state.title().to_lowercase()
+                );
+            }
+            if n.state == NodeState::Running {
+                // Running without a public address: the subnet assigns none.
+                return Ok(n);
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "{} was still {} after {}; check the EC2 console, then run `daft up` again",
+                    n.id,
+                    n.state.title().to_lowercase(),
+                    humantime::format_duration(limit)
+                );
+            }
+            pb.set_message(format!(
+                "waiting for {} to be running with a public address ({}), up to {}",
+                n.id,
+                n.state.title().to_lowercase(),
+                humantime::format_duration(limit)
+            ));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            n = describe(&self.client, vec![filter("instance-id", &[n.id.as_str()])])
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("{} vanished while daft waited for it", node.id))?;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::architecture;
+    use super::{architecture, client_token};
+    use crate::model::Role;
+
+    #[test]
+    fn client_token_fits_ec2_and_is_the_same_for_the_same_launch() {
+        let name = "n".repeat(63);
+        let seen = vec!["i-2".to_string(), "i-1".to_string()];
+        let t = client_token(&name, "us-west-2", Role::Worker, "abc", &seen, 1, 100, 0);
+        assert!(t.len() <= 64, "{} chars: {t}", t.len());
+        // Same observation (in any order), same batch: the same token, here or elsewhere.
+        let again = ["i-1".to_string(), "i-2".to_string()];
+        assert_eq!(
+            t,
+            client_token(&name, "us-west-2", Role::Worker, "abc", &again, 1, 100, 0)
+        );
+        // Anything else: another token.
+        for other in [
+            client_token(&name, "us-west-2", Role::Worker, "abc", &seen, 2, 100, 0),
+            client_token(
+                &name,
+                "us-west-2",
+                Role::Worker,
+                "abc",
+                &seen[..1],
+                1,
+                100,
+                0,
+            ),
+            client_token(&name, "us-west-2", Role::Head, "abc", &seen, 1, 100, 0),
+            client_token(&name, "us-west-2", Role::Worker, "abd", &seen, 1, 100, 0),
+            client_token(&name, "eu-west-1", Role::Worker, "abc", &seen, 1, 100, 0),
+            client_token(&name, "us-west-2", Role::Worker, "abc", &seen, 1, 100, 1),
+        ] {
+            assert_ne!(t, other);
+        }
+    }
 
     #[test]
     fn graviton_is_arm() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
-use futures::future::join_all;
+use futures::stream::{self, StreamExt};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -18,7 +18,7 @@ use crate::bootstrap::{self, NodeParams};
 use crate::config::{Config, HostAddr};
 use crate::model::{short_hash, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
 use crate::transport::local::LocalTransport;
-use crate::transport::ssh::{SshTarget, SshTransport};
+use crate::transport::ssh::{SshError, SshTarget, SshTransport};
 use crate::transport::Transport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,9 @@ struct NodeRecord {
     cluster: String,
     role: Role,
     spec_hash: String,
-    setup_hash: String,
+    /// None until setup (environment, Ray, setup_commands) has succeeded.
+    #[serde(default)]
+    setup_hash: Option<String>,
     #[serde(default)]
     joined_head: Option<String>,
     created: u64,
@@ -165,10 +167,8 @@ impl HostsProvider {
             ray_port: 6379,
             dashboard_host: "127.0.0.1".into(),
             dashboard_port: 8265,
-            ray_tmp: format!(
-                "/tmp/daft-{}",
-                &short_hash([t.daft_home().as_str(), self.name(), node_id])[..10]
-            ),
+            // Under the node user's own /tmp/daft-UID (0700), made by the script.
+            ray_tmp: short_hash([t.daft_home().as_str(), self.name(), node_id])[..10].to_string(),
             ..Default::default()
         }
     }
@@ -178,7 +178,7 @@ impl HostsProvider {
         let ht = self.transport(head).await?;
         let mut p = self.base_params(ht.as_ref(), head);
         p.member = Some(member.to_string());
-        bootstrap::run(ht.as_ref(), &p, &[action]).await?;
+        bootstrap::run(ht.as_ref(), &p, &[action], bootstrap::QUICK).await?;
         Ok(())
     }
 
@@ -187,11 +187,40 @@ impl HostsProvider {
     async fn status(&self, node_host: &str) -> anyhow::Result<(Vec<ObservedNode>, Vec<String>)> {
         let t = self.transport(node_host).await?;
         let params = self.base_params(t.as_ref(), node_host);
-        let out = bootstrap::run(t.as_ref(), &params, &["status"]).await?;
+        let out = bootstrap::run(t.as_ref(), &params, &["status"], bootstrap::QUICK).await?;
         Ok((
             parse_status(&out.stdout, self.name()),
             parse_members(&out.stdout),
         ))
+    }
+
+    /// A host that could not be asked, as an unreachable node (of the role the config gives it).
+    fn unreachable_node(&self, host: &str, err: &anyhow::Error) -> ObservedNode {
+        let role = match self.mode {
+            Mode::Ssh if self.hosts().0.to_string() == host => Role::Head,
+            Mode::Ssh => Role::Worker,
+            Mode::Local => Role::Head,
+        };
+        let reason = err
+            .chain()
+            .find_map(|c| c.downcast_ref::<SshError>())
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| format!("{err:#}"));
+        let ip = crate::config::parse_host(host).ok().map(|h| h.host);
+        ObservedNode {
+            id: host.to_string(),
+            cluster: self.name().to_string(),
+            role,
+            state: NodeState::Unreachable,
+            spec_hash: String::new(),
+            launch: BTreeMap::new(),
+            setup_hash: None,
+            joined_head: None,
+            public_ip: ip.clone(),
+            private_ip: ip,
+            created: 0,
+            detail: BTreeMap::from([("error".to_string(), reason)]),
+        }
     }
 
     /// Ask `hosts` at once; the nodes each runs (records of co-located hosts skipped) and the
@@ -200,12 +229,14 @@ impl HostsProvider {
         &self,
         hosts: &[String],
     ) -> anyhow::Result<(Vec<ObservedNode>, Vec<String>)> {
-        let results = join_all(
-            hosts
-                .iter()
-                .map(|h| async move { (h.clone(), self.status(h).await) }),
-        )
-        .await;
+        let asks: Vec<_> = hosts
+            .iter()
+            .map(|h| async move { (h.clone(), self.status(h).await) })
+            .collect();
+        let results: Vec<_> = stream::iter(asks)
+            .buffer_unordered(self.cfg.setup.max_parallel)
+            .collect()
+            .await;
         let (mut nodes, mut members) = (Vec::new(), Vec::new());
         for (h, r) in results {
             match r {
@@ -214,9 +245,16 @@ impl HostsProvider {
                     nodes.extend(ns.into_iter().filter(|n| n.id == h));
                     members.extend(ms);
                 }
+                // A host that cannot be reached is one node we cannot ask, not a failure of
+                // the whole cluster: the plan shows it, the others stay manageable.
+                Err(e) if self.mode == Mode::Ssh && is_unreachable(&e) => {
+                    tracing::warn!("host {h} is unreachable: {e:#}");
+                    nodes.push(self.unreachable_node(&h, &e));
+                }
                 Err(e) => return Err(e.context(format!("cannot observe host {h}"))),
             }
         }
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
         Ok((nodes, members))
     }
 
@@ -388,12 +426,15 @@ impl Provider for HostsProvider {
         }
         let setup_hash = bootstrap::setup_hash(&self.cfg);
         let ip = node.private_ip.clone();
-        let rec = NodeRecord {
+        // The setup hash is recorded only once setup has succeeded: for a head with
+        // setup_commands, after them (a failed one is run again by the next `up`).
+        let after_commands = node.role == Role::Head && !self.cfg.run.setup_commands.is_empty();
+        let mut rec = NodeRecord {
             id: node.id.clone(),
             cluster: self.name().to_string(),
             role: node.role,
             spec_hash: node.spec_hash.clone(),
-            setup_hash: setup_hash.clone(),
+            setup_hash: (!after_commands).then(|| setup_hash.clone()),
             joined_head: (node.role == Role::Worker).then(|| head.id.clone()),
             created: node.created,
             launch: node.launch.clone(),
@@ -401,6 +442,10 @@ impl Provider for HostsProvider {
             ports,
         };
         p.node_json = serde_json::to_string(&rec)?;
+        p.node_json_pending = serde_json::to_string(&NodeRecord {
+            setup_hash: None,
+            ..rec.clone()
+        })?;
         if node.role == Role::Worker && self.mode == Mode::Ssh {
             // The head remembers its workers, so a host removed from the config is still found.
             // Recorded before the worker starts: an interrupted `up` leaves no node the head does
@@ -412,12 +457,23 @@ impl Provider for HostsProvider {
             "installing the environment and starting Ray on {}",
             t.describe()
         ));
-        bootstrap::run(t.as_ref(), &p, &["install", "start"]).await?;
+        bootstrap::run(
+            t.as_ref(),
+            &p,
+            &["install", "start"],
+            self.cfg.setup.command_timeout,
+        )
+        .await?;
         if node.role == Role::Head {
             if !self.cfg.run.setup_commands.is_empty() {
                 pb.set_message("running setup_commands");
             }
             bootstrap::run_setup_commands(t.as_ref(), &self.cfg, &t.daft_home()).await?;
+        }
+        if after_commands {
+            rec.setup_hash = Some(setup_hash.clone());
+            p.node_json = serde_json::to_string(&rec)?;
+            bootstrap::run(t.as_ref(), &p, &["record"], bootstrap::QUICK).await?;
         }
         let mut done = node.clone();
         done.state = NodeState::Running;
@@ -426,24 +482,80 @@ impl Provider for HostsProvider {
         Ok(done)
     }
 
-    async fn terminate(&self, nodes: &[ObservedNode], pb: &ProgressBar) -> anyhow::Result<()> {
+    async fn terminate(
+        &self,
+        nodes: &[ObservedNode],
+        force: bool,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<()> {
         pb.set_message("stopping Ray");
-        let results = join_all(nodes.iter().map(|n| async move {
-            let t = self.transport(&n.id).await?;
-            let p = self.base_params(t.as_ref(), &n.id);
-            bootstrap::run(t.as_ref(), &p, &["stop"]).await?;
-            if self.mode == Mode::Ssh && n.role == Role::Worker {
-                let (head, _) = self.hosts();
-                // Best effort: the node is stopped; a stale entry is only asked about again.
-                let _ = self
-                    .member_list(&head.to_string(), &n.id, "remove-member")
-                    .await;
+        let (head, _) = match self.mode {
+            Mode::Ssh => self.hosts(),
+            Mode::Local => (
+                HostAddr {
+                    host: String::new(),
+                    port: 0,
+                },
+                vec![],
+            ),
+        };
+        let head_id = head.to_string();
+        let head_id = &head_id;
+        let stops: Vec<_> = nodes
+            .iter()
+            .map(|n| async move {
+                let r = async {
+                    if let Some(why) = n.unreachable_reason() {
+                        if !force {
+                            anyhow::bail!(
+                                "{} is unreachable ({why}); not stopped. If the host is gone for good, \
+                                 `daft down --force` forgets it",
+                                n.id
+                            );
+                        }
+                    } else {
+                        let t = self.transport(&n.id).await?;
+                        let p = self.base_params(t.as_ref(), &n.id);
+                        bootstrap::run(t.as_ref(), &p, &["stop"], bootstrap::QUICK).await?;
+                    }
+                    if self.mode == Mode::Ssh && n.role == Role::Worker {
+                        // The head forgets it (best effort when the head itself is going).
+                        let r = self.member_list(head_id, &n.id, "remove-member").await;
+                        if let Err(e) = r {
+                            tracing::debug!("could not update the head's member list: {e:#}");
+                        }
+                    }
+                    Ok(if n.state == NodeState::Unreachable {
+                        "forgotten"
+                    } else {
+                        "stopped"
+                    })
+                }
+                .await;
+                (n.id.clone(), r)
+            })
+            .collect();
+        let results: Vec<(String, anyhow::Result<&'static str>)> = stream::iter(stops)
+            .buffer_unordered(self.cfg.setup.max_parallel)
+            .collect()
+            .await;
+        let mut failed = Vec::new();
+        for (id, r) in results {
+            match r {
+                Ok("forgotten") => {
+                    pb.println(format!("warning: forgot {id} (unreachable, not stopped)"))
+                }
+                Ok(_) => {}
+                Err(e) => failed.push(format!("  {id}: {e:#}")),
             }
-            anyhow::Ok(())
-        }))
-        .await;
-        for r in results {
-            r?;
+        }
+        if !failed.is_empty() {
+            return Err(anyhow!(
+                "{} of {} node(s) could not be stopped (the others were):\n{}",
+                failed.len(),
+                nodes.len(),
+                failed.join("\n")
+            ));
         }
         Ok(())
     }
@@ -518,7 +630,7 @@ fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
             },
             spec_hash: rec.spec_hash,
             launch: rec.launch,
-            setup_hash: Some(rec.setup_hash),
+            setup_hash: rec.setup_hash,
             joined_head: rec.joined_head,
             public_ip: rec.ip.clone(),
             private_ip: rec.ip,
@@ -550,8 +662,14 @@ pub async fn list_local() -> anyhow::Result<Vec<ObservedNode>> {
             cluster: name.clone(),
             ..Default::default()
         };
-        let c = bootstrap::run(&t, &p, &["status"]).await?;
+        let c = bootstrap::run(&t, &p, &["status"], bootstrap::QUICK).await?;
         out.extend(parse_status(&c.stdout, &name));
     }
     Ok(out)
+}
+
+/// An error that means the host could not be reached or logged into (as opposed to a failure of
+/// a command on it).
+fn is_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<SshError>())
 }

@@ -26,6 +26,9 @@ pub struct LaunchRequest<'a> {
     /// Ids of this cluster's live nodes that stay (the plan's observation less the nodes this
     /// apply removes): places a new node must not take, for providers that pick places.
     pub taken: &'a [String],
+    /// Ids of every node of the cluster the plan observed, in any state: what the launch is
+    /// based on (EC2 derives its idempotency token from it).
+    pub seen: &'a [String],
 }
 
 /// How `up` should wait.
@@ -35,6 +38,20 @@ pub struct UpOptions {
     pub no_wait: bool,
     /// Wait for workers too.
     pub wait_workers: bool,
+    /// `down --force`: forget nodes that cannot be reached.
+    pub force: bool,
+    /// Nodes set up at once (0: the default).
+    pub max_parallel: usize,
+}
+
+impl UpOptions {
+    pub fn parallel(&self) -> usize {
+        if self.max_parallel == 0 {
+            crate::config::DEFAULT_MAX_PARALLEL
+        } else {
+            self.max_parallel
+        }
+    }
 }
 
 /// Where the Ray dashboard is, and how to reach it.
@@ -73,6 +90,15 @@ pub trait Provider: Send + Sync {
         Ok(resource.clone())
     }
 
+    /// Bring a supporting resource's rules to `resource.rules` (security group drift).
+    async fn update_support(
+        &self,
+        _resource: &SupportResource,
+        _pb: &ProgressBar,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Launch a batch of nodes. May return fewer than asked (partial capacity).
     async fn run_instances(
         &self,
@@ -89,8 +115,15 @@ pub trait Provider: Send + Sync {
         pb: &ProgressBar,
     ) -> anyhow::Result<ObservedNode>;
 
-    /// Terminate nodes (stop Ray, or terminate instances).
-    async fn terminate(&self, nodes: &[ObservedNode], pb: &ProgressBar) -> anyhow::Result<()>;
+    /// Terminate nodes (stop Ray, or terminate instances). Every node that can be is, even when
+    /// others fail; the error lists those that could not be. With `force`, nodes that cannot be
+    /// reached are forgotten instead (their records removed where the provider keeps any).
+    async fn terminate(
+        &self,
+        nodes: &[ObservedNode],
+        force: bool,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<()>;
 
     /// Delete a supporting resource once the nodes using it are gone.
     async fn delete_support(

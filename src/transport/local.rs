@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use super::{Sink, Transport, TunnelStream};
+use super::{RemoteCommand, Sink, Transport, TunnelStream};
 
 /// Runs everything on this machine. Relative paths are relative to `daft_home`'s parent.
 pub struct LocalTransport {
@@ -60,12 +60,17 @@ impl Transport for LocalTransport {
         self.home.display().to_string()
     }
 
-    async fn run(&self, command: &str, stdout: Sink<'_>, stderr: Sink<'_>) -> anyhow::Result<i32> {
-        tracing::debug!(target: "daft::remote", host = "local", %command, "run");
+    async fn run_cmd(
+        &self,
+        command: &RemoteCommand,
+        stdout: Sink<'_>,
+        stderr: Sink<'_>,
+    ) -> anyhow::Result<i32> {
+        tracing::debug!(target: "daft::remote", host = "local", command = %command.shown, "run");
         let cwd = self.home.parent().unwrap_or(Path::new("/")).to_path_buf();
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(command)
+            .arg(&command.text)
             .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

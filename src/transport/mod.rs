@@ -36,6 +36,30 @@ impl Captured {
     }
 }
 
+/// A command for a node: what runs, and how `RUST_LOG=debug` shows it (secrets masked, long
+/// scripts summarised).
+#[derive(Debug, Clone)]
+pub struct RemoteCommand {
+    pub text: String,
+    pub shown: String,
+}
+
+impl RemoteCommand {
+    /// A command shown as it is, with secret-looking values masked.
+    pub fn new(text: impl Into<String>) -> Self {
+        let text = text.into();
+        let shown = redact(&text);
+        RemoteCommand { text, shown }
+    }
+    /// A command shown as `shown` (already safe to log).
+    pub fn shown_as(text: impl Into<String>, shown: impl Into<String>) -> Self {
+        RemoteCommand {
+            text: text.into(),
+            shown: shown.into(),
+        }
+    }
+}
+
 #[async_trait]
 pub trait Transport: Send + Sync {
     /// Who we talk to, for messages ("ec2-user@10.0.0.5:22", "this machine").
@@ -44,8 +68,20 @@ pub trait Transport: Send + Sync {
     /// daft's directory on the node, as shell and file paths see it.
     fn daft_home(&self) -> String;
 
-    /// Run a shell command, streaming its stdout and stderr as they come; returns its exit status.
-    async fn run(&self, command: &str, stdout: Sink<'_>, stderr: Sink<'_>) -> anyhow::Result<i32>;
+    /// Run a shell command with stdin closed, streaming its stdout and stderr as they come;
+    /// returns its exit status. Logged (debug) as `command.shown`.
+    async fn run_cmd(
+        &self,
+        command: &RemoteCommand,
+        stdout: Sink<'_>,
+        stderr: Sink<'_>,
+    ) -> anyhow::Result<i32>;
+
+    /// [`Transport::run_cmd`] for a command that may be logged as it is (secrets masked).
+    async fn run(&self, command: &str, stdout: Sink<'_>, stderr: Sink<'_>) -> anyhow::Result<i32> {
+        self.run_cmd(&RemoteCommand::new(command), stdout, stderr)
+            .await
+    }
 
     /// Send a local file to `remote` (relative paths are relative to the login directory).
     async fn send_file(&self, local: &Path, remote: &str) -> anyhow::Result<()>;
@@ -58,15 +94,128 @@ pub trait Transport: Send + Sync {
 
     /// Run a command and collect its output.
     async fn capture(&self, command: &str) -> anyhow::Result<Captured> {
+        self.capture_cmd(&RemoteCommand::new(command)).await
+    }
+
+    /// Run a command and collect its output.
+    async fn capture_cmd(&self, command: &RemoteCommand) -> anyhow::Result<Captured> {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let status = self.run(command, &mut out, &mut err).await?;
+        let status = self.run_cmd(command, &mut out, &mut err).await?;
         Ok(Captured {
             status,
             stdout: String::from_utf8_lossy(&out).into_owned(),
             stderr: String::from_utf8_lossy(&err).into_owned(),
         })
     }
+}
+
+/// Exit status of a guarded command that ran out of time (see [`guarded`]).
+pub const TIMED_OUT: i32 = 124;
+
+/// `script` wrapped so that it runs on the node with stdin from /dev/null, in its own process
+/// group, and is stopped (TERM, then KILL 5 s later, the whole group) after `limit`; the wrapper
+/// then exits with [`TIMED_OUT`]. The limit holds on the node even if this machine goes away.
+pub fn guarded(script: &str, limit: std::time::Duration) -> String {
+    let secs = limit.as_secs().max(1);
+    format!(
+        "f=$(mktemp) || exit 1\n\
+         setsid sh -c {q} daft-guarded </dev/null & p=$!\n\
+         setsid sh -c 'sleep \"$1\" </dev/null >/dev/null 2>&1; echo timeout > \"$2\"; kill -TERM -\"$0\" 2>/dev/null; sleep 5; kill -KILL -\"$0\" 2>/dev/null' \"$p\" {secs} \"$f\" </dev/null >/dev/null 2>&1 & w=$!\n\
+         wait \"$p\"; s=$?\n\
+         kill -KILL -\"$w\" 2>/dev/null\n\
+         if [ -s \"$f\" ]; then s={TIMED_OUT}; fi\n\
+         rm -f \"$f\"\n\
+         exit \"$s\"",
+        q = shell_quote(script),
+    )
+}
+
+/// Run `cmd` on the node under [`guarded`] with `limit`; also bounded here (a silent connection
+/// cannot hold daft). Ok(None) when it ran out of time.
+pub async fn capture_guarded(
+    t: &dyn Transport,
+    cmd: &RemoteCommand,
+    limit: std::time::Duration,
+) -> anyhow::Result<Option<Captured>> {
+    let wrapped = RemoteCommand {
+        text: guarded(&cmd.text, limit),
+        shown: format!(
+            "{} (time limit {})",
+            cmd.shown,
+            humantime::format_duration(limit)
+        ),
+    };
+    let backstop = limit + std::time::Duration::from_secs(30);
+    match tokio::time::timeout(backstop, t.capture_cmd(&wrapped)).await {
+        Err(_) => Ok(None),
+        Ok(r) => {
+            let c = r?;
+            Ok((c.status != TIMED_OUT).then_some(c))
+        }
+    }
+}
+
+/// Mask what looks like a secret in a command before it is logged: values of variables whose
+/// names say TOKEN, SECRET, PASSWORD, PASSWD, KEY or CREDENTIAL, and passwords in URLs.
+pub fn redact(s: &str) -> String {
+    static WORDS: [&str; 6] = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"];
+    let mut out = String::with_capacity(s.len());
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < s.len() {
+        // NAME=value where NAME looks secret.
+        if bytes[i].is_ascii_alphabetic() || bytes[i] == b'_' {
+            let start = i;
+            while i < s.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let name = &s[start..i];
+            out.push_str(name);
+            if i < s.len() && bytes[i] == b'=' {
+                let upper = name.to_ascii_uppercase();
+                if WORDS.iter().any(|w| upper.contains(w)) {
+                    out.push_str("=***");
+                    i += 1;
+                    // Skip the value: a quoted string or up to whitespace / ';' / '&'.
+                    let quote = bytes.get(i).copied();
+                    if quote == Some(b'\'') || quote == Some(b'"') {
+                        i += 1;
+                        while i < s.len() && bytes[i] != quote.unwrap() {
+                            i += 1;
+                        }
+                        i = (i + 1).min(s.len());
+                    } else {
+                        while i < s.len() && !b" \t\n;&|".contains(&bytes[i]) {
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            continue;
+        }
+        // scheme://user:password@host
+        if s[i..].starts_with("://") {
+            out.push_str("://");
+            i += 3;
+            let rest = &s[i..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || "/'\"".contains(c))
+                .unwrap_or(rest.len());
+            if let Some(at) = rest[..end].rfind('@') {
+                if let Some(colon) = rest[..at].find(':') {
+                    out.push_str(&rest[..colon]);
+                    out.push_str(":***");
+                    i += at;
+                }
+            }
+            continue;
+        }
+        let c = s[i..].chars().next().unwrap();
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
 }
 
 /// Quote a string for a POSIX shell.
@@ -91,5 +240,64 @@ mod tests {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn redaction() {
+        use super::redact;
+        assert_eq!(
+            redact("export HF_TOKEN=abc123 X=1; run"),
+            "export HF_TOKEN=*** X=1; run"
+        );
+        assert_eq!(
+            redact("AWS_SECRET_ACCESS_KEY='a b c' aws s3 ls"),
+            "AWS_SECRET_ACCESS_KEY=*** aws s3 ls"
+        );
+        assert_eq!(
+            redact("pip install git+https://bob:ghp_xyz@github.com/o/r.git"),
+            "pip install git+https://bob:***@github.com/o/r.git"
+        );
+        assert_eq!(
+            redact("echo héllo https://pypi.org/simple"),
+            "echo héllo https://pypi.org/simple"
+        );
+    }
+
+    #[test]
+    fn guarded_command_times_out_and_kills_its_group() {
+        let t = std::time::Instant::now();
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("child-survived");
+        let script = format!("(sleep 3; touch {}) & sleep 30", marker.display());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(super::guarded(&script, std::time::Duration::from_secs(1)))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(super::TIMED_OUT));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(8),
+            "{:?}",
+            t.elapsed()
+        );
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        assert!(
+            !marker.exists(),
+            "a child of the timed-out command lived on"
+        );
+    }
+
+    #[test]
+    fn guarded_command_keeps_status_and_closes_stdin() {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(super::guarded(
+                "read x || exit 7",
+                std::time::Duration::from_secs(20),
+            ))
+            .stdin(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(7));
     }
 }

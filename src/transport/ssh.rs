@@ -20,8 +20,13 @@ use russh_sftp::client::SftpSession;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OnceCell;
 
-use super::{Sink, Transport, TunnelStream};
+use super::{RemoteCommand, Sink, Transport, TunnelStream};
 use crate::config::HostAddr;
+
+/// How long to try a host that should already answer (an SSH host, a running instance).
+pub const EXISTING_HOST_DEADLINE: Duration = Duration::from_secs(15);
+/// Attempts at a refused port of a host that should already answer.
+const REFUSED_TRIES: u32 = 3;
 
 /// Why a connection could not be made. Each says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -62,25 +67,45 @@ pub struct SshTarget {
     pub user_known_hosts: Option<PathBuf>,
     /// How long to keep trying to connect (a booting machine needs minutes).
     pub deadline: Duration,
+    /// A machine still booting (a fresh cloud instance): refused connections are waited out
+    /// until the deadline. Otherwise sshd should already answer: a refused port fails after a
+    /// few short retries.
+    pub booting: bool,
+    /// Pin and check the host key under this name instead of host:port (a cloud instance id:
+    /// addresses are recycled, instances are not).
+    pub host_key_alias: Option<String>,
+    /// Where to say what we wait for (else stderr, once).
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 impl SshTarget {
     pub fn new(addr: HostAddr, user: &str, key: Option<PathBuf>, daft_home: &Path) -> Self {
         let user_known_hosts =
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/known_hosts"));
-        let deadline = std::env::var("DAFT_SSH_DEADLINE_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(Duration::from_secs(300));
         SshTarget {
             addr,
             user: user.to_string(),
             key,
             known_hosts: daft_home.join("known_hosts"),
             user_known_hosts,
-            deadline,
+            deadline: EXISTING_HOST_DEADLINE,
+            booting: false,
+            host_key_alias: None,
+            progress: None,
         }
+    }
+
+    /// A machine that is still booting: wait for its sshd up to `DAFT_SSH_DEADLINE_SECS`
+    /// (default 5 minutes), saying so on `progress`.
+    pub fn booting(mut self, progress: Option<indicatif::ProgressBar>) -> Self {
+        self.booting = true;
+        self.deadline = std::env::var("DAFT_SSH_DEADLINE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(300));
+        self.progress = progress;
+        self
     }
     fn addr_str(&self) -> String {
         format!("{}@{}:{}", self.user, self.addr.host, self.addr.port)
@@ -165,6 +190,20 @@ pub struct SshTransport {
     home: OnceCell<String>,
 }
 
+/// Keys read in this run, by path: an encrypted key's passphrase is asked once, however many
+/// hosts are connected to at once (the lock is held while asking).
+static KEYS: Mutex<Vec<(PathBuf, Arc<keys::PrivateKey>)>> = Mutex::new(Vec::new());
+
+fn load_key_once(path: &Path) -> anyhow::Result<Arc<keys::PrivateKey>> {
+    let mut cache = KEYS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, k)) = cache.iter().find(|(p, _)| p == path) {
+        return Ok(k.clone());
+    }
+    let k = Arc::new(load_key(path)?);
+    cache.push((path.to_path_buf(), k.clone()));
+    Ok(k)
+}
+
 fn load_key(path: &Path) -> anyhow::Result<keys::PrivateKey> {
     if let Err(p) = crate::keys::check_private_key_file(path) {
         return Err(crate::error::usage(format!("{}; {}", p.title, p.help)));
@@ -213,7 +252,7 @@ impl SshTransport {
     /// Connect and authenticate, retrying refused and timed-out connections until the deadline.
     pub async fn connect(target: SshTarget) -> anyhow::Result<SshTransport> {
         let key = match &target.key {
-            Some(p) => Some(Arc::new(load_key(p)?)),
+            Some(p) => Some(load_key_once(p)?),
             None => None,
         };
         let start = Instant::now();
@@ -224,8 +263,10 @@ impl SshTransport {
             .without_max_times()
             .build();
         let addr = target.addr_str();
+        let mut refused = 0;
+        let mut said = false;
         loop {
-            let attempt_timeout = Duration::from_secs(10).min(
+            let attempt_timeout = Duration::from_secs(8).min(
                 target
                     .deadline
                     .saturating_sub(start.elapsed())
@@ -238,11 +279,22 @@ impl SshTransport {
                 Ok(Ok(t)) => return Ok(t),
                 Ok(Err(ConnectFailure::Final(e))) => return Err(e.into()),
                 Ok(Err(ConnectFailure::Retry(e))) => e,
-                Err(_) => std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
+                Err(_) => std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no SSH answer within {}s",
+                        attempt_timeout.as_secs_f32().round()
+                    ),
+                ),
             };
             let secs = start.elapsed().as_secs();
             let delay = delays.next().unwrap_or(Duration::from_secs(5));
-            if start.elapsed() + delay >= target.deadline {
+            if err.kind() == std::io::ErrorKind::ConnectionRefused {
+                refused += 1;
+            }
+            let give_up = start.elapsed() + delay >= target.deadline
+                || (!target.booting && refused >= REFUSED_TRIES);
+            if give_up {
                 return Err(match err.kind() {
                     std::io::ErrorKind::ConnectionRefused => SshError::Refused { addr, secs },
                     std::io::ErrorKind::TimedOut => SshError::TimedOut { addr, secs },
@@ -253,6 +305,22 @@ impl SshTransport {
                 }
                 .into());
             }
+            let why = match err.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                _ => err.to_string(),
+            };
+            let msg = format!(
+                "waiting for SSH on {}:{} ({why}), up to {}; Ctrl-C to stop",
+                target.addr.host,
+                target.addr.port,
+                humantime::format_duration(target.deadline)
+            );
+            match &target.progress {
+                Some(pb) => pb.set_message(msg),
+                None if !said && target.booting => eprintln!("daft: {msg}"),
+                None => {}
+            }
+            said = true;
             tracing::debug!(%addr, "SSH not ready ({err}); retrying in {delay:?}");
             tokio::time::sleep(delay).await;
         }
@@ -269,9 +337,13 @@ impl SshTransport {
             files.push(u.clone());
         }
         files.push(target.known_hosts.clone());
+        let (kh_host, kh_port) = match &target.host_key_alias {
+            Some(alias) => (alias.clone(), 22),
+            None => (target.addr.host.clone(), target.addr.port),
+        };
         let handler = HostKeyCheck {
-            host: target.addr.host.clone(),
-            port: target.addr.port,
+            host: kh_host,
+            port: kh_port,
             files,
             pin_to: target.known_hosts.clone(),
             problem: problem.clone(),
@@ -453,14 +525,21 @@ impl Transport for SshTransport {
         "$HOME/.daft".into()
     }
 
-    async fn run(&self, command: &str, stdout: Sink<'_>, stderr: Sink<'_>) -> anyhow::Result<i32> {
-        tracing::debug!(target: "daft::remote", host = %self.describe(), %command, "run");
+    async fn run_cmd(
+        &self,
+        command: &RemoteCommand,
+        stdout: Sink<'_>,
+        stderr: Sink<'_>,
+    ) -> anyhow::Result<i32> {
+        tracing::debug!(target: "daft::remote", host = %self.describe(), command = %command.shown, "run");
         let mut ch = self
             .handle
             .channel_open_session()
             .await
             .with_context(|| format!("lost the SSH connection to {}", self.describe()))?;
-        ch.exec(true, command).await?;
+        ch.exec(true, command.text.as_str()).await?;
+        // Nothing is ever typed into a remote command: a prompt reads end-of-file, not forever.
+        ch.eof().await?;
         let mut code = None;
         while let Some(msg) = ch.wait().await {
             match msg {

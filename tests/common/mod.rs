@@ -2,6 +2,8 @@
 //! config, host key and authorized_keys, waited for until it answers, and stopped by PID.
 #![allow(dead_code)]
 
+pub mod ec2sim;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -195,6 +197,11 @@ impl Sshd {
     pub fn restart_with_new_host_key(&mut self) {
         self.stop();
         keygen(&self.dir.path().join("host_ed25519"), "ed25519");
+        self.launch();
+    }
+
+    /// Start sshd again on the same port (after `stop`), same host key.
+    pub fn start_again(&mut self) {
         self.launch();
     }
 

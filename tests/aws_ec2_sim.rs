@@ -1,0 +1,355 @@
+//! The AWS provider end to end, in the default (waiting) mode, against EC2 behaviour moto lacks:
+//! moto behind the EC2 simulation of `tests/common/ec2sim.rs` (a simulation, not EC2: instances
+//! are network namespaces on this machine, with a private address this machine cannot reach and
+//! a public one it can). Real sshd, real Ray and Daft in every "instance", installed by daft's
+//! own user data with uv.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use common::ec2sim::Ec2Sim;
+
+struct Case<'a> {
+    sim: &'a Ec2Sim,
+    dir: tempfile::TempDir,
+}
+
+impl<'a> Case<'a> {
+    fn new(sim: &'a Ec2Sim) -> Case<'a> {
+        let dir = tempfile::tempdir().unwrap();
+        common::keygen(&dir.path().join("id"), "ed25519");
+        Case { sim, dir }
+    }
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("daft-home")
+    }
+    fn cmd(&self, c: &mut StdCommand) {
+        c.current_dir(self.dir.path())
+            .env("AWS_ENDPOINT_URL", self.sim.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("HOME", self.dir.path())
+            .env("DAFT_HOME", self.home())
+            .env("DAFT_SSH_DEADLINE_SECS", "120")
+            .env("DAFT_USER_DATA_WAIT_SECS", "600")
+            .env("RUST_LOG", "daft=debug")
+            .env_remove("AWS_PROFILE");
+    }
+    fn daft(&self) -> Command {
+        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"));
+        self.cmd(&mut c);
+        let mut c = Command::from_std(c);
+        c.timeout(Duration::from_secs(900));
+        c
+    }
+    fn config(&self, instance_type: &str, setup: &str) -> String {
+        let p = self.dir.path().join("cluster.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[setup]\nname = \"sim\"\nprovider = \"aws\"\nssh_user = \"root\"\nssh_private_key = \"id\"\nnumber_of_workers = 2\ninstance_type = \"{instance_type}\"\n\n[setup.aws]\nssh_ingress_cidrs = [\"198.18.0.0/15\"]\n\n[run]\nsetup_commands = [{setup}]\n"
+            ),
+        )
+        .unwrap();
+        p.to_str().unwrap().to_string()
+    }
+    /// `daft ARGS`: (status, stdout, stderr); every address daft connected to is the
+    /// simulation's own.
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let o = self.daft().args(args).output().unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        );
+        let ours = self.sim.addresses();
+        for line in err.lines().filter(|l| l.contains("ssh connect")) {
+            let addr = line
+                .split("addr=")
+                .nth(1)
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
+            let ip = addr
+                .rsplit('@')
+                .next()
+                .unwrap_or("")
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or("");
+            assert!(
+                ours.iter().any(|a| a == ip),
+                "daft connected to {ip:?}, which the simulation did not make ({ours:?})"
+            );
+        }
+        (o.status.code().unwrap_or(-1), out, err)
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(
+            code,
+            0,
+            "daft {args:?}\n--- stdout\n{out}\n--- stderr\n{}\n--- sim\n{}",
+            tail(&err),
+            self.sim.log()
+        );
+        out
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+const PROBE: &str =
+    "import ray\nray.init()\nprint('nodes=%d' % len([n for n in ray.nodes() if n['Alive']]))\n";
+
+async fn ec2(sim: &Ec2Sim) -> aws_sdk_ec2::Client {
+    let conf = aws_sdk_ec2::Config::builder()
+        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        .region(aws_sdk_ec2::config::Region::new("us-west-2"))
+        .endpoint_url(sim.endpoint())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .http_client(daft::provider::aws::http_client())
+        .build();
+    aws_sdk_ec2::Client::from_conf(conf)
+}
+
+/// (id, role, state, public ip) of the cluster's instances, through the simulation.
+async fn instances(sim: &Ec2Sim) -> Vec<(String, String, String, String)> {
+    let out = ec2(sim)
+        .await
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:daft:cluster")
+                .values("sim")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| {
+            let role = i
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("daft:role"))
+                .and_then(|t| t.value())
+                .unwrap_or("")
+                .to_string();
+            (
+                i.instance_id().unwrap().to_string(),
+                role,
+                i.state().unwrap().name().unwrap().as_str().to_string(),
+                i.public_ip_address().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn alive(sim: &Ec2Sim) -> Vec<(String, String, String, String)> {
+    instances(sim)
+        .await
+        .into_iter()
+        .filter(|i| i.2 == "running" || i.2 == "pending")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_rejoin_down() {
+    let sim = Ec2Sim::start(3.0);
+    let case = Case::new(&sim);
+    let cfg = case.config("t3.medium", "'echo setup-ran > setup-marker'");
+    let job = case.dir.path().join("job");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(job.join("probe.py"), PROBE).unwrap();
+    let job = job.to_str().unwrap().to_string();
+
+    // 1. A waiting `up`: running + public address, SSH, user data, setup commands, workers.
+    let t = Instant::now();
+    let up = case.ok(&["up", "-c", &cfg, "--wait-workers"]);
+    eprintln!("waiting up of 1 head + 2 workers: {:?}", t.elapsed());
+    assert!(up.contains("is up: 1 head + 2 worker(s)"), "{up}");
+    let nodes = alive(&sim).await;
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n.2 == "running" && n.3.starts_with("198.18.")),
+        "{nodes:?}"
+    );
+    assert_eq!(sim.machines().len(), 3);
+    let head = nodes.iter().find(|n| n.1 == "head").unwrap().0.clone();
+    assert!(sim.machine_dir(&head).join("home/setup-marker").exists());
+    // Recorded as set up only now: the tag is there.
+    let again = case.ok(&["up", "-c", &cfg]);
+    assert!(again.contains("Nothing to do"), "{again}");
+
+    // 2. submit: the job sees 3 Ray nodes; its exit status passes through.
+    let (code, out, _) = case.run(&[
+        "submit", "-i", "id", "-c", &cfg, "-w", &job, "--", "python", "probe.py",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("nodes=3"), "{out}");
+    let (code, _, _) = case.run(&[
+        "submit",
+        "-c",
+        &cfg,
+        "-w",
+        &job,
+        "--",
+        "python",
+        "-c",
+        "'import sys; sys.exit(7)'",
+    ]);
+    assert_eq!(code, 7);
+
+    // 3. dashboard: the tunnel serves the head's real dashboard.
+    let port = common::free_port("127.0.0.1");
+    let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"));
+    case.cmd(&mut c);
+    let mut dash = c
+        .args([
+            "dashboard",
+            "-i",
+            "id",
+            "-c",
+            &cfg,
+            "--no-browser",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let got = (|| -> std::io::Result<String> {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.write_all(b"GET /api/version HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+            let mut r = String::new();
+            s.read_to_string(&mut r)?;
+            Ok(r)
+        })();
+        match got {
+            Ok(r) if r.contains("ray_version") => break r,
+            _ if Instant::now() > deadline => panic!("no dashboard through the tunnel: {got:?}"),
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    };
+    assert!(
+        body.starts_with("HTTP/1.") && body.contains("200"),
+        "{body}"
+    );
+    let _ = dash.kill();
+    let _ = dash.wait();
+
+    // 4. A failing setup command: exit 1 naming the node and the command, with its output;
+    //    fixed, the next `up` runs it (an update in place, nothing replaced).
+    let cfg = case.config("t3.medium", "'echo broken-output >&2; exit 5'");
+    let (code, _, err) = case.run(&["up", "-c", &cfg]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("setup command 1")
+            && err.contains("broken-output")
+            && err.contains("exit status 5"),
+        "{}",
+        tail(&err)
+    );
+    let cfg = case.config("t3.medium", "'echo fixed > fixed-marker'");
+    let fixed = case.ok(&["up", "-c", &cfg]);
+    assert!(fixed.contains("~ update     head"), "{fixed}");
+    assert!(sim.machine_dir(&head).join("home/fixed-marker").exists());
+    assert_eq!(alive(&sim).await.len(), 3, "nothing replaced");
+
+    // 5. The head goes away (terminated behind daft's back): `up` makes a new one, which EC2
+    //    gives the address the old one had (a host key learned for the old instance does not
+    //    stand in the way: keys are pinned per instance), and the surviving workers rejoin it.
+    let old_head = nodes.iter().find(|n| n.1 == "head").unwrap().clone();
+    ec2(&sim)
+        .await
+        .terminate_instances()
+        .instance_ids(&head)
+        .send()
+        .await
+        .unwrap();
+    let rejoin = case.ok(&["up", "-c", &cfg]);
+    assert!(
+        rejoin.contains("+ create     head") && rejoin.contains("rejoin"),
+        "{rejoin}"
+    );
+    let new_head = alive(&sim)
+        .await
+        .into_iter()
+        .find(|n| n.1 == "head")
+        .unwrap();
+    assert_ne!(new_head.0, old_head.0);
+    assert_eq!(
+        new_head.3, old_head.3,
+        "the simulation recycles the released address"
+    );
+    let (_, out, _) = case.run(&["submit", "-c", &cfg, "-w", &job, "--", "python", "probe.py"]);
+    assert!(out.contains("nodes=3"), "{out}");
+
+    // 6. instance_type changes: head and workers replaced.
+    let cfg = case.config("t3.large", "'echo fixed > fixed-marker'");
+    let replaced = case.ok(&["up", "-c", &cfg, "--yes", "--wait-workers"]);
+    assert_eq!(replaced.matches("± replace").count(), 3, "{replaced}");
+    assert!(
+        replaced.contains("instance_type t3.medium → t3.large"),
+        "{replaced}"
+    );
+    let (_, out, _) = case.run(&["submit", "-c", &cfg, "-w", &job, "--", "python", "probe.py"]);
+    assert!(out.contains("nodes=3"), "{out}");
+    let now = alive(&sim).await;
+    assert_eq!(now.len(), 3, "{now:?}");
+
+    // 7. A changed key on the same instance is still refused.
+    let head = now.iter().find(|n| n.1 == "head").unwrap().clone();
+    let etc = sim.machine_dir(&head.0).join("etc-ssh");
+    std::fs::remove_file(etc.join("ssh_host_ed25519_key")).unwrap();
+    std::fs::remove_file(etc.join("ssh_host_ed25519_key.pub")).unwrap();
+    common::run(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {}",
+        etc.join("ssh_host_ed25519_key").display()
+    ));
+    let (code, _, err) = case.run(&["submit", "-c", &cfg, "-w", &job, "--", "python", "probe.py"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("host key") && err.contains("changed"),
+        "{}",
+        tail(&err)
+    );
+
+    // 8. down: every instance terminated, the security group gone, no namespace left.
+    case.ok(&["down", "-c", &cfg, "--yes"]);
+    assert!(alive(&sim).await.is_empty());
+    assert!(sim.machines().is_empty(), "{:?}", sim.machines());
+    let sgs = ec2(&sim)
+        .await
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:daft:cluster")
+                .values("sim")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(sgs.security_groups().is_empty());
+}

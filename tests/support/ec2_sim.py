@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+"""EC2 simulation for daft's tests (test support code, not part of daft).
+
+An HTTP proxy that daft's AWS SDK reaches through AWS_ENDPOINT_URL, in front of moto's EC2
+server, adding what moto lacks, and a machine of its own for every instance moto launches:
+
+- every instance is a Linux network namespace with two addresses made here: a "private" one on
+  a network the instances share (a bridge in a namespace of its own) that this machine cannot
+  reach, like a VPC seen from a laptop, and a "public" one on a veth pair to this machine; plus
+  a mount and PID namespace with its own /tmp, /home/sim (the login's home), /etc/ssh and
+  /var/log, running OpenSSH's sshd for the login user (root) with the key pair's public key;
+- RunInstances answers `pending` with a private address and no public one; DescribeInstances
+  says `pending` for --delay seconds, then `running` with the public address; every address in
+  an instance answer is the harness's own (moto's made-up addresses are removed: nothing may be
+  sent to them);
+- ClientToken is idempotent (the same token returns the same instances) and a token longer than
+  64 characters is refused, as EC2 does;
+- once `running`, the instance's user data runs as root inside it, once, like cloud-init, with
+  its output in /var/log/cloud-init-output.log there;
+- a terminated instance loses its namespaces and every process in them.
+
+The namespaces reach no network but the shared private one: the instances install Python
+packages from this machine's uv cache (shared, UV_OFFLINE=1), warmed at start.
+
+Usage: ec2_sim.py --moto URL --port PORT --dir DIR [--delay SECS] [--prefix NAME]
+Writes DIR/ready when it serves; SIGTERM tears everything down.
+"""
+
+import argparse
+import base64
+import http.server
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+
+NS = "{http://ec2.amazonaws.com/doc/2016-11-15/}"
+MACHINE_DIR = "/run/daft-sim-machine"
+IP_RE = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def sh(cmd, check=True, **kw):
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"`{cmd}` failed ({r.returncode}): {r.stderr.strip()}")
+    return r
+
+
+class Machine:
+    """One instance: netns + mount/PID namespaces with sshd, made here."""
+
+    def __init__(self, sim, instance_id, n, pubkey, user_data):
+        self.sim = sim
+        self.id = instance_id
+        self.n = n
+        self.pubkey = pubkey
+        self.user_data = user_data
+        self.private = f"10.77.{n // 250}.{n % 250 + 2}"
+        self.public = f"198.18.{n // 60}.{(n % 60) * 4 + 2}"
+        self.public_gw = f"198.18.{n // 60}.{(n % 60) * 4 + 1}"
+        self.netns = f"{sim.prefix}-i{n}"
+        self.dir = os.path.join(sim.dir, f"i{n}-{instance_id}")
+        self.launched = time.time()
+        self.init_pid = None
+        self.user_data_done = False
+        self.gone = False
+
+    def create(self):
+        d = self.dir
+        for sub in ("home/.ssh", "etc-ssh", "log", "tmp"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        os.chmod(os.path.join(d, "home"), 0o700)
+        with open(os.path.join(d, "home/.ssh/authorized_keys"), "w") as f:
+            f.write(self.pubkey + "\n")
+        os.chmod(os.path.join(d, "home/.ssh/authorized_keys"), 0o600)
+        # The image's own host key (as an AMI's first boot makes): daft's user data replaces it.
+        sh(f"ssh-keygen -q -t ed25519 -N '' -f {d}/etc-ssh/ssh_host_ed25519_key")
+        ns, vpc = self.netns, self.sim.vpc
+        a, b = f"{self.sim.prefix[:6]}p{self.n}", f"{self.sim.prefix[:6]}q{self.n}"
+        c, e = f"{self.sim.prefix[:6]}v{self.n}", f"{self.sim.prefix[:6]}w{self.n}"
+        sh(f"ip netns add {ns}")
+        sh(f"ip -n {ns} link set lo up")
+        # eth0: the private network (a bridge in the VPC namespace); first, as on EC2.
+        sh(f"ip link add {c} type veth peer name {e}")
+        sh(f"ip link set {c} netns {ns}")
+        sh(f"ip -n {ns} link set {c} name eth0")
+        sh(f"ip -n {ns} addr add {self.private}/16 dev eth0")
+        sh(f"ip -n {ns} link set eth0 up")
+        sh(f"ip link set {e} netns {vpc}")
+        sh(f"ip -n {vpc} link set {e} master br0")
+        sh(f"ip -n {vpc} link set {e} up")
+        # eth1: the public address, reachable from this machine only.
+        sh(f"ip link add {a} type veth peer name {b}")
+        sh(f"ip link set {b} netns {ns}")
+        sh(f"ip -n {ns} link set {b} name eth1")
+        sh(f"ip -n {ns} addr add {self.public}/30 dev eth1")
+        sh(f"ip -n {ns} link set eth1 up")
+        sh(f"ip addr add {self.public_gw}/30 dev {a}")
+        sh(f"ip link set {a} up")
+        self.host_veth = a
+        cfg = os.path.join(d, "sshd_config")
+        env = self.sim.session_env()
+        with open(cfg, "w") as f:
+            f.write(
+                f"ListenAddress {self.public}:22\nHostKey /etc/ssh/ssh_host_ed25519_key\n"
+                f"AuthorizedKeysFile /home/sim/.ssh/authorized_keys\nPasswordAuthentication no\n"
+                f"KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin yes\n"
+                f"PidFile /tmp/sshd.pid\nSubsystem sftp internal-sftp\nAllowTcpForwarding yes\n"
+                f"MaxStartups 100\nMaxSessions 100\nLogLevel ERROR\nSetEnv {env}\n"
+            )
+        # The machine's "init": private mounts, then sshd; everything in its PID namespace dies
+        # with it.
+        # The machine's own directory is seen at /run/daft-sim-machine inside (its real path may
+        # be under /tmp, which the machine gets a fresh one of).
+        M = MACHINE_DIR
+        init = (
+            f"mount --make-rprivate / && "
+            f"mount --bind {d} {M} && "
+            f"mkdir -p /home/sim && mount --bind {M}/home /home/sim && "
+            f"mount --bind {M}/etc-ssh /etc/ssh && "
+            f"mount --bind {M}/log /var/log && "
+            f"mount --bind {M}/tmp /tmp && chmod 1777 /tmp && "
+            f"mkdir -p /run/sshd && "
+            f"exec /usr/sbin/sshd -D -e -f {M}/sshd_config"
+        )
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "unshare", "--mount", "--pid", "--fork",
+             "--mount-proc", "sh", "-c", init],
+            stdin=subprocess.DEVNULL,
+            stdout=open(os.path.join(d, "init.log"), "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.init = p
+        # The unshare's child (pid 1 of the machine) is what nsenter targets.
+        deadline = time.time() + 10
+        while time.time() < deadline and self.init_pid is None:
+            r = sh(f"pgrep -P {p.pid}", check=False)
+            if r.stdout.strip():
+                self.init_pid = int(r.stdout.split()[0])
+            else:
+                time.sleep(0.05)
+        if self.init_pid is None:
+            raise RuntimeError(f"machine {self.id} did not start")
+
+    def run_user_data(self):
+        """cloud-init: the user data, as root, once, in the machine; output to its log."""
+        if self.user_data_done or self.gone:
+            return
+        self.user_data_done = True
+        path = os.path.join(self.dir, "user-data")
+        with open(path, "wb") as f:
+            f.write(self.user_data)
+        os.chmod(path, 0o700)
+        env = dict(self.sim.base_env())
+        env["HOME"] = "/home/sim"
+        subprocess.Popen(
+            ["nsenter", "-t", str(self.init_pid), "-m", "-n", "-p", "sh", "-c",
+             f"exec sh {MACHINE_DIR}/user-data > /var/log/cloud-init-output.log 2>&1"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def destroy(self):
+        if self.gone:
+            return
+        self.gone = True
+        try:
+            if self.init_pid:
+                os.kill(self.init_pid, signal.SIGKILL)  # pid 1 of the machine: all of it goes
+        except ProcessLookupError:
+            pass
+        try:
+            self.init.kill()
+            self.init.wait(timeout=10)
+        except Exception:
+            pass
+        sh(f"ip netns del {self.netns}", check=False)
+        sh(f"ip link del {getattr(self, 'host_veth', 'none')}", check=False)
+        self.sim.log(f"terminated {self.id}: namespace {self.netns} removed")
+
+
+class Sim:
+    def __init__(self, args):
+        self.moto = args.moto.rstrip("/")
+        self.dir = args.dir
+        self.delay = args.delay
+        self.prefix = args.prefix
+        self.vpc = f"{self.prefix}-vpc"
+        self.lock = threading.RLock()
+        self.machines = {}  # instance id -> Machine
+        self.tokens = {}  # client token -> raw moto RunInstances answer
+        self.keys = {}  # key pair name -> public key
+        self.next = 0
+        self.logf = open(os.path.join(self.dir, "sim.log"), "a")
+        os.makedirs(MACHINE_DIR, exist_ok=True)
+        sh(f"ip netns add {self.vpc}")
+        sh(f"ip -n {self.vpc} link add br0 type bridge")
+        sh(f"ip -n {self.vpc} link set br0 up")
+        sh(f"ip -n {self.vpc} link set lo up")
+
+    def log(self, msg):
+        self.logf.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+        self.logf.flush()
+
+    def base_env(self):
+        keep = ("PATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "UV_CACHE_DIR",
+                "PYENV_ROOT", "PYENV_VERSION")
+        env = {k: v for k, v in os.environ.items() if k in keep}
+        env["UV_OFFLINE"] = "1"
+        env.setdefault("UV_CACHE_DIR", os.path.expanduser("~/.cache/uv"))
+        return env
+
+    def session_env(self):
+        env = self.base_env()
+        env["HOME"] = "/home/sim"
+        return " ".join(f"{k}={v}" for k, v in sorted(env.items()) if " " not in v and '"' not in v)
+
+    def addresses(self):
+        with self.lock:
+            return {m.public for m in self.machines.values()} | {m.private for m in self.machines.values()}
+
+    # --- answers -----------------------------------------------------------------------------
+
+    def rewrite_instances(self, xml_text):
+        """Every instance item: the harness's addresses and the simulated state."""
+        root = ET.fromstring(xml_text)
+        now = time.time()
+        for item in root.iter(f"{NS}item"):
+            iid = item.find(f"{NS}instanceId")
+            if iid is None:
+                continue
+            m = self.machines.get(iid.text)
+            state = item.find(f"{NS}instanceState")
+            for tag in ("networkInterfaceSet", "dnsName", "privateDnsName", "ipAddress",
+                        "privateIpAddress", "association"):
+                for el in list(item.findall(f"{NS}{tag}")):
+                    item.remove(el)
+            name = state.find(f"{NS}name").text if state is not None else "terminated"
+            if m is None or name in ("terminated", "shutting-down", "stopped", "stopping"):
+                continue
+            running = now - m.launched >= self.delay
+            state.find(f"{NS}name").text = "running" if running else "pending"
+            state.find(f"{NS}code").text = "16" if running else "0"
+            ET.SubElement(item, f"{NS}privateIpAddress").text = m.private
+            if running:
+                ET.SubElement(item, f"{NS}ipAddress").text = m.public
+        out = ET.tostring(root, encoding="unicode")
+        # Nothing else that looks like an address leaves here.
+        mine = self.addresses()
+        return IP_RE.sub(lambda x: x.group(0) if x.group(0) in mine else "0.0.0.0", out)
+
+    def error(self, code, message):
+        body = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+                f"<Message>{message}</Message></Error></Errors><RequestID>sim</RequestID></Response>")
+        return 400, body.encode()
+
+    def handle(self, body, headers):
+        params = urllib.parse.parse_qs(body.decode(), keep_blank_values=True)
+        action = params.get("Action", [""])[0]
+        one = lambda k: params.get(k, [None])[0]
+        if action == "RunInstances":
+            token = one("ClientToken")
+            if token is not None and len(token) > 64:
+                return self.error("InvalidParameterValue",
+                                  f"Value ({token}) for parameter clientToken is invalid. "
+                                  "Length exceeds maximum of 64 characters")
+            with self.lock:
+                if token and token in self.tokens:
+                    self.log(f"RunInstances: token {token} seen: same instances")
+                    raw = self.tokens[token]
+                else:
+                    status, raw = self.forward(body, headers)
+                    if status != 200:
+                        return status, raw
+                    if token:
+                        self.tokens[token] = raw
+                    key = self.keys.get(one("KeyName"), "")
+                    ud = base64.b64decode(one("UserData") or "")
+                    root = ET.fromstring(raw)
+                    for iid in root.iter(f"{NS}instanceId"):
+                        if iid.text in self.machines:
+                            continue
+                        # The lowest free place: a terminated instance's addresses are handed to
+                        # the next one, as EC2 recycles public addresses.
+                        used = {x.n for x in self.machines.values() if not x.gone}
+                        n = next(k for k in range(1, 10000) if k not in used)
+                        m = Machine(self, iid.text, n, key, ud)
+                        self.machines[iid.text] = m
+                        m.create()
+                        self.log(f"launched {iid.text}: public {m.public} private {m.private} machine i{m.n}")
+                        threading.Timer(self.delay, m.run_user_data).start()
+                return 200, self.rewrite_instances(raw.decode()).encode()
+        if action == "ImportKeyPair":
+            material = base64.b64decode(one("PublicKeyMaterial") or "").decode().strip()
+            self.keys[one("KeyName")] = material
+        if action == "TerminateInstances":
+            ids = [v[0] for k, v in params.items() if k.startswith("InstanceId.")]
+            with self.lock:
+                for i in ids:
+                    if i in self.machines:
+                        self.machines[i].destroy()
+        status, raw = self.forward(body, headers)
+        if action in ("DescribeInstances",) and status == 200:
+            with self.lock:
+                return status, self.rewrite_instances(raw.decode()).encode()
+        return status, raw
+
+    def forward(self, body, headers):
+        req = urllib.request.Request(self.moto + "/", data=body, method="POST")
+        for k, v in headers.items():
+            if k.lower() not in ("host", "content-length", "connection", "accept-encoding"):
+                req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def teardown(self):
+        with self.lock:
+            for m in self.machines.values():
+                m.destroy()
+        sh(f"ip netns del {self.vpc}", check=False)
+        self.log("torn down")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--moto", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--delay", type=float, default=3.0)
+    ap.add_argument("--prefix", default=f"dsim{os.getpid()}")
+    args = ap.parse_args()
+    sim = Sim(args)
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            try:
+                status, out = sim.handle(body, dict(self.headers))
+            except Exception as e:  # an answer, never a hang
+                sim.log(f"error: {e!r}")
+                status, out = sim.error("InternalError", str(e))
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), H)
+
+    def stop(*_):
+        threading.Thread(target=srv.shutdown).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with open(os.path.join(args.dir, "ready"), "w") as f:
+        f.write(json.dumps({"pid": os.getpid(), "prefix": args.prefix}))
+    try:
+        srv.serve_forever()
+    finally:
+        sim.teardown()
+
+
+if __name__ == "__main__":
+    main()
