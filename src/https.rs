@@ -51,7 +51,13 @@ pub async fn get(url: &str) -> anyhow::Result<String> {
     )
     .await?;
     let mut buf = Vec::new();
-    (&mut tls).take(64 * 1024).read_to_end(&mut buf).await?;
+    match (&mut tls).take(64 * 1024).read_to_end(&mut buf).await {
+        Ok(_) => {}
+        // Many servers close without TLS's close_notify; the length check below catches a
+        // cut-short answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => {}
+        Err(e) => return Err(e.into()),
+    }
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -59,6 +65,18 @@ pub async fn get(url: &str) -> anyhow::Result<String> {
     let status = head.split_whitespace().nth(1).unwrap_or("");
     if status != "200" {
         bail!("{url} answered HTTP {status}");
+    }
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())
+            .flatten()
+    });
+    if let Some(n) = length {
+        if body.len() != n {
+            bail!("{url} answered {} of {n} bytes", body.len());
+        }
     }
     Ok(body.to_string())
 }

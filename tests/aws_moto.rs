@@ -333,12 +333,20 @@ async fn lifecycle_create_noop_scale_replace_down() {
     assert_eq!(now.len(), 2, "{now:?}");
     assert!(now.iter().all(|n| n.2 == "m7g.large"), "{now:?}");
 
-    // plan --output json on a converged cluster.
+    // plan --output json: nothing to create or replace; the nodes `up --no-wait` never
+    // connected to are not recorded as set up (the next waiting `up` checks them).
     let plan: serde_json::Value = serde_json::from_str(&ok(case
         .daft()
         .args(["plan", "-c", cfg, "--output", "json"])))
     .unwrap();
-    assert_eq!(plan["noop"], true);
+    for a in plan["actions"].as_array().unwrap() {
+        assert!(
+            a["action"] == "keep"
+                || (a["action"] == "update" && a["reasons"] == serde_json::json!(["not set up yet"])),
+            "{a}"
+        );
+    }
+    assert_eq!(plan["summary"]["update"], 2, "{plan}");
 
     // down: no instance left running, no security group; twice is harmless.
     let down = ok(case.daft().args(["down", "--yes", "-c", cfg]));
@@ -783,7 +791,7 @@ async fn security_group_rules_are_reconciled_and_planned() {
             .collect()
     };
     assert_eq!(ssh(&groups("moto-sg").await[0]), ["203.0.113.7/32"]);
-    assert!(ok(case.daft().args(["plan", "-c", &cfg])).contains("No changes"));
+    assert!(!ok(case.daft().args(["plan", "-c", &cfg])).contains("security-group"));
 
     let cfg = write("198.51.100.0/24");
     let plan = ok(case.daft().args(["plan", "-c", &cfg]));
@@ -834,8 +842,12 @@ async fn callers_address_is_looked_up_over_https_and_a_failure_says_what_to_set(
 
     // A real HTTPS answer: the address becomes the /32 SSH rule.
     let d = case.dir.path();
+    // A test CA and a server certificate for 127.0.0.1 signed by it.
     common::run(&format!(
-        "cd {} && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null",
+        "cd {} && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=daft-test-ca 2>/dev/null \
+         && openssl req -newkey rsa:2048 -nodes -keyout key.pem -out leaf.csr -subj /CN=127.0.0.1 2>/dev/null \
+         && printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext.cnf \
+         && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 1 -extfile ext.cnf 2>/dev/null",
         d.display()
     ));
     let port = common::free_port("127.0.0.1");
@@ -856,7 +868,7 @@ async fn callers_address_is_looked_up_over_https_and_a_failure_says_what_to_set(
     let o = case
         .daft()
         .env("DAFT_CHECKIP_URL", format!("https://127.0.0.1:{port}/"))
-        .env("SSL_CERT_FILE", d.join("cert.pem"))
+        .env("SSL_CERT_FILE", d.join("ca.pem"))
         .args(["up", "--no-wait", "-c", cfg])
         .output()
         .unwrap();
