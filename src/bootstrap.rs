@@ -57,6 +57,8 @@ pub struct NodeParams {
     pub python_version: Option<String>,
     pub node_ip: Option<String>,
     pub head_address: Option<String>,
+    /// The id of the head a worker joins (a new head may have the old one's address).
+    pub head_id: Option<String>,
     pub ray_port: u16,
     pub dashboard_host: String,
     pub dashboard_port: u16,
@@ -90,6 +92,7 @@ impl NodeParams {
             "DAFT_HEAD_ADDRESS",
             self.head_address.clone().unwrap_or_default(),
         );
+        v.insert("DAFT_HEAD_ID", self.head_id.clone().unwrap_or_default());
         v.insert("DAFT_RAY_PORT", self.ray_port.to_string());
         v.insert("DAFT_DASHBOARD_HOST", self.dashboard_host.clone());
         v.insert("DAFT_DASHBOARD_PORT", self.dashboard_port.to_string());

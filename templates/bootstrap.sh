@@ -25,6 +25,7 @@ daft}"
 : "${DAFT_PYTHON_VERSION:=}"
 : "${DAFT_NODE_IP:=}"
 : "${DAFT_HEAD_ADDRESS:=}"
+: "${DAFT_HEAD_ID:=}"
 : "${DAFT_RAY_PORT:=6379}"
 : "${DAFT_DASHBOARD_HOST:=127.0.0.1}"
 : "${DAFT_DASHBOARD_PORT:=8265}"
@@ -202,7 +203,8 @@ DAFT_WAIT_EOF
         printf '%s\n' "$DAFT_NODE_JSON_PENDING" > "$NODE_DIR/node.json"
     fi
     pid=$(cat "$NODE_DIR/ray.pid" 2>/dev/null || true)
-    want="$DAFT_ROLE $DAFT_ENV_HASH $DAFT_HEAD_ADDRESS $DAFT_NODE_IP"
+    # A new head may come back on the old one's address: its id says it is another.
+    want="$DAFT_ROLE $DAFT_ENV_HASH $DAFT_HEAD_ADDRESS $DAFT_NODE_IP $DAFT_HEAD_ID"
     if alive "$pid" && [ "$(cat "$NODE_DIR/ray.want" 2>/dev/null || true)" = "$want" ]; then
         step "Ray already runs as asked (pid $pid)"
         printf '%s\n' "$DAFT_NODE_JSON" > "$NODE_DIR/node.json"
@@ -217,14 +219,20 @@ DAFT_WAIT_EOF
     else
         set -- --address "$DAFT_HEAD_ADDRESS"
     fi
-    # Ray binds its ports to this address only (never all interfaces).
-    set -- "$@" --node-ip-address "$(node_ip)"
+    # Ray announces (and, where it can, binds to) this node's own address.
+    ip=$(node_ip)
+    set -- "$@" --node-ip-address "$ip"
+    if [ "$DAFT_ROLE" = head ] && [ -z "$DAFT_HEAD_ADDRESS" ]; then
+        # Jobs on the head find the cluster here (EC2: the head's address is its own).
+        printf '%s:%s\n' "$ip" "$DAFT_RAY_PORT" > "$CLUSTER_DIR/ray-address"
+    fi
     step "starting Ray ($DAFT_ROLE)"
     # The temp dir is recorded first: whatever runs in it is this node's, pid file or not.
     echo "$RAY_TMP" > "$NODE_DIR/ray.tmp"
+    # (Ray must not inherit the node lock's descriptor: it would hold the lock as long as it runs.)
     # shellcheck disable=SC2086
     setsid "$CLUSTER_DIR/venv/bin/ray" start "$@" --temp-dir "$RAY_TMP" --disable-usage-stats --block $DAFT_RAY_ARGS \
-        > "$NODE_DIR/ray.log" 2>&1 < /dev/null &
+        > "$NODE_DIR/ray.log" 2>&1 < /dev/null 7>&- &
     pid=$!
     echo "$pid" > "$NODE_DIR/ray.pid"
     i=0

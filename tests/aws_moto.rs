@@ -342,7 +342,8 @@ async fn lifecycle_create_noop_scale_replace_down() {
     for a in plan["actions"].as_array().unwrap() {
         assert!(
             a["action"] == "keep"
-                || (a["action"] == "update" && a["reasons"] == serde_json::json!(["not set up yet"])),
+                || (a["action"] == "update"
+                    && a["reasons"] == serde_json::json!(["not set up yet"])),
             "{a}"
         );
     }

@@ -549,6 +549,7 @@ pub fn node_params(cfg: &Config, role: Role, head: Option<&ObservedNode>) -> Nod
         head_address: head
             .and_then(|h| h.private_ip.clone())
             .map(|ip| format!("{ip}:6379")),
+        head_id: head.map(|h| h.id.clone()),
         ray_port: 6379,
         dashboard_host: "127.0.0.1".into(),
         dashboard_port: 8265,

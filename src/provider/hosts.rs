@@ -398,6 +398,9 @@ impl Provider for HostsProvider {
         p.role = Some(node.role);
         let mut ports = BTreeMap::new();
         p.head_address = Some(self.head_address(head));
+        if node.role == Role::Worker {
+            p.head_id = Some(head.id.clone());
+        }
         match self.mode {
             Mode::Local => {
                 p.node_ip = Some(self.cfg.setup.local.address.to_string());

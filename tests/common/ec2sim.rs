@@ -33,6 +33,23 @@ impl Ec2Sim {
             assert!(Instant::now() < deadline, "moto did not answer");
             std::thread::sleep(Duration::from_millis(100));
         }
+        // The instances install Ray and Daft offline from this machine's uv cache (their
+        // namespaces reach no registry): fill it first, as daft's bootstrap would resolve them.
+        let warm = dir.path().join("warm-venv");
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "uv venv -q {w} && VIRTUAL_ENV={w} uv pip install -q 'ray[default]' daft",
+                w = warm.display()
+            ))
+            .env("UV_CACHE_DIR", super::uv_cache())
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "could not fill uv's cache with ray[default] and daft"
+        );
+        let _ = std::fs::remove_dir_all(&warm);
         let port = super::free_port("127.0.0.1");
         let prefix = format!("dsim{}", std::process::id());
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/ec2_sim.py");

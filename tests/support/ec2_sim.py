@@ -7,7 +7,7 @@ server, adding what moto lacks, and a machine of its own for every instance moto
 - every instance is a Linux network namespace with two addresses made here: a "private" one on
   a network the instances share (a bridge in a namespace of its own) that this machine cannot
   reach, like a VPC seen from a laptop, and a "public" one on a veth pair to this machine; plus
-  a mount and PID namespace with its own /tmp, /home/sim (the login's home), /etc/ssh and
+  a mount and PID namespace with its own /tmp, /root (the login's home), /etc/ssh and
   /var/log, running OpenSSH's sshd for the login user (root) with the key pair's public key;
 - RunInstances answers `pending` with a private address and no public one; DescribeInstances
   says `pending` for --delay seconds, then `running` with the public address; every address in
@@ -41,8 +41,19 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 
-NS = "{http://ec2.amazonaws.com/doc/2016-11-15/}"
+
+
+def ns_of(root):
+    """The answer's XML namespace as ElementTree writes it ("{uri}"), registered as the default
+    so answers go back without prefixes."""
+    if root.tag.startswith("{"):
+        uri = root.tag[1:].split("}")[0]
+        ET.register_namespace("", uri)
+        return "{" + uri + "}"
+    return ""
+
 MACHINE_DIR = "/run/daft-sim-machine"
+KEEP_DIR = "/run/daft-sim-keep"
 IP_RE = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -110,7 +121,7 @@ class Machine:
         with open(cfg, "w") as f:
             f.write(
                 f"ListenAddress {self.public}:22\nHostKey /etc/ssh/ssh_host_ed25519_key\n"
-                f"AuthorizedKeysFile /home/sim/.ssh/authorized_keys\nPasswordAuthentication no\n"
+                f"AuthorizedKeysFile /root/.ssh/authorized_keys\nPasswordAuthentication no\n"
                 f"KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin yes\n"
                 f"PidFile /tmp/sshd.pid\nSubsystem sftp internal-sftp\nAllowTcpForwarding yes\n"
                 f"MaxStartups 100\nMaxSessions 100\nLogLevel ERROR\nSetEnv {env}\n"
@@ -120,10 +131,20 @@ class Machine:
         # The machine's own directory is seen at /run/daft-sim-machine inside (its real path may
         # be under /tmp, which the machine gets a fresh one of).
         M = MACHINE_DIR
+        # The machine's own /root (the login's home), with this machine's Python (pyenv) and
+        # uv cache kept visible inside it.
+        keep = []
+        for i, path in enumerate(self.sim.shared_dirs()):
+            os.makedirs(f"{KEEP_DIR}/{i}", exist_ok=True)
+            keep.append((f"{KEEP_DIR}/{i}", path))
+        save = "".join(f"mount --bind {p} {k} && " for k, p in keep)
+        restore = "".join(f"mkdir -p {p} && mount --bind {k} {p} && " for k, p in keep)
         init = (
             f"mount --make-rprivate / && "
             f"mount --bind {d} {M} && "
-            f"mkdir -p /home/sim && mount --bind {M}/home /home/sim && "
+            f"{save}"
+            f"mount --bind {M}/home /root && "
+            f"{restore}"
             f"mount --bind {M}/etc-ssh /etc/ssh && "
             f"mount --bind {M}/log /var/log && "
             f"mount --bind {M}/tmp /tmp && chmod 1777 /tmp && "
@@ -160,7 +181,7 @@ class Machine:
             f.write(self.user_data)
         os.chmod(path, 0o700)
         env = dict(self.sim.base_env())
-        env["HOME"] = "/home/sim"
+        env["HOME"] = "/root"
         subprocess.Popen(
             ["nsenter", "-t", str(self.init_pid), "-m", "-n", "-p", "sh", "-c",
              f"exec sh {MACHINE_DIR}/user-data > /var/log/cloud-init-output.log 2>&1"],
@@ -221,9 +242,18 @@ class Sim:
         env.setdefault("UV_CACHE_DIR", os.path.expanduser("~/.cache/uv"))
         return env
 
+    def shared_dirs(self):
+        """This machine's directories every instance sees in its own /root: the Python
+        installation (pyenv) and uv's cache."""
+        dirs = []
+        for p in (os.environ.get("PYENV_ROOT", "/root/.pyenv"), self.base_env()["UV_CACHE_DIR"]):
+            if p.startswith("/root/") and os.path.isdir(p):
+                dirs.append(p)
+        return dirs
+
     def session_env(self):
         env = self.base_env()
-        env["HOME"] = "/home/sim"
+        env["HOME"] = "/root"
         return " ".join(f"{k}={v}" for k, v in sorted(env.items()) if " " not in v and '"' not in v)
 
     def addresses(self):
@@ -235,6 +265,7 @@ class Sim:
     def rewrite_instances(self, xml_text):
         """Every instance item: the harness's addresses and the simulated state."""
         root = ET.fromstring(xml_text)
+        NS = ns_of(root)
         now = time.time()
         for item in root.iter(f"{NS}item"):
             iid = item.find(f"{NS}instanceId")
@@ -288,6 +319,7 @@ class Sim:
                     key = self.keys.get(one("KeyName"), "")
                     ud = base64.b64decode(one("UserData") or "")
                     root = ET.fromstring(raw)
+                    NS = ns_of(root)
                     for iid in root.iter(f"{NS}instanceId"):
                         if iid.text in self.machines:
                             continue
