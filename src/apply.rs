@@ -181,6 +181,7 @@ pub async fn apply(
             }
         }
         let head = head.ok_or_else(|| anyhow!("no head after applying the plan"))?;
+        let head_updated = head_setup.is_some() && !head_created;
 
         // 4. The head's set-up and the workers' launch and set-up run together: a worker's
         //    bootstrap waits for the head's Ray port before it joins.
@@ -274,6 +275,10 @@ pub async fn apply(
         };
         // A failed head cancels the workers' work at once (and the other way round).
         let (head, (launched, updated, shortfall)) = tokio::try_join!(head_task, workers_task)?;
+        let mut updated = updated;
+        if head_updated {
+            updated.insert(0, head.id.clone());
+        }
         anyhow::Ok(Some((head, head_created, launched, updated, shortfall)))
     };
 
