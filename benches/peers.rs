@@ -49,6 +49,9 @@ fn target(s: &Sshd, known: &std::path::Path) -> SshTarget {
         known_hosts: known.join("known_hosts"),
         user_known_hosts: None,
         deadline: Duration::from_secs(10),
+        booting: false,
+        host_key_alias: None,
+        progress: None,
     }
 }
 

@@ -124,7 +124,7 @@ fn dependency_with_shell_metacharacters_is_passed_literally() {
         toml_edit::Value::from(dep.as_str())
     );
     let cfg = Config::parse("c.toml", &text, dir.path()).unwrap();
-    assert_eq!(cfg.setup.dependencies, [dep.clone()]);
+    assert_eq!(cfg.setup.dependencies, vec![dep.clone()]);
     let params = daft::bootstrap::NodeParams {
         cluster: "demo".into(),
         requirements: daft::bootstrap::requirements(&cfg),

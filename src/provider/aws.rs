@@ -589,7 +589,7 @@ pub fn user_data_script(
             k = b64(key)
         ));
     }
-    let run = format!(
+    let run = String::from(
         "sh \"$0\" install start; rc=$?; mkdir -p \"$HOME/.daft/clusters/$1\"; echo $rc > \"$HOME/.daft/clusters/$1/bootstrap.exit\"; exit $rc"
     );
     s.push_str(&format!(
@@ -626,6 +626,8 @@ async fn public_ip() -> anyhow::Result<std::net::Ipv4Addr> {
 /// The client token of one `RunInstances` batch: the same for every retry of that batch and for
 /// another machine that observed the same cluster and plans the same launch (so EC2 launches it
 /// once), different for anything else. At most 64 characters, as EC2 requires.
+// Each argument is one input of the token; a struct for them would only be built here.
+#[allow(clippy::too_many_arguments)]
 pub fn client_token(
     cluster: &str,
     region: &str,
