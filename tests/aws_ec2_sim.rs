@@ -124,16 +124,18 @@ async fn ec2(sim: &Ec2Sim) -> aws_sdk_ec2::Client {
 }
 
 /// (id, role, state, public ip) of the cluster's instances, through the simulation.
+fn mine() -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name("tag:daft:cluster")
+        .values("sim")
+        .build()
+}
+
 async fn instances(sim: &Ec2Sim) -> Vec<(String, String, String, String)> {
     let out = ec2(sim)
         .await
         .describe_instances()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:daft:cluster")
-                .values("sim")
-                .build(),
-        )
+        .filters(mine())
         .send()
         .await
         .unwrap();
@@ -234,23 +236,7 @@ async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let body = loop {
-        let got = (|| -> std::io::Result<String> {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-            s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            s.write_all(b"GET /api/version HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-            let mut r = String::new();
-            s.read_to_string(&mut r)?;
-            Ok(r)
-        })();
-        match got {
-            Ok(r) if r.contains("ray_version") => break r,
-            _ if Instant::now() > deadline => panic!("no dashboard through the tunnel: {got:?}"),
-            _ => std::thread::sleep(Duration::from_millis(300)),
-        }
-    };
+    let body = common::dashboard_version(port);
     assert!(
         body.starts_with("HTTP/1.") && body.contains("200"),
         "{body}"
@@ -342,12 +328,7 @@ async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_
     let sgs = ec2(&sim)
         .await
         .describe_security_groups()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:daft:cluster")
-                .values("sim")
-                .build(),
-        )
+        .filters(mine())
         .send()
         .await
         .unwrap();

@@ -18,20 +18,10 @@ use aws_sdk_ec2::types::Filter;
 fn moto() -> u16 {
     static MOTO: OnceLock<u16> = OnceLock::new();
     *MOTO.get_or_init(|| {
-        let port = common::free_port("127.0.0.1");
-        let child = StdCommand::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("MOTO_ENABLE_AMI_VALIDATION", "true")
-            .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server runs (pip install 'moto[server]': .ci/setup does)");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not answer");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let (child, port) = common::start_moto(&[
+            ("MOTO_ENABLE_AMI_VALIDATION", "true"),
+            ("MOTO_ENABLE_KEYPAIR_VALIDATION", "true"),
+        ]);
         // Stopped by PID when the test process exits.
         let pid = child.id();
         std::mem::forget(child);

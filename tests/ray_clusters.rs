@@ -585,25 +585,7 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let body = loop {
-        let got = (|| -> std::io::Result<String> {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-            s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            s.write_all(b"GET /api/version HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-            let mut r = String::new();
-            s.read_to_string(&mut r)?;
-            Ok(r)
-        })();
-        match got {
-            Ok(r) if r.starts_with("HTTP/1.") && r.contains("ray_version") => break r,
-            _ if Instant::now() > deadline => {
-                panic!("dashboard not reachable through the tunnel: {got:?}")
-            }
-            _ => std::thread::sleep(Duration::from_millis(300)),
-        }
-    };
+    let body = common::dashboard_version(port);
     assert!(body.contains("200"), "{body}");
     let _ = dash.kill();
     let _ = dash.wait();

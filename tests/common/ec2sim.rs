@@ -4,7 +4,6 @@
 //! own in network, mount and PID namespaces, running sshd and, once running, its user data.
 //! Everything it starts is stopped by PID, and every namespace removed, also when a test fails.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,18 +20,7 @@ impl Ec2Sim {
     /// Start moto and the simulation; instances stay `pending` for `delay` seconds.
     pub fn start(delay: f64) -> Ec2Sim {
         let dir = tempfile::tempdir().unwrap();
-        let moto_port = super::free_port("127.0.0.1");
-        let moto = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server runs (pip install 'moto[server]': .ci/setup does)");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not answer");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let (moto, moto_port) = super::start_moto(&[]);
         // The instances install Ray and Daft offline from this machine's uv cache (their
         // namespaces reach no registry): fill it first, as daft's bootstrap would resolve them.
         let warm = dir.path().join("warm-venv");

@@ -47,6 +47,48 @@ pub fn run(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `GET /api/version` from a Ray dashboard at 127.0.0.1:`port` (a tunnel), retried until it
+/// answers with Ray's version or a minute has passed; the whole answer.
+pub fn dashboard_version(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = (|| -> std::io::Result<String> {
+            use std::io::Write;
+            let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.write_all(b"GET /api/version HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+            let mut r = String::new();
+            s.read_to_string(&mut r)?;
+            Ok(r)
+        })();
+        match got {
+            Ok(r) if r.starts_with("HTTP/1.") && r.contains("ray_version") => return r,
+            _ if Instant::now() > deadline => {
+                panic!("the dashboard did not answer through the tunnel: {got:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+/// Start moto's EC2 server on a free loopback port (with `env`), wait until it answers.
+pub fn start_moto(env: &[(&str, &str)]) -> (Child, u16) {
+    let port = free_port("127.0.0.1");
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server runs (pip install 'moto[server]': .ci/setup does)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto did not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (child, port)
+}
+
 /// A port nobody listens on right now, on `addr`.
 pub fn free_port(addr: &str) -> u16 {
     TcpListener::bind((addr, 0))
