@@ -564,9 +564,12 @@ fn bootstrap_user_data_runs_on_this_machine() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // `stop-cluster` returns once its processes are gone.
+    // (The pattern's first character in brackets: this grep does not find itself.)
+    let tmp = tmp.trim();
     let left = common::run(&format!(
-        "grep -l -a -F '{}/' /proc/[0-9]*/cmdline 2>/dev/null | grep -v self || true",
-        tmp.trim()
+        "grep -l -a '[{}]{}/' /proc/[0-9]*/cmdline 2>/dev/null || true",
+        &tmp[..1],
+        &tmp[1..]
     ));
     assert!(left.trim().is_empty(), "left behind: {left}");
 }
@@ -628,16 +631,28 @@ async fn sigkill_at_20_points_of_up_and_down_then_converges_and_down_leaves_noth
     let down_time = t.elapsed();
     let mut killed_mid_run = 0;
     for i in 0..20u32 {
+        // Every run has work to do: the worker count changes between runs (1, 3, 5, ...).
+        case.config(1 + 2 * (i % 3), "m7g.medium", "");
         let (cmd, total) = if i % 3 == 2 {
             (vec!["down", "--yes", "-c", cfg], down_time)
         } else {
             (vec!["up", "--no-wait", "--yes", "-c", cfg], up_time)
         };
-        let at = total.mul_f64((i as f64 + 0.5) / 20.0);
+        // From 20 ms to 80% of a whole first run's time, spaced geometrically: a resize has
+        // less to do than the first `up`, so early points are dense.
+        let first = Duration::from_millis(20);
+        let last = total.mul_f64(0.8).max(first * 2);
+        let at = first.mul_f64((last.as_secs_f64() / first.as_secs_f64()).powf(i as f64 / 19.0));
         let mut child = spawn(&case, &cmd);
         std::thread::sleep(at);
-        if child.try_wait().unwrap().is_none() {
-            killed_mid_run += 1;
+        match child.try_wait().unwrap() {
+            None => killed_mid_run += 1,
+            Some(st) => {
+                let mut e = String::new();
+                use std::io::Read;
+                let _ = child.stderr.take().unwrap().read_to_string(&mut e);
+                eprintln!("{cmd:?} ended before {at:?}: {st} {e}");
+            }
         }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
@@ -653,6 +668,7 @@ async fn sigkill_at_20_points_of_up_and_down_then_converges_and_down_leaves_noth
     );
     // The next `up` finishes what the killed ones started: exactly 1 head + 3 workers, one
     // security group with its rules.
+    case.config(3, "m7g.medium", "");
     ok(case.daft().args(["up", "--no-wait", "--yes", "-c", cfg]));
     let nodes = alive("moto-kill").await;
     assert_eq!(

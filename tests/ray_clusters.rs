@@ -918,7 +918,10 @@ fn ssh_hosts_sigkill_at_20_points_then_converge_and_two_ups_at_once() {
         } else {
             (vec!["up", "-c", cfg, "--yes"], up_time)
         };
-        let at = total.mul_f64((i as f64 + 0.5) / 20.0);
+        // From 50 ms to 80% of a whole run's time, spaced geometrically.
+        let first = Duration::from_millis(50);
+        let last = total.mul_f64(0.8).max(first * 2);
+        let at = first.mul_f64((last.as_secs_f64() / first.as_secs_f64()).powf(i as f64 / 19.0));
         let mut child = spawn(&args);
         std::thread::sleep(at);
         let _ = child.kill(); // SIGKILL
