@@ -674,7 +674,7 @@ fn ssh_worker_gone_plan_names_it_down_reports_it_force_forgets_it() {
         std::fs::read_dir(a.home.join(".daft/clusters/t-ssh/nodes"))
             .unwrap()
             .flatten()
-            .next()
+            .find(|e| e.path().is_dir())
             .unwrap()
             .path()
             .join("ray.pid"),
