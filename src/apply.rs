@@ -24,6 +24,14 @@ pub struct Report {
     pub head: Option<ObservedNode>,
 }
 
+/// The error for a plan whose head could not be asked: nothing can be set up without it.
+pub fn unreachable_head(id: &str, why: &str) -> anyhow::Error {
+    anyhow!(
+        "the head {id} cannot be reached ({why}); nothing can be set up without it. \
+         Bring the host back, or point [setup.ssh] head at another host"
+    )
+}
+
 /// Apply `plan` (computed from `observed`) so the cluster becomes `desired`.
 pub async fn apply(
     provider: Arc<dyn Provider>,
@@ -171,11 +179,7 @@ pub async fn apply(
                     head = find(&node.id);
                 }
                 Action::Skip { node, reason } if node.role == Role::Head => {
-                    return Err(anyhow!(
-                        "the head {} cannot be reached ({reason}); nothing can be set up without it. \
-                         Bring the host back, or point [setup.ssh] head at another host",
-                        node.id
-                    ));
+                    return Err(unreachable_head(&node.id, reason));
                 }
                 _ => {}
             }
@@ -274,8 +278,7 @@ pub async fn apply(
             anyhow::Ok((launched, updated, shortfall))
         };
         // A failed head cancels the workers' work at once (and the other way round).
-        let (head, (launched, updated, shortfall)) = tokio::try_join!(head_task, workers_task)?;
-        let mut updated = updated;
+        let (head, (launched, mut updated, shortfall)) = tokio::try_join!(head_task, workers_task)?;
         if head_updated {
             updated.insert(0, head.id.clone());
         }

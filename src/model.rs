@@ -216,6 +216,13 @@ impl Observed {
     }
 }
 
+/// What turns the rules `have` into `want`: (to allow, to revoke), each in its list's order.
+pub fn rules_diff(want: &[String], have: &[String]) -> (Vec<String>, Vec<String>) {
+    let allow = want.iter().filter(|w| !have.contains(w)).cloned().collect();
+    let revoke = have.iter().filter(|h| !want.contains(h)).cloned().collect();
+    (allow, revoke)
+}
+
 pub(crate) fn support_same(a: &SupportResource, b: &SupportResource) -> bool {
     a.same(b)
 }

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::model::{
-    support_same, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role,
+    rules_diff, support_same, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role,
     SupportResource,
 };
 
@@ -194,16 +194,10 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
             }),
             Some(o) => {
                 if let (Some(want), Some(have)) = (&r.rules, &o.rules) {
-                    let mut reasons: Vec<String> = want
-                        .iter()
-                        .filter(|w| !have.contains(w))
-                        .map(|w| format!("allow {w}"))
-                        .collect();
-                    reasons.extend(
-                        have.iter()
-                            .filter(|h| !want.contains(h))
-                            .map(|h| format!("revoke {h}")),
-                    );
+                    let (allow, revoke) = rules_diff(want, have);
+                    let mut reasons: Vec<String> =
+                        allow.iter().map(|w| format!("allow {w}")).collect();
+                    reasons.extend(revoke.iter().map(|h| format!("revoke {h}")));
                     if !reasons.is_empty() {
                         actions.push(Action::UpdateSupport {
                             resource: SupportResource {

@@ -6,7 +6,7 @@ use crate::planner::{plan, render};
 pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let (provider, observed) = super::observe(&cfg, args.key.identity.clone()).await?;
-    let desired = provider.desired();
+    let desired = provider.desired().await;
     let p = plan(&desired, &observed);
     match args.output {
         OutputFormat::Text => print!("{}", render(&p, &provider.context())),

@@ -17,7 +17,7 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
     // One `up`/`down` of a cluster at a time; observed only once the lock is ours.
     let _lock = super::lock(&cfg, "up", args.lock.no_wait_lock).await?;
     let (provider, observed) = super::observe(&cfg, args.key.identity.clone()).await?;
-    let desired = provider.desired();
+    let desired = provider.desired().await;
     let mut p = plan(&desired, &observed);
     if args.no_wait && provider.self_starting() {
         // Nodes still setting themselves up (user data) are not connected to without waiting:
@@ -32,11 +32,7 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
     }
     print!("{}", render(&p, &provider.context()));
     if let Some((head, why)) = p.unreachable_head() {
-        return Err(anyhow!(
-            "the head {} cannot be reached ({why}); nothing can be set up without it. \
-             Bring the host back, or point [setup.ssh] head at another host",
-            head.id
-        ));
+        return Err(crate::apply::unreachable_head(&head.id, why));
     }
     if p.is_noop() {
         println!(

@@ -296,44 +296,51 @@ pub struct AwsProvider {
     cfg: Config,
     client: Client,
     key: Option<PathBuf>,
-    /// Who may reach SSH: the config's CIDRs, else this machine's public address /32 (looked
-    /// up once, over HTTPS); the error says how to set them when the lookup failed.
-    ssh_cidrs: Result<Vec<String>, String>,
+    /// Who may reach SSH: the config's CIDRs, else this machine's public address /32, looked up
+    /// over HTTPS the first time a plan needs it (not by `submit` or `dashboard`); the error says
+    /// how to set them when the lookup failed.
+    ssh_cidrs: tokio::sync::OnceCell<Result<Vec<String>, String>>,
 }
 
 impl AwsProvider {
     pub async fn new(cfg: Config, key: Option<PathBuf>) -> anyhow::Result<Self> {
         let client = client(&cfg.setup.region).await?;
         let key = key.or_else(|| cfg.setup.ssh_private_key.clone());
-        let ssh_cidrs = if !cfg.setup.aws.ssh_ingress_cidrs.is_empty() {
-            Ok(cfg.setup.aws.ssh_ingress_cidrs.clone())
-        } else {
-            public_ip()
-                .await
-                .map(|ip| vec![format!("{ip}/32")])
-                .map_err(|e| {
-                    format!(
-                        "cannot find this machine's public address to allow SSH from it ({e:#}); \
-                     list the networks you connect from in [setup.aws] ssh_ingress_cidrs, \
-                     for example ssh_ingress_cidrs = [\"203.0.113.7/32\"]"
-                    )
-                })
-        };
         Ok(AwsProvider {
             cfg,
             client,
             key,
-            ssh_cidrs,
+            ssh_cidrs: tokio::sync::OnceCell::new(),
         })
     }
 
-    /// The security group's rules as the planner compares them.
-    fn wanted_rules(&self) -> Option<Vec<String>> {
-        let cidrs = self.ssh_cidrs.as_ref().ok()?;
+    /// The security group's rules as the planner compares them (Err: the caller's address could
+    /// not be found, and what to do).
+    async fn wanted_rules(&self) -> Result<Vec<String>, &str> {
+        let cidrs = self
+            .ssh_cidrs
+            .get_or_init(|| async {
+                if !self.cfg.setup.aws.ssh_ingress_cidrs.is_empty() {
+                    return Ok(self.cfg.setup.aws.ssh_ingress_cidrs.clone());
+                }
+                public_ip()
+                    .await
+                    .map(|ip| vec![format!("{ip}/32")])
+                    .map_err(|e| {
+                        format!(
+                            "cannot find this machine's public address to allow SSH from it ({e:#}); \
+                             list the networks you connect from in [setup.aws] ssh_ingress_cidrs, \
+                             for example ssh_ingress_cidrs = [\"203.0.113.7/32\"]"
+                        )
+                    })
+            })
+            .await
+            .as_ref()
+            .map_err(String::as_str)?;
         let mut rules: Vec<String> = cidrs.iter().map(|c| format!("tcp 22 from {c}")).collect();
         rules.push(INTRA_GROUP.to_string());
         rules.sort();
-        Some(rules)
+        Ok(rules)
     }
 
     fn name(&self) -> &str {
@@ -502,10 +509,6 @@ impl AwsProvider {
                 rules: Some(observed_rules(g)),
             })
             .collect())
-    }
-
-    fn ssh_cidrs(&self) -> anyhow::Result<Vec<String>> {
-        self.ssh_cidrs.clone().map_err(|e| anyhow!(e))
     }
 
     /// The permissions that make up `rules` (as [`observed_rules`] writes them) for group `id`.
@@ -732,7 +735,7 @@ impl Provider for AwsProvider {
         format!("aws {}", self.cfg.setup.region)
     }
 
-    fn desired(&self) -> DesiredCluster {
+    async fn desired(&self) -> DesiredCluster {
         DesiredCluster {
             name: self.name().to_string(),
             head: Some(self.spec(Role::Head)),
@@ -743,7 +746,7 @@ impl Provider for AwsProvider {
                 kind: "security-group".into(),
                 name: self.sg_name(),
                 id: None,
-                rules: self.wanted_rules(),
+                rules: self.wanted_rules().await.ok(),
             }],
         }
     }
@@ -777,9 +780,7 @@ impl Provider for AwsProvider {
                 self.cfg.setup.region
             )
         })?;
-        let rules = self
-            .wanted_rules()
-            .ok_or_else(|| anyhow!(self.ssh_cidrs().unwrap_err()))?;
+        let rules = self.wanted_rules().await.map_err(|e| anyhow!("{e}"))?;
         let created = self
             .client
             .create_security_group()
@@ -831,8 +832,7 @@ impl Provider for AwsProvider {
             .find(|s| s.id.as_deref() == Some(id.as_str()))
             .and_then(|s| s.rules)
             .unwrap_or_default();
-        let add: Vec<String> = want.iter().filter(|w| !have.contains(w)).cloned().collect();
-        let drop: Vec<String> = have.iter().filter(|h| !want.contains(h)).cloned().collect();
+        let (add, drop) = crate::model::rules_diff(&want, &have);
         if !add.is_empty() {
             pb.set_message(format!("allowing {}", add.join(", ")));
             self.client
@@ -1057,15 +1057,15 @@ impl Provider for AwsProvider {
                 // went away): the update below starts it again.
                 break;
             }
-            if !code.is_empty() && code != "0" {
+            if !code.is_empty() {
                 let log = t
                     .capture("tail -n 25 /var/log/cloud-init-output.log 2>/dev/null || sudo -n tail -n 25 /var/log/cloud-init-output.log 2>/dev/null || true")
                     .await?;
                 bail!(
                     "the user data of {} ({ip}) failed with exit status {code}; the end of \
                      /var/log/cloud-init-output.log there:\n{}\nFix the cause (dependencies, \
-                     python_version, ray_version) and run `daft up` again: it replaces nothing \
-                     and re-runs the set-up on this node",
+                     python_version, ray_version), then replace the node: `daft down` and \
+                     `daft up`",
                     node.id,
                     bootstrap::indent(log.stdout.trim_end())
                 );

@@ -282,7 +282,7 @@ impl Provider for HostsProvider {
         }
     }
 
-    fn desired(&self) -> DesiredCluster {
+    async fn desired(&self) -> DesiredCluster {
         let workers = match self.mode {
             Mode::Local => self.cfg.setup.number_of_workers,
             // The hosts are the cluster: every listed worker host runs a worker.
@@ -492,17 +492,8 @@ impl Provider for HostsProvider {
         pb: &ProgressBar,
     ) -> anyhow::Result<()> {
         pb.set_message("stopping Ray");
-        let (head, _) = match self.mode {
-            Mode::Ssh => self.hosts(),
-            Mode::Local => (
-                HostAddr {
-                    host: String::new(),
-                    port: 0,
-                },
-                vec![],
-            ),
-        };
-        let head_id = head.to_string();
+        // SSH hosts: the head keeps the member list a stopped worker leaves.
+        let head_id = (self.mode == Mode::Ssh).then(|| self.hosts().0.to_string());
         let head_id = &head_id;
         let stops: Vec<_> = nodes
             .iter()
@@ -521,7 +512,7 @@ impl Provider for HostsProvider {
                         let p = self.base_params(t.as_ref(), &n.id);
                         bootstrap::run(t.as_ref(), &p, &["stop"], bootstrap::QUICK).await?;
                     }
-                    if self.mode == Mode::Ssh && n.role == Role::Worker {
+                    if let (Some(head_id), Role::Worker) = (head_id, n.role) {
                         // The head forgets it (best effort when the head itself is going).
                         let r = self.member_list(head_id, &n.id, "remove-member").await;
                         if let Err(e) = r {

@@ -69,7 +69,7 @@ pub trait Provider: Send + Sync {
     fn context(&self) -> String;
 
     /// The cluster the config asks for, in this provider's terms.
-    fn desired(&self) -> DesiredCluster;
+    async fn desired(&self) -> DesiredCluster;
 
     /// Nodes set themselves up once launched (EC2 user data); `up --no-wait` may skip connecting.
     fn self_starting(&self) -> bool {
