@@ -109,7 +109,7 @@ def local_config(tmp, ray_port, dash_port, workers=1):
     cfg = Path(tmp) / "local.toml"
     cfg.write_text(
         f'[setup]\nname = "bench-local"\nprovider = "local"\nnumber_of_workers = {workers}\n'
-        f'[setup.local]\naddress = "127.0.0.2"\nray_port = {ray_port}\ndashboard_port = {dash_port}\n'
+        f'[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n'
         f"[run]\nsetup_commands = []\n"
     )
     return cfg

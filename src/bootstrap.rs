@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 
 use crate::config::Config;
 use crate::model::{short_hash, Role};
@@ -63,6 +63,10 @@ pub struct NodeParams {
     pub dashboard_host: String,
     pub dashboard_port: u16,
     pub ray_args: String,
+    /// `KEY=VALUE` settings (space-separated, no spaces inside) Ray is started with.
+    pub ray_env: String,
+    /// Ray's token authentication: the head makes the cluster's token, workers get it from daft.
+    pub ray_auth: bool,
     pub ray_tmp: String,
     pub node_json: String,
     /// The node's record as written before it starts (not yet set up); empty: none.
@@ -97,6 +101,11 @@ impl NodeParams {
         v.insert("DAFT_DASHBOARD_HOST", self.dashboard_host.clone());
         v.insert("DAFT_DASHBOARD_PORT", self.dashboard_port.to_string());
         v.insert("DAFT_RAY_ARGS", self.ray_args.clone());
+        v.insert("DAFT_RAY_ENV", self.ray_env.clone());
+        v.insert(
+            "DAFT_RAY_AUTH",
+            if self.ray_auth { "token" } else { "" }.to_string(),
+        );
         v.insert("DAFT_RAY_TMP", self.ray_tmp.clone());
         v.insert("DAFT_NODE_JSON", self.node_json.clone());
         v.insert("DAFT_NODE_JSON_PENDING", self.node_json_pending.clone());
@@ -200,6 +209,55 @@ pub async fn run(
     Ok(out)
 }
 
+/// Shell lines that give a command run on the head the cluster: its Ray address and, when the
+/// cluster uses token authentication, its token (`$CL` is the cluster directory). A cluster at
+/// 127.0.0.1 (local) is reached there: Ray's clients would otherwise swap 127.0.0.1 for the
+/// machine's outward address, where nothing listens (Ray's switch for that is this variable).
+pub const CLUSTER_ENV: &str = r#"export RAY_ADDRESS="$(cat "$CL/ray-address")"
+if [ -s "$CL/ray-token" ]; then export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$CL/ray-token"; fi
+case "$RAY_ADDRESS" in 127.0.0.1:*) export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ;; esac"#;
+
+/// The path of the cluster's Ray token on a node.
+pub fn token_path(daft_home: &str, cluster: &str) -> String {
+    format!("{daft_home}/clusters/{cluster}/ray-token")
+}
+
+/// Read the cluster's Ray token from the head, waiting (up to `QUICK`) for the head's bootstrap
+/// to make it; it is never logged.
+pub async fn read_token(head: &dyn Transport, cluster: &str) -> anyhow::Result<String> {
+    let path = token_path(&head.daft_home(), cluster);
+    let cmd = RemoteCommand::shown_as(
+        format!("cat {} 2>/dev/null || true", dquote(&path)),
+        format!("read the cluster's Ray token ({path})"),
+    );
+    let deadline = std::time::Instant::now() + QUICK;
+    loop {
+        let out = head.capture_cmd(&cmd).await?;
+        let token = out.stdout.trim();
+        if token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(token.to_string());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(anyhow!(
+                "the head ({}) has no Ray token at {path} after {}; its set-up did not get that \
+                 far: run `daft up` again",
+                head.describe(),
+                humantime::format_duration(QUICK)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Give a worker the cluster's Ray token (mode 0600), before its bootstrap starts Ray.
+pub async fn send_token(worker: &dyn Transport, cluster: &str, token: &str) -> anyhow::Result<()> {
+    let path = token_path(&worker.daft_home(), cluster);
+    worker
+        .write_file(token.as_bytes(), &path)
+        .await
+        .with_context(|| format!("cannot give {} the cluster's Ray token", worker.describe()))
+}
+
 /// Run the config's `setup_commands` on the head, one by one, in the cluster's environment.
 pub async fn run_setup_commands(
     t: &dyn Transport,
@@ -213,9 +271,8 @@ pub async fn run_setup_commands(
             .map(|(k, v)| format!("{k}={v} "))
             .collect();
         let full = format!(
-            "export {env}; . {}/venv/bin/activate && export RAY_ADDRESS=\"$(cat {}/ray-address)\" && {cmd}",
+            "export {env}; CL={}; . \"$CL/venv/bin/activate\" || exit 1\n{CLUSTER_ENV}\n{cmd}",
             dquote(&cluster_dir),
-            dquote(&cluster_dir)
         );
         let shown = format!("setup command {}: {}", i + 1, redact(cmd));
         let run = RemoteCommand::shown_as(full, shown);

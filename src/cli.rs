@@ -200,4 +200,7 @@ pub struct DashboardArgs {
     /// Do not open a browser
     #[arg(long)]
     pub no_browser: bool,
+    /// Print the cluster's Ray token (the dashboard asks for it once) and exit
+    #[arg(long)]
+    pub show_token: bool,
 }

@@ -30,6 +30,8 @@ daft}"
 : "${DAFT_DASHBOARD_HOST:=127.0.0.1}"
 : "${DAFT_DASHBOARD_PORT:=8265}"
 : "${DAFT_RAY_ARGS:=}"
+: "${DAFT_RAY_ENV:=}"
+: "${DAFT_RAY_AUTH:=}"
 : "${DAFT_RAY_TMP:=$DAFT_NODE}"
 : "${DAFT_NODE_JSON:={\}}"
 : "${DAFT_NODE_JSON_PENDING:=}"
@@ -40,6 +42,7 @@ export RAY_USAGE_STATS_ENABLED=0 DO_NOT_TRACK=1 SCARF_NO_ANALYTICS=true DAFT_ANA
 export UV_NO_PROGRESS=1
 CLUSTER_DIR="$DAFT_HOME/clusters/$DAFT_CLUSTER"
 NODE_DIR="$CLUSTER_DIR/nodes/$DAFT_NODE"
+TOKEN="$CLUSTER_DIR/ray-token"
 
 # daft may go away mid-step (Ctrl-C, kill -9, a dropped connection): finish the step anyway
 # rather than die half-way on a closed pipe; the next command finds a consistent node.
@@ -67,6 +70,18 @@ user_tmp() {
     fi
     chmod 700 "$base"
     printf '%s\n' "$base"
+}
+
+# Ray's token authentication (DAFT_RAY_AUTH=token): every connection to the cluster's Ray
+# (GCS, raylets, dashboard) must carry the cluster's token. The head makes it (256 random bits,
+# mode 0600) the first time; daft copies it to the workers; jobs find it beside ray-address.
+ensure_token() {
+    [ "$DAFT_RAY_AUTH" = token ] && [ "$DAFT_ROLE" = head ] || return 0
+    [ -s "$TOKEN" ] && return 0
+    mkdir -p "$CLUSTER_DIR"
+    od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$TOKEN.$$"
+    [ "$(wc -c < "$TOKEN.$$")" -eq 64 ] || fail "cannot read 32 random bytes from /dev/urandom"
+    mv "$TOKEN.$$" "$TOKEN"
 }
 
 # The address Ray binds to and announces: the configured one, else the address this node
@@ -101,6 +116,7 @@ find_uv() {
 }
 
 install_env() {
+    ensure_token
     ENV="$DAFT_HOME/envs/$DAFT_ENV_HASH"
     mkdir -p "$DAFT_HOME/envs"
     # Nodes sharing a machine share environments: one installs, the others wait.
@@ -204,7 +220,13 @@ DAFT_WAIT_EOF
     fi
     pid=$(cat "$NODE_DIR/ray.pid" 2>/dev/null || true)
     # A new head may come back on the old one's address: its id says it is another.
-    want="$DAFT_ROLE $DAFT_ENV_HASH $DAFT_HEAD_ADDRESS $DAFT_NODE_IP $DAFT_HEAD_ID"
+    ensure_token
+    auth=none
+    if [ "$DAFT_RAY_AUTH" = token ]; then
+        [ -s "$TOKEN" ] || fail "this node has no Ray token of its cluster ($TOKEN); run daft up again"
+        auth=$(cksum < "$TOKEN" | cut -d' ' -f1)
+    fi
+    want="$DAFT_ROLE $DAFT_ENV_HASH $DAFT_HEAD_ADDRESS $DAFT_NODE_IP $DAFT_HEAD_ID $auth $DAFT_RAY_ENV"
     if alive "$pid" && [ "$(cat "$NODE_DIR/ray.want" 2>/dev/null || true)" = "$want" ]; then
         step "Ray already runs as asked (pid $pid)"
         printf '%s\n' "$DAFT_NODE_JSON" > "$NODE_DIR/node.json"
@@ -229,9 +251,25 @@ DAFT_WAIT_EOF
     step "starting Ray ($DAFT_ROLE)"
     # The temp dir is recorded first: whatever runs in it is this node's, pid file or not.
     echo "$RAY_TMP" > "$NODE_DIR/ray.tmp"
+    if [ "$DAFT_RAY_AUTH" = token ]; then
+        export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$TOKEN"
+    fi
+    # `ray start` swaps 127.0.0.1 for the machine's outward address, and Ray's servers then
+    # listen on every interface; kept at 127.0.0.1, every one of them listens on loopback only.
+    # (The local provider's nodes; elsewhere `ray start` itself.)
+    if [ "$ip" = 127.0.0.1 ]; then
+        set -- "$CLUSTER_DIR/venv/bin/python" -c 'import sys
+import ray._private.services as services
+services.resolve_ip_for_localhost = lambda host: host
+from ray.scripts.scripts import main
+sys.argv[0] = "ray"
+sys.exit(main())' start "$@"
+    else
+        set -- "$CLUSTER_DIR/venv/bin/ray" start "$@"
+    fi
     # (Ray must not inherit the node lock's descriptor: it would hold the lock as long as it runs.)
     # shellcheck disable=SC2086
-    setsid "$CLUSTER_DIR/venv/bin/ray" start "$@" --temp-dir "$RAY_TMP" --disable-usage-stats --block $DAFT_RAY_ARGS \
+    setsid env $DAFT_RAY_ENV "$@" --temp-dir "$RAY_TMP" --disable-usage-stats --block $DAFT_RAY_ARGS \
         > "$NODE_DIR/ray.log" 2>&1 < /dev/null 7>&- &
     pid=$!
     echo "$pid" > "$NODE_DIR/ray.pid"

@@ -236,7 +236,7 @@ async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let body = common::dashboard_version(port);
+    let body = common::dashboard_version(port, None);
     assert!(
         body.starts_with("HTTP/1.") && body.contains("200"),
         "{body}"

@@ -217,7 +217,7 @@ bad_config!(
     ssh_section_with_aws,
     "[setup]\nname = \"demo\"\nprovider = \"aws\"\n[setup.ssh]\nhead = \"10.0.0.1\"\n"
 );
-bad_config!(local_section_with_ssh, "[setup]\nname = \"demo\"\nprovider = \"ssh\"\n[setup.ssh]\nhead = \"h\"\n[setup.local]\naddress = \"127.0.0.2\"\n");
+bad_config!(local_section_with_ssh, "[setup]\nname = \"demo\"\nprovider = \"ssh\"\n[setup.ssh]\nhead = \"h\"\n[setup.local]\nray_port = 6380\n");
 bad_config!(
     ssh_missing_head,
     "[setup]\nname = \"demo\"\nprovider = \"ssh\"\n[setup.ssh]\nworkers = [\"a\"]\n"
@@ -230,6 +230,10 @@ bad_config!(ssh_duplicate_host, "[setup]\nname = \"demo\"\nprovider = \"ssh\"\n[
 bad_config!(
     local_not_loopback,
     "[setup]\nname = \"demo\"\nprovider = \"local\"\n[setup.local]\naddress = \"10.1.2.3\"\n"
+);
+bad_config!(
+    local_other_loopback,
+    "[setup]\nname = \"demo\"\nprovider = \"local\"\n[setup.local]\naddress = \"127.0.0.2\"\n"
 );
 bad_config!(
     local_bad_port,

@@ -21,7 +21,7 @@ use proptest::test_runner::{Config as PtConfig, RngAlgorithm, TestRng, TestRunne
 const SEEDS: &[&str] = &[
     "[setup]\nname = \"demo\"\nprovider = \"aws\"\nnumber_of_workers = 2\ndependencies = [\"numpy\"]\n[setup.aws]\nssh_ingress_cidrs = [\"203.0.113.7/32\"]\n[run]\nsetup_commands = ['echo \"hi\"']\n",
     "[setup]\nname = \"s\"\nprovider = \"ssh\"\ncommand_timeout = \"10m\"\nmax_parallel = 8\n[setup.ssh]\nhead = \"10.0.0.1\"\nworkers = [\"10.0.0.2:2222\"]\n",
-    "[setup]\nname = \"l\"\nprovider = \"local\"\n[setup.local]\naddress = \"127.0.0.2\"\nray_port = 6380\ndashboard_port = 8266\n",
+    "[setup]\nname = \"l\"\nprovider = \"local\"\n[setup.local]\naddress = \"127.0.0.1\"\nray_port = 6380\ndashboard_port = 8266\n",
 ];
 
 const PIECES: &[&str] = &[

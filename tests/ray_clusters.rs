@@ -190,18 +190,55 @@ fn node_tmp_dirs(home: &Path, cluster: &str) -> Vec<String> {
     v
 }
 
+/// A Ray client without the cluster's token cannot connect to its GCS at `address`.
+fn assert_refused_without_token(python: &Path, address: &str) {
+    let out = StdCommand::new("timeout")
+        .arg("120")
+        .arg(python)
+        .args([
+            "-c",
+            "import sys, ray\nray.init(address=sys.argv[1])\nprint('connected', len(ray.nodes()))",
+            address,
+        ])
+        .env_remove("RAY_AUTH_MODE")
+        .env_remove("RAY_AUTH_TOKEN")
+        .env_remove("RAY_AUTH_TOKEN_PATH")
+        .env("HOME", "/nonexistent")
+        .env("RAY_USAGE_STATS_ENABLED", "0")
+        // (As daft's jobs do: without it Ray's client would look for 127.0.0.1 elsewhere.)
+        .env(
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
+            if address.starts_with("127.0.0.1:") { "0" } else { "1" },
+        )
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success() && !text.contains("connected"),
+        "a client without the token connected: {text}"
+    );
+    assert!(
+        text.to_lowercase().contains("token") || text.to_lowercase().contains("unauthenticated"),
+        "refused, but not for want of the token: {text}"
+    );
+}
+
 const NODES_SCRIPT: &str = "import os, ray\nray.init()\nprint('nodes=%d' % len([n for n in ray.nodes() if n['Alive']]))\nprint('cwd-is-job-dir=%s' % os.getcwd().endswith('/work'))\n";
 
 #[test]
 fn local_cluster_up_submit_noop_down() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
-    let ray_port = common::free_port("127.0.0.2");
-    let dash_port = common::free_port("127.0.0.2");
+    let ray_port = common::free_port("127.0.0.1");
+    let dash_port = common::free_port("127.0.0.1");
     let cfg = env.write(
         "local.toml",
         &format!(
-            "[setup]\nname = \"t-local\"\nprovider = \"local\"\nnumber_of_workers = 1\n\n[setup.local]\naddress = \"127.0.0.2\"\nray_port = {ray_port}\ndashboard_port = {dash_port}\n\n[run]\nsetup_commands = [\"echo setup-ran > setup-marker\"]\n"
+            "[setup]\nname = \"t-local\"\nprovider = \"local\"\nnumber_of_workers = 1\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n\n[run]\nsetup_commands = [\"echo setup-ran > setup-marker\"]\n"
         ),
     );
     let cfg = cfg.to_str().unwrap();
@@ -242,37 +279,38 @@ fn local_cluster_up_submit_noop_down() {
         let mode = std::fs::metadata(base).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700, "{} is {mode:o}", base.display());
     }
-    // What daft controls listens on the cluster's loopback address only: the dashboard, its
-    // agents, the client server. Ray's own C++ servers (gcs_server, raylet) bind every
-    // interface whatever --node-ip-address says (Ray 2.60, measured here): an upstream limit
-    // this test pins down, so a change either way is noticed (README: Reliability and security).
+    // Every listener of the cluster's processes (both nodes, their agents, the dashboard, the
+    // GCS and raylets, the metrics servers) is on 127.0.0.1: nothing on 0.0.0.0, ::, or the
+    // machine's other addresses.
     let bound = listeners_of(&tmps);
-    assert!(bound.len() >= 3, "found too few Ray listeners: {bound:?}");
+    assert!(bound.len() >= 8, "found too few Ray listeners: {bound:?}");
     assert!(
         bound
             .iter()
-            .any(|(a, _)| a == &format!("127.0.0.2:{dash_port}")),
-        "the dashboard is not on 127.0.0.2:{dash_port}: {bound:?}"
+            .any(|(a, _)| a == &format!("127.0.0.1:{dash_port}")),
+        "the dashboard is not on 127.0.0.1:{dash_port}: {bound:?}"
     );
     for (addr, who) in &bound {
-        let everywhere = addr.starts_with("0.0.0.0:") || addr.starts_with("[::]:");
-        // Ray's Prometheus metrics servers (autoscaler 44217, dashboard 44227) bind every
-        // interface unless the node address is 127.0.0.1 itself.
-        let metrics = addr.ends_with(":44217") || addr.ends_with(":44227");
-        let ray_core = who.contains("/gcs_server") || who.contains("/raylet") || metrics;
-        assert!(
-            !everywhere || ray_core,
-            "{addr} is bound to all interfaces by {who}"
-        );
-        eprintln!(
-            "listener {addr} {}",
-            if everywhere {
-                "(all interfaces: Ray core)"
-            } else {
-                ""
-            }
-        );
+        // (IPv6 listeners: the v4-mapped 127.0.0.1 or ::1, as /proc/net/tcp6 spells them.)
+        let loopback = addr.starts_with("127.0.0.1:")
+            || addr.starts_with("[0000000000000000FFFF00000100007F]:")
+            || addr.starts_with("[00000000000000000000000001000000]:");
+        assert!(loopback, "{addr} is bound beyond loopback by {who}");
     }
+    // Ray's token authentication is on: a client without the cluster's token is refused.
+    let token_file = env.home().join("clusters/t-local/ray-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(token.trim().len(), 64, "{token:?}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the token is {mode:o}");
+    }
+    let address = std::fs::read_to_string(env.home().join("clusters/t-local/ray-address")).unwrap();
+    let python = env.home().join("clusters/t-local/venv/bin/python");
+    assert_refused_without_token(&python, address.trim());
+    let shown = env.ok(&["dashboard", "-c", cfg, "--show-token"]);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), token.trim());
     let pid_before =
         std::fs::read_to_string(env.home().join("clusters/t-local/nodes/head/ray.pid")).unwrap();
 
@@ -423,7 +461,7 @@ fn local_cluster_up_submit_noop_down() {
         .args(["dashboard", "-c", cfg, "--no-browser"])
         .output()
         .unwrap();
-    assert_stdout(&dash, &format!("http://127.0.0.2:{dash_port}"));
+    assert_stdout(&dash, &format!("http://127.0.0.1:{dash_port}"));
 
     // down: no process of the cluster is left.
     env.ok(&["down", "-c", cfg, "--yes"]);
@@ -463,16 +501,17 @@ fn pid_runs(pid: &str) -> bool {
 /// A spec change replaces a node in its own place (same node directory on the same machine):
 /// the old Ray is stopped before the new one starts, and the new one runs as asked.
 #[test]
-fn local_head_is_replaced_in_place_when_its_address_changes() {
+fn local_head_is_replaced_in_place_when_its_ray_port_changes() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
-    let config = |addr: &str| {
-        let (ray_port, dash_port) = (common::free_port(addr), common::free_port(addr));
+    let dash_port = common::free_port("127.0.0.1");
+    let config = |ray_port: u16| {
         format!(
-            "[setup]\nname = \"t-replace\"\nprovider = \"local\"\nnumber_of_workers = 0\n\n[setup.local]\naddress = \"{addr}\"\nray_port = {ray_port}\ndashboard_port = {dash_port}\n"
+            "[setup]\nname = \"t-replace\"\nprovider = \"local\"\nnumber_of_workers = 0\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n"
         )
     };
-    let cfg = env.write("local.toml", &config("127.0.0.4"));
+    let (port1, port2) = (common::free_port("127.0.0.1"), common::free_port("127.0.0.1"));
+    let cfg = env.write("local.toml", &config(port1));
     let cfg = cfg.to_str().unwrap();
     let _down = env.down_on_panic(cfg);
     env.ok(&["up", "-c", cfg]);
@@ -480,25 +519,26 @@ fn local_head_is_replaced_in_place_when_its_address_changes() {
     let old_pid = std::fs::read_to_string(&pid_file).unwrap();
     assert!(pid_runs(&old_pid));
 
-    env.write("local.toml", &config("127.0.0.5"));
+    env.write("local.toml", &config(port2));
     let replace = env.ok(&["up", "-c", cfg, "--yes"]);
     assert_stdout(
         &replace,
-        "± replace    head     head  (address 127.0.0.4 → 127.0.0.5)",
+        &format!("± replace    head     head  (ray_port {port1} → {port2})"),
     );
     let new_pid = std::fs::read_to_string(&pid_file).unwrap();
     assert_ne!(old_pid, new_pid);
     assert!(!pid_runs(&old_pid), "the replaced head still runs");
     let job = env.write(
         "job/ips.py",
-        "import ray\nray.init()\nprint('ips=%s' % sorted(n['NodeManagerAddress'] for n in ray.nodes() if n['Alive']))\n",
+        "import ray\nray.init()\nprint('ips=%s' % sorted(n['NodeManagerAddress'] for n in ray.nodes() if n['Alive']))\nprint('gcs=%s' % ray.get_runtime_context().gcs_address)\n",
     );
     let sub = env.submit(
         cfg,
         job.parent().unwrap().to_str().unwrap(),
         &["python", "ips.py"],
     );
-    assert_stdout(&sub, "ips=['127.0.0.5']");
+    assert_stdout(&sub, "ips=['127.0.0.1']");
+    assert_stdout(&sub, &format!("gcs=127.0.0.1:{port2}"));
     env.ok(&["down", "-c", cfg, "--yes"]);
     assert!(!pid_runs(&new_pid), "down left the head running");
 }
@@ -559,6 +599,34 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
     );
     assert!(sub.status.success(), "{}", out(&sub));
     assert_stdout(&sub, "nodes=2");
+    // The cluster's Ray token: made by the head (0600), copied to the worker, required by Ray.
+    let head_dir = a.home.join(".daft/clusters/t-ssh");
+    let token = std::fs::read_to_string(head_dir.join("ray-token")).unwrap();
+    assert_eq!(token.len(), 64, "{token:?}");
+    assert_eq!(
+        std::fs::read_to_string(b.home.join(".daft/clusters/t-ssh/ray-token")).unwrap(),
+        token
+    );
+    for h in [&a, &b] {
+        use std::os::unix::fs::PermissionsExt;
+        let f = h.home.join(".daft/clusters/t-ssh/ray-token");
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", f.display());
+    }
+    let address = std::fs::read_to_string(head_dir.join("ray-address")).unwrap();
+    assert_refused_without_token(&head_dir.join("venv/bin/python"), address.trim());
+    // Never in the debug log.
+    let debug = env
+        .daft()
+        .env("RUST_LOG", "debug")
+        .args(["dashboard", "-c", cfg, "--show-token"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&debug.stdout).trim(), token);
+    assert!(
+        !String::from_utf8_lossy(&debug.stderr).contains(&token),
+        "the token is in the debug log"
+    );
     // The job's output is kept on the head.
     let jobs = a.home.join(".daft/clusters/t-ssh/jobs");
     let kept: Vec<_> = std::fs::read_dir(&jobs).unwrap().flatten().collect();
@@ -585,8 +653,13 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let body = common::dashboard_version(port);
+    let token = std::fs::read_to_string(a.home.join(".daft/clusters/t-ssh/ray-token")).unwrap();
+    let token = token.trim();
+    let body = common::dashboard_version(port, Some(token));
     assert!(body.contains("200"), "{body}");
+    // Without the token the dashboard answers 401.
+    let anon = common::dashboard_get(port, "/api/version", None).unwrap();
+    assert!(anon.starts_with("HTTP/1.1 401"), "{anon}");
     let _ = dash.kill();
     let _ = dash.wait();
 

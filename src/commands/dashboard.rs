@@ -13,7 +13,8 @@ use crate::cli::DashboardArgs;
 use crate::config::ProviderKind;
 use crate::error::usage;
 use crate::provider::DashboardRoute;
-use crate::transport::Transport;
+use crate::bootstrap;
+use crate::transport::{RemoteCommand, Transport};
 
 type Connecting = Shared<
     std::pin::Pin<
@@ -24,10 +25,19 @@ type Connecting = Shared<
 pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
+    if args.show_token {
+        return show_token(&cfg, key).await;
+    }
+    // SSH hosts and local clusters use Ray's token authentication (EC2: the security group).
+    let token_hint = if cfg.setup.provider == ProviderKind::Aws {
+        ""
+    } else {
+        "\nThe dashboard asks for the cluster's token once: `daft dashboard --show-token` prints it."
+    };
     if cfg.setup.provider == ProviderKind::Local {
         let (provider, head) = super::running_head(&cfg, None).await?;
         if let DashboardRoute::Direct { url } = provider.dashboard_route(&head) {
-            println!("Ray dashboard of {:?}: {url}", cfg.setup.name);
+            println!("Ray dashboard of {:?}: {url}{token_hint}", cfg.setup.name);
             if !args.no_browser {
                 let _ = webbrowser::open(&url);
             }
@@ -64,13 +74,44 @@ pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     .shared();
     let url = format!("http://127.0.0.1:{}", args.port);
     println!(
-        "Ray dashboard of {:?}: {url}  (forwarded over SSH to the head; Ctrl-C to stop)",
+        "Ray dashboard of {:?}: {url}  (forwarded over SSH to the head; Ctrl-C to stop){token_hint}",
         cfg.setup.name
     );
     if !args.no_browser {
         let _ = webbrowser::open(&url);
     }
     serve_when_connected(listener, connecting).await
+}
+
+/// The cluster's Ray token, read from the head, on stdout (never logged).
+async fn show_token(
+    cfg: &crate::config::Config,
+    key: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let (provider, head) = super::running_head(cfg, key).await?;
+    let t = provider.head_transport(&head).await?;
+    let path = bootstrap::token_path(&t.daft_home(), &cfg.setup.name);
+    let out = t
+        .capture_cmd(&RemoteCommand::shown_as(
+            format!("cat {} 2>/dev/null || true", bootstrap::dquote(&path)),
+            format!("read the cluster's Ray token ({path})"),
+        ))
+        .await?;
+    let token = out.stdout.trim();
+    if token.is_empty() {
+        return Err(anyhow!(
+            "cluster {:?} has no Ray token ({path} on {} is missing): {}",
+            cfg.setup.name,
+            t.describe(),
+            if cfg.setup.provider == ProviderKind::Aws {
+                "EC2 clusters rely on their security group instead"
+            } else {
+                "it was started by an older daft; `daft up` restarts it with one"
+            }
+        ));
+    }
+    println!("{token}");
+    Ok(())
 }
 
 /// Accept at once; forward once the transport is there. A failed connection ends the command.

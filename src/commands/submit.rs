@@ -112,7 +112,8 @@ mkdir -p "$J/work"
 DAFT_UNPACK_EOF
 cd "$J/work"
 . "$CL/venv/bin/activate"
-export RAY_ADDRESS="$(cat "$CL/ray-address")" PYTHONUNBUFFERED=1 DAFT_JOB_DIR="$J"{env}
+{cluster_env}
+export PYTHONUNBUFFERED=1 DAFT_JOB_DIR="$J"{env}
 set +e
 setsid --wait sh -c 'echo $$ > "$0/pid"; exec sh -c "$1"' "$J" {cmd} > >(tee "$J/stdout.log") 2> >(tee "$J/stderr.log" >&2)
 rc=$?
@@ -123,6 +124,7 @@ exit "$rc"
         j = dquote(job_dir),
         zip = dquote(archive),
         unpack = UNPACK.trim_end(),
+        cluster_env = crate::bootstrap::CLUSTER_ENV,
         cmd = shell_quote(command),
     )
 }

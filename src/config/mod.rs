@@ -66,7 +66,7 @@ fn default_instance_type() -> String {
     "m7g.medium".into()
 }
 fn default_local_address() -> String {
-    "127.0.0.2".into()
+    "127.0.0.1".into()
 }
 fn default_dashboard_port() -> i64 {
     8265
@@ -884,13 +884,24 @@ impl Checker<'_> {
                         ),
                     )
                     .label("expected an IP address")
-                    .help("use a loopback address such as \"127.0.0.2\"")
+                    .help("remove `address`: the local cluster listens on 127.0.0.1")
                 })?;
-                if !address.is_loopback() {
+                // Ray keeps every server on loopback only when its node address is 127.0.0.1
+                // itself; at any other address its GCS and raylets listen on all interfaces.
+                if address != IpAddr::from([127, 0, 0, 1]) {
+                    let why = if address.is_loopback() {
+                        "Ray listens on loopback only at 127.0.0.1; at any other address its \
+                         GCS and raylets listen on every interface"
+                    } else {
+                        "the local cluster only listens on loopback"
+                    };
                     return Err(self
-                        .err(v(&["setup", "local", "address"]), format!("`setup.local.address` = {address} is not a loopback address"))
-                        .label("the local cluster only listens on loopback")
-                        .help("use 127.0.0.2 (or another 127.x.y.z); the local cluster is never exposed to the network"));
+                        .err(
+                            v(&["setup", "local", "address"]),
+                            format!("`setup.local.address` = {address} is not 127.0.0.1"),
+                        )
+                        .label(why)
+                        .help("remove `address` (or set it to \"127.0.0.1\"); separate local clusters use separate `ray_port` and `dashboard_port`"));
                 }
                 let port = |key: &str, val: i64| -> Result<u16, ConfigError> {
                     u16::try_from(val)

@@ -81,7 +81,7 @@ pub const KEYS: &[Key] = &[
         false,
         "[\"10.0.0.2\", \"10.0.0.3:2222\"]",
     ),
-    k("setup.local", "address", Ty::Str, false, "\"127.0.0.2\""),
+    k("setup.local", "address", Ty::Str, false, "\"127.0.0.1\""),
     k("setup.local", "ray_port", Ty::Int, false, "6379"),
     k("setup.local", "dashboard_port", Ty::Int, false, "8265"),
     k("setup.aws", "key_name", Ty::Str, false, "\"my-keypair\""),

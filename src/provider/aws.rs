@@ -557,6 +557,9 @@ pub fn node_params(cfg: &Config, role: Role, head: Option<&ObservedNode>) -> Nod
         dashboard_host: "127.0.0.1".into(),
         dashboard_port: 8265,
         ray_args: String::new(),
+        // EC2: the security group admits Ray's ports from the cluster's own instances only.
+        ray_env: String::new(),
+        ray_auth: false,
         ray_tmp: role.as_str().to_string(),
         node_json: format!(
             "{{\"cluster\":\"{}\",\"role\":\"{}\"}}",

@@ -121,9 +121,14 @@ impl HostsProvider {
 
     fn spec(&self, role: Role) -> NodeSpec {
         match self.mode {
+            // The ports a node's Ray runs with: a change restarts the cluster on the new ones.
             Mode::Local => NodeSpec::new(
                 role,
-                [("address", self.cfg.setup.local.address.to_string())],
+                [
+                    ("address", self.cfg.setup.local.address.to_string()),
+                    ("ray_port", self.cfg.setup.local.ray_port.to_string()),
+                    ("dashboard_port", self.cfg.setup.local.dashboard_port.to_string()),
+                ],
             ),
             Mode::Ssh => NodeSpec::new(role, [("ssh_user", self.cfg.setup.ssh_user.clone())]),
         }
@@ -167,6 +172,8 @@ impl HostsProvider {
             ray_port: 6379,
             dashboard_host: "127.0.0.1".into(),
             dashboard_port: 8265,
+            // Hosts have no security group: every connection to Ray carries the cluster's token.
+            ray_auth: true,
             // Under the node user's own /tmp/daft-UID (0700), made by the script.
             ray_tmp: short_hash([t.daft_home().as_str(), self.name(), node_id])[..10].to_string(),
             ..Default::default()
@@ -414,6 +421,12 @@ impl Provider for HostsProvider {
                     let client = self.free_port()?;
                     p.ray_args
                         .push_str(&format!(" --ray-client-server-port {client}"));
+                    // Ray's metrics servers (fixed ports otherwise): one local cluster's do
+                    // not stop another's.
+                    let (autoscaler, dashboard) = (self.free_port()?, self.free_port()?);
+                    p.ray_env = format!(
+                        "AUTOSCALER_METRIC_PORT={autoscaler} DASHBOARD_METRIC_PORT={dashboard}"
+                    );
                     ports.insert("ray".into(), p.ray_port);
                     ports.insert("dashboard".into(), p.dashboard_port);
                 }
@@ -450,6 +463,14 @@ impl Provider for HostsProvider {
             ..rec.clone()
         })?;
         if node.role == Role::Worker && self.mode == Mode::Ssh {
+            // The cluster's Ray token, from the head (whose set-up makes it first thing).
+            pb.set_message(format!(
+                "waiting for the head's Ray token, up to {}",
+                humantime::format_duration(bootstrap::QUICK)
+            ));
+            let ht = self.transport(&head.id).await?;
+            let token = bootstrap::read_token(ht.as_ref(), self.name()).await?;
+            bootstrap::send_token(t.as_ref(), self.name(), &token).await?;
             // The head remembers its workers, so a host removed from the config is still found.
             // Recorded before the worker starts: an interrupted `up` leaves no node the head does
             // not know (and the worker waits for the head's Ray port anyway).

@@ -104,9 +104,17 @@ impl Transport for LocalTransport {
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        tokio::fs::write(&dest, data)
+        // The user's alone (0600), like everything daft writes on a node.
+        let mut f = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&dest)
             .await
             .with_context(|| format!("cannot write {}", dest.display()))?;
+        tokio::io::AsyncWriteExt::write_all(&mut f, data).await?;
+        tokio::io::AsyncWriteExt::shutdown(&mut f).await?;
         Ok(())
     }
 

@@ -488,7 +488,7 @@ impl SshTransport {
         if let Some((dir, _)) = remote.rsplit_once('/') {
             if !dir.is_empty() {
                 let c = self
-                    .capture(&format!("mkdir -p {}", super::shell_quote(dir)))
+                    .capture(&format!("umask 077; mkdir -p {}", super::shell_quote(dir)))
                     .await?;
                 if c.status != 0 {
                     return Err(anyhow!(
@@ -607,8 +607,19 @@ impl Transport for SshTransport {
         let remote = remote.as_str();
         self.ensure_parent(remote).await?;
         let sftp = self.sftp().await?;
+        // The user's alone (0600), like everything daft writes on a node.
+        let attrs = russh_sftp::protocol::FileAttributes {
+            permissions: Some(0o600),
+            ..russh_sftp::protocol::FileAttributes::empty()
+        };
         let mut f = sftp
-            .create(remote.to_string())
+            .open_with_flags_and_attributes(
+                remote.to_string(),
+                russh_sftp::protocol::OpenFlags::CREATE
+                    | russh_sftp::protocol::OpenFlags::TRUNCATE
+                    | russh_sftp::protocol::OpenFlags::WRITE,
+                attrs,
+            )
             .await
             .with_context(|| format!("cannot create {remote} on {}", self.describe()))?;
         f.write_all(data).await?;

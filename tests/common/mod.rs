@@ -47,20 +47,27 @@ pub fn run(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `GET path` from a Ray dashboard at 127.0.0.1:`port` (a tunnel), with the cluster's token if
+/// given; the whole answer.
+pub fn dashboard_get(port: u16, path: &str, token: Option<&str>) -> std::io::Result<String> {
+    use std::io::Write;
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n").as_bytes())?;
+    let mut r = String::new();
+    s.read_to_string(&mut r)?;
+    Ok(r)
+}
+
 /// `GET /api/version` from a Ray dashboard at 127.0.0.1:`port` (a tunnel), retried until it
 /// answers with Ray's version or a minute has passed; the whole answer.
-pub fn dashboard_version(port: u16) -> String {
+pub fn dashboard_version(port: u16, token: Option<&str>) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let got = (|| -> std::io::Result<String> {
-            use std::io::Write;
-            let mut s = TcpStream::connect(("127.0.0.1", port))?;
-            s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            s.write_all(b"GET /api/version HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-            let mut r = String::new();
-            s.read_to_string(&mut r)?;
-            Ok(r)
-        })();
+        let got = dashboard_get(port, "/api/version", token);
         match got {
             Ok(r) if r.starts_with("HTTP/1.") && r.contains("ray_version") => return r,
             _ if Instant::now() > deadline => {
