@@ -105,6 +105,15 @@ def bench_startup(home):
     record("start-up: --help", d, "ray --help", p)
 
 
+def ray_env(home):
+    """What a Ray client needs to reach daft's local cluster: its token, and 127.0.0.1 kept."""
+    return {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(Path(home) / "clusters" / "bench-local" / "ray-token"),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
+
+
 def local_config(tmp, ray_port, dash_port, workers=1):
     cfg = Path(tmp) / "local.toml"
     cfg.write_text(
@@ -119,7 +128,7 @@ def bench_local(tmp):
     print("local provider vs bare `ray start --head` / `ray stop`", flush=True)
     home = Path(tmp) / "daft-home"
     env = {"DAFT_HOME": str(home)}
-    rp, dp = free_port("127.0.0.2"), free_port("127.0.0.2")
+    rp, dp = free_port("127.0.0.1"), free_port("127.0.0.1")
     cfg = local_config(tmp, rp, dp)
     # Warm-up: installs the cluster's environment (not measured).
     sh([str(DAFT), "up", "-c", str(cfg), "--yes"], env=env)
@@ -129,7 +138,7 @@ def bench_local(tmp):
         up.append(timed([str(DAFT), "up", "-c", str(cfg), "--yes"], env=env)[0])
         noop.append(timed([str(DAFT), "up", "-c", str(cfg)], env=env)[0])
         lst.append(timed([str(DAFT), "list", "--local-only"], env=env)[0])
-        status.append(timed([str(RAY), "status", "--address", f"127.0.0.2:{rp}"], check=False)[0])
+        status.append(timed([str(RAY), "status", "--address", f"127.0.0.1:{rp}"], env=ray_env(home), check=False)[0])
         down.append(timed([str(DAFT), "down", "-c", str(cfg), "--yes"], env=env)[0])
         tmpdir = Path(tmp) / "bare-ray"
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -177,15 +186,16 @@ def bench_submit(tmp, cfg, env):
     sh([str(DAFT), "up", "-c", str(cfg), "--yes"], env=env)
     wd = Path(tmp) / "workdir"
     make_tree(wd)
-    addr = f"http://127.0.0.2:{dp}"
+    addr = f"http://127.0.0.1:{dp}"
+    home = Path(env["DAFT_HOME"])
     d, p, d2, p2 = [], [], [], []
     for i in range(RUNS):
         (wd / "main.py").write_text(f"print('run {i}')\n")  # a new tree each run: nothing cached
         d.append(timed([str(DAFT), "submit", "-c", str(cfg), "-w", str(wd), "--", "python", "main.py"], env=env)[0])
-        p.append(timed([str(RAY), "job", "submit", "--address", addr, "--working-dir", str(wd), "--", "python", "main.py"])[0])
+        p.append(timed([str(RAY), "job", "submit", "--address", addr, "--working-dir", str(wd), "--", "python", "main.py"], env=ray_env(home))[0])
         (wd / "pkg0" / "mod0.dat").write_bytes(os.urandom(1024))  # change one file
         d2.append(timed([str(DAFT), "submit", "-c", str(cfg), "-w", str(wd), "--", "python", "main.py"], env=env)[0])
-        p2.append(timed([str(RAY), "job", "submit", "--address", addr, "--working-dir", str(wd), "--", "python", "main.py"])[0])
+        p2.append(timed([str(RAY), "job", "submit", "--address", addr, "--working-dir", str(wd), "--", "python", "main.py"], env=ray_env(home))[0])
     record("submit 50 MB / 5,000 files, end to end", d, "ray job submit --working-dir", p)
     record("resubmit after changing one file", d2, "ray job submit --working-dir", p2)
     same = []

@@ -14,4 +14,5 @@ fi
 CONFIG=configs/local.toml
 $DAFT up -c "$CONFIG" --yes
 trap '$DAFT down -c "$CONFIG" --yes' EXIT
-$DAFT submit -c "$CONFIG" -w examples/daft-job -- python main.py
+# (--allow-dirty: the example sits in daft's own repository, which you may be editing.)
+$DAFT submit -c "$CONFIG" -w examples/daft-job --allow-dirty -- python main.py

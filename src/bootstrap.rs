@@ -222,8 +222,32 @@ pub fn token_path(daft_home: &str, cluster: &str) -> String {
     format!("{daft_home}/clusters/{cluster}/ray-token")
 }
 
-/// Read the cluster's Ray token from the head, waiting (up to `QUICK`) for the head's bootstrap
-/// to make it; it is never logged.
+/// The head's Ray token: the one it has, else a new one (256 random bits, hex) given to it.
+/// Never logged.
+pub async fn ensure_head_token(head: &dyn Transport, cluster: &str) -> anyhow::Result<()> {
+    let path = token_path(&head.daft_home(), cluster);
+    let cmd = RemoteCommand::shown_as(
+        format!("cat {} 2>/dev/null || true", dquote(&path)),
+        format!("read the cluster's Ray token ({path})"),
+    );
+    let out = head.capture_cmd(&cmd).await?;
+    if valid_token(out.stdout.trim()) {
+        return Ok(());
+    }
+    use rand::RngExt;
+    let bytes: [u8; 32] = rand::rng().random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    head.write_file(token.as_bytes(), &path)
+        .await
+        .with_context(|| format!("cannot give the head ({}) its Ray token", head.describe()))
+}
+
+fn valid_token(t: &str) -> bool {
+    t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Read the cluster's Ray token from the head, waiting (up to `QUICK`) for the head's set-up to
+/// give it one; it is never logged.
 pub async fn read_token(head: &dyn Transport, cluster: &str) -> anyhow::Result<String> {
     let path = token_path(&head.daft_home(), cluster);
     let cmd = RemoteCommand::shown_as(
@@ -234,7 +258,7 @@ pub async fn read_token(head: &dyn Transport, cluster: &str) -> anyhow::Result<S
     loop {
         let out = head.capture_cmd(&cmd).await?;
         let token = out.stdout.trim();
-        if token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if valid_token(token) {
             return Ok(token.to_string());
         }
         if std::time::Instant::now() > deadline {

@@ -32,8 +32,14 @@ pub enum Command {
     Down(DownArgs),
     /// List daft clusters and their nodes
     List(ListArgs),
-    /// Zip a working directory, send it to the head and run a command there
+    /// Zip a working directory, send it to the head and run a command there as a job
     Submit(SubmitArgs),
+    /// List the cluster's jobs
+    Jobs(JobsArgs),
+    /// Print (or follow) a job's output from the start
+    Logs(LogsArgs),
+    /// Stop a running job
+    Cancel(CancelArgs),
     /// Forward the head's Ray dashboard to localhost
     Dashboard(DashboardArgs),
 }
@@ -180,9 +186,59 @@ pub struct SubmitArgs {
         default_value = "."
     )]
     pub working_dir: PathBuf,
-    /// The command to run on the head, after `--`
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// Start the job and return (it runs on without this connection; `daft logs -f JOB` follows it)
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// The job's name (default: the working directory's name)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// An environment variable for the job (repeatable); added to `[run] env`
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Submit even though the working directory's git repository has uncommitted changes
+    /// (the job records the diff)
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// The command to run on the head, after `--` (default: `[run] command`). Several words are
+    /// passed as they are, each one argument; a single word is a shell command line
+    #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub key: KeyArg,
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub key: KeyArg,
+    /// The job: its id, a unique part of it, its name (the newest of that name), or `last`
+    #[arg(value_name = "JOB")]
+    pub job: String,
+    /// Follow the output until the job ends, then exit with its status
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub key: KeyArg,
+    /// The job: its id, a unique part of it, its name (the newest of that name), or `last`
+    #[arg(value_name = "JOB")]
+    pub job: String,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod git;
 pub mod https;
 pub mod keys;
 pub mod lock;

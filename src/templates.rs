@@ -10,6 +10,7 @@ pub const SECTION_LOCAL: &str = include_str!("../templates/section-local.toml");
 pub const SECTION_AWS: &str = include_str!("../templates/section-aws.toml");
 pub const BOOTSTRAP: &str = include_str!("../templates/bootstrap.sh");
 pub const UNPACK: &str = include_str!("../templates/unpack.py");
+pub const JOBS: &str = include_str!("../templates/jobs.py");
 
 /// Keys of `[setup]` that mean nothing to a provider, left out of its template.
 fn irrelevant_keys(provider: ProviderKind) -> &'static [&'static str] {

@@ -72,18 +72,6 @@ user_tmp() {
     printf '%s\n' "$base"
 }
 
-# Ray's token authentication (DAFT_RAY_AUTH=token): every connection to the cluster's Ray
-# (GCS, raylets, dashboard) must carry the cluster's token. The head makes it (256 random bits,
-# mode 0600) the first time; daft copies it to the workers; jobs find it beside ray-address.
-ensure_token() {
-    [ "$DAFT_RAY_AUTH" = token ] && [ "$DAFT_ROLE" = head ] || return 0
-    [ -s "$TOKEN" ] && return 0
-    mkdir -p "$CLUSTER_DIR"
-    od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$TOKEN.$$"
-    [ "$(wc -c < "$TOKEN.$$")" -eq 64 ] || fail "cannot read 32 random bytes from /dev/urandom"
-    mv "$TOKEN.$$" "$TOKEN"
-}
-
 # The address Ray binds to and announces: the configured one, else the address this node
 # reaches the head from (workers), else the node's first global address (head).
 node_ip() {
@@ -116,7 +104,6 @@ find_uv() {
 }
 
 install_env() {
-    ensure_token
     ENV="$DAFT_HOME/envs/$DAFT_ENV_HASH"
     mkdir -p "$DAFT_HOME/envs"
     # Nodes sharing a machine share environments: one installs, the others wait.
@@ -220,7 +207,9 @@ DAFT_WAIT_EOF
     fi
     pid=$(cat "$NODE_DIR/ray.pid" 2>/dev/null || true)
     # A new head may come back on the old one's address: its id says it is another.
-    ensure_token
+    # Ray's token authentication (DAFT_RAY_AUTH=token): every connection to the cluster's Ray
+    # (GCS, raylets, dashboard) must carry the cluster's token, which daft gives every node
+    # (made for the head, copied to the workers) before it starts; jobs find it beside ray-address.
     auth=none
     if [ "$DAFT_RAY_AUTH" = token ]; then
         [ -s "$TOKEN" ] || fail "this node has no Ray token of its cluster ($TOKEN); run daft up again"

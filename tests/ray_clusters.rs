@@ -55,6 +55,8 @@ impl Env {
             .env("HOME", self.dir.path())
             .env("UV_CACHE_DIR", common::uv_cache())
             .env("DAFT_SSH_DEADLINE_SECS", "20")
+            // (`[run] env_from_local` of the local test's config.)
+            .env("FROM_LOCAL", "local-default")
             .env_remove("RUST_LOG")
             .timeout(Duration::from_secs(900));
         c
@@ -190,6 +192,250 @@ fn node_tmp_dirs(home: &Path, cluster: &str) -> Vec<String> {
     v
 }
 
+/// Jobs on a running cluster (`cfg`: `[run] command = "python probe.py"`, `[run] env` with
+/// FROM_CONFIG and FROM_FLAG): arguments, the configured command, environment, detached jobs,
+/// `jobs`, `logs [-f]`, `cancel`.
+fn jobs_on(env: &Env, cfg: &str) {
+    let dir = env.write(
+        "probe/probe.py",
+        "import json, os, sys\nprint(json.dumps({'argv': sys.argv[1:], 'env': {k: os.environ.get(k) for k in ['FROM_CONFIG', 'FROM_FLAG', 'FROM_LOCAL', 'DAFT_JOB_ID', 'DAFT_JOB_NAME', 'SECRET_TOKEN']}, 'log_dir': os.path.isdir(os.environ['DAFT_LOG_DIR'])}))\n",
+    );
+    let dir = dir.parent().unwrap().to_str().unwrap();
+    // Several words after `--`: each reaches the program as one argument.
+    let argv = env.submit(
+        cfg,
+        dir,
+        &[
+            "python",
+            "probe.py",
+            "a b",
+            "it's",
+            "x; exit 9",
+            "$HOME",
+            "\"q\"",
+        ],
+    );
+    assert!(argv.status.success(), "{}", out(&argv));
+    assert_stdout(
+        &argv,
+        r#""argv": ["a b", "it's", "x; exit 9", "$HOME", "\"q\""]"#,
+    );
+    // The exit status passes through.
+    let seven = env.submit(cfg, dir, &["python", "-c", "import sys; sys.exit(7)"]);
+    assert_eq!(seven.status.code(), Some(7), "{}", out(&seven));
+    // One word stays a shell command line.
+    let line = env.submit(cfg, dir, &["echo one && echo two"]);
+    assert_stdout(&line, "one\ntwo");
+
+    // No command: `[run] command`; its environment: `[run] env`, `--env` (which wins), the
+    // job's id, name and log directory. A secret given with --env is not in the debug log.
+    let secret = "s3cr3t-value-8d1f";
+    let local_secret = "l0cal-s3cret-77e2";
+    let probe = env
+        .daft()
+        .env("RUST_LOG", "debug")
+        .env("FROM_LOCAL", local_secret)
+        .args(["submit", "-c", cfg, "-w", dir, "--name", "probe-job"])
+        .args(["--env", "FROM_FLAG=flag", "--env"])
+        .arg(format!("SECRET_TOKEN={secret}"))
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "{}", out(&probe));
+    let line = String::from_utf8_lossy(&probe.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("probe prints JSON");
+    assert_eq!(v["argv"], serde_json::json!([]));
+    assert_eq!(v["env"]["FROM_CONFIG"], "c");
+    assert_eq!(v["env"]["FROM_FLAG"], "flag");
+    assert_eq!(v["env"]["DAFT_JOB_NAME"], "probe-job");
+    assert_eq!(v["env"]["SECRET_TOKEN"], secret);
+    assert_eq!(v["env"]["FROM_LOCAL"], local_secret);
+    assert_eq!(v["log_dir"], true);
+    let log = String::from_utf8_lossy(&probe.stderr);
+    assert!(
+        !log.contains(secret) && !log.contains(local_secret),
+        "a secret is in the debug log"
+    );
+    // Nor in any file daft wrote (the cluster's directory holds the jobs; the job's own
+    // stdout.log holds what the probe printed).
+    let clusters = env.home().join("clusters");
+    let holders = common::run(&format!(
+        "grep -rlF --exclude=stdout.log -e {secret} -e {local_secret} {} || true",
+        clusters.display()
+    ));
+    assert!(holders.trim().is_empty(), "secrets written to: {holders}");
+    let probe_id = v["env"]["DAFT_JOB_ID"].as_str().unwrap().to_string();
+
+    // Detached: the id at once; `logs -f` follows to the end with the job's status.
+    let d = env.ok(&[
+        "submit",
+        "-c",
+        cfg,
+        "-w",
+        dir,
+        "-d",
+        "--",
+        "python",
+        "-c",
+        "import time, sys; print('tick', flush=True); time.sleep(3); print('done'); sys.exit(5)",
+    ]);
+    let id = String::from_utf8_lossy(&d.stdout).trim().to_string();
+    assert!(!id.is_empty() && !id.contains(' '), "{}", out(&d));
+    let listed = env.ok(&["jobs", "-c", cfg, "-o", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let find = |jobs: &serde_json::Value, id: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("job {id} not listed: {jobs}"))
+    };
+    let j = find(&jobs, &id);
+    assert!(j["state"] == "running" || j["state"] == "queued", "{j}");
+    assert_eq!(find(&jobs, &probe_id)["state"], "succeeded");
+    assert_eq!(find(&jobs, &probe_id)["name"], "probe-job");
+    let followed = env
+        .daft()
+        .args(["logs", "-c", cfg, "-f", &id])
+        .output()
+        .unwrap();
+    assert_eq!(followed.status.code(), Some(5), "{}", out(&followed));
+    assert_stdout(&followed, "tick\ndone");
+    let again = env.ok(&["logs", "-c", cfg, &id]);
+    assert_stdout(&again, "tick\ndone");
+    let table = env.ok(&["jobs", "-c", cfg]);
+    assert_stdout(&table, "STATE");
+    assert_stdout(&table, "failed");
+
+    // cancel: the job's processes are gone, and it is recorded as cancelled.
+    let d = env.ok(&[
+        "submit", "-c", cfg, "-w", dir, "-d", "--name", "sleeper", "--", "sleep", "987",
+    ]);
+    let id = String::from_utf8_lossy(&d.stdout).trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while procs_with("sleep 987").is_empty() {
+        assert!(Instant::now() < deadline, "the detached job did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c = env.ok(&["cancel", "-c", cfg, "sleeper"]);
+    assert_stdout(&c, "cancelled");
+    // (The job is gone when `cancel` returns; its supervisor ends right after recording it.)
+    assert!(
+        !procs_with("sleep 987")
+            .iter()
+            .any(|p| p.ends_with(" sleep 987 ")),
+        "{:?}",
+        procs_with("sleep 987")
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !procs_with("sleep 987").is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", procs_with("sleep 987"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let listed = env.ok(&["jobs", "-c", cfg, "-o", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(find(&jobs, &id)["state"], "cancelled");
+    provenance_on(env, cfg);
+    // A word that names no job is a usage error.
+    let none = env
+        .daft()
+        .args(["logs", "-c", cfg, "no-such-job"])
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2), "{}", out(&none));
+}
+
+/// The job record of the newest job, read from its job.json on the (local) head.
+fn last_record(env: &Env, cfg: &str) -> serde_json::Value {
+    let listed = env.ok(&["jobs", "-c", cfg, "-o", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let newest = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|j| {
+            (
+                j["submitted"].as_str().unwrap().to_string(),
+                j["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .unwrap()
+        .clone();
+    let dir = newest["dir"].as_str().unwrap();
+    serde_json::from_str(&std::fs::read_to_string(Path::new(dir).join("job.json")).unwrap())
+        .unwrap()
+}
+
+/// Git provenance with a real repository: recorded when clean, a dirty tree refused, then
+/// accepted with --allow-dirty and the real diff recorded; outside any repository, said so.
+fn provenance_on(env: &Env, cfg: &str) {
+    let outside = env.ok(&[
+        "submit",
+        "-c",
+        cfg,
+        "-w",
+        env.dir.path().join("probe").to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    drop(outside);
+    assert_eq!(last_record(env, cfg)["git"]["repository"], "none");
+
+    let repo = env.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &str| {
+        common::run(&format!(
+            "cd {} && GIT_CONFIG_GLOBAL=/dev/null git -c user.name=t -c user.email=t@example.com {args}",
+            repo.display()
+        ))
+    };
+    git("init -q -b main .");
+    std::fs::write(repo.join("main.py"), "print('v1')\n").unwrap();
+    git("add main.py");
+    git("commit -q -m first");
+    let head = git("rev-parse HEAD").trim().to_string();
+    let r = repo.to_str().unwrap();
+    let clean = env.ok(&["submit", "-c", cfg, "-w", r, "--", "python", "main.py"]);
+    assert_stdout(&clean, "v1");
+    let rec = last_record(env, cfg);
+    assert_eq!(rec["git"]["repository"], "git");
+    assert_eq!(rec["git"]["commit"], head.as_str());
+    assert_eq!(rec["git"]["branch"], "main");
+    assert_eq!(rec["git"]["dirty"], false);
+
+    std::fs::write(repo.join("main.py"), "print('v2')\n").unwrap();
+    let refused = env
+        .daft()
+        .args(["submit", "-c", cfg, "-w", r, "--", "python", "main.py"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", out(&refused));
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        e.contains("uncommitted changes") && e.contains("main.py") && e.contains("--allow-dirty"),
+        "{e}"
+    );
+    let dirty = env.ok(&[
+        "submit",
+        "-c",
+        cfg,
+        "-w",
+        r,
+        "--allow-dirty",
+        "--",
+        "python",
+        "main.py",
+    ]);
+    assert_stdout(&dirty, "v2");
+    let rec = last_record(env, cfg);
+    assert_eq!(rec["git"]["dirty"], true);
+    assert_eq!(rec["git"]["diff"], git("diff --no-color").as_str());
+    assert!(rec["git"]["diff"]
+        .as_str()
+        .unwrap()
+        .contains("+print('v2')"));
+}
+
 /// A Ray client without the cluster's token cannot connect to its GCS at `address`.
 fn assert_refused_without_token(python: &Path, address: &str) {
     let out = StdCommand::new("timeout")
@@ -208,7 +454,11 @@ fn assert_refused_without_token(python: &Path, address: &str) {
         // (As daft's jobs do: without it Ray's client would look for 127.0.0.1 elsewhere.)
         .env(
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
-            if address.starts_with("127.0.0.1:") { "0" } else { "1" },
+            if address.starts_with("127.0.0.1:") {
+                "0"
+            } else {
+                "1"
+            },
         )
         .output()
         .unwrap();
@@ -238,7 +488,7 @@ fn local_cluster_up_submit_noop_down() {
     let cfg = env.write(
         "local.toml",
         &format!(
-            "[setup]\nname = \"t-local\"\nprovider = \"local\"\nnumber_of_workers = 1\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n\n[run]\nsetup_commands = [\"echo setup-ran > setup-marker\"]\n"
+            "[setup]\nname = \"t-local\"\nprovider = \"local\"\nnumber_of_workers = 1\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n\n[run]\nsetup_commands = [\"echo setup-ran > setup-marker\"]\ncommand = \"python probe.py\"\nenv = {{ FROM_CONFIG = \"c\", FROM_FLAG = \"config-value\" }}\nenv_from_local = [\"FROM_LOCAL\"]\n"
         ),
     );
     let cfg = cfg.to_str().unwrap();
@@ -340,13 +590,27 @@ fn local_cluster_up_submit_noop_down() {
     let fail = env.submit(
         cfg,
         job.parent().unwrap().to_str().unwrap(),
-        &["python", "-c", "'import sys; sys.exit(3)'"],
+        &["python", "-c", "import sys; sys.exit(3)"],
     );
     assert_eq!(fail.status.code(), Some(3), "{}", out(&fail));
+    jobs_on(&env, cfg);
 
     // The example Daft job really runs on the cluster.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/daft-job");
-    let ex = env.submit(cfg, example.to_str().unwrap(), &["python", "main.py"]);
+    // (--allow-dirty: the example is in daft's own repository, which may hold edits.)
+    let ex = env
+        .daft()
+        .args([
+            "submit",
+            "-c",
+            cfg,
+            "-w",
+            example.to_str().unwrap(),
+            "--allow-dirty",
+        ])
+        .args(["--", "python", "main.py"])
+        .output()
+        .unwrap();
     assert!(ex.status.success(), "{}", out(&ex));
     let ex_out = String::from_utf8_lossy(&ex.stdout);
     assert!(
@@ -510,7 +774,10 @@ fn local_head_is_replaced_in_place_when_its_ray_port_changes() {
             "[setup]\nname = \"t-replace\"\nprovider = \"local\"\nnumber_of_workers = 0\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n"
         )
     };
-    let (port1, port2) = (common::free_port("127.0.0.1"), common::free_port("127.0.0.1"));
+    let (port1, port2) = (
+        common::free_port("127.0.0.1"),
+        common::free_port("127.0.0.1"),
+    );
     let cfg = env.write("local.toml", &config(port1));
     let cfg = cfg.to_str().unwrap();
     let _down = env.down_on_panic(cfg);
@@ -659,7 +926,10 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
     assert!(body.contains("200"), "{body}");
     // Without the token the dashboard answers 401.
     let anon = common::dashboard_get(port, "/api/version", None).unwrap();
-    assert!(anon.starts_with("HTTP/1.1 401"), "{anon}");
+    assert!(
+        anon.starts_with("HTTP/1.") && anon.contains(" 401 ") && anon.contains("token"),
+        "{anon}"
+    );
     let _ = dash.kill();
     let _ = dash.wait();
 
@@ -697,6 +967,74 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
 /// A worker host that refuses SSH is one unreachable node in the plan, named with the reason,
 /// found within seconds (a refused port of an existing host is not waited for like a booting
 /// instance); the rest of the cluster stays plannable.
+#[test]
+fn ssh_submit_goes_on_when_its_connection_is_cut_and_the_job_keeps_running() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new();
+    let a = Sshd::start("127.0.0.2");
+    let cfg = ssh_config_named(&env, "t-cut", &a, &[], "\"true\"");
+    let cfg = cfg.to_str().unwrap();
+    let _down = env.down_on_panic(cfg);
+    env.ok(&["up", "-c", cfg]);
+    let job = env.write(
+        "cut/main.py",
+        "import sys, time\nfor i in range(1, 13):\n    print('line', i, flush=True)\n    time.sleep(0.5)\nsys.exit(4)\n",
+    );
+    let child = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"))
+        .current_dir(env.dir.path())
+        .env("DAFT_HOME", env.home())
+        .env("HOME", env.dir.path())
+        .args([
+            "submit",
+            "-c",
+            cfg,
+            "-w",
+            job.parent().unwrap().to_str().unwrap(),
+        ])
+        .args(["--", "python", "main.py"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the job has printed a little on the head, cut the connection from the server side.
+    let jobs = a.home.join(".daft/clusters/t-cut/jobs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let printed = std::fs::read_dir(&jobs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|j| {
+                std::fs::read_to_string(j.path().join("stdout.log"))
+                    .map(|s| s.contains("line 2\n"))
+                    .unwrap_or(false)
+            });
+        if printed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(a.cut_connections() >= 1, "no connection to cut");
+    let done = child.wait_with_output().unwrap();
+    // The job went on; submit reconnected and printed every line once, in order, and passed on
+    // the job's exit status.
+    assert_eq!(done.status.code(), Some(4), "{}", out(&done));
+    let expected: String = (1..13).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(
+        String::from_utf8_lossy(&done.stdout),
+        expected,
+        "{}",
+        out(&done)
+    );
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        err.contains("lost the connection") && err.contains("reconnected"),
+        "{err}"
+    );
+    env.ok(&["down", "-c", cfg, "--yes"]);
+}
+
 #[test]
 fn ssh_host_that_refuses_is_named_in_the_plan_within_seconds() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -891,12 +1229,12 @@ fn setup_command_reading_stdin_ends_and_one_that_never_ends_times_out() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
     let (ray_port, dash_port) = (
-        common::free_port("127.0.0.6"),
-        common::free_port("127.0.0.6"),
+        common::free_port("127.0.0.1"),
+        common::free_port("127.0.0.1"),
     );
     let config = |cmds: &str| {
         format!(
-            "[setup]\nname = \"t-timeout\"\nprovider = \"local\"\nnumber_of_workers = 0\ncommand_timeout = \"75s\"\n\n[setup.local]\naddress = \"127.0.0.6\"\nray_port = {ray_port}\ndashboard_port = {dash_port}\n\n[run]\nsetup_commands = [{cmds}]\n"
+            "[setup]\nname = \"t-timeout\"\nprovider = \"local\"\nnumber_of_workers = 0\ncommand_timeout = \"75s\"\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n\n[run]\nsetup_commands = [{cmds}]\n"
         )
     };
     let cfg = env.write(

@@ -9,11 +9,11 @@ use futures::future::{FutureExt, Shared};
 use futures::Future;
 use tokio::net::TcpListener;
 
+use crate::bootstrap;
 use crate::cli::DashboardArgs;
 use crate::config::ProviderKind;
 use crate::error::usage;
 use crate::provider::DashboardRoute;
-use crate::bootstrap;
 use crate::transport::{RemoteCommand, Transport};
 
 type Connecting = Shared<

@@ -3,6 +3,7 @@
 pub mod dashboard;
 pub mod down;
 pub mod init_config;
+pub mod jobs;
 pub mod list;
 pub mod plan;
 pub mod submit;
@@ -34,6 +35,9 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             Command::List(a) => list::run(&a).await,
             Command::Submit(a) => submit::run(&a).await,
             Command::Dashboard(a) => dashboard::run(&a).await,
+            Command::Jobs(a) => jobs::list(&a).await,
+            Command::Logs(a) => jobs::logs(&a).await,
+            Command::Cancel(a) => jobs::cancel(&a).await,
         }
     })
 }

@@ -1,24 +1,74 @@
-//! `daft submit -w DIR -- CMD`: pack DIR, send it to the head (unless it is already there),
-//! unpack it into a fresh job directory and run CMD there in the cluster's environment.
+//! `daft submit -w DIR [-- CMD]`: pack DIR, send it to the head (unless it is already there),
+//! unpack it into a fresh job directory and run CMD (else `[run] command`) there as a job of the
+//! cluster's environment, under a supervisor that does not depend on this connection; then
+//! follow its output (reconnecting if the connection drops) unless `--detach`.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
 
+use super::jobs;
 use crate::archive::{collect, human_bytes, manifest_hash, pack_files};
 use crate::bootstrap::{dquote, TELEMETRY_OFF};
 use crate::cli::SubmitArgs;
-use crate::error::JobExit;
+use crate::config::is_env_name;
+use crate::error::{usage, JobExit};
 use crate::provider::daft_home;
 use crate::templates::UNPACK;
-use crate::transport::{shell_quote, Transport};
+use crate::transport::{shell_quote, RemoteCommand};
 use crate::ui::elapsed;
 
 pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
-    let (provider, head) = super::running_head(&cfg, key).await?;
+    // Bad usage is found before anything connects.
+    let command = job_command(&args.command, cfg.run.command.as_deref())?;
+    let mut env = job_env(&cfg.run.env, &args.env)?;
+    for name in &cfg.run.env_from_local {
+        // (`--env` wins over this machine's value, as over `[run] env`.)
+        if args
+            .env
+            .iter()
+            .any(|kv| kv.split_once('=').map(|(k, _)| k) == Some(name))
+        {
+            continue;
+        }
+        match std::env::var(name) {
+            Ok(v) => {
+                env.insert(name.clone(), v);
+            }
+            Err(_) => {
+                return Err(usage(format!(
+                    "{name} is not set on this machine (`[run] env_from_local` passes its value to \
+                     every job): set it, or pass one with --env {name}=VALUE"
+                )))
+            }
+        }
+    }
+    let provenance = crate::git::provenance(&args.working_dir);
+    if let crate::git::Provenance::Git {
+        root,
+        dirty: true,
+        changes,
+        ..
+    } = &provenance
+    {
+        if !args.allow_dirty {
+            let shown: Vec<&str> = changes.iter().take(8).map(String::as_str).collect();
+            return Err(usage(format!(
+                "the working directory's git repository ({root}) has uncommitted changes:\n    {}{}\n\
+                 commit them, or pass --allow-dirty (the job then records the diff)",
+                shown.join("\n    "),
+                if changes.len() > shown.len() {
+                    format!("\n    … and {} more", changes.len() - shown.len())
+                } else {
+                    String::new()
+                }
+            )));
+        }
+    }
+    let (provider, head) = super::running_head(&cfg, key.clone()).await?;
 
     // Hash the working directory's content while connecting; pack only what the head lacks.
     let dir = args.working_dir.clone();
@@ -65,103 +115,279 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         );
     }
 
-    let job_id = format!(
-        "{}-{}",
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-            .to_string()
-            .replace([':', 'T'], "-")
-            .trim_end_matches('Z'),
-        &short[..8]
-    );
+    let job_id = new_job_id(&short);
     let job_dir = format!("{cluster_dir}/jobs/{job_id}");
-    eprintln!(
-        "daft: job {job_id} on {}: {}",
-        transport.describe(),
-        args.command.join(" ")
+    let name = job_name(args);
+    let record = serde_json::json!({
+        "id": job_id,
+        "name": name,
+        "command": command,
+        "submitted": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        "working_dir": args.working_dir.display().to_string(),
+        "archive": short,
+        "git": provenance,
+    });
+    // The record (with the diffs, however long) travels as a file, not on a command line.
+    transport
+        .write_file(
+            format!("{record:#}\n").as_bytes(),
+            &format!("{job_dir}/job.json"),
+        )
+        .await
+        .context("cannot write the job's record on the head")?;
+    // The job's environment travels on the command's stdin (KEY=VALUE, NUL-separated): never
+    // on a command line, in a file or in a log.
+    let mut input = Vec::new();
+    for (k, v) in &env {
+        input.extend_from_slice(format!("{k}={v}").as_bytes());
+        input.push(0);
+    }
+    let launch = job_script(&cluster_dir, &job_dir, &remote_zip, &command, &name);
+    let shown = format!(
+        "start job {job_id}: {} [environment: {}]",
+        crate::transport::redact(&command),
+        env.keys().cloned().collect::<Vec<_>>().join(" ")
     );
-    let status = run_job(
-        transport,
-        &cluster_dir,
-        &job_dir,
-        &remote_zip,
-        &args.command.join(" "),
-    )
-    .await?;
+    let started = transport
+        .capture_cmd(
+            &RemoteCommand::shown_as(format!("bash -c {}", shell_quote(&launch)), shown)
+                .with_input(input),
+        )
+        .await?;
+    if started.status != 0 {
+        return Err(anyhow!(
+            "the job did not start on the head ({}): {}",
+            transport.describe(),
+            started.tail(15)
+        ));
+    }
+    eprintln!(
+        "daft: job {job_id} ({name}) on {}: {command}",
+        transport.describe(),
+    );
+    if args.detach {
+        println!("{job_id}");
+        eprintln!(
+            "daft: it runs on without this connection. Follow it: daft logs -f {job_id}   \
+             Stop it: daft cancel {job_id}   All jobs: daft jobs"
+        );
+        return Ok(());
+    }
+    let head = jobs::Head {
+        transport: transport.clone(),
+        cluster_dir: cluster_dir.clone(),
+    };
+    let following = jobs::follow(&cfg, key.clone(), head, &job_dir, true);
+    tokio::pin!(following);
+    let status = tokio::select! {
+        r = &mut following => r?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("\ndaft: stopping the job (Ctrl-C)");
+            let head = jobs::Head { transport: transport.clone(), cluster_dir: cluster_dir.clone() };
+            let stop = tokio::time::timeout(std::time::Duration::from_secs(30), jobs::cancel_job(&head, &job_dir)).await;
+            if !matches!(stop, Ok(Ok(_))) {
+                eprintln!("daft: could not confirm the job stopped; `daft cancel {job_id}` tries again");
+            }
+            130
+        }
+    };
     if status != 0 {
         eprintln!(
-            "daft: job {job_id} exited with status {status}; its output is kept in {job_dir}"
+            "daft: job {job_id} exited with status {status}; its output is kept in {job_dir} \
+             (`daft logs {job_id}`)"
         );
         return Err(JobExit(status).into());
     }
     Ok(())
 }
 
-/// The shell script that unpacks and runs the job on the head (bash, for process substitution).
-pub fn job_script(cluster_dir: &str, job_dir: &str, archive: &str, command: &str) -> String {
+/// What the job runs: the words after `--` (several words: each one argument, quoted for the
+/// head's shell, as `ray job submit` does; a single word: a shell command line), else the
+/// config's `[run] command`.
+pub fn job_command(words: &[String], configured: Option<&str>) -> anyhow::Result<String> {
+    match words {
+        [] => configured
+            .map(str::to_string)
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| {
+                usage(
+                    "no command to run: give one after `--` (daft submit -w DIR -- python main.py), \
+                     or set `command = \"python main.py\"` in the config's [run] table",
+                )
+            }),
+        [one] => Ok(one.clone()),
+        many => Ok(many
+            .iter()
+            .map(|w| shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" ")),
+    }
+}
+
+/// The job's environment: `[run] env`, then `--env KEY=VALUE` (which wins).
+pub fn job_env(
+    configured: &BTreeMap<String, String>,
+    given: &[String],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut env = configured.clone();
+    for kv in given {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(usage(format!(
+                "--env {kv:?} is not KEY=VALUE; write it like --env WANDB_PROJECT=demo"
+            )));
+        };
+        if !is_env_name(k) {
+            return Err(usage(format!(
+                "--env {k:?}: not an environment variable name (letters, digits and _, not starting with a digit)"
+            )));
+        }
+        env.insert(k.to_string(), v.to_string());
+    }
+    Ok(env)
+}
+
+fn job_name(args: &SubmitArgs) -> String {
+    if let Some(n) = &args.name {
+        return n.clone();
+    }
+    std::fs::canonicalize(&args.working_dir)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "job".to_string())
+}
+
+/// `<UTC time>-<archive hash>-<random>`: sortable, and two jobs submitted at once differ.
+fn new_job_id(archive: &str) -> String {
+    let now = std::time::SystemTime::now();
+    let nanos = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let salt = crate::model::short_hash([
+        nanos.to_string().as_str(),
+        std::process::id().to_string().as_str(),
+    ]);
+    format!(
+        "{}-{}-{}",
+        humantime::format_rfc3339_seconds(now)
+            .to_string()
+            .replace([':', 'T'], "-")
+            .trim_end_matches('Z'),
+        &archive[..6],
+        &salt[..4]
+    )
+}
+
+/// The shell script (bash) that unpacks the job on the head and starts it under its supervisor:
+/// its own session, output to files, exit status recorded. It returns once the job has started;
+/// the job does not depend on this connection.
+pub fn job_script(
+    cluster_dir: &str,
+    job_dir: &str,
+    archive: &str,
+    command: &str,
+    name: &str,
+) -> String {
     let env: String = TELEMETRY_OFF
         .iter()
         .map(|(k, v)| format!(" {k}={v}"))
         .collect();
     format!(
         r#"set -e
+umask 077
 CL={cl}
 J={j}
-mkdir -p "$J/work"
+mkdir -p "$J/work" "$J/logs"
 "$CL/venv/bin/python" - {zip} "$J/work" > /dev/null <<'DAFT_UNPACK_EOF'
 {unpack}
 DAFT_UNPACK_EOF
 cd "$J/work"
 . "$CL/venv/bin/activate"
 {cluster_env}
-export PYTHONUNBUFFERED=1 DAFT_JOB_DIR="$J"{env}
-set +e
-setsid --wait sh -c 'echo $$ > "$0/pid"; exec sh -c "$1"' "$J" {cmd} > >(tee "$J/stdout.log") 2> >(tee "$J/stderr.log" >&2)
+export PYTHONUNBUFFERED=1 DAFT_JOB_DIR="$J" DAFT_JOB_ID="${{J##*/}}" DAFT_LOG_DIR="$J/logs"{env}
+export DAFT_JOB_NAME={name}
+# The job's own variables, from stdin (KEY=VALUE, NUL-separated).
+while IFS= read -r -d '' kv; do export "$kv"; done
+setsid sh -c '
+J="$1"
+echo $$ > "$J/supervisor"
+date -u +%Y-%m-%dT%H:%M:%SZ > "$J/started"
+setsid sh -c "$2" > "$J/stdout.log" 2> "$J/stderr.log" < /dev/null &
+echo $! > "$J/pid"
+wait $!
 rc=$?
-echo "$rc" > "$J/exit-status"
-exit "$rc"
+date -u +%Y-%m-%dT%H:%M:%SZ > "$J/finished"
+echo "$rc" > "$J/exit-status.tmp"
+mv "$J/exit-status.tmp" "$J/exit-status"
+' daft-job "$J" {cmd} > /dev/null 2>&1 < /dev/null &
+i=0
+while [ ! -s "$J/pid" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+[ -s "$J/pid" ] || {{ echo "the job's supervisor did not start" >&2; exit 1; }}
 "#,
         cl = dquote(cluster_dir),
         j = dquote(job_dir),
         zip = dquote(archive),
         unpack = UNPACK.trim_end(),
         cluster_env = crate::bootstrap::CLUSTER_ENV,
+        name = shell_quote(name),
         cmd = shell_quote(command),
     )
 }
 
-async fn run_job(
-    t: Arc<dyn Transport>,
-    cluster_dir: &str,
-    job_dir: &str,
-    archive: &str,
-    command: &str,
-) -> anyhow::Result<i32> {
-    let script = job_script(cluster_dir, job_dir, archive, command);
-    let cmd = format!("bash -c {}", shell_quote(&script));
-    let runner = {
-        let t = t.clone();
-        tokio::spawn(async move {
-            let mut out = tokio::io::stdout();
-            let mut err = tokio::io::stderr();
-            t.run(&cmd, &mut out, &mut err).await
-        })
-    };
-    tokio::pin!(runner);
-    tokio::select! {
-        r = &mut runner => return r.context("the job runner stopped")?,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("\ndaft: stopping the job (Ctrl-C)");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn several_words_are_one_argument_each_and_one_word_is_a_command_line() {
+        let c = job_command(&words(&["python", "-c", "import sys; sys.exit(7)"]), None).unwrap();
+        assert_eq!(c, "python -c 'import sys; sys.exit(7)'");
+        let c = job_command(&words(&["echo", "it's", "a b", "$HOME", ""]), None).unwrap();
+        assert_eq!(c, r#"echo 'it'\''s' 'a b' '$HOME' ''"#);
+        let c = job_command(&words(&["python a.py && python b.py"]), None).unwrap();
+        assert_eq!(c, "python a.py && python b.py");
+    }
+
+    #[test]
+    fn no_words_run_the_configured_command_else_a_usage_error_names_both_ways() {
+        assert_eq!(
+            job_command(&[], Some("python main.py")).unwrap(),
+            "python main.py"
+        );
+        let e = job_command(&[], None).unwrap_err();
+        let (code, text) = crate::error::classify(&e);
+        assert_eq!(code, 2);
+        let text = text.unwrap();
+        assert!(
+            text.contains("after `--`") && text.contains("[run]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn env_flags_override_the_config_and_bad_ones_are_usage_errors() {
+        let mut cfg = BTreeMap::new();
+        cfg.insert("A".to_string(), "1".to_string());
+        cfg.insert("B".to_string(), "2".to_string());
+        let env = job_env(&cfg, &words(&["B=x=y", "C="])).unwrap();
+        assert_eq!(env["A"], "1");
+        assert_eq!(env["B"], "x=y");
+        assert_eq!(env["C"], "");
+        for bad in ["NOEQUALS", "1A=b", "A-B=c", "=v"] {
+            let e = job_env(&cfg, &words(&[bad])).unwrap_err();
+            assert_eq!(crate::error::classify(&e).0, 2, "{bad}");
         }
     }
-    // Ctrl-C: interrupt the job's process group, then kill it if it lingers.
-    let kill = format!(
-        "p=$(cat {j}/pid 2>/dev/null) || exit 0; kill -INT -$p 2>/dev/null; i=0; \
-         while kill -0 -$p 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; kill -KILL -$p 2>/dev/null; true",
-        j = dquote(job_dir)
-    );
-    let _ = t.capture(&kill).await;
-    match tokio::time::timeout(std::time::Duration::from_secs(10), &mut runner).await {
-        Ok(r) => Ok(r.context("the job runner stopped")?.unwrap_or(130)),
-        Err(_) => Ok(130),
+
+    #[test]
+    fn job_ids_sort_by_time_and_differ_when_made_at_once() {
+        let a = new_job_id("0123456789abcdef");
+        let b = new_job_id("0123456789abcdef");
+        assert_ne!(a, b);
+        assert!(a.contains("-012345-"), "{a}");
     }
 }

@@ -153,6 +153,15 @@ pub struct AwsFile {
 pub struct Run {
     #[serde(default)]
     pub setup_commands: Vec<String>,
+    /// What `daft submit` runs when no command follows `--` (a shell command line).
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Environment variables every job gets.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Variables whose values every job takes from this machine's environment at submit time.
+    #[serde(default)]
+    pub env_from_local: Vec<String>,
 }
 
 /// `host[:port]`.
@@ -341,6 +350,13 @@ fn item_span(item: &Item) -> Option<Range<usize>> {
     }
 }
 
+/// A POSIX environment variable name: letters, digits and `_`, not starting with a digit.
+pub fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn type_name(item: &Item) -> &'static str {
     match item {
         Item::Value(Value::String(_)) => "a string",
@@ -407,6 +423,35 @@ impl Checker<'_> {
                 (Ty::Table, Item::Value(Value::InlineTable(_))) => true,
                 (Ty::Str, Item::Value(Value::String(_))) => true,
                 (Ty::Int, Item::Value(Value::Integer(_))) => true,
+                (Ty::StrMap, Item::Table(_) | Item::Value(Value::InlineTable(_))) => {
+                    let t = match item {
+                        Item::Table(t) => t.clone(),
+                        Item::Value(Value::InlineTable(t)) => t.clone().into_table(),
+                        _ => unreachable!("matched above"),
+                    };
+                    for (k, v) in t.iter() {
+                        if !matches!(v, Item::Value(Value::String(_))) {
+                            return Err(self
+                                .err(
+                                    item_span(v).or_else(|| self.doc_key_span(&t, k)),
+                                    format!("`{full}.{k}` must be a string, not {}", type_name(v)),
+                                )
+                                .label("expected a string")
+                                .help(format!("quote the value, for example {}", spec.example)));
+                        }
+                        if !is_env_name(k) {
+                            return Err(self
+                                .err(
+                                    self.doc_key_span(&t, k),
+                                    format!("`{full}.{k}` is not an environment variable name"),
+                                )
+                                .label("expected letters, digits and _, not starting with a digit")
+                                .help("name it like WANDB_PROJECT"));
+                        }
+                    }
+                    // Its keys are the user's: not checked against the schema below.
+                    continue;
+                }
                 (Ty::StrList, Item::Value(Value::Array(a))) => {
                     for v in a.iter() {
                         if !matches!(v, Value::String(_)) {
@@ -426,6 +471,7 @@ impl Checker<'_> {
                     Ty::Str => "a string",
                     Ty::Int => "an integer",
                     Ty::StrList => "a list of strings",
+                    Ty::StrMap => "a table of strings",
                 };
                 return Err(self
                     .err(
@@ -671,6 +717,15 @@ impl Checker<'_> {
                     .err(span, format!("`setup.dependencies` entry {:?} is not a requirement", dep))
                     .label("expected a pip requirement")
                     .help("list pip requirements such as \"numpy>=1.26\" or \"pandas\" (no pip options)"));
+            }
+        }
+        for (i, name) in f.run.env_from_local.iter().enumerate() {
+            if !is_env_name(name) {
+                let span = self.element_span(doc, &["run", "env_from_local"], i);
+                return Err(self
+                    .err(span, format!("`run.env_from_local` entry {name:?} is not an environment variable name"))
+                    .label("expected letters, digits and _, not starting with a digit")
+                    .help("list the names of variables set on this machine, for example env_from_local = [\"WANDB_API_KEY\"]"));
             }
         }
         for (i, cmd) in f.run.setup_commands.iter().enumerate() {

@@ -7,6 +7,8 @@ pub enum Ty {
     Str,
     Int,
     StrList,
+    /// A table of any keys whose values are strings (`[run.env]`).
+    StrMap,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -98,5 +100,20 @@ pub const KEYS: &[Key] = &[
         Ty::StrList,
         false,
         "['echo \"Hello, World!\"']",
+    ),
+    k("run", "command", Ty::Str, false, "\"python main.py\""),
+    k(
+        "run",
+        "env",
+        Ty::StrMap,
+        false,
+        "{ WANDB_PROJECT = \"demo\" }",
+    ),
+    k(
+        "run",
+        "env_from_local",
+        Ty::StrList,
+        false,
+        "[\"WANDB_API_KEY\"]",
     ),
 ];

@@ -127,7 +127,10 @@ impl HostsProvider {
                 [
                     ("address", self.cfg.setup.local.address.to_string()),
                     ("ray_port", self.cfg.setup.local.ray_port.to_string()),
-                    ("dashboard_port", self.cfg.setup.local.dashboard_port.to_string()),
+                    (
+                        "dashboard_port",
+                        self.cfg.setup.local.dashboard_port.to_string(),
+                    ),
                 ],
             ),
             Mode::Ssh => NodeSpec::new(role, [("ssh_user", self.cfg.setup.ssh_user.clone())]),
@@ -462,8 +465,12 @@ impl Provider for HostsProvider {
             setup_hash: None,
             ..rec.clone()
         })?;
+        if node.role == Role::Head {
+            // The cluster's Ray token: the head keeps it (local workers share its directory).
+            bootstrap::ensure_head_token(t.as_ref(), self.name()).await?;
+        }
         if node.role == Role::Worker && self.mode == Mode::Ssh {
-            // The cluster's Ray token, from the head (whose set-up makes it first thing).
+            // The cluster's Ray token, from the head (whose set-up gives it one first thing).
             pb.set_message(format!(
                 "waiting for the head's Ray token, up to {}",
                 humantime::format_duration(bootstrap::QUICK)

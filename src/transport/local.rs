@@ -72,12 +72,24 @@ impl Transport for LocalTransport {
             .arg("-c")
             .arg(&command.text)
             .current_dir(&cwd)
-            .stdin(Stdio::null())
+            .stdin(if command.input.0.is_empty() {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .context("cannot start `sh` on this machine")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let input = command.input.0.clone();
+            // Written alongside (a command that does not read it must not block us); then EOF.
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stdin.write_all(&input).await;
+            });
+        }
         let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
         let (a, b) = tokio::join!(pump(out, stdout), pump(err, stderr));

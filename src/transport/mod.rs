@@ -42,20 +42,44 @@ impl Captured {
 pub struct RemoteCommand {
     pub text: String,
     pub shown: String,
+    /// What the command reads on stdin, then end-of-file (secrets travel here: never on a
+    /// command line, in a file or in a log).
+    pub input: Input,
+}
+
+/// Bytes for a command's stdin; `Debug` shows only their length.
+#[derive(Clone, Default)]
+pub struct Input(pub Vec<u8>);
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes>", self.0.len())
+    }
 }
 
 impl RemoteCommand {
+    /// The same command with `input` on its stdin.
+    pub fn with_input(mut self, input: Vec<u8>) -> Self {
+        self.input = Input(input);
+        self
+    }
+
     /// A command shown as it is, with secret-looking values masked.
     pub fn new(text: impl Into<String>) -> Self {
         let text = text.into();
         let shown = redact(&text);
-        RemoteCommand { text, shown }
+        RemoteCommand {
+            text,
+            shown,
+            input: Input::default(),
+        }
     }
     /// A command shown as `shown` (already safe to log).
     pub fn shown_as(text: impl Into<String>, shown: impl Into<String>) -> Self {
         RemoteCommand {
             text: text.into(),
             shown: shown.into(),
+            input: Input::default(),
         }
     }
 }
@@ -145,6 +169,7 @@ pub async fn capture_guarded(
             cmd.shown,
             humantime::format_duration(limit)
         ),
+        input: Input::default(),
     };
     let backstop = limit + std::time::Duration::from_secs(30);
     match tokio::time::timeout(backstop, t.capture_cmd(&wrapped)).await {

@@ -538,6 +538,9 @@ impl Transport for SshTransport {
             .await
             .with_context(|| format!("lost the SSH connection to {}", self.describe()))?;
         ch.exec(true, command.text.as_str()).await?;
+        if !command.input.0.is_empty() {
+            ch.data(&command.input.0[..]).await?;
+        }
         // Nothing is ever typed into a remote command: a prompt reads end-of-file, not forever.
         ch.eof().await?;
         let mut code = None;

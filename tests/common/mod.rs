@@ -254,6 +254,32 @@ impl Sshd {
         self.launch();
     }
 
+    /// Cut every connection this sshd serves from the server side (kill its per-connection
+    /// children, as a dropped network or a restarted sshd would); the listener stays.
+    /// Returns how many were cut.
+    pub fn cut_connections(&self) -> usize {
+        let Some(c) = &self.child else { return 0 };
+        let pid = c.id();
+        let mut cut = 0;
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(pid) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &e.file_name().to_string_lossy()])
+                    .status();
+                cut += 1;
+            }
+        }
+        cut
+    }
+
     /// Kill sshd and every session it serves (by PID: the listener and its children).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,0 +1,346 @@
+//! Jobs on the head: `daft jobs`, `daft logs JOB [-f]`, `daft cancel JOB`, and what `submit`
+//! shares with them (following a job's output across dropped connections).
+//!
+//! A job runs under a supervisor on the head (its own session, output to files, exit status
+//! recorded: `templates/jobs.py` reads them), so the connection only watches it.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWrite;
+
+use crate::bootstrap::dquote;
+use crate::cli::{CancelArgs, JobsArgs, LogsArgs, OutputFormat};
+use crate::config::Config;
+use crate::error::JobExit;
+use crate::templates::JOBS;
+use crate::transport::{shell_quote, RemoteCommand, Transport};
+
+/// A job's record on the head, with its state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobRecord {
+    pub id: String,
+    pub name: String,
+    pub command: String,
+    pub submitted: String,
+    /// queued, running, succeeded, failed, cancelled or lost (the head restarted under it)
+    pub state: String,
+    pub exit_status: Option<i32>,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    pub dir: String,
+}
+
+/// The head's cluster directory and a connection to it.
+pub struct Head {
+    pub transport: Arc<dyn Transport>,
+    pub cluster_dir: String,
+}
+
+pub async fn connect(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Head> {
+    let (provider, head) = super::running_head(cfg, key).await?;
+    let transport = provider.head_transport(&head).await?;
+    let cluster_dir = format!("{}/clusters/{}", transport.daft_home(), cfg.setup.name);
+    Ok(Head {
+        transport,
+        cluster_dir,
+    })
+}
+
+/// A shell command running the job helper with `args` in the cluster's environment.
+pub fn helper(cluster_dir: &str, args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+    format!(
+        "{}/venv/bin/python -c {} {}",
+        dquote(cluster_dir),
+        shell_quote(JOBS),
+        args.join(" ")
+    )
+}
+
+pub async fn records(head: &Head) -> anyhow::Result<Vec<JobRecord>> {
+    let jobs_dir = format!("{}/jobs", head.cluster_dir);
+    let cmd = RemoteCommand::shown_as(
+        helper(&head.cluster_dir, &["list", &jobs_dir]),
+        format!("jobs.py list {jobs_dir}"),
+    );
+    let out = head.transport.capture_cmd(&cmd).await?;
+    if out.status != 0 {
+        return Err(anyhow!(
+            "cannot list the jobs on the head ({}): {}",
+            head.transport.describe(),
+            out.tail(10)
+        ));
+    }
+    serde_json::from_str(out.stdout.trim()).with_context(|| {
+        format!(
+            "the head ({}) answered the job list with something else: {}",
+            head.transport.describe(),
+            out.tail(5)
+        )
+    })
+}
+
+/// The job a user's word names: an exact id, `last`, the newest job of that name, or the one id
+/// that contains it.
+pub fn resolve<'a>(jobs: &'a [JobRecord], word: &str) -> anyhow::Result<&'a JobRecord> {
+    if let Some(j) = jobs.iter().find(|j| j.id == word) {
+        return Ok(j);
+    }
+    if word == "last" {
+        return jobs
+            .iter()
+            .max_by(|a, b| a.submitted.cmp(&b.submitted).then(a.id.cmp(&b.id)))
+            .ok_or_else(|| crate::error::usage("the cluster has no jobs yet"));
+    }
+    if let Some(j) = jobs
+        .iter()
+        .filter(|j| j.name == word)
+        .max_by(|a, b| a.submitted.cmp(&b.submitted).then(a.id.cmp(&b.id)))
+    {
+        return Ok(j);
+    }
+    let hits: Vec<&JobRecord> = jobs.iter().filter(|j| j.id.contains(word)).collect();
+    match hits.as_slice() {
+        [one] => Ok(one),
+        [] => Err(crate::error::usage(format!(
+            "no job {word:?} on this cluster; `daft jobs` lists them"
+        ))),
+        many => Err(crate::error::usage(format!(
+            "{word:?} names {} jobs ({}); give more of the id",
+            many.len(),
+            many.iter()
+                .map(|j| j.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// A writer that counts what went through it (where to resume after a reconnect).
+struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.count += *n as u64;
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// How long `follow` keeps trying to reach the head again after the connection dropped.
+const RECONNECT_FOR: Duration = Duration::from_secs(300);
+
+/// Print a job's output from the start; with `follow`, until it ends, reconnecting when the
+/// connection drops (the job goes on meanwhile). Returns the job's exit status when followed
+/// to its end, else 0.
+pub async fn follow(
+    cfg: &Config,
+    key: Option<PathBuf>,
+    mut head: Head,
+    job_dir: &str,
+    follow: bool,
+) -> anyhow::Result<i32> {
+    let mut out = Counting {
+        inner: tokio::io::stdout(),
+        count: 0,
+    };
+    let mut err = Counting {
+        inner: tokio::io::stderr(),
+        count: 0,
+    };
+    loop {
+        let (o, e) = (out.count.to_string(), err.count.to_string());
+        let cmd = RemoteCommand::shown_as(
+            helper(
+                &head.cluster_dir,
+                &["follow", job_dir, &o, &e, if follow { "1" } else { "0" }],
+            ),
+            format!("jobs.py follow {job_dir} {o} {e}"),
+        );
+        match head.transport.run_cmd(&cmd, &mut out, &mut err).await {
+            Ok(status) => return Ok(status),
+            Err(e) if follow => {
+                eprintln!(
+                    "\ndaft: lost the connection to the head ({e:#}); the job goes on. \
+                     Reconnecting, for up to {}",
+                    humantime::format_duration(RECONNECT_FOR)
+                );
+                head = reconnect(cfg, key.clone()).await?;
+                eprintln!("daft: reconnected; the output goes on where it stopped");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn reconnect(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Head> {
+    let deadline = Instant::now() + RECONNECT_FOR;
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match connect(cfg, key.clone()).await {
+            Ok(h) => return Ok(h),
+            Err(e) if Instant::now() + delay < deadline => {
+                tracing::debug!("reconnecting: {e:#}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(15));
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "could not reach the head again within {}; the job may still run: \
+                     `daft jobs` and `daft logs -f JOB` find it",
+                    humantime::format_duration(RECONNECT_FOR)
+                )))
+            }
+        }
+    }
+}
+
+/// Stop a job's process group; the supervisor records it as cancelled.
+pub async fn cancel_job(head: &Head, job_dir: &str) -> anyhow::Result<String> {
+    let cmd = RemoteCommand::shown_as(
+        helper(&head.cluster_dir, &["cancel", job_dir]),
+        format!("jobs.py cancel {job_dir}"),
+    );
+    let out = head.transport.capture_cmd(&cmd).await?;
+    if out.status != 0 {
+        return Err(anyhow!(
+            "cancelling the job on the head ({}) failed: {}",
+            head.transport.describe(),
+            out.tail(10)
+        ));
+    }
+    Ok(out.stdout.trim().to_string())
+}
+
+pub async fn list(args: &JobsArgs) -> anyhow::Result<()> {
+    let cfg = super::load(&args.config.config)?;
+    let key = super::ssh_key(&cfg, &args.key.identity);
+    let head = connect(&cfg, key).await?;
+    let jobs = records(&head).await?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&jobs)?),
+        OutputFormat::Text => {
+            if jobs.is_empty() {
+                println!("No jobs on cluster {:?} yet.", cfg.setup.name);
+                return Ok(());
+            }
+            println!("{}", table(&jobs));
+        }
+    }
+    Ok(())
+}
+
+pub fn table(jobs: &[JobRecord]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    t.set_header(["ID", "NAME", "STATE", "EXIT", "SUBMITTED", "COMMAND"]);
+    for j in jobs {
+        let mut command = j.command.clone();
+        if command.chars().count() > 48 {
+            command = command.chars().take(47).collect::<String>() + "…";
+        }
+        t.add_row([
+            j.id.clone(),
+            j.name.clone(),
+            j.state.clone(),
+            j.exit_status.map(|c| c.to_string()).unwrap_or_default(),
+            j.submitted.clone(),
+            command,
+        ]);
+    }
+    t
+}
+
+pub async fn logs(args: &LogsArgs) -> anyhow::Result<()> {
+    let cfg = super::load(&args.config.config)?;
+    let key = super::ssh_key(&cfg, &args.key.identity);
+    let head = connect(&cfg, key.clone()).await?;
+    let jobs = records(&head).await?;
+    let job = resolve(&jobs, &args.job)?.clone();
+    let status = follow(&cfg, key, head, &job.dir, args.follow).await?;
+    if args.follow && status != 0 {
+        return Err(JobExit(status).into());
+    }
+    Ok(())
+}
+
+pub async fn cancel(args: &CancelArgs) -> anyhow::Result<()> {
+    let cfg = super::load(&args.config.config)?;
+    let key = super::ssh_key(&cfg, &args.key.identity);
+    let head = connect(&cfg, key).await?;
+    let jobs = records(&head).await?;
+    let job = resolve(&jobs, &args.job)?.clone();
+    match cancel_job(&head, &job.dir).await?.as_str() {
+        "ended" => println!(
+            "Job {} had already ended ({}).",
+            job.id,
+            job.exit_status
+                .map(|c| format!("exit status {c}"))
+                .unwrap_or_else(|| job.state.clone())
+        ),
+        _ => println!("Job {} cancelled.", job.id),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, name: &str, submitted: &str) -> JobRecord {
+        JobRecord {
+            id: id.into(),
+            name: name.into(),
+            command: "python main.py".into(),
+            submitted: submitted.into(),
+            state: "running".into(),
+            exit_status: None,
+            started: None,
+            finished: None,
+            dir: format!("/j/{id}"),
+        }
+    }
+
+    #[test]
+    fn a_word_names_a_job_by_id_last_name_or_a_unique_part() {
+        let jobs = vec![
+            job("2026-01-01-00-00-00-aaaa", "train", "2026-01-01T00:00:00Z"),
+            job("2026-01-02-00-00-00-bbbb", "train", "2026-01-02T00:00:00Z"),
+            job("2026-01-03-00-00-00-cccc", "eval", "2026-01-03T00:00:00Z"),
+        ];
+        assert_eq!(resolve(&jobs, "last").unwrap().id, jobs[2].id);
+        assert_eq!(resolve(&jobs, "train").unwrap().id, jobs[1].id);
+        assert_eq!(resolve(&jobs, "aaaa").unwrap().id, jobs[0].id);
+        assert_eq!(resolve(&jobs, &jobs[0].id).unwrap().id, jobs[0].id);
+        let many = resolve(&jobs, "2026-01").unwrap_err().to_string();
+        assert!(many.contains("names 3 jobs"), "{many}");
+        let none = resolve(&jobs, "zzz").unwrap_err().to_string();
+        assert!(none.contains("`daft jobs` lists them"), "{none}");
+        assert!(resolve(&[], "last").is_err());
+    }
+}
