@@ -40,6 +40,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Stop a running job
     Cancel(CancelArgs),
+    /// Copy a job's directory (output, logs, record) back from the head; only what changed
+    Pull(PullArgs),
     /// Forward the head's Ray dashboard to localhost
     Dashboard(DashboardArgs),
 }
@@ -195,6 +197,10 @@ pub struct SubmitArgs {
     /// An environment variable for the job (repeatable); added to `[run] env`
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// A sweep: one job per variant of this file's [sweep] table (grid, random or list), named
+    /// <sweep>-<n>, `max_parallel` at a time; a summary table at the end
+    #[arg(long, value_name = "FILE")]
+    pub sweep: Option<PathBuf>,
     /// Submit even though the working directory's git repository has uncommitted changes
     /// (the job records the diff)
     #[arg(long)]
@@ -228,6 +234,20 @@ pub struct LogsArgs {
     /// Follow the output until the job ends, then exit with its status
     #[arg(short = 'f', long)]
     pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub key: KeyArg,
+    /// The job: its id, a unique part of it, its name (the newest of that name), or `last`
+    #[arg(value_name = "JOB")]
+    pub job: String,
+    /// Where to put it (default: ./daft-jobs/JOB_ID)
+    #[arg(value_name = "DEST")]
+    pub dest: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod model;
 pub mod planner;
 pub mod provider;
+pub mod sweep;
 pub mod templates;
 pub mod transport;
 pub mod ui;

@@ -6,6 +6,8 @@
 #       FOLLOW=1 until the job has ended and both are read to the end. Exits with the job's
 #       exit status once it has one (FOLLOW=1), else 0.
 #   jobs.py cancel JOB_DIR                     stop the job's process group (TERM, then KILL)
+#   jobs.py manifest JOB_DIR                   JSON: the job's files (not its unpacked code in
+#                                              work/), each with its size and SHA-256
 #
 # A job directory: job.json (the record daft wrote), pid (the job's process group), started,
 # finished (UTC, RFC 3339), exit-status, cancelled, stdout.log, stderr.log.
@@ -97,6 +99,9 @@ def cmd_list(jobs_dir):
 
 
 def cmd_follow(job_dir, out_off, err_off, follow):
+    if not os.path.isfile(os.path.join(job_dir, "job.json")):
+        sys.stderr.write(f"daft: there is no job at {job_dir}\n")
+        return 1
     streams = [
         [os.path.join(job_dir, "stdout.log"), int(out_off), sys.stdout.buffer],
         [os.path.join(job_dir, "stderr.log"), int(err_off), sys.stderr.buffer],
@@ -139,6 +144,9 @@ def cmd_follow(job_dir, out_off, err_off, follow):
 
 
 def cmd_cancel(job_dir):
+    if not os.path.isfile(os.path.join(job_dir, "job.json")):
+        sys.stderr.write(f"daft: there is no job at {job_dir}\n")
+        return 1
     if os.path.exists(os.path.join(job_dir, "exit-status")):
         print("ended")
         return 0
@@ -169,6 +177,28 @@ def cmd_cancel(job_dir):
     return 0
 
 
+def cmd_manifest(job_dir):
+    import hashlib
+
+    out = []
+    for root, dirs, files in os.walk(job_dir):
+        rel_root = os.path.relpath(root, job_dir)
+        if rel_root == ".":
+            dirs[:] = [d for d in dirs if d != "work"]
+        for name in files:
+            path = os.path.join(root, name)
+            rel = os.path.normpath(os.path.join(rel_root, name))
+            if rel in ("supervisor", "pid") or not os.path.isfile(path):
+                continue
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            out.append({"path": rel, "size": os.path.getsize(path), "sha256": h.hexdigest()})
+    json.dump(sorted(out, key=lambda e: e["path"]), sys.stdout)
+    sys.stdout.write("\n")
+
+
 if __name__ == "__main__":
     verb, args = sys.argv[1], sys.argv[2:]
     if verb == "list":
@@ -177,5 +207,7 @@ if __name__ == "__main__":
         sys.exit(cmd_follow(args[0], args[1], args[2], args[3] == "1"))
     if verb == "cancel":
         sys.exit(cmd_cancel(*args))
+    if verb == "manifest":
+        sys.exit(cmd_manifest(*args))
     sys.stderr.write(f"daft jobs.py: unknown verb {verb}\n")
     sys.exit(2)

@@ -303,6 +303,28 @@ fn jobs_on(env: &Env, cfg: &str) {
     assert_stdout(&followed, "tick\ndone");
     let again = env.ok(&["logs", "-c", cfg, &id]);
     assert_stdout(&again, "tick\ndone");
+    // pull: the job's directory (not its unpacked code), then only what changed.
+    let dest = env.dir.path().join("pulled");
+    let pulled = env.ok(&["pull", "-c", cfg, &id, dest.to_str().unwrap()]);
+    assert_stdout(&pulled, "unchanged");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("stdout.log")).unwrap(),
+        "tick\ndone\n"
+    );
+    assert!(dest.join("job.json").exists() && dest.join("exit-status").exists());
+    assert!(
+        !dest.join("work").exists(),
+        "the unpacked code came back too"
+    );
+    let n = std::fs::read_dir(&dest).unwrap().count();
+    std::fs::write(dest.join("stdout.log"), "changed here").unwrap();
+    let again = env.ok(&["pull", "-c", cfg, &id, dest.to_str().unwrap()]);
+    assert_stdout(&again, "1 file(s)");
+    assert_stdout(&again, &format!("{} unchanged", n - 1));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("stdout.log")).unwrap(),
+        "tick\ndone\n"
+    );
     let table = env.ok(&["jobs", "-c", cfg]);
     assert_stdout(&table, "STATE");
     assert_stdout(&table, "failed");
@@ -336,6 +358,7 @@ fn jobs_on(env: &Env, cfg: &str) {
     let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(find(&jobs, &id)["state"], "cancelled");
     provenance_on(env, cfg);
+    sweep_on(env, cfg);
     // A word that names no job is a usage error.
     let none = env
         .daft()
@@ -343,6 +366,85 @@ fn jobs_on(env: &Env, cfg: &str) {
         .output()
         .unwrap();
     assert_eq!(none.status.code(), Some(2), "{}", out(&none));
+}
+
+/// A 2×3 grid sweep, two at a time, one variant failing: six jobs named <sweep>-<n>, each saw
+/// its own variant (environment, variant.json, arguments), never more than two ran at once,
+/// the summary says which failed and submit exits 1.
+fn sweep_on(env: &Env, cfg: &str) {
+    let dir = env.write(
+        "sweepjob/job.py",
+        "import json, os, sys, time\nv = json.loads(os.environ['DAFT_VARIANT'])\nt0 = time.time()\ntime.sleep(1.5)\nopen(os.path.join(os.environ['DAFT_LOG_DIR'], 'times'), 'w').write('%f %f' % (t0, time.time()))\nprint(json.dumps({'variant': v, 'argv': sys.argv[1:], 'file': json.load(open(os.path.join(os.environ['DAFT_JOB_DIR'], 'variant.json')))}))\nsys.exit(3 if (v['lr'] == 0.01 and v['batch'] == 64) else 0)\n",
+    );
+    let dir = dir.parent().unwrap().to_str().unwrap();
+    let sweep = env.write(
+        "grid.toml",
+        "[sweep]\nname = \"grid\"\nmax_parallel = 2\nargs = true\n[sweep.parameters]\nlr = [0.1, 0.01]\nbatch = [16, 32, 64]\n",
+    );
+    let run = env
+        .daft()
+        .args([
+            "submit",
+            "-c",
+            cfg,
+            "-w",
+            dir,
+            "--sweep",
+            sweep.to_str().unwrap(),
+        ])
+        .args(["--", "python", "job.py"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", out(&run));
+    let table = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(table.matches("succeeded").count(), 5, "{table}");
+    assert_eq!(table.matches("failed").count(), 1, "{table}");
+    assert!(table.contains("batch=64 lr=0.01"), "{table}");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("[6/6] grid-6") && err.contains("5 of 6 succeeded"),
+        "{err}"
+    );
+
+    let listed = env.ok(&["jobs", "-c", cfg, "-o", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let mut spans = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for n in 1..=6 {
+        let j = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == format!("grid-{n}"))
+            .unwrap_or_else(|| panic!("no job grid-{n}: {jobs}"));
+        let d = Path::new(j["dir"].as_str().unwrap());
+        let said: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(d.join("stdout.log"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
+        assert_eq!(said["variant"], said["file"]);
+        assert_eq!(said["variant"], j["variant"]);
+        let v = &said["variant"];
+        assert_eq!(
+            said["argv"],
+            serde_json::json!([
+                format!("--batch={}", v["batch"]),
+                format!("--lr={}", v["lr"])
+            ])
+        );
+        seen.insert(v.to_string());
+        let times = std::fs::read_to_string(d.join("logs/times")).unwrap();
+        let (a, b) = times.split_once(' ').unwrap();
+        spans.push((a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap()));
+    }
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    // At no job's start were more than two running.
+    for (s, _) in &spans {
+        let at_once = spans.iter().filter(|(a, b)| a <= s && s < b).count();
+        assert!(at_once <= 2, "{at_once} jobs ran at once: {spans:?}");
+    }
 }
 
 /// The job record of the newest job, read from its job.json on the (local) head.

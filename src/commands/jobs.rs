@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWrite;
 
 use crate::bootstrap::dquote;
-use crate::cli::{CancelArgs, JobsArgs, LogsArgs, OutputFormat};
+use crate::cli::{CancelArgs, JobsArgs, LogsArgs, OutputFormat, PullArgs};
 use crate::config::Config;
 use crate::error::JobExit;
 use crate::templates::JOBS;
@@ -53,9 +53,10 @@ pub async fn connect(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Head>
     })
 }
 
-/// A shell command running the job helper with `args` in the cluster's environment.
+/// A shell command running the job helper with `args` in the cluster's environment. (Arguments
+/// are daft's own paths and numbers, double-quoted: a `$HOME/...` path expands on the head.)
 pub fn helper(cluster_dir: &str, args: &[&str]) -> String {
-    let args: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+    let args: Vec<String> = args.iter().map(|a| dquote(a)).collect();
     format!(
         "{}/venv/bin/python -c {} {}",
         dquote(cluster_dir),
@@ -305,6 +306,81 @@ pub async fn cancel(args: &CancelArgs) -> anyhow::Result<()> {
         ),
         _ => println!("Job {} cancelled.", job.id),
     }
+    Ok(())
+}
+
+/// One file of a job directory on the head.
+#[derive(Debug, Deserialize)]
+struct Entry {
+    path: String,
+    size: u64,
+    sha256: String,
+}
+
+pub async fn pull(args: &PullArgs) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let cfg = super::load(&args.config.config)?;
+    let key = super::ssh_key(&cfg, &args.key.identity);
+    let head = connect(&cfg, key).await?;
+    let jobs = records(&head).await?;
+    let job = resolve(&jobs, &args.job)?.clone();
+    let dest = args
+        .dest
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("daft-jobs").join(&job.id));
+    let cmd = RemoteCommand::shown_as(
+        helper(&head.cluster_dir, &["manifest", &job.dir]),
+        format!("jobs.py manifest {}", job.dir),
+    );
+    let out = head.transport.capture_cmd(&cmd).await?;
+    if out.status != 0 {
+        return Err(anyhow!(
+            "cannot list the job's files on the head ({}): {}",
+            head.transport.describe(),
+            out.tail(10)
+        ));
+    }
+    let entries: Vec<Entry> = serde_json::from_str(out.stdout.trim())
+        .context("the head answered the file list with something else")?;
+    let (mut fetched, mut bytes, mut same) = (0usize, 0u64, 0usize);
+    for e in &entries {
+        // Paths come from the head: only plain relative ones are written.
+        let rel = std::path::Path::new(&e.path);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(anyhow!("the head listed an unsafe path {:?}", e.path));
+        }
+        let local = dest.join(rel);
+        if let Ok(data) = std::fs::read(&local) {
+            use sha2::Digest;
+            if data.len() as u64 == e.size && hex::encode(sha2::Sha256::digest(&data)) == e.sha256 {
+                same += 1;
+                continue;
+            }
+        }
+        let data = head
+            .transport
+            .read_file(&format!("{}/{}", job.dir, e.path))
+            .await?;
+        if let Some(parent) = local.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&local, &data)
+            .with_context(|| format!("cannot write {}", local.display()))?;
+        fetched += 1;
+        bytes += data.len() as u64;
+    }
+    println!(
+        "Pulled job {} to {}: {fetched} file(s) ({}) copied, {same} unchanged, in {}",
+        job.id,
+        dest.display(),
+        crate::archive::human_bytes(bytes),
+        crate::ui::elapsed(t0.elapsed())
+    );
     Ok(())
 }
 

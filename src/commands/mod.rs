@@ -38,6 +38,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             Command::Jobs(a) => jobs::list(&a).await,
             Command::Logs(a) => jobs::logs(&a).await,
             Command::Cancel(a) => jobs::cancel(&a).await,
+            Command::Pull(a) => jobs::pull(&a).await,
         }
     })
 }

@@ -23,6 +23,15 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
     // Bad usage is found before anything connects.
+    let sweep = match &args.sweep {
+        Some(path) => Some(crate::sweep::load(path)?),
+        None => None,
+    };
+    if sweep.is_some() && args.detach {
+        return Err(usage(
+            "--detach and --sweep go separately: a sweep stays to start its jobs `max_parallel` at a time",
+        ));
+    }
     let command = job_command(&args.command, cfg.run.command.as_deref())?;
     let mut env = job_env(&cfg.run.env, &args.env)?;
     for name in &cfg.run.env_from_local {
@@ -115,52 +124,20 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         );
     }
 
-    let job_id = new_job_id(&short);
-    let job_dir = format!("{cluster_dir}/jobs/{job_id}");
+    let job = Prepared {
+        transport: transport.clone(),
+        cluster_dir: cluster_dir.clone(),
+        remote_zip,
+        archive: short,
+        working_dir: args.working_dir.display().to_string(),
+        provenance,
+        env,
+    };
+    if let Some(sweep) = sweep {
+        return run_sweep(&job, &sweep, &command).await;
+    }
     let name = job_name(args);
-    let record = serde_json::json!({
-        "id": job_id,
-        "name": name,
-        "command": command,
-        "submitted": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-        "working_dir": args.working_dir.display().to_string(),
-        "archive": short,
-        "git": provenance,
-    });
-    // The record (with the diffs, however long) travels as a file, not on a command line.
-    transport
-        .write_file(
-            format!("{record:#}\n").as_bytes(),
-            &format!("{job_dir}/job.json"),
-        )
-        .await
-        .context("cannot write the job's record on the head")?;
-    // The job's environment travels on the command's stdin (KEY=VALUE, NUL-separated): never
-    // on a command line, in a file or in a log.
-    let mut input = Vec::new();
-    for (k, v) in &env {
-        input.extend_from_slice(format!("{k}={v}").as_bytes());
-        input.push(0);
-    }
-    let launch = job_script(&cluster_dir, &job_dir, &remote_zip, &command, &name);
-    let shown = format!(
-        "start job {job_id}: {} [environment: {}]",
-        crate::transport::redact(&command),
-        env.keys().cloned().collect::<Vec<_>>().join(" ")
-    );
-    let started = transport
-        .capture_cmd(
-            &RemoteCommand::shown_as(format!("bash -c {}", shell_quote(&launch)), shown)
-                .with_input(input),
-        )
-        .await?;
-    if started.status != 0 {
-        return Err(anyhow!(
-            "the job did not start on the head ({}): {}",
-            transport.describe(),
-            started.tail(15)
-        ));
-    }
+    let (job_id, job_dir) = job.start(&name, &command, None).await?;
     eprintln!(
         "daft: job {job_id} ({name}) on {}: {command}",
         transport.describe(),
@@ -197,6 +174,234 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
              (`daft logs {job_id}`)"
         );
         return Err(JobExit(status).into());
+    }
+    Ok(())
+}
+
+/// What every job of one `submit` shares: the head, the archive on it, the environment.
+struct Prepared {
+    transport: std::sync::Arc<dyn crate::transport::Transport>,
+    cluster_dir: String,
+    remote_zip: String,
+    archive: String,
+    working_dir: String,
+    provenance: crate::git::Provenance,
+    env: BTreeMap<String, String>,
+}
+
+impl Prepared {
+    /// Start one job under its supervisor; its (id, directory) once it runs.
+    async fn start(
+        &self,
+        name: &str,
+        command: &str,
+        variant: Option<&BTreeMap<String, serde_json::Value>>,
+    ) -> anyhow::Result<(String, String)> {
+        let job_id = new_job_id(&self.archive);
+        let job_dir = format!("{}/jobs/{job_id}", self.cluster_dir);
+        let record = serde_json::json!({
+            "id": job_id,
+            "name": name,
+            "command": command,
+            "submitted": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            "working_dir": self.working_dir,
+            "archive": self.archive,
+            "git": self.provenance,
+            "variant": variant,
+        });
+        // The record (with the diffs, however long) travels as a file, not on a command line.
+        self.transport
+            .write_file(
+                format!("{record:#}\n").as_bytes(),
+                &format!("{job_dir}/job.json"),
+            )
+            .await
+            .context("cannot write the job's record on the head")?;
+        let mut env = self.env.clone();
+        if let Some(v) = variant {
+            let json = serde_json::to_string(v)?;
+            self.transport
+                .write_file(
+                    format!("{json}\n").as_bytes(),
+                    &format!("{job_dir}/variant.json"),
+                )
+                .await
+                .context("cannot write the job's variant on the head")?;
+            env.insert("DAFT_VARIANT".into(), json);
+        }
+        // The job's environment travels on the command's stdin (KEY=VALUE, NUL-separated):
+        // never on a command line, in a file or in a log.
+        let mut input = Vec::new();
+        for (k, v) in &env {
+            input.extend_from_slice(format!("{k}={v}").as_bytes());
+            input.push(0);
+        }
+        let launch = job_script(&self.cluster_dir, &job_dir, &self.remote_zip, command, name);
+        let shown = format!(
+            "start job {job_id}: {} [environment: {}]",
+            crate::transport::redact(command),
+            env.keys().cloned().collect::<Vec<_>>().join(" ")
+        );
+        let started = self
+            .transport
+            .capture_cmd(
+                &RemoteCommand::shown_as(format!("bash -c {}", shell_quote(&launch)), shown)
+                    .with_input(input),
+            )
+            .await?;
+        if started.status != 0 {
+            return Err(anyhow!(
+                "the job did not start on the head ({}): {}",
+                self.transport.describe(),
+                started.tail(15)
+            ));
+        }
+        Ok((job_id, job_dir))
+    }
+}
+
+/// One row of a sweep's summary.
+#[derive(Debug, Clone, serde::Serialize)]
+struct SweepRow {
+    job: String,
+    variant: String,
+    state: String,
+    duration: String,
+    exit_status: Option<i32>,
+}
+
+/// Start a sweep's jobs, `max_parallel` at a time; one line per job as it starts and ends; a
+/// summary table. Fails (exit 1) when any job did not succeed.
+async fn run_sweep(
+    job: &Prepared,
+    sweep: &crate::sweep::Sweep,
+    command: &str,
+) -> anyhow::Result<()> {
+    use crate::sweep::{as_args, describe};
+    let total = sweep.variants.len();
+    let head = jobs::Head {
+        transport: job.transport.clone(),
+        cluster_dir: job.cluster_dir.clone(),
+    };
+    eprintln!(
+        "daft: sweep {:?}: {total} job(s), {} at a time, on {}",
+        sweep.name,
+        sweep.max_parallel,
+        job.transport.describe()
+    );
+    let t0 = Instant::now();
+    let mut pending = sweep.variants.iter().enumerate();
+    // (index, job id, started)
+    let mut running: Vec<(usize, String, Instant)> = Vec::new();
+    let mut rows: Vec<Option<SweepRow>> = vec![None; total];
+    let mut interrupted = false;
+    loop {
+        while !interrupted && running.len() < sweep.max_parallel {
+            let Some((i, variant)) = pending.next() else {
+                break;
+            };
+            let name = format!("{}-{}", sweep.name, i + 1);
+            let mut cmd = command.to_string();
+            if sweep.args {
+                for a in as_args(variant) {
+                    cmd.push(' ');
+                    cmd.push_str(&shell_quote(&a));
+                }
+            }
+            let (id, _) = job.start(&name, &cmd, Some(variant)).await?;
+            eprintln!(
+                "[{}/{total}] {name} started ({}): {id}",
+                i + 1,
+                describe(variant)
+            );
+            running.push((i, id, Instant::now()));
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                eprintln!("\ndaft: stopping the sweep (Ctrl-C): cancelling {} running job(s), starting no more", running.len());
+                let records = jobs::records(&head).await?;
+                for (_, id, _) in &running {
+                    if let Some(r) = records.iter().find(|r| &r.id == id) {
+                        let _ = jobs::cancel_job(&head, &r.dir).await;
+                    }
+                }
+            }
+        }
+        let records = jobs::records(&head).await?;
+        let mut still = Vec::new();
+        for (i, id, started) in running.drain(..) {
+            let rec = records.iter().find(|r| r.id == id);
+            match rec {
+                Some(r) if !matches!(r.state.as_str(), "queued" | "running") => {
+                    let took = elapsed(started.elapsed());
+                    let name = format!("{}-{}", sweep.name, i + 1);
+                    eprintln!(
+                        "[{}/{total}] {name} {} in {took}{}",
+                        i + 1,
+                        r.state,
+                        r.exit_status
+                            .map(|c| format!(" (exit status {c})"))
+                            .unwrap_or_default()
+                    );
+                    rows[i] = Some(SweepRow {
+                        job: name,
+                        variant: describe(&sweep.variants[i]),
+                        state: r.state.clone(),
+                        duration: took,
+                        exit_status: r.exit_status,
+                    });
+                }
+                _ => still.push((i, id, started)),
+            }
+        }
+        running = still;
+    }
+    let rows: Vec<SweepRow> = rows.into_iter().flatten().collect();
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    t.set_header(["JOB", "VARIANT", "STATE", "DURATION", "EXIT"]);
+    for r in &rows {
+        t.add_row([
+            r.job.clone(),
+            r.variant.clone(),
+            r.state.clone(),
+            r.duration.clone(),
+            r.exit_status.map(|c| c.to_string()).unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    let failed = rows.iter().filter(|r| r.state != "succeeded").count();
+    let not_started = total - rows.len();
+    eprintln!(
+        "daft: sweep {:?}: {} of {total} succeeded{}{} in {}",
+        sweep.name,
+        rows.len() - failed,
+        if failed > 0 {
+            format!(", {failed} did not")
+        } else {
+            String::new()
+        },
+        if not_started > 0 {
+            format!(", {not_started} not started")
+        } else {
+            String::new()
+        },
+        elapsed(t0.elapsed())
+    );
+    if interrupted {
+        return Err(JobExit(130).into());
+    }
+    if failed > 0 || not_started > 0 {
+        return Err(anyhow!(
+            "{} of {total} job(s) of sweep {:?} did not succeed; `daft logs JOB` shows their output",
+            failed + not_started,
+            sweep.name
+        ));
     }
     Ok(())
 }

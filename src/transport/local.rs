@@ -130,6 +130,13 @@ impl Transport for LocalTransport {
         Ok(())
     }
 
+    async fn read_file(&self, remote: &str) -> anyhow::Result<Vec<u8>> {
+        let src = self.resolve(remote);
+        tokio::fs::read(&src)
+            .await
+            .with_context(|| format!("cannot read {}", src.display()))
+    }
+
     async fn open_tunnel(&self, host: &str, port: u16) -> anyhow::Result<Box<dyn TunnelStream>> {
         let s = tokio::net::TcpStream::connect((host, port))
             .await

@@ -113,6 +113,9 @@ pub trait Transport: Send + Sync {
     /// Write bytes to a file on the node.
     async fn write_file(&self, data: &[u8], remote: &str) -> anyhow::Result<()>;
 
+    /// A file's whole content from the node (`daft pull`).
+    async fn read_file(&self, remote: &str) -> anyhow::Result<Vec<u8>>;
+
     /// Open a connection from the node to `host:port` (a tunnel).
     async fn open_tunnel(&self, host: &str, port: u16) -> anyhow::Result<Box<dyn TunnelStream>>;
 

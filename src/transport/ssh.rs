@@ -630,6 +630,15 @@ impl Transport for SshTransport {
         Ok(())
     }
 
+    async fn read_file(&self, remote: &str) -> anyhow::Result<Vec<u8>> {
+        let remote = self.abs(remote).await?;
+        tracing::debug!(target: "daft::remote", host = %self.describe(), from = %remote, "sftp get");
+        let sftp = self.sftp().await?;
+        sftp.read(remote.clone())
+            .await
+            .with_context(|| format!("cannot read {remote} on {}", self.describe()))
+    }
+
     async fn open_tunnel(&self, host: &str, port: u16) -> anyhow::Result<Box<dyn TunnelStream>> {
         tracing::debug!(target: "daft::remote", via = %self.describe(), %host, port, "direct-tcpip");
         let ch = self
