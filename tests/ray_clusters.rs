@@ -198,7 +198,7 @@ fn node_tmp_dirs(home: &Path, cluster: &str) -> Vec<String> {
 fn jobs_on(env: &Env, cfg: &str) {
     let dir = env.write(
         "probe/probe.py",
-        "import json, os, sys\nprint(json.dumps({'argv': sys.argv[1:], 'env': {k: os.environ.get(k) for k in ['FROM_CONFIG', 'FROM_FLAG', 'FROM_LOCAL', 'DAFT_JOB_ID', 'DAFT_JOB_NAME', 'SECRET_TOKEN']}, 'log_dir': os.path.isdir(os.environ['DAFT_LOG_DIR'])}))\n",
+        "import json, os, sys\nmylib = None\ntry:\n    import mylib\nexcept ImportError:\n    pass\nprint(json.dumps({'argv': sys.argv[1:], 'env': {k: os.environ.get(k) for k in ['FROM_CONFIG', 'FROM_FLAG', 'FROM_LOCAL', 'DAFT_JOB_ID', 'DAFT_JOB_NAME', 'SECRET_TOKEN']}, 'log_dir': os.path.isdir(os.environ['DAFT_LOG_DIR']), 'synced': getattr(mylib, 'VALUE', None), 'sync_dir': os.path.isdir(os.path.join(os.environ.get('DAFT_SYNC_DIR', '/nonexistent'), 'shared-lib', 'mylib'))}))\n",
     );
     let dir = dir.parent().unwrap().to_str().unwrap();
     // Several words after `--`: each reaches the program as one argument.
@@ -250,6 +250,8 @@ fn jobs_on(env: &Env, cfg: &str) {
     assert_eq!(v["env"]["SECRET_TOKEN"], secret);
     assert_eq!(v["env"]["FROM_LOCAL"], local_secret);
     assert_eq!(v["log_dir"], true);
+    assert_eq!(v["synced"], 42, "the synced code is not importable: {v}");
+    assert_eq!(v["sync_dir"], true);
     let log = String::from_utf8_lossy(&probe.stderr);
     assert!(
         !log.contains(secret) && !log.contains(local_secret),
@@ -587,10 +589,12 @@ fn local_cluster_up_submit_noop_down() {
     let env = Env::new();
     let ray_port = common::free_port("127.0.0.1");
     let dash_port = common::free_port("127.0.0.1");
+    // `[run] sync`: a code directory beside the config, importable by every job.
+    env.write("shared-lib/mylib/__init__.py", "VALUE = 42\n");
     let cfg = env.write(
         "local.toml",
         &format!(
-            "[setup]\nname = \"t-local\"\nprovider = \"local\"\nnumber_of_workers = 1\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n\n[run]\nsetup_commands = [\"echo setup-ran > setup-marker\"]\ncommand = \"python probe.py\"\nenv = {{ FROM_CONFIG = \"c\", FROM_FLAG = \"config-value\" }}\nenv_from_local = [\"FROM_LOCAL\"]\n"
+            "[setup]\nname = \"t-local\"\nprovider = \"local\"\nnumber_of_workers = 1\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n\n[run]\nsetup_commands = [\"echo setup-ran > setup-marker\"]\ncommand = \"python probe.py\"\nenv = {{ FROM_CONFIG = \"c\", FROM_FLAG = \"config-value\" }}\nenv_from_local = [\"FROM_LOCAL\"]\nsync = [\"shared-lib\"]\n"
         ),
     );
     let cfg = cfg.to_str().unwrap();

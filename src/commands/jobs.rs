@@ -35,6 +35,12 @@ pub struct JobRecord {
     pub started: Option<String>,
     pub finished: Option<String>,
     pub dir: String,
+    /// A sweep's variant (none for a single job).
+    #[serde(default)]
+    pub variant: Option<serde_json::Value>,
+    /// Where the code came from: commit, branch, dirty (the diffs stay in the job's job.json).
+    #[serde(default)]
+    pub git: Option<serde_json::Value>,
 }
 
 /// The head's cluster directory and a connection to it.
@@ -399,6 +405,8 @@ mod tests {
             started: None,
             finished: None,
             dir: format!("/j/{id}"),
+            variant: None,
+            git: None,
         }
     }
 

@@ -82,8 +82,25 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     // Hash the working directory's content while connecting; pack only what the head lacks.
     let dir = args.working_dir.clone();
     let t0 = Instant::now();
+    let sync_dirs = cfg.run.sync_dirs.clone();
+    let sync_names: Vec<String> = sync_dirs
+        .iter()
+        .filter_map(|d| d.canonicalize().ok())
+        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
     let hashing = tokio::task::spawn_blocking(move || {
-        let files = collect(&dir)?;
+        let mut files = collect(&dir)?;
+        // `[run] sync`: more directories, beside the job's own files under .daft-sync/NAME.
+        for d in &sync_dirs {
+            let name = d
+                .canonicalize()?
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            for (rel, path) in collect(d)? {
+                files.push((format!("{SYNC_DIR}/{name}/{rel}"), path));
+            }
+        }
         let hash = manifest_hash(&files)?;
         anyhow::Ok((files, hash))
     });
@@ -125,6 +142,7 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     }
 
     let job = Prepared {
+        sync_names,
         transport: transport.clone(),
         cluster_dir: cluster_dir.clone(),
         remote_zip,
@@ -178,8 +196,13 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where `[run] sync` directories land in a job's working directory.
+pub const SYNC_DIR: &str = ".daft-sync";
+
 /// What every job of one `submit` shares: the head, the archive on it, the environment.
 struct Prepared {
+    /// The `[run] sync` directories' names under `.daft-sync/`.
+    sync_names: Vec<String>,
     transport: std::sync::Arc<dyn crate::transport::Transport>,
     cluster_dir: String,
     remote_zip: String,
@@ -236,7 +259,14 @@ impl Prepared {
             input.extend_from_slice(format!("{k}={v}").as_bytes());
             input.push(0);
         }
-        let launch = job_script(&self.cluster_dir, &job_dir, &self.remote_zip, command, name);
+        let launch = job_script(
+            &self.cluster_dir,
+            &job_dir,
+            &self.remote_zip,
+            command,
+            name,
+            &self.sync_names,
+        );
         let shown = format!(
             "start job {job_id}: {} [environment: {}]",
             crate::transport::redact(command),
@@ -492,7 +522,22 @@ pub fn job_script(
     archive: &str,
     command: &str,
     name: &str,
+    sync_names: &[String],
 ) -> String {
+    // Synced directories: $DAFT_SYNC_DIR/NAME, each (and the directory itself) on PYTHONPATH.
+    let sync = if sync_names.is_empty() {
+        String::new()
+    } else {
+        let mut paths: Vec<String> = sync_names
+            .iter()
+            .map(|n| format!("\"$DAFT_SYNC_DIR\"/{}", shell_quote(n)))
+            .collect();
+        paths.push("\"$DAFT_SYNC_DIR\"".into());
+        format!(
+            "export DAFT_SYNC_DIR=\"$J/work/{SYNC_DIR}\"\nexport PYTHONPATH={}${{PYTHONPATH:+:$PYTHONPATH}}\n",
+            paths.join(":")
+        )
+    };
     let env: String = TELEMETRY_OFF
         .iter()
         .map(|(k, v)| format!(" {k}={v}"))
@@ -511,7 +556,7 @@ cd "$J/work"
 {cluster_env}
 export PYTHONUNBUFFERED=1 DAFT_JOB_DIR="$J" DAFT_JOB_ID="${{J##*/}}" DAFT_LOG_DIR="$J/logs"{env}
 export DAFT_JOB_NAME={name}
-# The job's own variables, from stdin (KEY=VALUE, NUL-separated).
+{sync}# The job's own variables, from stdin (KEY=VALUE, NUL-separated).
 while IFS= read -r -d '' kv; do export "$kv"; done
 setsid sh -c '
 J="$1"

@@ -162,6 +162,12 @@ pub struct Run {
     /// Variables whose values every job takes from this machine's environment at submit time.
     #[serde(default)]
     pub env_from_local: Vec<String>,
+    /// More directories sent with every job (as given; relative to the config file).
+    #[serde(default)]
+    pub sync: Vec<String>,
+    /// `sync`, resolved: existing directories with distinct names.
+    #[serde(skip)]
+    pub sync_dirs: Vec<PathBuf>,
 }
 
 /// `host[:port]`.
@@ -1014,6 +1020,33 @@ impl Checker<'_> {
             }
         };
 
+        // [run] sync: existing directories, each under a name of its own.
+        let mut run = f.run.clone();
+        let mut names = std::collections::BTreeSet::new();
+        for (i, raw) in f.run.sync.iter().enumerate() {
+            let span = self.element_span(doc, &["run", "sync"], i);
+            let expanded = shellexpand::tilde(raw);
+            let p = PathBuf::from(expanded.as_ref());
+            let p = if p.is_relative() { base.join(p) } else { p };
+            if !p.is_dir() {
+                return Err(self
+                    .err(span, format!("`run.sync` entry {raw:?} is not a directory"))
+                    .label(format!("{} does not exist or is not a directory", p.display()))
+                    .help("list directories to send with every job, relative to the config file (\"../shared-lib\")"));
+            }
+            let name = p
+                .canonicalize()
+                .ok()
+                .and_then(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_default();
+            if name.is_empty() || !names.insert(name.clone()) {
+                return Err(self
+                    .err(span, format!("`run.sync` entry {raw:?} has the same name ({name:?}) as another"))
+                    .label("names must differ")
+                    .help("jobs find each synced directory under its own name in $DAFT_SYNC_DIR: rename one"));
+            }
+            run.sync_dirs.push(p);
+        }
         Ok(Config {
             path: PathBuf::from(self.file),
             display_path: self.file.to_string(),
@@ -1035,7 +1068,7 @@ impl Checker<'_> {
                 local,
                 aws,
             },
-            run: f.run,
+            run,
             source: self.source.to_string(),
             ssh_key_span,
         })

@@ -116,4 +116,5 @@ pub const KEYS: &[Key] = &[
         false,
         "[\"WANDB_API_KEY\"]",
     ),
+    k("run", "sync", Ty::StrList, false, "[\"../shared-lib\"]"),
 ];
