@@ -201,6 +201,9 @@ pub struct SubmitArgs {
     /// <sweep>-<n>, `max_parallel` at a time; a summary table at the end
     #[arg(long, value_name = "FILE")]
     pub sweep: Option<PathBuf>,
+    /// Output format of a sweep's summary
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: OutputFormat,
     /// Submit even though the working directory's git repository has uncommitted changes
     /// (the job records the diff)
     #[arg(long)]

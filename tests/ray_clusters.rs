@@ -746,6 +746,7 @@ fn local_cluster_up_submit_noop_down() {
             "python",
             "main.py",
         ])
+        .env("FROM_LOCAL", "local-default")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -152,7 +152,7 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         env,
     };
     if let Some(sweep) = sweep {
-        return run_sweep(&job, &sweep, &command).await;
+        return run_sweep(&job, &sweep, &command, args.output).await;
     }
     let name = job_name(args);
     let (job_id, job_dir) = job.start(&name, &command, None).await?;
@@ -306,6 +306,7 @@ async fn run_sweep(
     job: &Prepared,
     sweep: &crate::sweep::Sweep,
     command: &str,
+    output: crate::cli::OutputFormat,
 ) -> anyhow::Result<()> {
     use crate::sweep::{as_args, describe};
     let total = sweep.variants.len();
@@ -404,7 +405,10 @@ async fn run_sweep(
             r.exit_status.map(|c| c.to_string()).unwrap_or_default(),
         ]);
     }
-    println!("{t}");
+    match output {
+        crate::cli::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        crate::cli::OutputFormat::Text => println!("{t}"),
+    }
     let failed = rows.iter().filter(|r| r.state != "succeeded").count();
     let not_started = total - rows.len();
     eprintln!(
