@@ -58,6 +58,7 @@ pub enum ProviderArg {
     Aws,
     Ssh,
     Local,
+    Slurm,
 }
 
 impl From<ProviderArg> for ProviderKind {
@@ -66,6 +67,7 @@ impl From<ProviderArg> for ProviderKind {
             ProviderArg::Aws => ProviderKind::Aws,
             ProviderArg::Ssh => ProviderKind::Ssh,
             ProviderArg::Local => ProviderKind::Local,
+            ProviderArg::Slurm => ProviderKind::Slurm,
         }
     }
 }

@@ -49,6 +49,13 @@ pub fn lock_path(home: &Path, cfg: &Config) -> PathBuf {
             .map(|h| h.head.to_string())
             .unwrap_or_default(),
         ProviderKind::Local => cfg.setup.local.address.to_string(),
+        ProviderKind::Slurm => cfg
+            .setup
+            .slurm
+            .login
+            .as_ref()
+            .map(|h| h.to_string())
+            .unwrap_or_default(),
     };
     let key = crate::model::short_hash([place.as_str()]);
     home.join("locks").join(format!(

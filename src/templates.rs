@@ -8,6 +8,8 @@ pub const CONFIG: &str = include_str!("../templates/daft.toml");
 pub const SECTION_SSH: &str = include_str!("../templates/section-ssh.toml");
 pub const SECTION_LOCAL: &str = include_str!("../templates/section-local.toml");
 pub const SECTION_AWS: &str = include_str!("../templates/section-aws.toml");
+pub const SECTION_SLURM: &str = include_str!("../templates/section-slurm.toml");
+pub const SLURM_BATCH: &str = include_str!("../templates/slurm.sbatch");
 pub const BOOTSTRAP: &str = include_str!("../templates/bootstrap.sh");
 pub const UNPACK: &str = include_str!("../templates/unpack.py");
 pub const JOBS: &str = include_str!("../templates/jobs.py");
@@ -24,6 +26,7 @@ fn irrelevant_keys(provider: ProviderKind) -> &'static [&'static str] {
             "ssh_user",
             "ssh_private_key",
         ],
+        ProviderKind::Slurm => &["region", "instance_type", "image_id"],
     }
 }
 
@@ -54,6 +57,7 @@ pub fn render_config(provider: ProviderKind, name: Option<&str>) -> String {
         ProviderKind::Aws => SECTION_AWS,
         ProviderKind::Ssh => SECTION_SSH,
         ProviderKind::Local => SECTION_LOCAL,
+        ProviderKind::Slurm => SECTION_SLURM,
     };
     // Sub-tables of [setup] go right after [setup]'s keys, before [run].
     let at = text.find("\n[run]").map(|i| i + 1).unwrap_or(text.len());

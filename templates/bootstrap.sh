@@ -6,6 +6,7 @@
 #   start         start this node's Ray (head or worker), unless it already runs as asked
 #   stop          stop this node's Ray: its own process group, by PID (never `ray stop`)
 #   stop-cluster  stop every node of this cluster on this host
+#   hold          stay while this node's Ray runs; TERM stops it (a Slurm job's main process)
 #   record        write this node's record (node.json) again, e.g. once setup_commands succeeded
 #   status        one line per node of this cluster on this host: daft-node <alive|dead> <json>,
 #                 and daft-member <host> per host in the cluster's member list (kept on the head)
@@ -304,6 +305,13 @@ for action in "$@"; do
             rm -rf "$CLUSTER_DIR/nodes"
             ;;
         status) status ;;
+        hold)
+            # Stay while this node's Ray runs (a batch job's life is its processes'); a TERM
+            # stops Ray first.
+            trap 'stop_node "$NODE_DIR"; exit 0' TERM INT HUP
+            pid=$(cat "$NODE_DIR/ray.pid" 2>/dev/null || true)
+            while alive "$pid"; do sleep 2 & wait $!; done
+            ;;
         record) mkdir -p "$NODE_DIR"; printf '%s\n' "$DAFT_NODE_JSON" > "$NODE_DIR/node.json" ;;
         add-member | remove-member)
             # One writer at a time (flock), and the list replaced whole (rename): concurrent

@@ -106,3 +106,204 @@ fn real_slurm_queues_runs_and_limits_an_array() {
         assert!(at_once <= 2, "{at_once} tasks at once: {spans:?}");
     }
 }
+
+fn daft(home: &std::path::Path, slurm: &Slurm) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("daft").unwrap();
+    c.current_dir(home)
+        .env("DAFT_HOME", home.join(".daft"))
+        .env("HOME", home)
+        .env("UV_CACHE_DIR", common::uv_cache())
+        .envs(slurm.env())
+        .env_remove("RUST_LOG")
+        .timeout(Duration::from_secs(900));
+    c
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Processes whose command line mentions `needle`.
+fn procs_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) && !cmd.contains("procs_with") {
+                found.push(format!("{} {cmd}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
+    let slurm = Slurm::start(2);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let cfg = h.join("slurm.toml");
+    let write_cfg = |time: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[setup]\nname = \"t-slurm\"\nprovider = \"slurm\"\n\n[setup.slurm]\ntime = \"{time}\"\ncpus_per_task = 1\n\n[run]\nsetup_commands = [\"echo set-up > setup-marker\"]\n"
+            ),
+        )
+        .unwrap();
+    };
+    write_cfg("0:30:00");
+    let c = cfg.to_str().unwrap();
+    // Both CPUs are taken for a few seconds: the cluster's allocation waits behind them.
+    let hold = slurm.client("sbatch", &["--parsable", "-c", "2", "--wrap", "sleep 6"]);
+    assert!(hold.trim().parse::<u32>().is_ok(), "{hold}");
+
+    let plan = daft(h, &slurm).args(["plan", "-c", c]).output().unwrap();
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("+ create     head"),
+        "{}",
+        text(&plan)
+    );
+    let up = daft(h, &slurm).args(["up", "-c", c]).output().unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    let all = text(&up);
+    assert!(
+        all.contains("is queued: Resources") || all.contains("is queued: Priority"),
+        "{all}"
+    );
+    let queue = slurm.client("squeue", &["-h", "--name=daft-t-slurm", "-o", "%i %T %k"]);
+    let first_id = queue.split_whitespace().next().unwrap().to_string();
+    assert!(
+        queue.contains("RUNNING") && queue.contains("daft:t-slurm"),
+        "{queue}"
+    );
+    assert!(h.join("setup-marker").exists() || h.join(".daft/setup-marker").exists());
+
+    // Nothing changed: nothing to do.
+    let again = daft(h, &slurm).args(["up", "-c", c]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("Nothing to do"),
+        "{}",
+        text(&again)
+    );
+
+    // A job sees the cluster's Ray (through its token).
+    let job = h.join("job");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(
+        job.join("nodes.py"),
+        "import ray\nray.init()\nprint('nodes=%d' % len([n for n in ray.nodes() if n['Alive']]))\n",
+    )
+    .unwrap();
+    let sub = daft(h, &slurm)
+        .args([
+            "submit",
+            "-c",
+            c,
+            "-w",
+            job.to_str().unwrap(),
+            "--",
+            "python",
+            "nodes.py",
+        ])
+        .output()
+        .unwrap();
+    assert!(sub.status.success(), "{}", text(&sub));
+    assert!(
+        String::from_utf8_lossy(&sub.stdout).contains("nodes=1"),
+        "{}",
+        text(&sub)
+    );
+
+    // The dashboard through the tunnel, with the cluster's token.
+    let port = common::free_port("127.0.0.1");
+    let mut dash = std::process::Command::new(assert_cmd::cargo::cargo_bin("daft"))
+        .current_dir(h)
+        .env("DAFT_HOME", h.join(".daft"))
+        .env("HOME", h)
+        .envs(slurm.env())
+        .args([
+            "dashboard",
+            "-c",
+            c,
+            "--no-browser",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let token = std::fs::read_to_string(h.join(".daft/clusters/t-slurm/ray-token")).unwrap();
+    let body = common::dashboard_version(port, Some(token.trim()));
+    let _ = dash.kill();
+    let _ = dash.wait();
+    assert!(body.contains("ray_version"), "{body}");
+
+    // A new time limit replaces the allocation.
+    write_cfg("0:20:00");
+    let replace = daft(h, &slurm)
+        .args(["up", "-c", c, "--yes"])
+        .output()
+        .unwrap();
+    assert!(replace.status.success(), "{}", text(&replace));
+    assert!(
+        String::from_utf8_lossy(&replace.stdout).contains("time 0:30:00 → 0:20:00"),
+        "{}",
+        text(&replace)
+    );
+    let queue = slurm.client("squeue", &["-h", "--name=daft-t-slurm", "-o", "%i %T %l"]);
+    let lines: Vec<&str> = queue.lines().collect();
+    assert_eq!(lines.len(), 1, "{queue}");
+    assert!(
+        !lines[0].starts_with(&first_id)
+            && lines[0].contains("RUNNING")
+            && lines[0].contains("20:00"),
+        "{queue}"
+    );
+
+    // down: the queue is empty, and no Ray process of the cluster is left.
+    let down = daft(h, &slurm)
+        .args(["down", "-c", c, "--yes"])
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", text(&down));
+    assert_eq!(slurm.client("squeue", &["-h"]).trim(), "");
+    let home_str = h.display().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !procs_with(&format!("{home_str}/.daft/envs")).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind: {:?}",
+            procs_with(&home_str)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn slurm_refusal_is_slurms_own_message_and_exit_1() {
+    let slurm = Slurm::start(1);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let cfg = h.join("slurm.toml");
+    std::fs::write(
+        &cfg,
+        "[setup]\nname = \"t-bad\"\nprovider = \"slurm\"\n\n[setup.slurm]\npartition = \"nosuchpartition\"\n",
+    )
+    .unwrap();
+    let up = daft(h, &slurm)
+        .args(["up", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(up.status.code(), Some(1), "{}", text(&up));
+    let e = String::from_utf8_lossy(&up.stderr);
+    assert!(e.contains("Invalid partition name specified"), "{e}");
+    assert!(e.contains("[setup.slurm]"), "{e}");
+    assert_eq!(slurm.client("squeue", &["-h"]).trim(), "");
+}

@@ -48,6 +48,9 @@ pub fn message(path: &str, provider: ProviderKind, named: bool) -> String {
         ProviderKind::Ssh => todo.push("list your hosts under [setup.ssh]".into()),
         ProviderKind::Aws => todo.push("check `region` and `instance_type`".into()),
         ProviderKind::Local => {}
+        ProviderKind::Slurm => {
+            todo.push("set the allocation under [setup.slurm] (partition, time, login)".into())
+        }
     }
     let mut s = format!("Wrote {path} (provider \"{}\").\n", provider.as_str());
     if !todo.is_empty() {

@@ -30,15 +30,17 @@ pub enum ProviderKind {
     Aws,
     Ssh,
     Local,
+    Slurm,
 }
 
 impl ProviderKind {
-    pub const ALL: [&'static str; 3] = ["aws", "ssh", "local"];
+    pub const ALL: [&'static str; 4] = ["aws", "ssh", "local", "slurm"];
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Aws => "aws",
             ProviderKind::Ssh => "ssh",
             ProviderKind::Local => "local",
+            ProviderKind::Slurm => "slurm",
         }
     }
 }
@@ -118,6 +120,44 @@ pub struct SetupFile {
     pub local: Option<LocalFile>,
     #[serde(default)]
     pub aws: Option<AwsFile>,
+    #[serde(default)]
+    pub slurm: Option<SlurmFile>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmFile {
+    #[serde(default)]
+    pub login: Option<String>,
+    #[serde(default)]
+    pub partition: Option<String>,
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub qos: Option<String>,
+    #[serde(default)]
+    pub cpus_per_task: Option<i64>,
+    #[serde(default)]
+    pub mem: Option<String>,
+    #[serde(default)]
+    pub gpus: Option<String>,
+    #[serde(default)]
+    pub constraint: Option<String>,
+    #[serde(default)]
+    pub extra_flags: Vec<String>,
+}
+
+/// Where and how the Slurm allocation is asked for.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SlurmSetup {
+    /// The login node daft reaches over SSH; None: `sbatch` on this machine.
+    pub login: Option<HostAddr>,
+    /// `sbatch` options, in order: (flag, value), e.g. ("--partition", "debug").
+    pub options: Vec<(String, String)>,
+    /// `extra_flags`, as given (each one argument, starting with `-`).
+    pub extra_flags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -240,6 +280,7 @@ pub struct Setup {
     pub ssh: Option<SshHosts>,
     pub local: LocalSetup,
     pub aws: AwsSetup,
+    pub slurm: SlurmSetup,
 }
 
 /// A loaded config: the typed values plus the source, for errors found later.
@@ -659,6 +700,23 @@ impl Checker<'_> {
                 .label(format!("must be between 0 and {MAX_WORKERS}"))
                 .help("set the number of worker nodes besides the head, for example number_of_workers = 2"));
         }
+        // Slurm: this version runs the head alone in its allocation.
+        let number_of_workers = if s.provider == ProviderKind::Slurm {
+            match v(&["setup", "number_of_workers"]) {
+                Some(span) if s.number_of_workers > 0 => {
+                    return Err(self
+                        .err(Some(span), format!(
+                            "`setup.number_of_workers` = {}: provider = \"slurm\" runs the head alone in its allocation in this version of daft",
+                            s.number_of_workers
+                        ))
+                        .label("workers on Slurm are not supported yet")
+                        .help("set number_of_workers = 0 (or remove it); give the head more CPUs with `cpus_per_task` in [setup.slurm]"));
+                }
+                _ => 0,
+            }
+        } else {
+            s.number_of_workers as u32
+        };
 
         // region
         if !is_region(&s.region) {
@@ -888,6 +946,7 @@ impl Checker<'_> {
             ("ssh", s.ssh.is_some(), ProviderKind::Ssh),
             ("local", s.local.is_some(), ProviderKind::Local),
             ("aws", s.aws.is_some(), ProviderKind::Aws),
+            ("slurm", s.slurm.is_some(), ProviderKind::Slurm),
         ];
         for (sec, present, kind) in sections {
             if present && kind != s.provider {
@@ -1020,6 +1079,75 @@ impl Checker<'_> {
             }
         };
 
+        // [setup.slurm]: values that become `#SBATCH` lines: one line each, flags as flags.
+        let slurm = {
+            let f = s.slurm.clone().unwrap_or_default();
+            let login = match &f.login {
+                None => None,
+                Some(h) => Some(self.parse_host(
+                    h,
+                    v(&["setup", "slurm", "login"]),
+                    "setup.slurm.login",
+                )?),
+            };
+            let mut options = Vec::new();
+            let strings = [
+                ("partition", "--partition", &f.partition),
+                ("account", "--account", &f.account),
+                ("time", "--time", &f.time),
+                ("qos", "--qos", &f.qos),
+                ("mem", "--mem", &f.mem),
+                ("gpus", "--gpus-per-node", &f.gpus),
+                ("constraint", "--constraint", &f.constraint),
+            ];
+            for (key, flag, val) in strings {
+                let Some(val) = val else { continue };
+                if val.is_empty() || val.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    return Err(self
+                        .err(
+                            v(&["setup", "slurm", key]),
+                            format!("`setup.slurm.{key}` = {val:?} is not one word"),
+                        )
+                        .label("spaces, line breaks and control characters are not allowed here")
+                        .help(format!(
+                            "give `{key}` as Slurm writes it, for example {}",
+                            match key {
+                                "time" => "\"1:00:00\"",
+                                "mem" => "\"16G\"",
+                                "gpus" => "\"1\" or \"a100:2\"",
+                                _ => "\"debug\"",
+                            }
+                        )));
+                }
+                options.push((flag.to_string(), val.clone()));
+            }
+            if let Some(c) = f.cpus_per_task {
+                if !(1..=4096).contains(&c) {
+                    return Err(self
+                        .err(
+                            v(&["setup", "slurm", "cpus_per_task"]),
+                            format!("`setup.slurm.cpus_per_task` = {c} is not a CPU count"),
+                        )
+                        .label("expected 1..=4096")
+                        .help("write it like cpus_per_task = 4"));
+                }
+                options.push(("--cpus-per-task".into(), c.to_string()));
+            }
+            for (i, flag) in f.extra_flags.iter().enumerate() {
+                let span = self.element_span(doc, &["setup", "slurm", "extra_flags"], i);
+                if !flag.starts_with('-') || flag.chars().any(|c| c.is_control()) {
+                    return Err(self
+                        .err(span, format!("`setup.slurm.extra_flags` entry {flag:?} is not an sbatch flag"))
+                        .label("expected --flag or --flag=value, on one line")
+                        .help("write each flag as one entry, like extra_flags = [\"--exclusive\", \"--mail-type=END\"]"));
+                }
+            }
+            SlurmSetup {
+                login,
+                options,
+                extra_flags: f.extra_flags.clone(),
+            }
+        };
         // [run] sync: existing directories, each under a name of its own.
         let mut run = f.run.clone();
         let mut names = std::collections::BTreeSet::new();
@@ -1056,7 +1184,7 @@ impl Checker<'_> {
                 region: s.region,
                 ssh_user: s.ssh_user,
                 ssh_private_key,
-                number_of_workers: s.number_of_workers as u32,
+                number_of_workers,
                 instance_type: s.instance_type,
                 image_id: s.image_id,
                 dependencies: s.dependencies,
@@ -1067,6 +1195,7 @@ impl Checker<'_> {
                 ssh,
                 local,
                 aws,
+                slurm,
             },
             run,
             source: self.source.to_string(),

@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod hosts;
+pub mod slurm;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -159,6 +160,7 @@ pub async fn for_config(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Ar
         ProviderKind::Local => Arc::new(hosts::HostsProvider::local(cfg.clone())),
         ProviderKind::Ssh => Arc::new(hosts::HostsProvider::ssh(cfg.clone(), key)),
         ProviderKind::Aws => Arc::new(aws::AwsProvider::new(cfg.clone(), key).await?),
+        ProviderKind::Slurm => Arc::new(slurm::SlurmProvider::new(cfg.clone(), key)),
     })
 }
 

@@ -1,0 +1,562 @@
+//! Slurm: the cluster's Ray inside one Slurm allocation, asked for with `sbatch` (on this
+//! machine, or on the login node over SSH) and observed with `squeue`. Slurm's own records are
+//! the truth: the allocation carries the job name `daft-<cluster>` and a comment
+//! `daft:<cluster> spec=… setup=… key=value…` (its settings, for the plan's "why").
+//!
+//! This version runs the head on the allocation's node (`number_of_workers = 0`), and reaches it
+//! through the machine `sbatch` runs on (the login node and the compute node share the user's
+//! home, where the node bootstrap keeps its files).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use indicatif::ProgressBar;
+use tokio::sync::Mutex;
+
+use super::{daft_home, DashboardRoute, LaunchRequest, Provider};
+use crate::bootstrap::{self, dquote, NodeParams};
+use crate::config::Config;
+use crate::model::{DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
+use crate::templates::SLURM_BATCH;
+use crate::transport::local::LocalTransport;
+use crate::transport::ssh::{SshTarget, SshTransport};
+use crate::transport::{shell_quote, RemoteCommand, Transport};
+
+pub struct SlurmProvider {
+    cfg: Config,
+    key: Option<PathBuf>,
+    conn: Mutex<Option<Arc<dyn Transport>>>,
+}
+
+/// How long `up` waits in Slurm's queue by default (`DAFT_SLURM_QUEUE_WAIT_SECS`).
+const QUEUE_WAIT: Duration = Duration::from_secs(3600);
+
+impl SlurmProvider {
+    pub fn new(cfg: Config, key: Option<PathBuf>) -> Self {
+        SlurmProvider {
+            cfg,
+            key,
+            conn: Mutex::new(None),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.cfg.setup.name
+    }
+
+    fn job_name(&self) -> String {
+        format!("daft-{}", self.name())
+    }
+
+    /// Where Slurm's commands run: this machine, or the login node.
+    async fn transport(&self) -> anyhow::Result<Arc<dyn Transport>> {
+        let mut conn = self.conn.lock().await;
+        if let Some(t) = conn.as_ref() {
+            return Ok(t.clone());
+        }
+        let t: Arc<dyn Transport> = match &self.cfg.setup.slurm.login {
+            None => Arc::new(LocalTransport::new(daft_home())),
+            Some(addr) => {
+                let target = SshTarget::new(
+                    addr.clone(),
+                    &self.cfg.setup.ssh_user,
+                    self.key.clone(),
+                    &daft_home(),
+                );
+                Arc::new(SshTransport::connect(target).await?)
+            }
+        };
+        *conn = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Run a Slurm command (`sbatch`, `squeue`, …); its stdout, or an error with Slurm's own
+    /// message.
+    async fn slurm(&self, t: &dyn Transport, args: &[String]) -> anyhow::Result<String> {
+        let cmd = args
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let out = t.capture_cmd(&RemoteCommand::new(cmd.clone())).await?;
+        if out.status != 0 {
+            let msg = out.stderr.trim();
+            bail!(
+                "`{}` failed on {} (exit status {}): {}",
+                args.first().map(String::as_str).unwrap_or("slurm"),
+                t.describe(),
+                out.status,
+                if msg.is_empty() {
+                    out.stdout.trim()
+                } else {
+                    msg
+                }
+            );
+        }
+        Ok(out.stdout)
+    }
+
+    /// The allocation's settings: what the plan compares.
+    fn spec(&self) -> NodeSpec {
+        let s = &self.cfg.setup.slurm;
+        let mut launch: Vec<(&'static str, String)> =
+            vec![("nodes", (1 + self.cfg.setup.number_of_workers).to_string())];
+        for (flag, value) in &s.options {
+            let key: &'static str = match flag.as_str() {
+                "--partition" => "partition",
+                "--account" => "account",
+                "--time" => "time",
+                "--qos" => "qos",
+                "--mem" => "mem",
+                "--gpus-per-node" => "gpus",
+                "--constraint" => "constraint",
+                "--cpus-per-task" => "cpus_per_task",
+                _ => continue,
+            };
+            launch.push((key, value.clone()));
+        }
+        if !s.extra_flags.is_empty() {
+            let joined = s.extra_flags.join(" ");
+            launch.push((
+                "extra_flags",
+                crate::model::short_hash([joined.as_str()])[..8].to_string(),
+            ));
+        }
+        NodeSpec::new(Role::Head, launch)
+    }
+
+    fn comment(&self, spec_hash: &str, setup: Option<&str>) -> String {
+        let mut c = format!(
+            "daft:{} spec={spec_hash} setup={}",
+            self.name(),
+            setup.unwrap_or("-")
+        );
+        for (k, v) in &self.spec().launch {
+            c.push_str(&format!(" {k}={v}"));
+        }
+        c
+    }
+
+    fn dir(&self, t: &dyn Transport) -> String {
+        format!("{}/clusters/{}/slurm", t.daft_home(), self.name())
+    }
+
+    fn head_params(&self, t: &dyn Transport) -> NodeParams {
+        NodeParams {
+            daft_home: t.daft_home(),
+            cluster: self.name().to_string(),
+            node: "head".into(),
+            role: Some(Role::Head),
+            env_hash: bootstrap::env_hash(&self.cfg),
+            requirements: bootstrap::requirements(&self.cfg),
+            python_version: self.cfg.setup.python_version.clone(),
+            ray_port: 6379,
+            dashboard_host: "127.0.0.1".into(),
+            dashboard_port: 8265,
+            // No security group here: every connection to Ray carries the cluster's token.
+            ray_auth: true,
+            ray_tmp: "slurm-head".into(),
+            node_json: format!(
+                "{{\"cluster\":\"{}\",\"role\":\"head\",\"provider\":\"slurm\"}}",
+                self.name()
+            ),
+            ..Default::default()
+        }
+    }
+
+    /// The batch script: `#SBATCH` lines from the config, then templates/slurm.sbatch.
+    fn batch_script(&self, dir: &str, spec_hash: &str) -> String {
+        let s = &self.cfg.setup.slurm;
+        let mut lines = vec![
+            format!("#SBATCH --job-name={}", self.job_name()),
+            format!("#SBATCH --comment=\"{}\"", self.comment(spec_hash, None)),
+            format!("#SBATCH --nodes={}", 1 + self.cfg.setup.number_of_workers),
+            "#SBATCH --ntasks-per-node=1".into(),
+            format!("#SBATCH --output={dir}/allocation-%j.log"),
+        ];
+        for (flag, value) in &s.options {
+            lines.push(format!("#SBATCH {flag}={value}"));
+        }
+        for f in &s.extra_flags {
+            lines.push(format!("#SBATCH {f}"));
+        }
+        SLURM_BATCH
+            .replace("#@SBATCH@", &lines.join("\n"))
+            .replace("@DIR@", &dquote(dir))
+    }
+
+    /// The allocation's current line in the queue: (state, reason, node list), None when it has
+    /// left the queue.
+    async fn job_state(
+        &self,
+        t: &dyn Transport,
+        id: &str,
+    ) -> anyhow::Result<Option<(String, String, String)>> {
+        let out = self
+            .slurm(
+                t,
+                &[
+                    "squeue".into(),
+                    "-h".into(),
+                    "-j".into(),
+                    id.into(),
+                    "-o".into(),
+                    "%T|%r|%N".into(),
+                ],
+            )
+            .await
+            // A job that has left the queue: squeue says "Invalid job id" on some versions.
+            .or_else(|e| {
+                if format!("{e:#}").contains("Invalid job id") {
+                    Ok(String::new())
+                } else {
+                    Err(e)
+                }
+            })?;
+        Ok(out.lines().next().and_then(|l| {
+            let f: Vec<&str> = l.trim().splitn(3, '|').collect();
+            (f.len() == 3).then(|| (f[0].to_string(), f[1].to_string(), f[2].to_string()))
+        }))
+    }
+
+    async fn allocation_log(&self, t: &dyn Transport, id: &str) -> String {
+        let path = format!("{}/allocation-{id}.log", self.dir(t));
+        t.capture(&format!("tail -n 25 {} 2>/dev/null", dquote(&path)))
+            .await
+            .map(|c| c.stdout)
+            .unwrap_or_default()
+    }
+}
+
+/// A line above the progress bars, or on stderr when they are hidden (no terminal).
+fn say(pb: &ProgressBar, line: String) {
+    if pb.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        pb.println(line);
+    }
+}
+
+fn queue_wait() -> Duration {
+    std::env::var("DAFT_SLURM_QUEUE_WAIT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(QUEUE_WAIT)
+}
+
+/// `daft:<cluster> spec=… setup=… k=v…` → its fields.
+fn parse_comment(c: &str) -> Option<(String, BTreeMap<String, String>)> {
+    let mut words = c.split_whitespace();
+    let cluster = words.next()?.strip_prefix("daft:")?.to_string();
+    let fields = words
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Some((cluster, fields))
+}
+
+#[async_trait]
+impl Provider for SlurmProvider {
+    fn context(&self) -> String {
+        match &self.cfg.setup.slurm.login {
+            Some(h) => format!("slurm via {h}"),
+            None => "slurm on this machine".into(),
+        }
+    }
+
+    async fn desired(&self) -> DesiredCluster {
+        DesiredCluster {
+            name: self.name().to_string(),
+            head: Some(self.spec()),
+            // The allocation is one unit: its node count is part of the head's spec.
+            worker: NodeSpec::new(Role::Worker, []),
+            workers: 0,
+            setup_hash: bootstrap::setup_hash(&self.cfg),
+            support: vec![],
+        }
+    }
+
+    fn replaces_in_place(&self) -> bool {
+        // A new allocation reuses the cluster's node directory: the old one goes first.
+        true
+    }
+
+    async fn query(&self) -> anyhow::Result<Observed> {
+        let t = self.transport().await?;
+        let out = self
+            .slurm(
+                t.as_ref(),
+                &[
+                    "squeue".into(),
+                    "-h".into(),
+                    format!("--name={}", self.job_name()),
+                    "-o".into(),
+                    "%i|%T|%r|%N|%L|%k".into(),
+                ],
+            )
+            .await?;
+        let mut nodes = Vec::new();
+        for line in out.lines() {
+            let f: Vec<&str> = line.trim().splitn(6, '|').collect();
+            let [id, state, reason, nodelist, left, comment] = f.as_slice() else {
+                continue;
+            };
+            let Some((cluster, fields)) = parse_comment(comment) else {
+                continue;
+            };
+            if cluster != self.name() {
+                continue;
+            }
+            let state = match *state {
+                "PENDING" | "CONFIGURING" | "REQUEUED" | "RESIZING" | "SUSPENDED" => {
+                    NodeState::Pending
+                }
+                "RUNNING" => NodeState::Running,
+                "COMPLETING" | "STOPPED" | "SIGNALING" => NodeState::ShuttingDown,
+                _ => NodeState::Terminated,
+            };
+            let mut detail = BTreeMap::new();
+            detail.insert("type".into(), format!("slurm job {id}"));
+            detail.insert("reason".into(), reason.to_string());
+            detail.insert("nodes".into(), nodelist.to_string());
+            detail.insert("time_left".into(), left.to_string());
+            let launch: BTreeMap<String, String> = fields
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "spec" | "setup"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            nodes.push(ObservedNode {
+                id: id.to_string(),
+                cluster: cluster.clone(),
+                role: Role::Head,
+                state,
+                spec_hash: fields.get("spec").cloned().unwrap_or_default(),
+                launch,
+                setup_hash: fields.get("setup").filter(|s| *s != "-").cloned(),
+                joined_head: None,
+                public_ip: None,
+                private_ip: None,
+                created: 0,
+                detail,
+            });
+        }
+        Ok(Observed {
+            nodes,
+            support: vec![],
+        })
+    }
+
+    async fn run_instances(
+        &self,
+        req: &LaunchRequest<'_>,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<Vec<ObservedNode>> {
+        if req.role != Role::Head {
+            bail!("a Slurm cluster is one allocation; workers come with the head");
+        }
+        let t = self.transport().await?;
+        let dir = self.dir(t.as_ref());
+        pb.set_message("asking Slurm for an allocation (sbatch)");
+        // The cluster's Ray token, then the head's bootstrap and the batch script, beside it.
+        bootstrap::ensure_head_token(t.as_ref(), self.name()).await?;
+        let params = self.head_params(t.as_ref());
+        t.write_file(
+            bootstrap::render(&params).as_bytes(),
+            &format!("{dir}/bootstrap-head.sh"),
+        )
+        .await?;
+        let spec_hash = req.spec.hash();
+        let script = format!("{dir}/allocation.sbatch");
+        t.write_file(self.batch_script(&dir, &spec_hash).as_bytes(), &script)
+            .await?;
+        let out = self
+            .slurm(
+                t.as_ref(),
+                &["sbatch".into(), "--parsable".into(), script.clone()],
+            )
+            .await
+            .context(
+                "Slurm refused the allocation; check [setup.slurm] (partition, account, time, qos)",
+            )?;
+        let id = out.trim().split(';').next().unwrap_or_default().to_string();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            bail!("sbatch answered {out:?}, not a job id");
+        }
+        say(pb, format!("  Slurm job {id} submitted"));
+        Ok(vec![ObservedNode {
+            id,
+            cluster: self.name().to_string(),
+            role: Role::Head,
+            state: NodeState::Pending,
+            spec_hash,
+            launch: req.spec.launch.clone(),
+            setup_hash: None,
+            joined_head: None,
+            public_ip: None,
+            private_ip: None,
+            created: super::now_secs(),
+            detail: BTreeMap::new(),
+        }])
+    }
+
+    async fn setup_node(
+        &self,
+        node: &ObservedNode,
+        _head: &ObservedNode,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<ObservedNode> {
+        let t = self.transport().await?;
+        let dir = self.dir(t.as_ref());
+        let wait = queue_wait();
+        let deadline = Instant::now() + wait;
+        let mut last_reason = String::new();
+        // 1. Through the queue, saying why it waits.
+        loop {
+            match self.job_state(t.as_ref(), &node.id).await? {
+                None => {
+                    let log = self.allocation_log(t.as_ref(), &node.id).await;
+                    bail!(
+                        "Slurm job {} ended before its Ray head was up; the end of its log:\n{}",
+                        node.id,
+                        bootstrap::indent(log.trim_end())
+                    );
+                }
+                Some((state, reason, nodes)) if state == "PENDING" => {
+                    if reason != last_reason {
+                        say(pb, format!("  Slurm job {} is queued: {reason}", node.id));
+                        last_reason = reason.clone();
+                    }
+                    pb.set_message(format!(
+                        "waiting in Slurm's queue ({reason}), up to {}; Ctrl-C leaves it queued",
+                        humantime::format_duration(wait)
+                    ));
+                    let _ = nodes;
+                }
+                Some((state, _, nodes)) if state == "RUNNING" => {
+                    // 2. The head's Ray: the batch script says so once it runs.
+                    pb.set_message(format!(
+                        "installing the environment and starting Ray on {nodes} (Slurm job {})",
+                        node.id
+                    ));
+                    let ready = t
+                        .capture(&format!(
+                            "cat {} 2>/dev/null || true",
+                            dquote(&format!("{dir}/ready-{}", node.id))
+                        ))
+                        .await?;
+                    if ready.stdout.trim().starts_with(&node.id) {
+                        break;
+                    }
+                }
+                Some(_) => {}
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "Slurm job {} did not start its Ray head within {} ({}); it is still in the \
+                     queue: `daft down` cancels it, DAFT_SLURM_QUEUE_WAIT_SECS waits longer",
+                    node.id,
+                    humantime::format_duration(wait),
+                    if last_reason.is_empty() {
+                        "running"
+                    } else {
+                        last_reason.as_str()
+                    }
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // 3. setup_commands, then the setup hash in the allocation's comment.
+        if !self.cfg.run.setup_commands.is_empty() {
+            pb.set_message("running setup_commands");
+        }
+        bootstrap::run_setup_commands(t.as_ref(), &self.cfg, &t.daft_home()).await?;
+        let setup = bootstrap::setup_hash(&self.cfg);
+        self.slurm(
+            t.as_ref(),
+            &[
+                "scontrol".into(),
+                "update".into(),
+                format!("JobId={}", node.id),
+                format!("Comment={}", self.comment(&node.spec_hash, Some(&setup))),
+            ],
+        )
+        .await?;
+        let mut done = node.clone();
+        done.state = NodeState::Running;
+        done.setup_hash = Some(setup);
+        Ok(done)
+    }
+
+    async fn terminate(
+        &self,
+        nodes: &[ObservedNode],
+        _force: bool,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<()> {
+        let t = self.transport().await?;
+        for n in nodes {
+            pb.set_message(format!("cancelling Slurm job {}", n.id));
+            self.slurm(t.as_ref(), &["scancel".into(), n.id.clone()])
+                .await?;
+        }
+        // Gone when it has left the queue (its batch script stops Ray by PID first).
+        let limit = Duration::from_secs(180);
+        let deadline = Instant::now() + limit;
+        for n in nodes {
+            pb.set_message(format!(
+                "waiting for Slurm job {} to leave the queue, up to {}",
+                n.id,
+                humantime::format_duration(limit)
+            ));
+            while self.job_state(t.as_ref(), &n.id).await?.is_some() {
+                if Instant::now() > deadline {
+                    bail!(
+                        "Slurm job {} is still in the queue {} after scancel",
+                        n.id,
+                        humantime::format_duration(limit)
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let _ = t
+                .capture(&format!(
+                    "rm -f {}",
+                    dquote(&format!("{}/ready-{}", self.dir(t.as_ref()), n.id))
+                ))
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn head_transport(&self, _head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
+        self.transport().await
+    }
+
+    fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
+        DashboardRoute::Tunnel {
+            host: "127.0.0.1".into(),
+            port: 8265,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_comment_carries_cluster_hashes_and_settings() {
+        let (cluster, f) =
+            parse_comment("daft:demo spec=abc setup=- nodes=1 time=1:00:00").unwrap();
+        assert_eq!(cluster, "demo");
+        assert_eq!(f["spec"], "abc");
+        assert_eq!(f["setup"], "-");
+        assert_eq!(f["time"], "1:00:00");
+        assert!(parse_comment("someone else's job").is_none());
+    }
+}
