@@ -26,7 +26,7 @@ fn irrelevant_keys(provider: ProviderKind) -> &'static [&'static str] {
             "ssh_user",
             "ssh_private_key",
         ],
-        ProviderKind::Slurm => &["region", "instance_type", "image_id"],
+        ProviderKind::Slurm => &["region", "instance_type", "image_id", "number_of_workers"],
     }
 }
 

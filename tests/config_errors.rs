@@ -319,3 +319,24 @@ bad_config!(
     provider_typo,
     "[setup]\nname = \"demo\"\nprovider = \"locl\"\n"
 );
+
+bad_config!(
+    slurm_value_with_a_space,
+    "[setup]\nname = \"demo\"\nprovider = \"slurm\"\n[setup.slurm]\npartition = \"gpu --wrap=x\"\n"
+);
+bad_config!(
+    slurm_with_workers,
+    "[setup]\nname = \"demo\"\nprovider = \"slurm\"\nnumber_of_workers = 2\n[setup.slurm]\ntime = \"1:00:00\"\n"
+);
+bad_config!(
+    slurm_extra_flag_not_a_flag,
+    "[setup]\nname = \"demo\"\nprovider = \"slurm\"\n[setup.slurm]\nextra_flags = [\"--exclusive\", \"rm -rf /\"]\n"
+);
+bad_config!(
+    run_sync_missing_dir,
+    "[setup]\nname = \"demo\"\nprovider = \"local\"\n[run]\nsync = [\"no-such-dir-here\"]\n"
+);
+bad_config!(
+    run_env_bad_name,
+    "[setup]\nname = \"demo\"\nprovider = \"local\"\n[run]\nenv = { \"1BAD\" = \"x\" }\n"
+);

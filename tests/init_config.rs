@@ -25,6 +25,11 @@ fn template_local() {
     insta::assert_snapshot!(render_config(ProviderKind::Local, None));
 }
 
+#[test]
+fn template_slurm() {
+    insta::assert_snapshot!(render_config(ProviderKind::Slurm, None));
+}
+
 /// Fill the template's required fields with toml_edit, as a user would by hand.
 fn fill(text: &str) -> String {
     let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
@@ -38,7 +43,12 @@ fn fill(text: &str) -> String {
 
 #[test]
 fn every_template_loads_once_filled() {
-    for p in [ProviderKind::Aws, ProviderKind::Ssh, ProviderKind::Local] {
+    for p in [
+        ProviderKind::Aws,
+        ProviderKind::Ssh,
+        ProviderKind::Local,
+        ProviderKind::Slurm,
+    ] {
         let text = render_config(p, None);
         // Unfilled, it is refused: the placeholders are there to be replaced.
         assert!(
@@ -49,7 +59,9 @@ fn every_template_loads_once_filled() {
             .unwrap_or_else(|e| panic!("{p:?}: {}", e.render()));
         assert_eq!(c.setup.provider, p);
         assert_eq!(c.setup.name, "filled");
-        assert_eq!(c.setup.number_of_workers, 2);
+        // (Slurm: the head alone in its allocation, in this version.)
+        let workers = if p == ProviderKind::Slurm { 0 } else { 2 };
+        assert_eq!(c.setup.number_of_workers, workers);
     }
 }
 
@@ -63,7 +75,12 @@ fn every_key_carries_a_required_or_optional_comment() {
             .all(|c| c.is_ascii_lowercase() || c == '_')
             .then_some(k)
     }
-    for p in [ProviderKind::Aws, ProviderKind::Ssh, ProviderKind::Local] {
+    for p in [
+        ProviderKind::Aws,
+        ProviderKind::Ssh,
+        ProviderKind::Local,
+        ProviderKind::Slurm,
+    ] {
         let text = render_config(p, None);
         let lines: Vec<&str> = text.lines().collect();
         let mut keys = 0;

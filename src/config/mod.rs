@@ -537,10 +537,10 @@ impl Checker<'_> {
                                 v.span(),
                                 format!("`setup.provider` = {val:?} is not a provider daft knows"),
                             )
-                            .label("expected \"aws\", \"ssh\" or \"local\"");
+                            .label("expected \"aws\", \"ssh\", \"local\" or \"slurm\"");
                         e = match suggest(val, &ProviderKind::ALL) {
-                            Some(s) => e.help(format!("did you mean \"{s}\"? daft runs clusters on aws (EC2), ssh (your own hosts) or local (this machine)")),
-                            None => e.help("use \"aws\" (EC2), \"ssh\" (your own hosts) or \"local\" (this machine)"),
+                            Some(s) => e.help(format!("did you mean \"{s}\"? daft runs clusters on aws (EC2), ssh (your own hosts), local (this machine) or slurm (a Slurm allocation)")),
+                            None => e.help("use \"aws\" (EC2), \"ssh\" (your own hosts), \"local\" (this machine) or \"slurm\" (a Slurm allocation)"),
                         };
                         return Err(e);
                     }
