@@ -52,6 +52,7 @@ fn target(s: &Sshd, known: &std::path::Path) -> SshTarget {
         booting: false,
         host_key_alias: None,
         progress: None,
+        via: None,
     }
 }
 

@@ -155,6 +155,18 @@ impl fmt::Display for JobExit {
 }
 impl std::error::Error for JobExit {}
 
+/// A config value the back-end refused (Slurm: an unknown partition): shown located in the
+/// config like a config error, but it is the operation that failed (exit 1).
+#[derive(Debug)]
+pub struct Refused(pub ConfigError);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.title)
+    }
+}
+impl std::error::Error for Refused {}
+
 /// Shorthand for a usage error.
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
@@ -164,6 +176,9 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 pub fn classify(err: &anyhow::Error) -> (i32, Option<String>) {
     if let Some(c) = err.downcast_ref::<ConfigError>() {
         return (EXIT_USAGE, Some(c.render()));
+    }
+    if let Some(r) = err.downcast_ref::<Refused>() {
+        return (EXIT_FAILED, Some(r.0.render()));
     }
     if let Some(u) = err.downcast_ref::<UsageError>() {
         return (EXIT_USAGE, Some(format!("error: {u}")));

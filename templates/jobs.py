@@ -14,6 +14,8 @@
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
 import time
 
@@ -57,6 +59,10 @@ def state(job_dir):
     supervisor = read(os.path.join(job_dir, "supervisor"))
     if supervisor is None:
         return "queued", None
+    host = read(os.path.join(job_dir, "host"))
+    if host and host != socket.gethostname():
+        # A task of a job array on another node: its own records say how it goes.
+        return "running", None
     if supervisor.isdigit() and alive(int(supervisor)):
         return ("running" if os.path.exists(os.path.join(job_dir, "started")) else "queued"), None
     # The supervisor is gone without recording an exit status (the machine restarted).
@@ -151,6 +157,27 @@ def cmd_cancel(job_dir):
         print("ended")
         return 0
     open(os.path.join(job_dir, "cancelled"), "w").close()
+    task = read(os.path.join(job_dir, "slurm-task"))
+    if task:
+        # A task of a Slurm job array: Slurm stops it (queued or running); the task records
+        # its status when it ran, else it is recorded here.
+        r = subprocess.run(["scancel", task], capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.stderr.write(f"daft: scancel {task}: {r.stderr.strip()}\n")
+            return 1
+        deadline = time.time() + 60
+        while not os.path.exists(os.path.join(job_dir, "exit-status")) and time.time() < deadline:
+            if not os.path.exists(os.path.join(job_dir, "supervisor")) and time.time() > deadline - 55:
+                break
+            time.sleep(0.2)
+        if not os.path.exists(os.path.join(job_dir, "exit-status")):
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            with open(os.path.join(job_dir, "finished"), "w") as f:
+                f.write(stamp + "\n")
+            with open(os.path.join(job_dir, "exit-status"), "w") as f:
+                f.write("130\n")
+        print("cancelled")
+        return 0
     pgid = read(os.path.join(job_dir, "pid"))
     if pgid and pgid.isdigit():
         pgid = int(pgid)

@@ -213,7 +213,7 @@ async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_
         "--",
         "python",
         "-c",
-        "'import sys; sys.exit(7)'",
+        "import sys; sys.exit(7)",
     ]);
     assert_eq!(code, 7);
 

@@ -340,3 +340,37 @@ bad_config!(
     run_env_bad_name,
     "[setup]\nname = \"demo\"\nprovider = \"local\"\n[run]\nenv = { \"1BAD\" = \"x\" }\n"
 );
+
+bad_config!(
+    slurm_unknown_preset,
+    "[setup]\nname = \"demo\"\nprovider = \"slurm\"\n[setup.slurm]\npreset = \"gpux\"\n[slurm.presets.gpu]\npartition = \"gpu\"\n"
+);
+bad_config!(
+    slurm_preset_unknown_key,
+    "[setup]\nname = \"demo\"\nprovider = \"slurm\"\n[setup.slurm]\npreset = \"gpu\"\n[slurm.presets.gpu]\npartitoin = \"gpu\"\n"
+);
+
+#[test]
+fn a_slurm_preset_fills_what_setup_slurm_leaves_out() {
+    let c = Config::parse(
+        "t.toml",
+        "[setup]\nname = \"demo\"\nprovider = \"slurm\"\n[setup.slurm]\npreset = \"gpu\"\ntime = \"0:10:00\"\n\
+         [slurm.presets.gpu]\npartition = \"gpu\"\ntime = \"4:00:00\"\ngpus = \"a100:2\"\nextra_flags = [\"--exclusive\"]\n",
+        Path::new("."),
+    )
+    .unwrap_or_else(|e| panic!("{}", e.render()));
+    let opts: Vec<(String, String)> = c.setup.slurm.options.clone();
+    assert!(
+        opts.contains(&("--partition".into(), "gpu".into())),
+        "{opts:?}"
+    );
+    assert!(
+        opts.contains(&("--time".into(), "0:10:00".into())),
+        "{opts:?}"
+    );
+    assert!(
+        opts.contains(&("--gpus-per-node".into(), "a100:2".into())),
+        "{opts:?}"
+    );
+    assert_eq!(c.setup.slurm.extra_flags, ["--exclusive"]);
+}

@@ -52,11 +52,16 @@ fn unknown_command_is_usage_error() {
 
 #[test]
 fn submit_without_command_is_usage_error() {
+    // No words after `--` and no `[run] command`: both ways are named, before connecting.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[setup]\nname = \"demo\"\nprovider = \"local\"\n").unwrap();
     daft()
-        .args(["submit", "-w", "."])
+        .args(["submit", "-c", cfg.to_str().unwrap(), "-w", "."])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("CMD"));
+        .stderr(predicate::str::contains("after `--`"))
+        .stderr(predicate::str::contains("[run] table"));
 }
 
 #[test]

@@ -143,23 +143,30 @@ fn procs_with(needle: &str) -> Vec<String> {
 
 #[test]
 fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
-    let slurm = Slurm::start(2);
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path();
+    // The allocation's node is this machine at 127.0.0.2, with an sshd there (jobs, setup
+    // commands and the dashboard reach the head node over SSH); the node and this machine
+    // share the user's home, as a cluster's nodes and login node do.
+    let node = common::Sshd::start("127.0.0.2");
+    // (4 CPUs as Slurm counts them, whatever this machine has: config_overrides.)
+    let slurm = Slurm::start_at(4, "127.0.0.2");
+    let h = node.home.as_path();
     let cfg = h.join("slurm.toml");
     let write_cfg = |time: &str| {
         std::fs::write(
             &cfg,
             format!(
-                "[setup]\nname = \"t-slurm\"\nprovider = \"slurm\"\n\n[setup.slurm]\ntime = \"{time}\"\ncpus_per_task = 1\n\n[run]\nsetup_commands = [\"echo set-up > setup-marker\"]\n"
+                "[setup]\nname = \"t-slurm\"\nprovider = \"slurm\"\nssh_user = \"{user}\"\nssh_private_key = \"{key}\"\n\n[setup.slurm]\ntime = \"{time}\"\ncpus_per_task = 1\nnode_ssh_port = {port}\n\n[run]\nsetup_commands = [\"echo set-up > setup-marker\"]\n",
+                user = node.user,
+                key = node.key.display(),
+                port = node.port,
             ),
         )
         .unwrap();
     };
     write_cfg("0:30:00");
     let c = cfg.to_str().unwrap();
-    // Both CPUs are taken for a few seconds: the cluster's allocation waits behind them.
-    let hold = slurm.client("sbatch", &["--parsable", "-c", "2", "--wrap", "sleep 6"]);
+    // Every CPU is taken for a few seconds: the cluster's allocation waits behind them.
+    let hold = slurm.client("sbatch", &["--parsable", "-c", "4", "--wrap", "sleep 6"]);
     assert!(hold.trim().parse::<u32>().is_ok(), "{hold}");
 
     let plan = daft(h, &slurm).args(["plan", "-c", c]).output().unwrap();
@@ -183,6 +190,23 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
         "{queue}"
     );
     assert!(h.join("setup-marker").exists() || h.join(".daft/setup-marker").exists());
+
+    // list: the allocation, its node and the time it has left.
+    let list = daft(h, &slurm)
+        .args(["list", "-c", c, "--local-only", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(list.status.success(), "{}", text(&list));
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["provider"] == "slurm")
+        .unwrap_or_else(|| panic!("{rows}"));
+    assert_eq!(row["id"], first_id.as_str());
+    assert_eq!(row["state"], "running");
+    assert!(row["type"].as_str().unwrap().contains("left"), "{row}");
 
     // Nothing changed: nothing to do.
     let again = daft(h, &slurm).args(["up", "-c", c]).output().unwrap();
@@ -245,6 +269,88 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
     let _ = dash.wait();
     assert!(body.contains("ray_version"), "{body}");
 
+    // A sweep is one job array: 6 tasks, 2 at a time, each with its variant; one fails.
+    let sweep_dir = h.join("sweepjob");
+    std::fs::create_dir_all(&sweep_dir).unwrap();
+    std::fs::write(
+        sweep_dir.join("job.py"),
+        "import json, os, sys, time\nv = json.loads(os.environ['DAFT_VARIANT'])\nt0 = time.time()\ntime.sleep(1.5)\nopen(os.path.join(os.environ['DAFT_LOG_DIR'], 'times'), 'w').write('%f %f' % (t0, time.time()))\nprint(json.dumps({'variant': v, 'argv': sys.argv[1:], 'task': os.environ.get('SLURM_ARRAY_TASK_ID')}))\nsys.exit(3 if v['lr'] == 0.01 and v['batch'] == 64 else 0)\n",
+    )
+    .unwrap();
+    let grid = h.join("grid.toml");
+    std::fs::write(
+        &grid,
+        "[sweep]\nname = \"grid\"\nmax_parallel = 2\nargs = true\n[sweep.parameters]\nlr = [0.1, 0.01]\nbatch = [16, 32, 64]\n",
+    )
+    .unwrap();
+    let sweep = daft(h, &slurm)
+        .args([
+            "submit",
+            "-c",
+            c,
+            "-w",
+            sweep_dir.to_str().unwrap(),
+            "--sweep",
+            grid.to_str().unwrap(),
+        ])
+        .args(["--", "python", "job.py"])
+        .output()
+        .unwrap();
+    assert_eq!(sweep.status.code(), Some(1), "{}", text(&sweep));
+    let err = String::from_utf8_lossy(&sweep.stderr);
+    assert!(
+        err.contains("is job array") && err.contains("5 of 6 succeeded"),
+        "{}",
+        text(&sweep)
+    );
+    let listed = daft(h, &slurm)
+        .args(["jobs", "-c", c, "-o", "json"])
+        .output()
+        .unwrap();
+    let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let mut spans = Vec::new();
+    let mut tasks = std::collections::BTreeSet::new();
+    for n in 1..=6 {
+        let j = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == format!("grid-{n}"))
+            .unwrap_or_else(|| panic!("no grid-{n}: {jobs}"));
+        let d = std::path::Path::new(j["dir"].as_str().unwrap());
+        let said: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(d.join("stdout.log"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
+        assert_eq!(said["variant"], j["variant"], "{said}");
+        assert_eq!(said["task"], (n - 1).to_string(), "{said}");
+        let v = &said["variant"];
+        assert_eq!(
+            said["argv"],
+            serde_json::json!([
+                format!("--batch={}", v["batch"]),
+                format!("--lr={}", v["lr"])
+            ])
+        );
+        tasks.insert(std::fs::read_to_string(d.join("slurm-task")).unwrap());
+        let times = std::fs::read_to_string(d.join("logs/times")).unwrap();
+        let (a, b) = times.split_once(' ').unwrap();
+        spans.push((a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap()));
+    }
+    assert_eq!(tasks.len(), 6, "{tasks:?}");
+    for (s, _) in &spans {
+        let at_once = spans.iter().filter(|(a, b)| a <= s && s < b).count();
+        assert!(at_once <= 2, "{at_once} tasks at once: {spans:?}");
+    }
+    assert!(
+        spans
+            .iter()
+            .any(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count() == 2),
+        "never two at once: {spans:?}"
+    );
+
     // A new time limit replaces the allocation.
     write_cfg("0:20:00");
     let replace = daft(h, &slurm)
@@ -304,6 +410,10 @@ fn slurm_refusal_is_slurms_own_message_and_exit_1() {
     assert_eq!(up.status.code(), Some(1), "{}", text(&up));
     let e = String::from_utf8_lossy(&up.stderr);
     assert!(e.contains("Invalid partition name specified"), "{e}");
-    assert!(e.contains("[setup.slurm]"), "{e}");
+    // Located at the key it is about.
+    assert!(
+        e.contains("slurm.toml:6:13") && e.contains("nosuchpartition"),
+        "{e}"
+    );
     assert_eq!(slurm.client("squeue", &["-h"]).trim(), "");
 }

@@ -27,6 +27,7 @@ fn target(s: &Sshd, key: PathBuf, known: &std::path::Path) -> SshTarget {
         booting: false,
         host_key_alias: None,
         progress: None,
+        via: None,
     }
 }
 
@@ -365,6 +366,7 @@ async fn nothing_listening_is_refused_within_the_deadline() {
         booting: false,
         host_key_alias: None,
         progress: None,
+        via: None,
     };
     let start = Instant::now();
     let err = SshTransport::connect(t).await.err().expect("refused");

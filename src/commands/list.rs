@@ -61,9 +61,10 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
         rows.push(Row::new("local", &n));
     }
     if let Some(cfg) = &cfg {
-        if cfg.setup.provider == ProviderKind::Ssh {
+        if matches!(cfg.setup.provider, ProviderKind::Ssh | ProviderKind::Slurm) {
             let (_, obs) = super::observe(cfg, args.key.identity.clone()).await?;
-            rows.extend(obs.nodes.iter().map(|n| Row::new("ssh", n)));
+            let p = cfg.setup.provider.as_str();
+            rows.extend(obs.nodes.iter().map(|n| Row::new(p, n)));
         }
     }
     let aws_regions: Vec<String> = if args.local_only {

@@ -152,7 +152,7 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         env,
     };
     if let Some(sweep) = sweep {
-        return run_sweep(&job, &sweep, &command, args.output).await;
+        return run_sweep(&job, &sweep, &command, args.output, provider.job_arrays()).await;
     }
     let name = job_name(args);
     let (job_id, job_dir) = job.start(&name, &command, None).await?;
@@ -220,6 +220,19 @@ impl Prepared {
         command: &str,
         variant: Option<&BTreeMap<String, serde_json::Value>>,
     ) -> anyhow::Result<(String, String)> {
+        let (job_id, job_dir) = self.prepare(name, command, variant).await?;
+        self.launch(&job_id, &job_dir, name, command, variant)
+            .await?;
+        Ok((job_id, job_dir))
+    }
+
+    /// A job's directory with its record (and variant, and command) on the head, not started.
+    async fn prepare(
+        &self,
+        name: &str,
+        command: &str,
+        variant: Option<&BTreeMap<String, serde_json::Value>>,
+    ) -> anyhow::Result<(String, String)> {
         let job_id = new_job_id(&self.archive);
         let job_dir = format!("{}/jobs/{job_id}", self.cluster_dir);
         let record = serde_json::json!({
@@ -240,7 +253,6 @@ impl Prepared {
             )
             .await
             .context("cannot write the job's record on the head")?;
-        let mut env = self.env.clone();
         if let Some(v) = variant {
             let json = serde_json::to_string(v)?;
             self.transport
@@ -250,7 +262,29 @@ impl Prepared {
                 )
                 .await
                 .context("cannot write the job's variant on the head")?;
-            env.insert("DAFT_VARIANT".into(), json);
+        }
+        self.transport
+            .write_file(
+                format!("{command}\n").as_bytes(),
+                &format!("{job_dir}/command"),
+            )
+            .await
+            .context("cannot write the job's command on the head")?;
+        Ok((job_id, job_dir))
+    }
+
+    /// Start a prepared job under its supervisor on the head.
+    async fn launch(
+        &self,
+        job_id: &str,
+        job_dir: &str,
+        name: &str,
+        command: &str,
+        variant: Option<&BTreeMap<String, serde_json::Value>>,
+    ) -> anyhow::Result<()> {
+        let mut env = self.env.clone();
+        if let Some(v) = variant {
+            env.insert("DAFT_VARIANT".into(), serde_json::to_string(v)?);
         }
         // The job's environment travels on the command's stdin (KEY=VALUE, NUL-separated):
         // never on a command line, in a file or in a log.
@@ -261,7 +295,7 @@ impl Prepared {
         }
         let launch = job_script(
             &self.cluster_dir,
-            &job_dir,
+            job_dir,
             &self.remote_zip,
             command,
             name,
@@ -286,7 +320,17 @@ impl Prepared {
                 started.tail(15)
             ));
         }
-        Ok((job_id, job_dir))
+        Ok(())
+    }
+
+    /// The job's environment as the launch reads it on stdin: KEY=VALUE, NUL-separated.
+    fn env_input(&self) -> Vec<u8> {
+        let mut input = Vec::new();
+        for (k, v) in &self.env {
+            input.extend_from_slice(format!("{k}={v}").as_bytes());
+            input.push(0);
+        }
+        input
     }
 }
 
@@ -307,9 +351,20 @@ async fn run_sweep(
     sweep: &crate::sweep::Sweep,
     command: &str,
     output: crate::cli::OutputFormat,
+    arrays: Option<&dyn crate::provider::JobArrays>,
 ) -> anyhow::Result<()> {
     use crate::sweep::{as_args, describe};
     let total = sweep.variants.len();
+    let command_of = |variant: &BTreeMap<String, serde_json::Value>| {
+        let mut cmd = command.to_string();
+        if sweep.args {
+            for a in as_args(variant) {
+                cmd.push(' ');
+                cmd.push_str(&shell_quote(&a));
+            }
+        }
+        cmd
+    };
     let head = jobs::Head {
         transport: job.transport.clone(),
         cluster_dir: job.cluster_dir.clone(),
@@ -322,30 +377,54 @@ async fn run_sweep(
     );
     let t0 = Instant::now();
     let mut pending = sweep.variants.iter().enumerate();
-    // (index, job id, started)
-    let mut running: Vec<(usize, String, Instant)> = Vec::new();
+    // (index, job id, started, said it started)
+    let mut running: Vec<(usize, String, Instant, bool)> = Vec::new();
     let mut rows: Vec<Option<SweepRow>> = vec![None; total];
     let mut interrupted = false;
+    let mut array_id = None;
+    if let Some(arrays) = arrays {
+        // The back-end's own job array: every variant's job prepared, one submission.
+        let mut dirs = Vec::new();
+        for (i, variant) in sweep.variants.iter().enumerate() {
+            let name = format!("{}-{}", sweep.name, i + 1);
+            let (id, dir) = job
+                .prepare(&name, &command_of(variant), Some(variant))
+                .await?;
+            running.push((i, id, Instant::now(), false));
+            dirs.push(dir);
+        }
+        let script = array_script(&job.cluster_dir, &job.remote_zip, &job.sync_names);
+        let id = arrays
+            .submit_array(&crate::provider::ArrayRequest {
+                name: &sweep.name,
+                job_dirs: &dirs,
+                script: &script,
+                max_parallel: sweep.max_parallel,
+                env_input: job.env_input(),
+            })
+            .await?;
+        eprintln!(
+            "daft: sweep {:?} is job array {id}: {total} task(s), {} at a time",
+            sweep.name, sweep.max_parallel
+        );
+        array_id = Some(id);
+        pending = sweep.variants[..0].iter().enumerate();
+    }
     loop {
         while !interrupted && running.len() < sweep.max_parallel {
             let Some((i, variant)) = pending.next() else {
                 break;
             };
             let name = format!("{}-{}", sweep.name, i + 1);
-            let mut cmd = command.to_string();
-            if sweep.args {
-                for a in as_args(variant) {
-                    cmd.push(' ');
-                    cmd.push_str(&shell_quote(&a));
-                }
-            }
-            let (id, _) = job.start(&name, &cmd, Some(variant)).await?;
+            let (id, _) = job
+                .start(&name, &command_of(variant), Some(variant))
+                .await?;
             eprintln!(
                 "[{}/{total}] {name} started ({}): {id}",
                 i + 1,
                 describe(variant)
             );
-            running.push((i, id, Instant::now()));
+            running.push((i, id, Instant::now(), true));
         }
         if running.is_empty() {
             break;
@@ -355,8 +434,11 @@ async fn run_sweep(
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 interrupted = true;
                 eprintln!("\ndaft: stopping the sweep (Ctrl-C): cancelling {} running job(s), starting no more", running.len());
+                if let (Some(arrays), Some(id)) = (arrays, &array_id) {
+                    arrays.cancel_array(id).await?;
+                }
                 let records = jobs::records(&head).await?;
-                for (_, id, _) in &running {
+                for (_, id, _, _) in &running {
                     if let Some(r) = records.iter().find(|r| &r.id == id) {
                         let _ = jobs::cancel_job(&head, &r.dir).await;
                     }
@@ -365,8 +447,21 @@ async fn run_sweep(
         }
         let records = jobs::records(&head).await?;
         let mut still = Vec::new();
-        for (i, id, started) in running.drain(..) {
+        for (i, id, mut started, mut said) in running.drain(..) {
             let rec = records.iter().find(|r| r.id == id);
+            if let Some(r) = rec.filter(|r| !said && r.state != "queued") {
+                // A task of the array has started.
+                started = Instant::now();
+                said = true;
+                eprintln!(
+                    "[{}/{total}] {}-{} started ({}): {}",
+                    i + 1,
+                    sweep.name,
+                    i + 1,
+                    describe(&sweep.variants[i]),
+                    r.id
+                );
+            }
             match rec {
                 Some(r) if !matches!(r.state.as_str(), "queued" | "running") => {
                     let took = elapsed(started.elapsed());
@@ -387,7 +482,7 @@ async fn run_sweep(
                         exit_status: r.exit_status,
                     });
                 }
-                _ => still.push((i, id, started)),
+                _ => still.push((i, id, started, said)),
             }
         }
         running = still;
@@ -438,6 +533,72 @@ async fn run_sweep(
         ));
     }
     Ok(())
+}
+
+/// The script every task of a job array runs (bash; `$1` is the file listing the tasks' job
+/// directories, line N+1 for task N): in its job directory, the same environment and records as
+/// a supervised job, the task itself being the supervisor.
+pub fn array_script(cluster_dir: &str, archive: &str, sync_names: &[String]) -> String {
+    let env: String = TELEMETRY_OFF
+        .iter()
+        .map(|(k, v)| format!(" {k}={v}"))
+        .collect();
+    let sync = sync_env(sync_names);
+    format!(
+        r#"set -u
+umask 077
+CL={cl}
+J=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$1")
+# (The list holds the head's view of the directories: `$HOME/...` expands here.)
+case "$J" in '$HOME/'*) J="$HOME/${{J#\$HOME/}}" ;; esac
+[ -n "$J" ] && [ -f "$J/job.json" ] || {{ echo "daft: no job for task $SLURM_ARRAY_TASK_ID" >&2; exit 1; }}
+echo "$$" > "$J/supervisor"
+hostname > "$J/host"
+echo "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}" > "$J/slurm-task"
+mkdir -p "$J/work" "$J/logs"
+"$CL/venv/bin/python" - {zip} "$J/work" > /dev/null <<'DAFT_UNPACK_EOF'
+{unpack}
+DAFT_UNPACK_EOF
+cd "$J/work"
+. "$CL/venv/bin/activate"
+{cluster_env}
+export PYTHONUNBUFFERED=1 DAFT_JOB_DIR="$J" DAFT_JOB_ID="${{J##*/}}" DAFT_LOG_DIR="$J/logs"{env}
+export DAFT_JOB_NAME="$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$J/job.json")"
+export DAFT_VARIANT="$(cat "$J/variant.json")"
+{sync}date -u +%Y-%m-%dT%H:%M:%SZ > "$J/started"
+setsid sh -c "$(cat "$J/command")" > "$J/stdout.log" 2> "$J/stderr.log" < /dev/null &
+child=$!
+echo "$child" > "$J/pid"
+# scancel (daft cancel, Ctrl-C of the sweep): the job's group goes, its status is recorded.
+trap 'kill -TERM -"$child" 2>/dev/null' TERM INT
+wait "$child"
+rc=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done
+date -u +%Y-%m-%dT%H:%M:%SZ > "$J/finished"
+echo "$rc" > "$J/exit-status.tmp"
+mv "$J/exit-status.tmp" "$J/exit-status"
+"#,
+        cl = dquote(cluster_dir),
+        zip = dquote(archive),
+        unpack = UNPACK.trim_end(),
+        cluster_env = crate::bootstrap::CLUSTER_ENV,
+    )
+}
+
+/// Shell lines for `[run] sync`: $DAFT_SYNC_DIR/NAME, each (and the directory) on PYTHONPATH.
+fn sync_env(sync_names: &[String]) -> String {
+    if sync_names.is_empty() {
+        return String::new();
+    }
+    let mut paths: Vec<String> = sync_names
+        .iter()
+        .map(|n| format!("\"$DAFT_SYNC_DIR\"/{}", shell_quote(n)))
+        .collect();
+    paths.push("\"$DAFT_SYNC_DIR\"".into());
+    format!(
+        "export DAFT_SYNC_DIR=\"$J/work/{SYNC_DIR}\"\nexport PYTHONPATH={}${{PYTHONPATH:+:$PYTHONPATH}}\n",
+        paths.join(":")
+    )
 }
 
 /// What the job runs: the words after `--` (several words: each one argument, quoted for the
@@ -528,20 +689,7 @@ pub fn job_script(
     name: &str,
     sync_names: &[String],
 ) -> String {
-    // Synced directories: $DAFT_SYNC_DIR/NAME, each (and the directory itself) on PYTHONPATH.
-    let sync = if sync_names.is_empty() {
-        String::new()
-    } else {
-        let mut paths: Vec<String> = sync_names
-            .iter()
-            .map(|n| format!("\"$DAFT_SYNC_DIR\"/{}", shell_quote(n)))
-            .collect();
-        paths.push("\"$DAFT_SYNC_DIR\"".into());
-        format!(
-            "export DAFT_SYNC_DIR=\"$J/work/{SYNC_DIR}\"\nexport PYTHONPATH={}${{PYTHONPATH:+:$PYTHONPATH}}\n",
-            paths.join(":")
-        )
-    };
+    let sync = sync_env(sync_names);
     let env: String = TELEMETRY_OFF
         .iter()
         .map(|(k, v)| format!(" {k}={v}"))

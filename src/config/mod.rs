@@ -10,7 +10,7 @@
 
 mod schema;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -84,6 +84,16 @@ pub struct ConfigFile {
     pub setup: SetupFile,
     #[serde(default)]
     pub run: Run,
+    #[serde(default)]
+    pub slurm: Option<SlurmTop>,
+}
+
+/// `[slurm.presets.NAME]`: named sets of `[setup.slurm]` settings (doodad's SLURM_CONFIGS).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmTop {
+    #[serde(default)]
+    pub presets: BTreeMap<String, SlurmFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +138,8 @@ pub struct SetupFile {
 #[serde(deny_unknown_fields)]
 pub struct SlurmFile {
     #[serde(default)]
+    pub preset: Option<String>,
+    #[serde(default)]
     pub login: Option<String>,
     #[serde(default)]
     pub partition: Option<String>,
@@ -147,6 +159,8 @@ pub struct SlurmFile {
     pub constraint: Option<String>,
     #[serde(default)]
     pub extra_flags: Vec<String>,
+    #[serde(default)]
+    pub node_ssh_port: Option<i64>,
 }
 
 /// Where and how the Slurm allocation is asked for.
@@ -158,6 +172,8 @@ pub struct SlurmSetup {
     pub options: Vec<(String, String)>,
     /// `extra_flags`, as given (each one argument, starting with `-`).
     pub extra_flags: Vec<String>,
+    /// The port of the compute nodes' sshd (jobs and the dashboard reach the head node over SSH).
+    pub node_ssh_port: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -283,6 +299,23 @@ pub struct Setup {
     pub slurm: SlurmSetup,
 }
 
+impl Setup {
+    /// Whether `[setup.slurm]` sets `key` (its sbatch option is in the allocation's request).
+    pub fn slurm_key_given(&self, key: &str) -> bool {
+        let flag = match key {
+            "partition" => "--partition",
+            "account" => "--account",
+            "time" => "--time",
+            "qos" => "--qos",
+            "mem" => "--mem",
+            "gpus" => "--gpus-per-node",
+            "constraint" => "--constraint",
+            _ => return false,
+        };
+        self.slurm.options.iter().any(|(f, _)| f == flag)
+    }
+}
+
 /// A loaded config: the typed values plus the source, for errors found later.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -357,6 +390,26 @@ impl Config {
     /// The config file's text.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// A problem with the value at `path` (e.g. `["setup", "slurm", "partition"]`) found after
+    /// loading (a back-end refused it), located in the file.
+    pub fn located(&self, path: &[&str], title: String, label: &str, help: &str) -> ConfigError {
+        let span = Document::parse(self.source.clone()).ok().and_then(|doc| {
+            let mut item = doc.as_item();
+            for p in path {
+                item = item.get(p)?;
+            }
+            item_span(item)
+        });
+        ConfigError {
+            file: self.display_path.clone(),
+            source: Some(self.source.clone()),
+            span,
+            title,
+            label: label.into(),
+            help: Some(help.into()),
+        }
     }
 
     /// An error about the `ssh_private_key` value (or about the file, when the key was given elsewhere).
@@ -499,6 +552,33 @@ impl Checker<'_> {
                     // Its keys are the user's: not checked against the schema below.
                     continue;
                 }
+                (Ty::Presets, Item::Table(presets)) => {
+                    // Each preset holds [setup.slurm] settings.
+                    for (name, preset) in presets.iter() {
+                        let Item::Table(t) = preset else {
+                            return Err(self
+                                .err(item_span(preset).or_else(|| self.doc_key_span(presets, name)), format!("`{full}.{name}` must be a table"))
+                                .label("expected a table")
+                                .help(format!("write it as [{full}.{name}] with partition, time, … as in [setup.slurm]")));
+                        };
+                        if t.contains_key("preset") || t.contains_key("login") {
+                            let k = if t.contains_key("preset") {
+                                "preset"
+                            } else {
+                                "login"
+                            };
+                            return Err(self
+                                .err(
+                                    self.doc_key_span(t, k),
+                                    format!("`{k}` cannot be part of a preset"),
+                                )
+                                .label("not a preset setting")
+                                .help(format!("set `{k}` in [setup.slurm]")));
+                        }
+                        self.check_shape(t, &["setup", "slurm"])?;
+                    }
+                    continue;
+                }
                 (Ty::StrList, Item::Value(Value::Array(a))) => {
                     for v in a.iter() {
                         if !matches!(v, Value::String(_)) {
@@ -519,6 +599,7 @@ impl Checker<'_> {
                     Ty::Int => "an integer",
                     Ty::StrList => "a list of strings",
                     Ty::StrMap => "a table of strings",
+                    Ty::Presets => "a table of presets",
                 };
                 return Err(self
                     .err(
@@ -665,6 +746,7 @@ impl Checker<'_> {
         base: &Path,
     ) -> Result<Config, ConfigError> {
         let s = f.setup;
+        let f_slurm_presets = f.slurm.clone().map(|t| t.presets).unwrap_or_default();
         let v = |p: &[&str]| self.value_span(doc, p);
 
         // name
@@ -1081,7 +1163,40 @@ impl Checker<'_> {
 
         // [setup.slurm]: values that become `#SBATCH` lines: one line each, flags as flags.
         let slurm = {
-            let f = s.slurm.clone().unwrap_or_default();
+            let mut f = s.slurm.clone().unwrap_or_default();
+            // A preset's settings, under the ones [setup.slurm] gives itself.
+            if let Some(name) = &f.preset {
+                let presets = &f_slurm_presets;
+                let Some(p) = presets.get(name) else {
+                    let known: Vec<String> = presets.keys().map(|k| format!("\"{k}\"")).collect();
+                    return Err(self
+                        .err(
+                            v(&["setup", "slurm", "preset"]),
+                            format!("`setup.slurm.preset` = {name:?} is not defined"),
+                        )
+                        .label("no [slurm.presets] table of this name")
+                        .help(if known.is_empty() {
+                            format!("define it: [slurm.presets.{name}] with partition, time, …")
+                        } else {
+                            format!(
+                                "use one of {}, or define [slurm.presets.{name}]",
+                                known.join(", ")
+                            )
+                        }));
+                };
+                let p = p.clone();
+                f.partition = f.partition.or(p.partition);
+                f.account = f.account.or(p.account);
+                f.time = f.time.or(p.time);
+                f.qos = f.qos.or(p.qos);
+                f.cpus_per_task = f.cpus_per_task.or(p.cpus_per_task);
+                f.mem = f.mem.or(p.mem);
+                f.gpus = f.gpus.or(p.gpus);
+                f.constraint = f.constraint.or(p.constraint);
+                if f.extra_flags.is_empty() {
+                    f.extra_flags = p.extra_flags;
+                }
+            }
             let login = match &f.login {
                 None => None,
                 Some(h) => Some(self.parse_host(
@@ -1142,10 +1257,22 @@ impl Checker<'_> {
                         .help("write each flag as one entry, like extra_flags = [\"--exclusive\", \"--mail-type=END\"]"));
                 }
             }
+            let node_ssh_port = match f.node_ssh_port {
+                None => 22,
+                Some(p) => u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
+                    self.err(
+                        v(&["setup", "slurm", "node_ssh_port"]),
+                        format!("`setup.slurm.node_ssh_port` = {p} is not a port"),
+                    )
+                    .label("expected 1..=65535")
+                    .help("the compute nodes' SSH port, usually 22")
+                })?,
+            };
             SlurmSetup {
                 login,
                 options,
                 extra_flags: f.extra_flags.clone(),
+                node_ssh_port,
             }
         };
         // [run] sync: existing directories, each under a name of its own.

@@ -9,6 +9,8 @@ pub enum Ty {
     StrList,
     /// A table of any keys whose values are strings (`[run.env]`).
     StrMap,
+    /// Named tables of `[setup.slurm]` settings (`[slurm.presets.NAME]`).
+    Presets,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +43,14 @@ const fn k(
 pub const KEYS: &[Key] = &[
     k("", "setup", Ty::Table, true, "[setup]"),
     k("", "run", Ty::Table, false, "[run]"),
+    k("", "slurm", Ty::Table, false, "[slurm]"),
+    k(
+        "slurm",
+        "presets",
+        Ty::Presets,
+        false,
+        "[slurm.presets.gpu]",
+    ),
     k("setup", "name", Ty::Str, true, "\"my-cluster\""),
     k("setup", "provider", Ty::Str, false, "\"aws\""),
     k("setup", "region", Ty::Str, false, "\"us-west-2\""),
@@ -98,6 +108,7 @@ pub const KEYS: &[Key] = &[
         false,
         "[\"--exclusive\"]",
     ),
+    k("setup.slurm", "node_ssh_port", Ty::Int, false, "22"),
     k("setup.ssh", "head", Ty::Str, true, "\"10.0.0.1\""),
     k(
         "setup.ssh",

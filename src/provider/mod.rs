@@ -55,6 +55,29 @@ impl UpOptions {
     }
 }
 
+/// A sweep as the back-end's own job array: one task per prepared job directory.
+pub struct ArrayRequest<'a> {
+    /// The sweep's name (the array is named after it).
+    pub name: &'a str,
+    /// The tasks' job directories on the head, task i = `job_dirs[i]`.
+    pub job_dirs: &'a [String],
+    /// The bash script each task runs with the job-directory list's path as `$1`.
+    pub script: &'a str,
+    /// Tasks at once.
+    pub max_parallel: usize,
+    /// The jobs' environment, KEY=VALUE NUL-separated (never written to a file by daft).
+    pub env_input: Vec<u8>,
+}
+
+/// A back-end with job arrays (Slurm): a sweep is one submission, the scheduler runs its tasks.
+#[async_trait]
+pub trait JobArrays: Send + Sync {
+    /// Submit the array; its id.
+    async fn submit_array(&self, req: &ArrayRequest<'_>) -> anyhow::Result<String>;
+    /// Cancel every task of the array that has not ended.
+    async fn cancel_array(&self, id: &str) -> anyhow::Result<()>;
+}
+
 /// Where the Ray dashboard is, and how to reach it.
 #[derive(Debug, Clone)]
 pub enum DashboardRoute {
@@ -141,6 +164,11 @@ pub trait Provider: Send + Sync {
 
     /// Where the head's dashboard is.
     fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute;
+
+    /// The back-end's job arrays, when it has them (sweeps then become one array).
+    fn job_arrays(&self) -> Option<&dyn JobArrays> {
+        None
+    }
 }
 
 /// daft's own directory on this machine: `$DAFT_HOME`, else `~/.daft`.

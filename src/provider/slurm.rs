@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use indicatif::ProgressBar;
 use tokio::sync::Mutex;
 
-use super::{daft_home, DashboardRoute, LaunchRequest, Provider};
+use super::{daft_home, ArrayRequest, DashboardRoute, JobArrays, LaunchRequest, Provider};
 use crate::bootstrap::{self, dquote, NodeParams};
 use crate::config::Config;
 use crate::model::{DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
@@ -223,6 +223,114 @@ impl SlurmProvider {
         }))
     }
 
+    /// sbatch's refusal, located at the key it is about when Slurm's message names one.
+    fn refused(&self, e: anyhow::Error) -> anyhow::Error {
+        let msg = format!("{e:#}");
+        let lower = msg.to_lowercase();
+        let key = [
+            ("partition", "partition"),
+            ("account", "account"),
+            ("qos", "qos"),
+            ("time limit", "time"),
+            ("memory", "mem"),
+            ("gres", "gpus"),
+            ("gpu", "gpus"),
+            ("constraint", "constraint"),
+            ("feature", "constraint"),
+        ]
+        .iter()
+        .find(|(word, _)| lower.contains(word))
+        .map(|(_, key)| *key)
+        .filter(|key| self.cfg.setup.slurm_key_given(key));
+        let slurm_says = msg
+            .rsplit_once("): ")
+            .map(|(_, m)| m.trim().to_string())
+            .unwrap_or_else(|| msg.clone());
+        match key {
+            Some(key) => crate::error::Refused(self.cfg.located(
+                &["setup", "slurm", key],
+                format!("Slurm refused the allocation: {slurm_says}"),
+                "Slurm does not accept this",
+                "use a value this Slurm cluster has (`sinfo` lists partitions, `sacctmgr show assoc user=$USER` your accounts and QOS)",
+            ))
+            .into(),
+            None => e.context("Slurm refused the allocation; check [setup.slurm]"),
+        }
+    }
+
+    /// The allocation's (first) node and its address, from Slurm.
+    async fn head_node(&self, t: &dyn Transport, id: &str) -> anyhow::Result<(String, String)> {
+        let Some((state, _, nodes)) = self.job_state(t, id).await? else {
+            bail!("Slurm job {id} is no longer in the queue");
+        };
+        if state != "RUNNING" || nodes.is_empty() {
+            bail!("Slurm job {id} is {state}, not running on a node yet");
+        }
+        let first = self
+            .slurm(
+                t,
+                &[
+                    "scontrol".into(),
+                    "show".into(),
+                    "hostnames".into(),
+                    nodes.clone(),
+                ],
+            )
+            .await?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let addr = self
+            .slurm(
+                t,
+                &[
+                    "sinfo".into(),
+                    "-h".into(),
+                    "-N".into(),
+                    "-n".into(),
+                    first.clone(),
+                    "-o".into(),
+                    "%o".into(),
+                ],
+            )
+            .await?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if addr.is_empty() {
+            bail!("Slurm does not say where node {first} (Slurm job {id}) is");
+        }
+        Ok((first, addr))
+    }
+
+    /// SSH to the allocation's head node (through the login node when there is one): where
+    /// jobs, setup commands and the dashboard run. (A cluster that lets you SSH into your
+    /// allocation's nodes, pam_slurm_adopt, keeps what starts there inside the allocation.)
+    async fn node_transport(&self, id: &str) -> anyhow::Result<Arc<dyn Transport>> {
+        let login = self.transport().await?;
+        let (node, addr) = self.head_node(login.as_ref(), id).await?;
+        let mut target = SshTarget::new(
+            crate::config::HostAddr {
+                host: addr,
+                port: self.cfg.setup.slurm.node_ssh_port,
+            },
+            &self.cfg.setup.ssh_user,
+            self.key.clone(),
+            &daft_home(),
+        );
+        if self.cfg.setup.slurm.login.is_some() {
+            target.via = Some(crate::transport::ssh::Via(login.clone()));
+        }
+        let t = SshTransport::connect(target).await.with_context(|| {
+            format!("cannot reach the head node {node} (Slurm job {id}) over SSH")
+        })?;
+        Ok(Arc::new(t))
+    }
+
     async fn allocation_log(&self, t: &dyn Transport, id: &str) -> String {
         let path = format!("{}/allocation-{id}.log", self.dir(t));
         t.capture(&format!("tail -n 25 {} 2>/dev/null", dquote(&path)))
@@ -303,7 +411,7 @@ impl Provider for SlurmProvider {
         let mut nodes = Vec::new();
         for line in out.lines() {
             let f: Vec<&str> = line.trim().splitn(6, '|').collect();
-            let [id, state, reason, nodelist, left, comment] = f.as_slice() else {
+            let [id, raw_state, reason, nodelist, left, comment] = f.as_slice() else {
                 continue;
             };
             let Some((cluster, fields)) = parse_comment(comment) else {
@@ -312,7 +420,7 @@ impl Provider for SlurmProvider {
             if cluster != self.name() {
                 continue;
             }
-            let state = match *state {
+            let state = match *raw_state {
                 "PENDING" | "CONFIGURING" | "REQUEUED" | "RESIZING" | "SUSPENDED" => {
                     NodeState::Pending
                 }
@@ -321,7 +429,15 @@ impl Provider for SlurmProvider {
                 _ => NodeState::Terminated,
             };
             let mut detail = BTreeMap::new();
-            detail.insert("type".into(), format!("slurm job {id}"));
+            // What `daft list` shows: where it runs and the time it has left, or why it waits.
+            detail.insert(
+                "type".into(),
+                if *raw_state == "PENDING" {
+                    format!("slurm job, queued ({reason})")
+                } else {
+                    format!("slurm job on {nodelist}, {left} left")
+                },
+            );
             detail.insert("reason".into(), reason.to_string());
             detail.insert("nodes".into(), nodelist.to_string());
             detail.insert("time_left".into(), left.to_string());
@@ -374,15 +490,16 @@ impl Provider for SlurmProvider {
         let script = format!("{dir}/allocation.sbatch");
         t.write_file(self.batch_script(&dir, &spec_hash).as_bytes(), &script)
             .await?;
-        let out = self
+        let out = match self
             .slurm(
                 t.as_ref(),
                 &["sbatch".into(), "--parsable".into(), script.clone()],
             )
             .await
-            .context(
-                "Slurm refused the allocation; check [setup.slurm] (partition, account, time, qos)",
-            )?;
+        {
+            Ok(out) => out,
+            Err(e) => return Err(self.refused(e)),
+        };
         let id = out.trim().split(';').next().unwrap_or_default().to_string();
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
             bail!("sbatch answered {out:?}, not a job id");
@@ -474,7 +591,10 @@ impl Provider for SlurmProvider {
         if !self.cfg.run.setup_commands.is_empty() {
             pb.set_message("running setup_commands");
         }
-        bootstrap::run_setup_commands(t.as_ref(), &self.cfg, &t.daft_home()).await?;
+        if !self.cfg.run.setup_commands.is_empty() {
+            let ht = self.node_transport(&node.id).await?;
+            bootstrap::run_setup_commands(ht.as_ref(), &self.cfg, &ht.daft_home()).await?;
+        }
         let setup = bootstrap::setup_hash(&self.cfg);
         self.slurm(
             t.as_ref(),
@@ -533,8 +653,8 @@ impl Provider for SlurmProvider {
         Ok(())
     }
 
-    async fn head_transport(&self, _head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
-        self.transport().await
+    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
+        self.node_transport(&head.id).await
     }
 
     fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
@@ -542,6 +662,97 @@ impl Provider for SlurmProvider {
             host: "127.0.0.1".into(),
             port: 8265,
         }
+    }
+
+    fn job_arrays(&self) -> Option<&dyn JobArrays> {
+        Some(self)
+    }
+}
+
+/// Sweeps on Slurm: one `sbatch --array=0-N%max_parallel`, each task running its variant's job
+/// in its own small allocation (the allocation's settings of `[setup.slurm]`).
+#[async_trait]
+impl JobArrays for SlurmProvider {
+    async fn submit_array(&self, req: &ArrayRequest<'_>) -> anyhow::Result<String> {
+        let t = self.transport().await?;
+        let dir = self.dir(t.as_ref());
+        let stamp = format!("{}-{}", req.name, super::now_secs());
+        let list = format!("{dir}/sweep-{stamp}.jobs");
+        t.write_file(format!("{}\n", req.job_dirs.join("\n")).as_bytes(), &list)
+            .await?;
+        let s = &self.cfg.setup.slurm;
+        let mut lines = vec![
+            "#!/bin/bash".to_string(),
+            format!("#SBATCH --job-name={}-sweep", self.job_name()),
+            format!(
+                "#SBATCH --comment=\"daft-sweep:{} {}\"",
+                self.name(),
+                req.name
+            ),
+            format!(
+                "#SBATCH --array=0-{}%{}",
+                req.job_dirs.len().saturating_sub(1),
+                req.max_parallel
+            ),
+            "#SBATCH --ntasks=1".into(),
+            format!("#SBATCH --output={dir}/sweep-{stamp}-%a.log"),
+        ];
+        for (flag, value) in &s.options {
+            lines.push(format!("#SBATCH {flag}={value}"));
+        }
+        for f in &s.extra_flags {
+            lines.push(format!("#SBATCH {f}"));
+        }
+        let script = format!("{}\n{}", lines.join("\n"), req.script);
+        let script_path = format!("{dir}/sweep-{stamp}.sbatch");
+        t.write_file(script.as_bytes(), &script_path).await?;
+        // The jobs' environment: read from stdin into sbatch's own (Slurm hands it to every
+        // task), never on a command line or in a file of daft's.
+        let cmd = format!(
+            "bash -c {}",
+            shell_quote(&format!(
+                "while IFS= read -r -d '' kv; do export \"$kv\"; done; exec sbatch --parsable --export=ALL {} {}",
+                dquote(&script_path),
+                dquote(&list)
+            ))
+        );
+        let out = t
+            .capture_cmd(
+                &RemoteCommand::shown_as(cmd, format!("sbatch --array {script_path} {list}"))
+                    .with_input(req.env_input.clone()),
+            )
+            .await?;
+        if out.status != 0 {
+            return Err(self.refused(anyhow::anyhow!(
+                "`sbatch` failed on {} (exit status {}): {}",
+                t.describe(),
+                out.status,
+                out.stderr.trim()
+            )));
+        }
+        let id = out
+            .stdout
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            bail!("sbatch answered {:?}, not a job id", out.stdout.trim());
+        }
+        // Each job knows its task: `daft cancel` reaches it through Slurm, queued or running.
+        for (i, d) in req.job_dirs.iter().enumerate() {
+            t.write_file(format!("{id}_{i}\n").as_bytes(), &format!("{d}/slurm-task"))
+                .await?;
+        }
+        Ok(id)
+    }
+
+    async fn cancel_array(&self, id: &str) -> anyhow::Result<()> {
+        let t = self.transport().await?;
+        self.slurm(t.as_ref(), &["scancel".into(), id.to_string()])
+            .await?;
+        Ok(())
     }
 }
 

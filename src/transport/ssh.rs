@@ -76,6 +76,19 @@ pub struct SshTarget {
     pub host_key_alias: Option<String>,
     /// Where to say what we wait for (else stderr, once).
     pub progress: Option<indicatif::ProgressBar>,
+    /// Reach the host through this transport's tunnel (an SSH jump through a login node's
+    /// direct-tcpip) instead of connecting directly.
+    pub via: Option<Via>,
+}
+
+/// The transport an SSH connection is tunnelled through.
+#[derive(Clone)]
+pub struct Via(pub Arc<dyn super::Transport>);
+
+impl std::fmt::Debug for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "via {}", self.0.describe())
+    }
 }
 
 impl SshTarget {
@@ -92,6 +105,7 @@ impl SshTarget {
             booting: false,
             host_key_alias: None,
             progress: None,
+            via: None,
         }
     }
 
@@ -356,14 +370,28 @@ impl SshTransport {
             maximum_packet_size: 65535,
             ..Default::default()
         });
-        tracing::debug!(%addr, "ssh connect");
-        let mut handle = match client::connect(
-            config,
-            (target.addr.host.as_str(), target.addr.port),
-            handler,
-        )
-        .await
-        {
+        tracing::debug!(%addr, via = ?target.via, "ssh connect");
+        let connected = match &target.via {
+            None => {
+                client::connect(
+                    config,
+                    (target.addr.host.as_str(), target.addr.port),
+                    handler,
+                )
+                .await
+            }
+            Some(via) => match via.0.open_tunnel(&target.addr.host, target.addr.port).await {
+                Ok(stream) => client::connect_stream(config, stream, handler).await,
+                // The jump host could not reach it: as a refused connection here.
+                Err(e) => {
+                    return Err(ConnectFailure::Retry(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        format!("{e:#}"),
+                    )))
+                }
+            },
+        };
+        let mut handle = match connected {
             Ok(h) => h,
             Err(e) => {
                 if let Some(p) = problem.lock().unwrap().take() {

@@ -38,6 +38,11 @@ fn which(bin: &str) -> Option<PathBuf> {
 impl Slurm {
     /// Start munged, slurmctld and one slurmd with `cpus` CPUs; wait until the node is idle.
     pub fn start(cpus: u32) -> Slurm {
+        Self::start_at(cpus, "127.0.0.1")
+    }
+
+    /// As `start`, the node at `node_addr` (a loopback address other tests' sshd can serve).
+    pub fn start_at(cpus: u32, node_addr: &str) -> Slurm {
         assert!(
             available(),
             "Slurm is not installed (apt-get install slurm-wlm munge: .ci/setup does)"
@@ -96,7 +101,8 @@ impl Slurm {
                  SchedulerType=sched/backfill\nMpiDefault=none\nReturnToService=2\n\
                  JobAcctGatherType=jobacct_gather/none\nAccountingStorageType=accounting_storage/none\n\
                  SlurmctldParameters=enable_configless\n\
-                 NodeName={node} NodeAddr=127.0.0.1 NodeHostname={host} CPUs={cpus} RealMemory=2000 State=UNKNOWN\n\
+                 SlurmdParameters=config_overrides\n\
+                 NodeName={node} NodeAddr={node_addr} NodeHostname={host} CPUs={cpus} RealMemory=2000 State=UNKNOWN\n\
                  PartitionName={partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP\n",
                 socket = socket.display(),
                 d = d.display(),
