@@ -155,7 +155,7 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
         std::fs::write(
             &cfg,
             format!(
-                "[setup]\nname = \"t-slurm\"\nprovider = \"slurm\"\nssh_user = \"{user}\"\nssh_private_key = \"{key}\"\n\n[setup.slurm]\ntime = \"{time}\"\ncpus_per_task = 1\nnode_ssh_port = {port}\n\n[run]\nsetup_commands = [\"echo set-up > setup-marker\"]\n",
+                "[setup]\nname = \"t-slurm\"\nprovider = \"slurm\"\nssh_user = \"{user}\"\nssh_private_key = \"{key}\"\n\n[setup.slurm]\ntime = \"{time}\"\ncpus_per_task = 1\nnode_ssh_port = {port}\n\n[run]\nsetup_commands = [\"echo set-up > $HOME/setup-marker\"]\n",
                 user = node.user,
                 key = node.key.display(),
                 port = node.port,
@@ -189,7 +189,8 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
         queue.contains("RUNNING") && queue.contains("daft:t-slurm"),
         "{queue}"
     );
-    assert!(h.join("setup-marker").exists() || h.join(".daft/setup-marker").exists());
+    // setup_commands ran on the head node (its $HOME is the shared home).
+    assert!(h.join("setup-marker").exists());
 
     // list: the allocation, its node and the time it has left.
     let list = daft(h, &slurm)

@@ -37,6 +37,8 @@ const QUEUE_WAIT: Duration = Duration::from_secs(3600);
 
 impl SlurmProvider {
     pub fn new(cfg: Config, key: Option<PathBuf>) -> Self {
+        // `-i KEY`, else the config's `ssh_private_key` (else ssh-agent).
+        let key = key.or_else(|| cfg.setup.ssh_private_key.clone());
         SlurmProvider {
             cfg,
             key,
