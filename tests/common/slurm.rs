@@ -209,6 +209,19 @@ impl Drop for Slurm {
                 .args(["-KILL", &pid.to_string()])
                 .status();
         }
+        // What outlives its daemon: step daemons (slurmstepd) that lost their slurmd, and any
+        // process a job left; all carry this Slurm's SLURM_CONF in their environment.
+        let mark = format!("SLURM_CONF={}\0", self.conf.display());
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(env) = std::fs::read(e.path().join("environ")) else {
+                continue;
+            };
+            if env.windows(mark.len()).any(|w| w == mark.as_bytes()) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &e.file_name().to_string_lossy()])
+                    .status();
+            }
+        }
     }
 }
 
