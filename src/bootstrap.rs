@@ -73,6 +73,9 @@ pub struct NodeParams {
     pub node_json_pending: String,
     /// The host `add-member` / `remove-member` act on (SSH hosts, run on the head).
     pub member: Option<String>,
+    /// Settings the script takes from its environment instead (known only where it runs:
+    /// a Slurm worker's node name and head address).
+    pub from_env: Vec<&'static str>,
 }
 
 impl NodeParams {
@@ -134,6 +137,9 @@ fn prelude_value(v: &str) -> String {
 pub fn render(params: &NodeParams) -> String {
     let mut s = String::from("#!/bin/sh\n# rendered by daft from templates/bootstrap.sh\n");
     for (k, v) in params.vars() {
+        if params.from_env.contains(&k) {
+            continue;
+        }
         s.push_str(&format!("{k}={}\n", prelude_value(&v)));
     }
     s.push_str(BOOTSTRAP);

@@ -325,10 +325,6 @@ bad_config!(
     "[setup]\nname = \"demo\"\nprovider = \"slurm\"\n[setup.slurm]\npartition = \"gpu --wrap=x\"\n"
 );
 bad_config!(
-    slurm_with_workers,
-    "[setup]\nname = \"demo\"\nprovider = \"slurm\"\nnumber_of_workers = 2\n[setup.slurm]\ntime = \"1:00:00\"\n"
-);
-bad_config!(
     slurm_extra_flag_not_a_flag,
     "[setup]\nname = \"demo\"\nprovider = \"slurm\"\n[setup.slurm]\nextra_flags = [\"--exclusive\", \"rm -rf /\"]\n"
 );

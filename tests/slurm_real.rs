@@ -418,3 +418,96 @@ fn slurm_refusal_is_slurms_own_message_and_exit_1() {
     );
     assert_eq!(slurm.client("squeue", &["-h"]).trim(), "");
 }
+
+#[test]
+fn slurm_two_node_allocation_runs_the_head_and_a_worker_in_namespaces() {
+    // Two Slurm nodes, each a network namespace of its own with an sshd on port 22; one shared
+    // home (as a cluster's nodes share it).
+    let slurm = Slurm::start_cluster(2, 2);
+    let shared = tempfile::tempdir().unwrap();
+    let h = shared.path();
+    let net = slurm.net.as_ref().unwrap();
+    let sshds: Vec<common::Sshd> = slurm
+        .nodes
+        .iter()
+        .zip(&net.namespaces)
+        .map(|((_, addr), ns)| common::Sshd::start_in_netns(addr, ns, h))
+        .collect();
+    // One key for every node.
+    let auth = sshds[0].dir.path().join("authorized_keys");
+    for s in &sshds[1..] {
+        std::fs::copy(&auth, s.dir.path().join("authorized_keys")).unwrap();
+    }
+    let cfg = h.join("slurm.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[setup]\nname = \"t-slurm2\"\nprovider = \"slurm\"\nnumber_of_workers = 1\nssh_user = \"{}\"\nssh_private_key = \"{}\"\n\n[setup.slurm]\ntime = \"0:30:00\"\ncpus_per_task = 1\n",
+            sshds[0].user,
+            sshds[0].key.display()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    // (The nodes' namespaces reach no package index: uv installs from this machine's cache.)
+    let up = daft(h, &slurm)
+        .env("UV_OFFLINE", "1")
+        .args(["up", "-c", c])
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    let queue = slurm.client("squeue", &["-h", "--name=daft-t-slurm2", "-o", "%T %D %N"]);
+    assert!(queue.starts_with("RUNNING 2 "), "{queue}");
+
+    // A job on the head sees both Ray nodes, each at its node's own address.
+    let job = h.join("job");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(
+        job.join("nodes.py"),
+        "import time, ray\nray.init()\nfor _ in range(120):\n    alive = [n for n in ray.nodes() if n['Alive']]\n    if len(alive) >= 2:\n        break\n    time.sleep(0.5)\nprint('nodes=%d' % len(alive))\nprint('ips=%s' % sorted(n['NodeManagerAddress'] for n in alive))\n",
+    )
+    .unwrap();
+    let sub = daft(h, &slurm)
+        .args([
+            "submit",
+            "-c",
+            c,
+            "-w",
+            job.to_str().unwrap(),
+            "--",
+            "python",
+            "nodes.py",
+        ])
+        .output()
+        .unwrap();
+    assert!(sub.status.success(), "{}", text(&sub));
+    let out = String::from_utf8_lossy(&sub.stdout);
+    assert!(out.contains("nodes=2"), "{}", text(&sub));
+    let mut ips: Vec<String> = slurm.nodes.iter().map(|(_, a)| a.clone()).collect();
+    ips.sort();
+    let py_list = format!(
+        "[{}]",
+        ips.iter()
+            .map(|i| format!("'{i}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(out.contains(&format!("ips={py_list}")), "{}", text(&sub));
+
+    let down = daft(h, &slurm)
+        .args(["down", "-c", c, "--yes"])
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", text(&down));
+    assert_eq!(slurm.client("squeue", &["-h"]).trim(), "");
+    let home = h.display().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !procs_with(&format!("{home}/.daft/envs")).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind: {:?}",
+            procs_with(&home)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

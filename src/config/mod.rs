@@ -782,23 +782,13 @@ impl Checker<'_> {
                 .label(format!("must be between 0 and {MAX_WORKERS}"))
                 .help("set the number of worker nodes besides the head, for example number_of_workers = 2"));
         }
-        // Slurm: this version runs the head alone in its allocation.
-        let number_of_workers = if s.provider == ProviderKind::Slurm {
-            match v(&["setup", "number_of_workers"]) {
-                Some(span) if s.number_of_workers > 0 => {
-                    return Err(self
-                        .err(Some(span), format!(
-                            "`setup.number_of_workers` = {}: provider = \"slurm\" runs the head alone in its allocation in this version of daft",
-                            s.number_of_workers
-                        ))
-                        .label("workers on Slurm are not supported yet")
-                        .help("set number_of_workers = 0 (or remove it); give the head more CPUs with `cpus_per_task` in [setup.slurm]"));
-                }
-                _ => 0,
-            }
-        } else {
-            s.number_of_workers as u32
-        };
+        // Slurm: the head alone in its allocation unless workers are asked for.
+        let number_of_workers =
+            if s.provider == ProviderKind::Slurm && v(&["setup", "number_of_workers"]).is_none() {
+                0
+            } else {
+                s.number_of_workers as u32
+            };
 
         // region
         if !is_region(&s.region) {

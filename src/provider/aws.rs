@@ -568,6 +568,7 @@ pub fn node_params(cfg: &Config, role: Role, head: Option<&ObservedNode>) -> Nod
         ),
         node_json_pending: String::new(),
         member: None,
+        from_env: vec![],
     }
 }
 

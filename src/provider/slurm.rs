@@ -161,7 +161,8 @@ impl SlurmProvider {
             dashboard_port: 8265,
             // No security group here: every connection to Ray carries the cluster's token.
             ray_auth: true,
-            ray_tmp: "slurm-head".into(),
+            // Under the node user's /tmp/daft-UID: this cluster's own (short: Ray's socket paths).
+            ray_tmp: format!("{}-h", self.tmp_tag(t)),
             node_json: format!(
                 "{{\"cluster\":\"{}\",\"role\":\"head\",\"provider\":\"slurm\"}}",
                 self.name()
@@ -170,8 +171,14 @@ impl SlurmProvider {
         }
     }
 
+    /// A short tag of this cluster for its nodes' Ray temp dirs (clusters sharing a node must
+    /// not share them).
+    fn tmp_tag(&self, t: &dyn Transport) -> String {
+        crate::model::short_hash([t.daft_home().as_str(), self.name(), "slurm"])[..8].to_string()
+    }
+
     /// The batch script: `#SBATCH` lines from the config, then templates/slurm.sbatch.
-    fn batch_script(&self, dir: &str, spec_hash: &str) -> String {
+    fn batch_script(&self, dir: &str, spec_hash: &str, tag: &str) -> String {
         let s = &self.cfg.setup.slurm;
         let mut lines = vec![
             format!("#SBATCH --job-name={}", self.job_name()),
@@ -189,6 +196,7 @@ impl SlurmProvider {
         SLURM_BATCH
             .replace("#@SBATCH@", &lines.join("\n"))
             .replace("@DIR@", &dquote(dir))
+            .replace("@TAG@", tag)
     }
 
     /// The allocation's current line in the queue: (state, reason, node list), None when it has
@@ -488,9 +496,31 @@ impl Provider for SlurmProvider {
             &format!("{dir}/bootstrap-head.sh"),
         )
         .await?;
+        // The workers' (one script for every other node of the allocation): each node's name,
+        // the head's address and the allocation's id come from where it runs.
+        let worker = NodeParams {
+            role: Some(Role::Worker),
+            from_env: vec![
+                "DAFT_NODE",
+                "DAFT_HEAD_ADDRESS",
+                "DAFT_HEAD_ID",
+                "DAFT_RAY_TMP",
+            ],
+            node_json: format!(
+                "{{\"cluster\":\"{}\",\"role\":\"worker\",\"provider\":\"slurm\"}}",
+                self.name()
+            ),
+            ..params
+        };
+        t.write_file(
+            bootstrap::render(&worker).as_bytes(),
+            &format!("{dir}/bootstrap-worker.sh"),
+        )
+        .await?;
         let spec_hash = req.spec.hash();
         let script = format!("{dir}/allocation.sbatch");
-        t.write_file(self.batch_script(&dir, &spec_hash).as_bytes(), &script)
+        let tag = self.tmp_tag(t.as_ref());
+        t.write_file(self.batch_script(&dir, &spec_hash, &tag).as_bytes(), &script)
             .await?;
         let out = match self
             .slurm(

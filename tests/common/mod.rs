@@ -130,6 +130,8 @@ pub struct Sshd {
     extra_config: String,
     uv_cache: String,
     path: String,
+    /// Runs in this network namespace (a simulated machine), on port 22 there.
+    netns: Option<String>,
 }
 
 impl Sshd {
@@ -138,6 +140,16 @@ impl Sshd {
     }
 
     pub fn start_with(addr: &str, extra: &str) -> Sshd {
+        Self::build(addr, extra, None, None)
+    }
+
+    /// An sshd on port 22 of `addr` inside network namespace `netns` (a node of a simulated
+    /// cluster), its sessions' $HOME being `home` (shared by the cluster's nodes).
+    pub fn start_in_netns(addr: &str, netns: &str, home: &Path) -> Sshd {
+        Self::build(addr, "", Some(netns.to_string()), Some(home.to_path_buf()))
+    }
+
+    fn build(addr: &str, extra: &str, netns: Option<String>, home: Option<PathBuf>) -> Sshd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         keygen(&d.join("host_ed25519"), "ed25519");
@@ -169,8 +181,9 @@ impl Sshd {
         let extra = extra_lines.join("\n");
         let key = d.join("id_ed25519");
         let rsa_key = d.join("id_rsa");
-        let home = d.join("home");
+        let home = home.unwrap_or_else(|| d.join("home"));
         let mut s = Sshd {
+            netns,
             dir,
             addr: addr.to_string(),
             port: 0,
@@ -194,7 +207,8 @@ impl Sshd {
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
              StrictModes no\nPermitRootLogin yes\nPidFile {d}/sshd.pid\nSubsystem sftp internal-sftp\n\
              AllowTcpForwarding yes\nMaxStartups 100\nMaxSessions 100\nLogLevel ERROR\n\
-             SetEnv HOME={d}/home UV_CACHE_DIR={uv} PATH={path}{net}\n{extra}\n",
+             SetEnv HOME={home} UV_CACHE_DIR={uv} PATH={path}{net}\n{extra}\n",
+            home = self.home.display(),
             addr = self.addr,
             port = self.port,
             uv = self.uv_cache,
@@ -208,11 +222,24 @@ impl Sshd {
     fn launch(&mut self) {
         std::fs::create_dir_all("/run/sshd").unwrap();
         if self.port == 0 {
-            self.port = free_port(&self.addr);
+            // (In a namespace of its own every port is free.)
+            self.port = if self.netns.is_some() {
+                22
+            } else {
+                free_port(&self.addr)
+            };
         }
         let cfg = self.dir.path().join("sshd_config");
         std::fs::write(&cfg, self.config()).unwrap();
-        let child = Command::new(sshd_path())
+        let mut cmd = match &self.netns {
+            None => Command::new(sshd_path()),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, sshd_path()]);
+                c
+            }
+        };
+        let child = cmd
             .args(["-D", "-e", "-f"])
             .arg(&cfg)
             .stdin(Stdio::null())

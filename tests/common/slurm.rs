@@ -13,6 +13,10 @@ pub struct Slurm {
     pub dir: tempfile::TempDir,
     pub conf: PathBuf,
     pub node: String,
+    /// (name, address) of every node.
+    pub nodes: Vec<(String, String)>,
+    /// The nodes' network namespaces and their bridge, when they have them.
+    pub net: Option<Net>,
     pub partition: String,
     children: Vec<Child>,
     munged_pid: Option<u32>,
@@ -43,6 +47,33 @@ impl Slurm {
 
     /// As `start`, the node at `node_addr` (a loopback address other tests' sshd can serve).
     pub fn start_at(cpus: u32, node_addr: &str) -> Slurm {
+        Self::start_nodes(
+            cpus,
+            &[("daftnode".to_string(), node_addr.to_string(), None)],
+            "localhost(127.0.0.1)",
+        )
+    }
+
+    /// `n` nodes, each a network namespace of its own (its own address on a bridge this
+    /// machine is on, its own ports) sharing this machine's files; slurmctld on the bridge.
+    pub fn start_cluster(cpus: u32, n: usize) -> Slurm {
+        let net = Net::make(n);
+        let nodes: Vec<(String, String, Option<String>)> = (0..n)
+            .map(|i| {
+                (
+                    format!("node{}", i + 1),
+                    net.addr(i + 1),
+                    Some(net.namespaces[i].clone()),
+                )
+            })
+            .collect();
+        let ctl = format!("{}({})", hostname(), net.addr(0));
+        let mut s = Self::start_nodes(cpus, &nodes, &ctl);
+        s.net = Some(net);
+        s
+    }
+
+    fn start_nodes(cpus: u32, nodes: &[(String, String, Option<String>)], ctl: &str) -> Slurm {
         assert!(
             available(),
             "Slurm is not installed (apt-get install slurm-wlm munge: .ci/setup does)"
@@ -51,6 +82,9 @@ impl Slurm {
         let d = dir.path().to_path_buf();
         for sub in ["state", "spool", "log", "munge"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        for (name, _, _) in nodes {
+            std::fs::create_dir_all(d.join("spool").join(name)).unwrap();
         }
         // MUNGE: a key of our own, its socket in the temp dir.
         let key = d.join("munge/munge.key");
@@ -82,31 +116,39 @@ impl Slurm {
             .ok()
             .and_then(|s| s.trim().parse().ok());
 
-        let node = "daftnode".to_string();
+        let node = nodes[0].0.clone();
         let partition = "debug".to_string();
+        let node_lines: String = nodes
+            .iter()
+            .map(|(name, addr, _)| {
+                format!(
+                    "NodeName={name} NodeAddr={addr} NodeHostname={} CPUs={cpus} RealMemory=2000 State=UNKNOWN\n",
+                    hostname()
+                )
+            })
+            .collect();
         let (ctld_port, slurmd_port) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
         let conf = d.join("slurm.conf");
         std::fs::write(
             &conf,
             format!(
-                "ClusterName=dafttest\nSlurmctldHost=localhost(127.0.0.1)\n\
+                "ClusterName=dafttest\nSlurmctldHost={ctl}\n\
                  SlurmctldPort={ctld_port}\nSlurmdPort={slurmd_port}\n\
                  SlurmUser=root\nSlurmdUser=root\n\
                  AuthType=auth/munge\nCredType=cred/munge\nAuthInfo=socket={socket}\n\
-                 StateSaveLocation={d}/state\nSlurmdSpoolDir={d}/spool\n\
-                 SlurmctldPidFile={d}/slurmctld.pid\nSlurmdPidFile={d}/slurmd.pid\n\
-                 SlurmctldLogFile={d}/log/slurmctld.log\nSlurmdLogFile={d}/log/slurmd.log\n\
+                 StateSaveLocation={d}/state\nSlurmdSpoolDir={d}/spool/%n\n\
+                 SlurmctldPidFile={d}/slurmctld.pid\nSlurmdPidFile={d}/slurmd-%n.pid\n\
+                 SlurmctldLogFile={d}/log/slurmctld.log\nSlurmdLogFile={d}/log/slurmd-%n.log\n\
                  ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n\
                  SelectType=select/cons_tres\nSelectTypeParameters=CR_CPU\n\
                  SchedulerType=sched/backfill\nMpiDefault=none\nReturnToService=2\n\
                  JobAcctGatherType=jobacct_gather/none\nAccountingStorageType=accounting_storage/none\n\
                  SlurmctldParameters=enable_configless\n\
                  SlurmdParameters=config_overrides\n\
-                 NodeName={node} NodeAddr={node_addr} NodeHostname={host} CPUs={cpus} RealMemory=2000 State=UNKNOWN\n\
-                 PartitionName={partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP\n",
+                 {node_lines}\
+                 PartitionName={partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n",
                 socket = socket.display(),
                 d = d.display(),
-                host = hostname(),
             ),
         )
         .unwrap();
@@ -114,9 +156,14 @@ impl Slurm {
             dir,
             conf: conf.clone(),
             node: node.clone(),
+            nodes: nodes
+                .iter()
+                .map(|(n, a, _)| (n.clone(), a.clone()))
+                .collect(),
             partition,
             children: Vec::new(),
             munged_pid,
+            net: None,
         };
         let ctld = Command::new(which("slurmctld").unwrap())
             .args(["-D", "-i", "-f"])
@@ -127,27 +174,40 @@ impl Slurm {
             .spawn()
             .expect("slurmctld runs");
         s.children.push(ctld);
-        let slurmd = Command::new(which("slurmd").unwrap())
-            .args(["-D", "-N", &node, "-f"])
-            .arg(&conf)
-            .envs(s.env())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("slurmd runs");
-        s.children.push(slurmd);
-        // Ready: the node is idle.
+        for (name, _, netns) in nodes {
+            let mut cmd = match netns {
+                None => Command::new(which("slurmd").unwrap()),
+                // (nsenter, not `ip netns exec`: that mounts a sysfs of its own, without the
+                // cgroup file system slurmd reads.)
+                Some(ns) => {
+                    let mut c = Command::new("nsenter");
+                    c.arg(format!("--net=/run/netns/{ns}"))
+                        .arg(which("slurmd").unwrap());
+                    c
+                }
+            };
+            let slurmd = cmd
+                .args(["-D", "-N", name, "-f"])
+                .arg(&conf)
+                .envs(s.env())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("slurmd runs");
+            s.children.push(slurmd);
+        }
+        // Ready: every node is idle.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let out = s.client("sinfo", &["-h", "-N", "-o", "%T"]);
-            if out.trim() == "idle" {
+            if !out.trim().is_empty() && out.lines().all(|l| l.trim() == "idle") {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
                 "Slurm did not come up (sinfo: {out:?}); slurmctld log:\n{}\nslurmd log:\n{}",
                 log(s.dir.path(), "slurmctld.log"),
-                log(s.dir.path(), "slurmd.log")
+                log(s.dir.path(), &format!("slurmd-{node}.log"))
             );
             std::thread::sleep(Duration::from_millis(300));
         }
@@ -248,4 +308,67 @@ fn hostname() -> String {
     String::from_utf8_lossy(&Command::new("hostname").arg("-s").output().unwrap().stdout)
         .trim()
         .to_string()
+}
+
+/// Network namespaces for simulated nodes: a bridge on this machine (address .1) and, per node,
+/// a namespace with a veth on the bridge (addresses .2, .3, …) and its own loopback.
+pub struct Net {
+    pub bridge: String,
+    pub namespaces: Vec<String>,
+    prefix: String,
+}
+
+impl Net {
+    pub fn make(n: usize) -> Net {
+        // A subnet and names of this process's own (tests run in parallel).
+        let tag = std::process::id() % 200 + 20;
+        let prefix = format!("10.{tag}.77");
+        let bridge = format!("dslbr{tag}");
+        let sh = |c: &str| {
+            let ok = Command::new("sh")
+                .arg("-c")
+                .arg(c)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "network set-up failed: {c}");
+        };
+        sh(&format!(
+            "ip link add {bridge} type bridge && ip addr add {prefix}.1/24 dev {bridge} && ip link set {bridge} up"
+        ));
+        let mut namespaces = Vec::new();
+        for i in 0..n {
+            let ns = format!("dsl{tag}n{}", i + 1);
+            let veth = format!("dsl{tag}v{}", i + 1);
+            sh(&format!(
+                "ip netns add {ns} && ip link add {veth} type veth peer name eth0 netns {ns} && \
+                 ip link set {veth} master {bridge} up && \
+                 ip netns exec {ns} ip addr add {prefix}.{}/24 dev eth0 && \
+                 ip netns exec {ns} ip link set eth0 up && ip netns exec {ns} ip link set lo up",
+                i + 2
+            ));
+            namespaces.push(ns);
+        }
+        Net {
+            bridge,
+            namespaces,
+            prefix,
+        }
+    }
+
+    /// Address `i`: 0 is this machine's on the bridge, 1.. the nodes'.
+    pub fn addr(&self, i: usize) -> String {
+        format!("{}.{}", self.prefix, i + 1)
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
 }
