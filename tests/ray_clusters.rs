@@ -57,7 +57,7 @@ impl Env {
             .env("DAFT_SSH_DEADLINE_SECS", "20")
             // (`[run] env_from_local` of the local test's config.)
             .env("FROM_LOCAL", "local-default")
-            .env_remove("RUST_LOG")
+            .env("RUST_LOG", "warn")
             .timeout(Duration::from_secs(900));
         c
     }
@@ -253,6 +253,7 @@ fn jobs_on(env: &Env, cfg: &str) {
     assert_eq!(v["synced"], 42, "the synced code is not importable: {v}");
     assert_eq!(v["sync_dir"], true);
     let log = String::from_utf8_lossy(&probe.stderr);
+    assert!(log.contains("daft::remote"), "no debug log: {log}");
     assert!(
         !log.contains(secret) && !log.contains(local_secret),
         "a secret is in the debug log"
@@ -1422,7 +1423,7 @@ fn ssh_hosts_sigkill_at_20_points_then_converge_and_two_ups_at_once() {
             .env("DAFT_HOME", env.home())
             .env("HOME", env.dir.path())
             .env("UV_CACHE_DIR", common::uv_cache())
-            .env_remove("RUST_LOG")
+            .env("RUST_LOG", "warn")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -114,7 +114,7 @@ fn daft(home: &std::path::Path, slurm: &Slurm) -> assert_cmd::Command {
         .env("HOME", home)
         .env("UV_CACHE_DIR", common::uv_cache())
         .envs(slurm.env())
-        .env_remove("RUST_LOG")
+        .env("RUST_LOG", "warn")
         .timeout(Duration::from_secs(900));
     c
 }
@@ -420,7 +420,7 @@ fn slurm_refusal_is_slurms_own_message_and_exit_1() {
 }
 
 #[test]
-fn slurm_two_node_allocation_runs_the_head_and_a_worker_in_namespaces() {
+fn slurm_two_node_allocation_through_a_login_node_runs_the_head_and_a_worker() {
     // Two Slurm nodes, each a network namespace of its own with an sshd on port 22; one shared
     // home (as a cluster's nodes share it).
     let slurm = Slurm::start_cluster(2, 2);
@@ -438,19 +438,30 @@ fn slurm_two_node_allocation_runs_the_head_and_a_worker_in_namespaces() {
     for s in &sshds[1..] {
         std::fs::copy(&auth, s.dir.path().join("authorized_keys")).unwrap();
     }
+    // The login node: this machine at 127.0.0.3, over SSH (Slurm's commands there find this
+    // Slurm; its sessions share the home); daft reaches the head node through it.
+    let login = common::Sshd::start_with_home(
+        "127.0.0.3",
+        &format!("SetEnv SLURM_CONF={} UV_OFFLINE=1", slurm.conf.display()),
+        h,
+    );
+    std::fs::copy(&auth, login.dir.path().join("authorized_keys")).unwrap();
     let cfg = h.join("slurm.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[setup]\nname = \"t-slurm2\"\nprovider = \"slurm\"\nnumber_of_workers = 1\nssh_user = \"{}\"\nssh_private_key = \"{}\"\n\n[setup.slurm]\ntime = \"0:30:00\"\ncpus_per_task = 1\n",
+            "[setup]\nname = \"t-slurm2\"\nprovider = \"slurm\"\nnumber_of_workers = 1\nssh_user = \"{}\"\nssh_private_key = \"{}\"\n\n[setup.slurm]\nlogin = \"{}\"\ntime = \"0:30:00\"\ncpus_per_task = 1\n",
             sshds[0].user,
-            sshds[0].key.display()
+            sshds[0].key.display(),
+            login.host()
         ),
     )
     .unwrap();
     let c = cfg.to_str().unwrap();
     // (The nodes' namespaces reach no package index: uv installs from this machine's cache.)
+    // (No SLURM_CONF here: every Slurm command runs on the login node.)
     let up = daft(h, &slurm)
+        .env_remove("SLURM_CONF")
         .env("UV_OFFLINE", "1")
         .args(["up", "-c", c])
         .output()
@@ -468,6 +479,8 @@ fn slurm_two_node_allocation_runs_the_head_and_a_worker_in_namespaces() {
     )
     .unwrap();
     let sub = daft(h, &slurm)
+        .env_remove("SLURM_CONF")
+        .env("RUST_LOG", "debug")
         .args([
             "submit",
             "-c",
@@ -493,8 +506,15 @@ fn slurm_two_node_allocation_runs_the_head_and_a_worker_in_namespaces() {
             .join(", ")
     );
     assert!(out.contains(&format!("ips={py_list}")), "{}", text(&sub));
+    // squeue ran on the login node, and the head node was reached through it.
+    let log = String::from_utf8_lossy(&sub.stderr);
+    assert!(
+        log.contains(&login.host()) && log.contains("squeue") && log.contains("direct-tcpip"),
+        "{log}"
+    );
 
     let down = daft(h, &slurm)
+        .env_remove("SLURM_CONF")
         .args(["down", "-c", c, "--yes"])
         .output()
         .unwrap();

@@ -147,6 +147,21 @@ impl SlurmProvider {
         format!("{}/clusters/{}/slurm", t.daft_home(), self.name())
     }
 
+    /// `dir` with `$HOME` spelled out (Slurm does not expand it in `#SBATCH --output`).
+    async fn abs_dir(&self, t: &dyn Transport) -> anyhow::Result<String> {
+        let dir = self.dir(t);
+        match dir.strip_prefix("$HOME/") {
+            None => Ok(dir),
+            Some(rest) => {
+                let home = t.capture("printf '%s' \"$HOME\"").await?.stdout;
+                if home.is_empty() {
+                    bail!("{} has no $HOME", t.describe());
+                }
+                Ok(format!("{}/{rest}", home.trim_end_matches('/')))
+            }
+        }
+    }
+
     fn head_params(&self, t: &dyn Transport) -> NodeParams {
         NodeParams {
             daft_home: t.daft_home(),
@@ -486,7 +501,7 @@ impl Provider for SlurmProvider {
             bail!("a Slurm cluster is one allocation; workers come with the head");
         }
         let t = self.transport().await?;
-        let dir = self.dir(t.as_ref());
+        let dir = self.abs_dir(t.as_ref()).await?;
         pb.set_message("asking Slurm for an allocation (sbatch)");
         // The cluster's Ray token, then the head's bootstrap and the batch script, beside it.
         bootstrap::ensure_head_token(t.as_ref(), self.name()).await?;
@@ -520,8 +535,11 @@ impl Provider for SlurmProvider {
         let spec_hash = req.spec.hash();
         let script = format!("{dir}/allocation.sbatch");
         let tag = self.tmp_tag(t.as_ref());
-        t.write_file(self.batch_script(&dir, &spec_hash, &tag).as_bytes(), &script)
-            .await?;
+        t.write_file(
+            self.batch_script(&dir, &spec_hash, &tag).as_bytes(),
+            &script,
+        )
+        .await?;
         let out = match self
             .slurm(
                 t.as_ref(),
@@ -707,7 +725,7 @@ impl Provider for SlurmProvider {
 impl JobArrays for SlurmProvider {
     async fn submit_array(&self, req: &ArrayRequest<'_>) -> anyhow::Result<String> {
         let t = self.transport().await?;
-        let dir = self.dir(t.as_ref());
+        let dir = self.abs_dir(t.as_ref()).await?;
         let stamp = format!("{}-{}", req.name, super::now_secs());
         let list = format!("{dir}/sweep-{stamp}.jobs");
         t.write_file(format!("{}\n", req.job_dirs.join("\n")).as_bytes(), &list)

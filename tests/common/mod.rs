@@ -132,6 +132,8 @@ pub struct Sshd {
     path: String,
     /// Runs in this network namespace (a simulated machine), on port 22 there.
     netns: Option<String>,
+    /// More `NAME=VALUE` for the sessions' SetEnv.
+    set_env: String,
 }
 
 impl Sshd {
@@ -141,6 +143,11 @@ impl Sshd {
 
     pub fn start_with(addr: &str, extra: &str) -> Sshd {
         Self::build(addr, extra, None, None)
+    }
+
+    /// As `start_with`, its sessions' $HOME being `home` (a home shared with other machines).
+    pub fn start_with_home(addr: &str, extra: &str, home: &Path) -> Sshd {
+        Self::build(addr, extra, None, Some(home.to_path_buf()))
     }
 
     /// An sshd on port 22 of `addr` inside network namespace `netns` (a node of a simulated
@@ -172,10 +179,18 @@ impl Sshd {
         let mut path = std::env::var("PATH").unwrap_or_default();
         // A PATH for the host's sessions (sshd takes the first SetEnv of a name, so it goes here).
         let mut extra_lines = Vec::new();
+        let mut set_env = String::new();
         for line in extra.lines() {
             match line.strip_prefix("SetEnv PATH=") {
                 Some(p) => path = p.to_string(),
-                None => extra_lines.push(line),
+                // Other variables join the one SetEnv line.
+                None => match line.strip_prefix("SetEnv ") {
+                    Some(vars) => {
+                        set_env.push(' ');
+                        set_env.push_str(vars);
+                    }
+                    None => extra_lines.push(line),
+                },
             }
         }
         let extra = extra_lines.join("\n");
@@ -193,6 +208,7 @@ impl Sshd {
             home,
             child: None,
             extra_config: extra.to_string(),
+            set_env,
             uv_cache,
             path,
         };
@@ -207,8 +223,9 @@ impl Sshd {
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
              StrictModes no\nPermitRootLogin yes\nPidFile {d}/sshd.pid\nSubsystem sftp internal-sftp\n\
              AllowTcpForwarding yes\nMaxStartups 100\nMaxSessions 100\nLogLevel ERROR\n\
-             SetEnv HOME={home} UV_CACHE_DIR={uv} PATH={path}{net}\n{extra}\n",
+             SetEnv HOME={home} UV_CACHE_DIR={uv} PATH={path}{net}{set_env}\n{extra}\n",
             home = self.home.display(),
+            set_env = self.set_env,
             addr = self.addr,
             port = self.port,
             uv = self.uv_cache,
