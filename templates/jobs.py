@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 
@@ -87,6 +86,7 @@ def record(job_dir):
     rec["started"] = read(os.path.join(job_dir, "started"))
     rec["finished"] = read(os.path.join(job_dir, "finished"))
     rec["dir"] = job_dir
+    rec["slurm_task"] = read(os.path.join(job_dir, "slurm-task"))
     return rec
 
 
@@ -159,12 +159,8 @@ def cmd_cancel(job_dir):
     open(os.path.join(job_dir, "cancelled"), "w").close()
     task = read(os.path.join(job_dir, "slurm-task"))
     if task:
-        # A task of a Slurm job array: Slurm stops it (queued or running); the task records
-        # its status when it ran, else it is recorded here.
-        r = subprocess.run(["scancel", task], capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.stderr.write(f"daft: scancel {task}: {r.stderr.strip()}\n")
-            return 1
+        # A task of a Slurm job array, which daft has just cancelled through Slurm (queued or
+        # running): the task records its status when it ran, else it is recorded here.
         deadline = time.time() + 60
         while not os.path.exists(os.path.join(job_dir, "exit-status")) and time.time() < deadline:
             if not os.path.exists(os.path.join(job_dir, "supervisor")) and time.time() > deadline - 55:

@@ -176,6 +176,15 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
         "{}",
         text(&plan)
     );
+    // --no-wait: back once queued.
+    let queued = daft(h, &slurm)
+        .args(["up", "-c", c, "--no-wait"])
+        .output()
+        .unwrap();
+    assert!(queued.status.success(), "{}", text(&queued));
+    let q = slurm.client("squeue", &["-h", "--name=daft-t-slurm", "-o", "%T"]);
+    assert_eq!(q.trim(), "PENDING", "{}", text(&queued));
+    // The next `up` waits through the queue, saying why, then sets the head up.
     let up = daft(h, &slurm).args(["up", "-c", c]).output().unwrap();
     assert!(up.status.success(), "{}", text(&up));
     let all = text(&up);
@@ -351,6 +360,73 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
             .any(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count() == 2),
         "never two at once: {spans:?}"
     );
+
+    // cancel maps to the array's tasks: a queued one and a running one.
+    let long = h.join("long.toml");
+    std::fs::write(
+        &long,
+        "[sweep]\nname = \"long\"\nmax_parallel = 1\n[[sweep.variants]]\nx = 1\n[[sweep.variants]]\nx = 2\n",
+    )
+    .unwrap();
+    let running = std::process::Command::new(assert_cmd::cargo::cargo_bin("daft"))
+        .current_dir(h)
+        .env("DAFT_HOME", h.join(".daft"))
+        .env("HOME", h)
+        .envs(slurm.env())
+        .args(["submit", "-c", c, "-w", sweep_dir.to_str().unwrap()])
+        .args(["--sweep", long.to_str().unwrap(), "--", "sleep", "300"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state_of = |name: &str| -> String {
+        let listed = daft(h, &slurm)
+            .args(["jobs", "-c", c, "-o", "json"])
+            .output()
+            .unwrap();
+        let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap_or_default();
+        jobs.as_array()
+            .into_iter()
+            .flatten()
+            .find(|j| j["name"] == name)
+            .map(|j| j["state"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while state_of("long-1") != "running" {
+        assert!(std::time::Instant::now() < deadline, "long-1 did not start");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(state_of("long-2"), "queued");
+    let c2 = daft(h, &slurm)
+        .args(["cancel", "-c", c, "long-2"])
+        .output()
+        .unwrap();
+    assert!(c2.status.success(), "{}", text(&c2));
+    let c1 = daft(h, &slurm)
+        .args(["cancel", "-c", c, "long-1"])
+        .output()
+        .unwrap();
+    assert!(c1.status.success(), "{}", text(&c1));
+    let done = running.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(1), "{}", text(&done));
+    assert_eq!(
+        String::from_utf8_lossy(&done.stdout)
+            .matches("cancelled")
+            .count(),
+        2,
+        "{}",
+        text(&done)
+    );
+    assert_eq!(state_of("long-1"), "cancelled");
+    assert_eq!(state_of("long-2"), "cancelled");
+    assert!(
+        procs_with("sleep 300").is_empty(),
+        "{:?}",
+        procs_with("sleep 300")
+    );
+    let q = slurm.client("squeue", &["-h", "--name=daft-t-slurm-sweep"]);
+    assert_eq!(q.trim(), "", "{q}");
 
     // A new time limit replaces the allocation.
     write_cfg("0:20:00");

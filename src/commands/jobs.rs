@@ -41,6 +41,9 @@ pub struct JobRecord {
     /// Where the code came from: commit, branch, dirty (the diffs stay in the job's job.json).
     #[serde(default)]
     pub git: Option<serde_json::Value>,
+    /// A task of a Slurm job array (`ARRAYID_INDEX`): cancelled through Slurm.
+    #[serde(default)]
+    pub slurm_task: Option<String>,
 }
 
 /// The head's cluster directory and a connection to it.
@@ -299,9 +302,25 @@ pub async fn logs(args: &LogsArgs) -> anyhow::Result<()> {
 pub async fn cancel(args: &CancelArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
-    let head = connect(&cfg, key).await?;
+    let (provider, head_node) = super::running_head(&cfg, key).await?;
+    let transport = provider.head_transport(&head_node).await?;
+    let cluster_dir = format!("{}/clusters/{}", transport.daft_home(), cfg.setup.name);
+    let head = Head {
+        transport,
+        cluster_dir,
+    };
     let jobs = records(&head).await?;
     let job = resolve(&jobs, &args.job)?.clone();
+    // A task of the scheduler's job array: the scheduler stops it, queued or running.
+    if let (Some(task), Some(arrays)) = (&job.slurm_task, provider.job_arrays()) {
+        if !matches!(job.state.as_str(), "succeeded" | "failed" | "cancelled") {
+            // Marked first: the status the task records on its way out is a cancellation.
+            head.transport
+                .write_file(b"", &format!("{}/cancelled", job.dir))
+                .await?;
+            arrays.cancel_array(task).await?;
+        }
+    }
     match cancel_job(&head, &job.dir).await?.as_str() {
         "ended" => println!(
             "Job {} had already ended ({}).",
@@ -407,6 +426,7 @@ mod tests {
             dir: format!("/j/{id}"),
             variant: None,
             git: None,
+            slurm_task: None,
         }
     }
 

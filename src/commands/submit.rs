@@ -434,10 +434,16 @@ async fn run_sweep(
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 interrupted = true;
                 eprintln!("\ndaft: stopping the sweep (Ctrl-C): cancelling {} running job(s), starting no more", running.len());
+                let records = jobs::records(&head).await?;
                 if let (Some(arrays), Some(id)) = (arrays, &array_id) {
+                    // Marked first: what the tasks record on their way out is a cancellation.
+                    for (_, jid, _, _) in &running {
+                        if let Some(r) = records.iter().find(|r| &r.id == jid) {
+                            let _ = job.transport.write_file(b"", &format!("{}/cancelled", r.dir)).await;
+                        }
+                    }
                     arrays.cancel_array(id).await?;
                 }
-                let records = jobs::records(&head).await?;
                 for (_, id, _, _) in &running {
                     if let Some(r) = records.iter().find(|r| &r.id == id) {
                         let _ = jobs::cancel_job(&head, &r.dir).await;
@@ -449,7 +455,7 @@ async fn run_sweep(
         let mut still = Vec::new();
         for (i, id, mut started, mut said) in running.drain(..) {
             let rec = records.iter().find(|r| r.id == id);
-            if let Some(r) = rec.filter(|r| !said && r.state != "queued") {
+            if let Some(r) = rec.filter(|r| !said && r.started.is_some()) {
                 // A task of the array has started.
                 started = Instant::now();
                 said = true;

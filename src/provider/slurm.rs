@@ -414,6 +414,11 @@ impl Provider for SlurmProvider {
         }
     }
 
+    fn self_starting(&self) -> bool {
+        // The batch script sets the allocation up: `up --no-wait` returns once it is queued.
+        true
+    }
+
     fn replaces_in_place(&self) -> bool {
         // A new allocation reuses the cluster's node directory: the old one goes first.
         true
