@@ -411,43 +411,12 @@ fn sweep_on(env: &Env, cfg: &str) {
 
     let listed = env.ok(&["jobs", "-c", cfg, "-o", "json"]);
     let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let mut spans = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for n in 1..=6 {
-        let j = jobs
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["name"] == format!("grid-{n}"))
-            .unwrap_or_else(|| panic!("no job grid-{n}: {jobs}"));
-        let d = Path::new(j["dir"].as_str().unwrap());
-        let said: serde_json::Value = serde_json::from_str(
-            std::fs::read_to_string(d.join("stdout.log"))
-                .unwrap()
-                .trim(),
-        )
-        .unwrap();
-        assert_eq!(said["variant"], said["file"]);
-        assert_eq!(said["variant"], j["variant"]);
-        let v = &said["variant"];
-        assert_eq!(
-            said["argv"],
-            serde_json::json!([
-                format!("--batch={}", v["batch"]),
-                format!("--lr={}", v["lr"])
-            ])
-        );
-        seen.insert(v.to_string());
-        let times = std::fs::read_to_string(d.join("logs/times")).unwrap();
-        let (a, b) = times.split_once(' ').unwrap();
-        spans.push((a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap()));
+    let ran = common::sweep_jobs(&jobs, "grid", 6);
+    for j in &ran {
+        // (variant.json in its directory says the same.)
+        assert_eq!(j.said["variant"], j.said["file"]);
     }
-    assert_eq!(seen.len(), 6, "{seen:?}");
-    // At no job's start were more than two running.
-    for (s, _) in &spans {
-        let at_once = spans.iter().filter(|(a, b)| a <= s && s < b).count();
-        assert!(at_once <= 2, "{at_once} jobs ran at once: {spans:?}");
-    }
+    assert!(common::most_at_once(&ran) <= 2, "more than two at once");
 }
 
 /// The job record of the newest job, read from its job.json on the (local) head.

@@ -141,6 +141,20 @@ fn procs_with(needle: &str) -> Vec<String> {
     found
 }
 
+/// No process of the cluster's environment under `home` is left (within 20 s of `down`).
+fn assert_no_ray_left(home: &std::path::Path) {
+    let home = home.display().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !procs_with(&format!("{home}/.daft/envs")).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind: {:?}",
+            procs_with(&home)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
     // The allocation's node is this machine at 127.0.0.2, with an sshd there (jobs, setup
@@ -318,48 +332,14 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
         .output()
         .unwrap();
     let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let mut spans = Vec::new();
+    let ran = common::sweep_jobs(&jobs, "grid", 6);
     let mut tasks = std::collections::BTreeSet::new();
-    for n in 1..=6 {
-        let j = jobs
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["name"] == format!("grid-{n}"))
-            .unwrap_or_else(|| panic!("no grid-{n}: {jobs}"));
-        let d = std::path::Path::new(j["dir"].as_str().unwrap());
-        let said: serde_json::Value = serde_json::from_str(
-            std::fs::read_to_string(d.join("stdout.log"))
-                .unwrap()
-                .trim(),
-        )
-        .unwrap();
-        assert_eq!(said["variant"], j["variant"], "{said}");
-        assert_eq!(said["task"], (n - 1).to_string(), "{said}");
-        let v = &said["variant"];
-        assert_eq!(
-            said["argv"],
-            serde_json::json!([
-                format!("--batch={}", v["batch"]),
-                format!("--lr={}", v["lr"])
-            ])
-        );
-        tasks.insert(std::fs::read_to_string(d.join("slurm-task")).unwrap());
-        let times = std::fs::read_to_string(d.join("logs/times")).unwrap();
-        let (a, b) = times.split_once(' ').unwrap();
-        spans.push((a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap()));
+    for (n, j) in ran.iter().enumerate() {
+        assert_eq!(j.said["task"], n.to_string(), "{}", j.said);
+        tasks.insert(std::fs::read_to_string(j.dir.join("slurm-task")).unwrap());
     }
     assert_eq!(tasks.len(), 6, "{tasks:?}");
-    for (s, _) in &spans {
-        let at_once = spans.iter().filter(|(a, b)| a <= s && s < b).count();
-        assert!(at_once <= 2, "{at_once} tasks at once: {spans:?}");
-    }
-    assert!(
-        spans
-            .iter()
-            .any(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count() == 2),
-        "never two at once: {spans:?}"
-    );
+    assert_eq!(common::most_at_once(&ran), 2, "not two at a time");
 
     // cancel maps to the array's tasks: a queued one and a running one.
     let long = h.join("long.toml");
@@ -457,16 +437,7 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
         .unwrap();
     assert!(down.status.success(), "{}", text(&down));
     assert_eq!(slurm.client("squeue", &["-h"]).trim(), "");
-    let home_str = h.display().to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !procs_with(&format!("{home_str}/.daft/envs")).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "left behind: {:?}",
-            procs_with(&home_str)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_no_ray_left(h);
 }
 
 #[test]
@@ -596,14 +567,5 @@ fn slurm_two_node_allocation_through_a_login_node_runs_the_head_and_a_worker() {
         .unwrap();
     assert!(down.status.success(), "{}", text(&down));
     assert_eq!(slurm.client("squeue", &["-h"]).trim(), "");
-    let home = h.display().to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !procs_with(&format!("{home}/.daft/envs")).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "left behind: {:?}",
-            procs_with(&home)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_no_ray_left(h);
 }

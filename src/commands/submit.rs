@@ -541,15 +541,37 @@ async fn run_sweep(
     Ok(())
 }
 
-/// The script every task of a job array runs (bash; `$1` is the file listing the tasks' job
-/// directories, line N+1 for task N): in its job directory, the same environment and records as
-/// a supervised job, the task itself being the supervisor.
-pub fn array_script(cluster_dir: &str, archive: &str, sync_names: &[String]) -> String {
+/// Shell lines shared by a job's launch and a job array's task, with `$CL` (the cluster's
+/// directory) and `$J` (the job's) set: unpack the archive into `$J/work`, enter it, and export
+/// the cluster's environment, the job's variables and `[run] sync`.
+fn job_setup(archive: &str, sync_names: &[String]) -> String {
     let env: String = TELEMETRY_OFF
         .iter()
         .map(|(k, v)| format!(" {k}={v}"))
         .collect();
-    let sync = sync_env(sync_names);
+    format!(
+        r#"mkdir -p "$J/work" "$J/logs"
+"$CL/venv/bin/python" - {zip} "$J/work" > /dev/null <<'DAFT_UNPACK_EOF'
+{unpack}
+DAFT_UNPACK_EOF
+cd "$J/work"
+. "$CL/venv/bin/activate"
+{cluster_env}
+export PYTHONUNBUFFERED=1 DAFT_JOB_DIR="$J" DAFT_JOB_ID="${{J##*/}}" DAFT_LOG_DIR="$J/logs"{env}
+{sync}"#,
+        zip = dquote(archive),
+        unpack = UNPACK.trim_end(),
+        cluster_env = crate::bootstrap::CLUSTER_ENV,
+        sync = sync_env(sync_names),
+    )
+    .trim_end()
+    .to_string()
+}
+
+/// The script every task of a job array runs (bash; `$1` is the file listing the tasks' job
+/// directories, line N+1 for task N): in its job directory, the same environment and records as
+/// a supervised job, the task itself being the supervisor.
+pub fn array_script(cluster_dir: &str, archive: &str, sync_names: &[String]) -> String {
     format!(
         r#"set -u
 umask 077
@@ -561,17 +583,10 @@ case "$J" in '$HOME/'*) J="$HOME/${{J#\$HOME/}}" ;; esac
 echo "$$" > "$J/supervisor"
 hostname > "$J/host"
 echo "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}" > "$J/slurm-task"
-mkdir -p "$J/work" "$J/logs"
-"$CL/venv/bin/python" - {zip} "$J/work" > /dev/null <<'DAFT_UNPACK_EOF'
-{unpack}
-DAFT_UNPACK_EOF
-cd "$J/work"
-. "$CL/venv/bin/activate"
-{cluster_env}
-export PYTHONUNBUFFERED=1 DAFT_JOB_DIR="$J" DAFT_JOB_ID="${{J##*/}}" DAFT_LOG_DIR="$J/logs"{env}
+{setup}
 export DAFT_JOB_NAME="$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$J/job.json")"
 export DAFT_VARIANT="$(cat "$J/variant.json")"
-{sync}date -u +%Y-%m-%dT%H:%M:%SZ > "$J/started"
+date -u +%Y-%m-%dT%H:%M:%SZ > "$J/started"
 setsid sh -c "$(cat "$J/command")" > "$J/stdout.log" 2> "$J/stderr.log" < /dev/null &
 child=$!
 echo "$child" > "$J/pid"
@@ -585,9 +600,7 @@ echo "$rc" > "$J/exit-status.tmp"
 mv "$J/exit-status.tmp" "$J/exit-status"
 "#,
         cl = dquote(cluster_dir),
-        zip = dquote(archive),
-        unpack = UNPACK.trim_end(),
-        cluster_env = crate::bootstrap::CLUSTER_ENV,
+        setup = job_setup(archive, sync_names),
     )
 }
 
@@ -695,26 +708,14 @@ pub fn job_script(
     name: &str,
     sync_names: &[String],
 ) -> String {
-    let sync = sync_env(sync_names);
-    let env: String = TELEMETRY_OFF
-        .iter()
-        .map(|(k, v)| format!(" {k}={v}"))
-        .collect();
     format!(
         r#"set -e
 umask 077
 CL={cl}
 J={j}
-mkdir -p "$J/work" "$J/logs"
-"$CL/venv/bin/python" - {zip} "$J/work" > /dev/null <<'DAFT_UNPACK_EOF'
-{unpack}
-DAFT_UNPACK_EOF
-cd "$J/work"
-. "$CL/venv/bin/activate"
-{cluster_env}
-export PYTHONUNBUFFERED=1 DAFT_JOB_DIR="$J" DAFT_JOB_ID="${{J##*/}}" DAFT_LOG_DIR="$J/logs"{env}
+{setup}
 export DAFT_JOB_NAME={name}
-{sync}# The job's own variables, from stdin (KEY=VALUE, NUL-separated).
+# The job's own variables, from stdin (KEY=VALUE, NUL-separated).
 while IFS= read -r -d '' kv; do export "$kv"; done
 setsid sh -c '
 J="$1"
@@ -734,9 +735,7 @@ while [ ! -s "$J/pid" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 "#,
         cl = dquote(cluster_dir),
         j = dquote(job_dir),
-        zip = dquote(archive),
-        unpack = UNPACK.trim_end(),
-        cluster_env = crate::bootstrap::CLUSTER_ENV,
+        setup = job_setup(archive, sync_names),
         name = shell_quote(name),
         cmd = shell_quote(command),
     )

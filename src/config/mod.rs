@@ -575,6 +575,35 @@ impl Checker<'_> {
                                 .label("not a preset setting")
                                 .help(format!("set `{k}` in [setup.slurm]")));
                         }
+                        let known: Vec<&str> = KEYS
+                            .iter()
+                            .filter(|k| {
+                                k.parent == "setup.slurm" && !matches!(k.name, "preset" | "login")
+                            })
+                            .map(|k| k.name)
+                            .collect();
+                        for (k, _) in t.iter() {
+                            if !known.contains(&k) {
+                                let valid = known
+                                    .iter()
+                                    .map(|n| format!("`{n}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ");
+                                let e = self
+                                    .err(
+                                        self.doc_key_span(t, k),
+                                        format!("unknown key in [{full}.{name}]: `{k}`"),
+                                    )
+                                    .label("not a preset setting");
+                                return Err(match suggest(k, &known) {
+                                    Some(s) => {
+                                        e.help(format!("did you mean `{s}`? (valid here: {valid})"))
+                                    }
+                                    None => e.help(format!("remove it; valid here: {valid}")),
+                                });
+                            }
+                        }
+                        // (Types and placeholders as in [setup.slurm].)
                         self.check_shape(t, &["setup", "slurm"])?;
                     }
                     continue;
@@ -1183,6 +1212,7 @@ impl Checker<'_> {
                 f.mem = f.mem.or(p.mem);
                 f.gpus = f.gpus.or(p.gpus);
                 f.constraint = f.constraint.or(p.constraint);
+                f.node_ssh_port = f.node_ssh_port.or(p.node_ssh_port);
                 if f.extra_flags.is_empty() {
                     f.extra_flags = p.extra_flags;
                 }

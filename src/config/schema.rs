@@ -93,6 +93,7 @@ pub const KEYS: &[Key] = &[
         false,
         "\"login.cluster.org\"",
     ),
+    k("setup.slurm", "preset", Ty::Str, false, "\"gpu\""),
     k("setup.slurm", "partition", Ty::Str, false, "\"gpu\""),
     k("setup.slurm", "account", Ty::Str, false, "\"my-lab\""),
     k("setup.slurm", "time", Ty::Str, false, "\"4:00:00\""),

@@ -192,9 +192,18 @@ impl SlurmProvider {
         crate::model::short_hash([t.daft_home().as_str(), self.name(), "slurm"])[..8].to_string()
     }
 
+    /// `#SBATCH` lines of `[setup.slurm]`'s options and extra flags.
+    fn sbatch_options(&self) -> Vec<String> {
+        let s = &self.cfg.setup.slurm;
+        s.options
+            .iter()
+            .map(|(flag, value)| format!("#SBATCH {flag}={value}"))
+            .chain(s.extra_flags.iter().map(|f| format!("#SBATCH {f}")))
+            .collect()
+    }
+
     /// The batch script: `#SBATCH` lines from the config, then templates/slurm.sbatch.
     fn batch_script(&self, dir: &str, spec_hash: &str, tag: &str) -> String {
-        let s = &self.cfg.setup.slurm;
         let mut lines = vec![
             format!("#SBATCH --job-name={}", self.job_name()),
             format!("#SBATCH --comment=\"{}\"", self.comment(spec_hash, None)),
@@ -202,12 +211,7 @@ impl SlurmProvider {
             "#SBATCH --ntasks-per-node=1".into(),
             format!("#SBATCH --output={dir}/allocation-%j.log"),
         ];
-        for (flag, value) in &s.options {
-            lines.push(format!("#SBATCH {flag}={value}"));
-        }
-        for f in &s.extra_flags {
-            lines.push(format!("#SBATCH {f}"));
-        }
+        lines.extend(self.sbatch_options());
         SLURM_BATCH
             .replace("#@SBATCH@", &lines.join("\n"))
             .replace("@DIR@", &dquote(dir))
@@ -735,7 +739,6 @@ impl JobArrays for SlurmProvider {
         let list = format!("{dir}/sweep-{stamp}.jobs");
         t.write_file(format!("{}\n", req.job_dirs.join("\n")).as_bytes(), &list)
             .await?;
-        let s = &self.cfg.setup.slurm;
         let mut lines = vec![
             "#!/bin/bash".to_string(),
             format!("#SBATCH --job-name={}-sweep", self.job_name()),
@@ -752,12 +755,7 @@ impl JobArrays for SlurmProvider {
             "#SBATCH --ntasks=1".into(),
             format!("#SBATCH --output={dir}/sweep-{stamp}-%a.log"),
         ];
-        for (flag, value) in &s.options {
-            lines.push(format!("#SBATCH {flag}={value}"));
-        }
-        for f in &s.extra_flags {
-            lines.push(format!("#SBATCH {f}"));
-        }
+        lines.extend(self.sbatch_options());
         let script = format!("{}\n{}", lines.join("\n"), req.script);
         let script_path = format!("{dir}/sweep-{stamp}.sbatch");
         t.write_file(script.as_bytes(), &script_path).await?;

@@ -381,3 +381,65 @@ fn network_env() -> String {
     }
     s
 }
+
+/// One job of a sweep as the tests' sweep job (`job.py`) leaves it: what it printed on stdout
+/// (`{"variant": …, "argv": …, …}`), its directory, and when it ran (from `logs/times`).
+pub struct SweepJob {
+    pub said: serde_json::Value,
+    pub dir: PathBuf,
+    pub span: (f64, f64),
+}
+
+/// The jobs `<name>-1..=n` of a grid sweep over `lr` and `batch` with `args = true`, from
+/// `daft jobs -o json`: each printed the variant of its record and got it as `--key=value`
+/// arguments, and the variants are all different.
+pub fn sweep_jobs(jobs: &serde_json::Value, name: &str, n: usize) -> Vec<SweepJob> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 1..=n {
+        let j = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == format!("{name}-{i}"))
+            .unwrap_or_else(|| panic!("no job {name}-{i}: {jobs}"));
+        let dir = PathBuf::from(j["dir"].as_str().unwrap());
+        let said: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(dir.join("stdout.log"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
+        assert_eq!(said["variant"], j["variant"], "{said}");
+        let v = &said["variant"];
+        assert_eq!(
+            said["argv"],
+            serde_json::json!([
+                format!("--batch={}", v["batch"]),
+                format!("--lr={}", v["lr"])
+            ])
+        );
+        seen.insert(v.to_string());
+        let times = std::fs::read_to_string(dir.join("logs/times")).unwrap();
+        let (a, b) = times.split_once(' ').unwrap();
+        out.push(SweepJob {
+            said,
+            dir,
+            span: (a.parse().unwrap(), b.parse().unwrap()),
+        });
+    }
+    assert_eq!(seen.len(), n, "{seen:?}");
+    out
+}
+
+/// The most jobs that ran at once (at any job's start).
+pub fn most_at_once(jobs: &[SweepJob]) -> usize {
+    jobs.iter()
+        .map(|s| {
+            jobs.iter()
+                .filter(|o| o.span.0 <= s.span.0 && s.span.0 < o.span.1)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
