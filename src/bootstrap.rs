@@ -223,6 +223,10 @@ pub const CLUSTER_ENV: &str = r#"export RAY_ADDRESS="$(cat "$CL/ray-address")"
 if [ -s "$CL/ray-token" ]; then export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$CL/ray-token"; fi
 case "$RAY_ADDRESS" in 127.0.0.1:*) export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ;; esac"#;
 
+/// A shell line that sources the cluster's node pre-commands (`$CL/pre.sh`, Slurm's
+/// `pre_commands`) when it has any: before the environment is activated, so it stays first.
+pub const PRE_ENV: &str = r#"if [ -s "$CL/pre.sh" ]; then . "$CL/pre.sh"; fi"#;
+
 /// The path of the cluster's Ray token on a node.
 pub fn token_path(daft_home: &str, cluster: &str) -> String {
     format!("{daft_home}/clusters/{cluster}/ray-token")
@@ -301,7 +305,7 @@ pub async fn run_setup_commands(
             .map(|(k, v)| format!("{k}={v} "))
             .collect();
         let full = format!(
-            "export {env}; CL={}; . \"$CL/venv/bin/activate\" || exit 1\n{CLUSTER_ENV}\n{cmd}",
+            "export {env}; CL={}; {PRE_ENV}\n. \"$CL/venv/bin/activate\" || exit 1\n{CLUSTER_ENV}\n{cmd}",
             dquote(&cluster_dir),
         );
         let shown = format!("setup command {}: {}", i + 1, redact(cmd));

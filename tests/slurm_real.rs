@@ -169,7 +169,7 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
         std::fs::write(
             &cfg,
             format!(
-                "[setup]\nname = \"t-slurm\"\nprovider = \"slurm\"\nssh_user = \"{user}\"\nssh_private_key = \"{key}\"\n\n[setup.slurm]\ntime = \"{time}\"\ncpus_per_task = 1\nnode_ssh_port = {port}\n\n[run]\nsetup_commands = [\"echo set-up > $HOME/setup-marker\"]\n",
+                "[setup]\nname = \"t-slurm\"\nprovider = \"slurm\"\nssh_user = \"{user}\"\nssh_private_key = \"{key}\"\n\n[setup.slurm]\ntime = \"{time}\"\ncpus_per_task = 1\nnode_ssh_port = {port}\npre_commands = [\"export DAFT_TEST_PRE=loaded\"]\n\n[run]\nsetup_commands = [\"echo set-up > $HOME/setup-marker\"]\n",
                 user = node.user,
                 key = node.key.display(),
                 port = node.port,
@@ -245,7 +245,7 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
     std::fs::create_dir_all(&job).unwrap();
     std::fs::write(
         job.join("nodes.py"),
-        "import ray\nray.init()\nprint('nodes=%d' % len([n for n in ray.nodes() if n['Alive']]))\n",
+        "import os, ray\nray.init()\nprint('nodes=%d' % len([n for n in ray.nodes() if n['Alive']]))\n@ray.remote\ndef pre():\n    return os.environ.get('DAFT_TEST_PRE')\nprint('job-pre=%s ray-pre=%s' % (os.environ.get('DAFT_TEST_PRE'), ray.get(pre.remote())))\n",
     )
     .unwrap();
     let sub = daft(h, &slurm)
@@ -264,6 +264,12 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
     assert!(sub.status.success(), "{}", text(&sub));
     assert!(
         String::from_utf8_lossy(&sub.stdout).contains("nodes=1"),
+        "{}",
+        text(&sub)
+    );
+    // pre_commands ran before Ray started on the node, and before the job.
+    assert!(
+        String::from_utf8_lossy(&sub.stdout).contains("job-pre=loaded ray-pre=loaded"),
         "{}",
         text(&sub)
     );

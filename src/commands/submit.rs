@@ -555,10 +555,12 @@ fn job_setup(archive: &str, sync_names: &[String]) -> String {
 {unpack}
 DAFT_UNPACK_EOF
 cd "$J/work"
+{pre_env}
 . "$CL/venv/bin/activate"
 {cluster_env}
 export PYTHONUNBUFFERED=1 DAFT_JOB_DIR="$J" DAFT_JOB_ID="${{J##*/}}" DAFT_LOG_DIR="$J/logs"{env}
 {sync}"#,
+        pre_env = crate::bootstrap::PRE_ENV,
         zip = dquote(archive),
         unpack = UNPACK.trim_end(),
         cluster_env = crate::bootstrap::CLUSTER_ENV,

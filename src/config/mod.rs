@@ -161,6 +161,8 @@ pub struct SlurmFile {
     pub extra_flags: Vec<String>,
     #[serde(default)]
     pub node_ssh_port: Option<i64>,
+    #[serde(default)]
+    pub pre_commands: Vec<String>,
 }
 
 /// Where and how the Slurm allocation is asked for.
@@ -174,6 +176,9 @@ pub struct SlurmSetup {
     pub extra_flags: Vec<String>,
     /// The port of the compute nodes' sshd (jobs and the dashboard reach the head node over SSH).
     pub node_ssh_port: u16,
+    /// Shell lines every node runs before Ray starts, and every job before it runs
+    /// (`module load …`, doodad's SSS_PRE_CMDS).
+    pub pre_commands: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1213,6 +1218,9 @@ impl Checker<'_> {
                 f.gpus = f.gpus.or(p.gpus);
                 f.constraint = f.constraint.or(p.constraint);
                 f.node_ssh_port = f.node_ssh_port.or(p.node_ssh_port);
+                if f.pre_commands.is_empty() {
+                    f.pre_commands = p.pre_commands;
+                }
                 if f.extra_flags.is_empty() {
                     f.extra_flags = p.extra_flags;
                 }
@@ -1288,11 +1296,20 @@ impl Checker<'_> {
                     .help("the compute nodes' SSH port, usually 22")
                 })?,
             };
+            for (i, cmd) in f.pre_commands.iter().enumerate() {
+                if cmd.trim().is_empty() || cmd.chars().any(|c| c.is_control() && c != '\t') {
+                    return Err(self
+                        .err(self.element_span(doc, &["setup", "slurm", "pre_commands"], i), format!("`setup.slurm.pre_commands` entry {cmd:?} is not one line of shell"))
+                        .label("empty, or holds a line break or control character")
+                        .help("write one command per entry, like pre_commands = [\"module load cuda/12.2\"]"));
+                }
+            }
             SlurmSetup {
                 login,
                 options,
                 extra_flags: f.extra_flags.clone(),
                 node_ssh_port,
+                pre_commands: f.pre_commands.clone(),
             }
         };
         // [run] sync: existing directories, each under a name of its own.

@@ -94,6 +94,13 @@ pub const KEYS: &[Key] = &[
         "\"login.cluster.org\"",
     ),
     k("setup.slurm", "preset", Ty::Str, false, "\"gpu\""),
+    k(
+        "setup.slurm",
+        "pre_commands",
+        Ty::StrList,
+        false,
+        "[\"module load cuda/12.2\"]",
+    ),
     k("setup.slurm", "partition", Ty::Str, false, "\"gpu\""),
     k("setup.slurm", "account", Ty::Str, false, "\"my-lab\""),
     k("setup.slurm", "time", Ty::Str, false, "\"4:00:00\""),

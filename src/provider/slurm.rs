@@ -121,6 +121,14 @@ impl SlurmProvider {
             };
             launch.push((key, value.clone()));
         }
+        if !s.pre_commands.is_empty() {
+            // (Ray starts after them: a change starts a new allocation.)
+            let joined = s.pre_commands.join("\n");
+            launch.push((
+                "pre_commands",
+                crate::model::short_hash([joined.as_str()])[..8].to_string(),
+            ));
+        }
         if !s.extra_flags.is_empty() {
             let joined = s.extra_flags.join(" ");
             launch.push((
@@ -512,8 +520,15 @@ impl Provider for SlurmProvider {
         let t = self.transport().await?;
         let dir = self.abs_dir(t.as_ref()).await?;
         pb.set_message("asking Slurm for an allocation (sbatch)");
-        // The cluster's Ray token, then the head's bootstrap and the batch script, beside it.
+        // The cluster's Ray token, its nodes' pre-commands, then the head's bootstrap and the
+        // batch script, beside it.
         bootstrap::ensure_head_token(t.as_ref(), self.name()).await?;
+        let pre = self.cfg.setup.slurm.pre_commands.join("\n");
+        t.write_file(
+            format!("{pre}\n").trim_start().as_bytes(),
+            &format!("{}/clusters/{}/pre.sh", t.daft_home(), self.name()),
+        )
+        .await?;
         let params = self.head_params(t.as_ref());
         t.write_file(
             bootstrap::render(&params).as_bytes(),
