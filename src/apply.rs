@@ -8,7 +8,7 @@ use futures::stream::{self, StreamExt};
 
 use crate::model::{DesiredCluster, Observed, ObservedNode, Role};
 use crate::planner::{Action, Plan};
-use crate::provider::{LaunchRequest, Provider, UpOptions};
+use crate::provider::{LaunchRequest, NodeProvider, UpOptions};
 use crate::ui::{done, Progress};
 
 /// What an apply did.
@@ -34,7 +34,7 @@ pub fn unreachable_head(id: &str, why: &str) -> anyhow::Error {
 
 /// Apply `plan` (computed from `observed`) so the cluster becomes `desired`.
 pub async fn apply(
-    provider: Arc<dyn Provider>,
+    provider: Arc<dyn NodeProvider>,
     desired: &DesiredCluster,
     observed: &Observed,
     plan: &Plan,

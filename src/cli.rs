@@ -59,6 +59,7 @@ pub enum ProviderArg {
     Ssh,
     Local,
     Slurm,
+    Kubernetes,
 }
 
 impl From<ProviderArg> for ProviderKind {
@@ -68,6 +69,7 @@ impl From<ProviderArg> for ProviderKind {
             ProviderArg::Ssh => ProviderKind::Ssh,
             ProviderArg::Local => ProviderKind::Local,
             ProviderArg::Slurm => ProviderKind::Slurm,
+            ProviderArg::Kubernetes => ProviderKind::Kubernetes,
         }
     }
 }

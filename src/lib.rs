@@ -13,6 +13,7 @@ pub mod error;
 pub mod git;
 pub mod https;
 pub mod keys;
+pub mod kuberay;
 pub mod lock;
 pub mod logging;
 pub mod model;

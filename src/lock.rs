@@ -49,6 +49,15 @@ pub fn lock_path(home: &Path, cfg: &Config) -> PathBuf {
             .map(|h| h.head.to_string())
             .unwrap_or_default(),
         ProviderKind::Local => cfg.setup.local.address.to_string(),
+        ProviderKind::Kubernetes => format!(
+            "{}/{}",
+            cfg.setup.kubernetes.context.as_deref().unwrap_or("current"),
+            cfg.setup
+                .kubernetes
+                .namespace
+                .as_deref()
+                .unwrap_or("default")
+        ),
         ProviderKind::Slurm => cfg
             .setup
             .slurm

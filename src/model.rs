@@ -226,3 +226,35 @@ pub fn rules_diff(want: &[String], have: &[String]) -> (Vec<String>, Vec<String>
 pub(crate) fn support_same(a: &SupportResource, b: &SupportResource) -> bool {
     a.same(b)
 }
+
+/// A cluster that is one declared resource (a KubeRay RayCluster), as the config asks for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredResource {
+    /// The resource's kind ("RayCluster").
+    pub kind: String,
+    pub name: String,
+    /// What a plan compares with the live resource, by name ("worker replicas" → "2"): read
+    /// from the manifest by the same function that reads the live object.
+    pub settings: BTreeMap<String, String>,
+    /// The worker pods it asks for.
+    pub workers: u32,
+    /// The whole object as applied.
+    pub manifest: serde_json::Value,
+}
+
+/// The declared resource as the back-end has it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ObservedResource {
+    pub kind: String,
+    pub name: String,
+    pub exists: bool,
+    /// Created by daft (its `app.kubernetes.io/managed-by` label says so).
+    pub managed_by_daft: bool,
+    /// Being deleted already.
+    pub deleting: bool,
+    /// The same settings as [`DesiredResource::settings`], read from the live object.
+    pub settings: BTreeMap<String, String>,
+    /// Its pods, as nodes (state from the pod's phase; `detail.phase` says it in Kubernetes'
+    /// words).
+    pub pods: Vec<ObservedNode>,
+}

@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::model::{
-    rules_diff, support_same, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role,
-    SupportResource,
+    rules_diff, support_same, DesiredCluster, DesiredResource, NodeSpec, NodeState, Observed,
+    ObservedNode, ObservedResource, Role, SupportResource,
 };
 
 /// A node the plan refers to.
@@ -478,5 +478,150 @@ pub fn render(plan: &Plan, context: &str) -> String {
             }
         );
     }
+    out
+}
+
+/// What `up` or `down` does to a declared resource.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum ResourceAction {
+    Create,
+    /// The live resource differs: what changes ("worker replicas 2 → 4").
+    Update {
+        reasons: Vec<String>,
+    },
+    Keep,
+    Delete,
+    /// Nothing exists and nothing is wanted.
+    Absent,
+    /// The resource exists but daft did not create it: left alone, and why.
+    Refuse {
+        reason: String,
+    },
+}
+
+/// The plan of a declarative back-end: one action on one resource, with the pods it has.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResourcePlan {
+    pub cluster: String,
+    pub kind: String,
+    pub name: String,
+    pub action: ResourceAction,
+    /// The pods observed now (node, role, phase).
+    pub pods: Vec<NodeRef>,
+}
+
+impl ResourcePlan {
+    pub fn is_noop(&self) -> bool {
+        matches!(self.action, ResourceAction::Keep | ResourceAction::Absent)
+    }
+    /// Deletes the resource, or changes it in a way that restarts its pods.
+    pub fn destroys(&self) -> bool {
+        match &self.action {
+            ResourceAction::Delete => true,
+            ResourceAction::Update { reasons } => reasons
+                .iter()
+                .any(|r| !r.starts_with("worker replicas") && !r.starts_with("setup")),
+            _ => false,
+        }
+    }
+}
+
+/// Plan a declared resource: `want` None is `down`. Pure.
+pub fn plan_resource(
+    cluster: &str,
+    want: Option<&DesiredResource>,
+    have: &ObservedResource,
+) -> ResourcePlan {
+    let pods: Vec<NodeRef> = have.pods.iter().map(NodeRef::from).collect();
+    let action = match (want, have.exists) {
+        (_, true) if !have.managed_by_daft => ResourceAction::Refuse {
+            reason: format!(
+                "{} {:?} exists but was not created by daft (no app.kubernetes.io/managed-by=daft label): \
+                 choose another cluster name, or use it as it is with `existing = {:?}` in [setup.kubernetes]",
+                have.kind, have.name, have.name
+            ),
+        },
+        (None, true) => ResourceAction::Delete,
+        (None, false) => ResourceAction::Absent,
+        (Some(_), false) => ResourceAction::Create,
+        (Some(w), true) => {
+            let mut reasons = Vec::new();
+            let keys: std::collections::BTreeSet<&String> =
+                w.settings.keys().chain(have.settings.keys()).collect();
+            for k in keys {
+                let new = w.settings.get(k);
+                let old = have.settings.get(k);
+                if new != old {
+                    let show = |v: Option<&String>| match v {
+                        Some(v) if !v.is_empty() => v.clone(),
+                        _ => "(none)".to_string(),
+                    };
+                    reasons.push(format!("{k} {} → {}", show(old), show(new)));
+                }
+            }
+            if have.deleting {
+                reasons.insert(0, "it is being deleted: created again once gone".into());
+            }
+            if reasons.is_empty() {
+                ResourceAction::Keep
+            } else {
+                ResourceAction::Update { reasons }
+            }
+        }
+    };
+    ResourcePlan {
+        cluster: cluster.to_string(),
+        kind: want
+            .map(|w| w.kind.clone())
+            .unwrap_or_else(|| have.kind.clone()),
+        name: want
+            .map(|w| w.name.clone())
+            .unwrap_or_else(|| have.name.clone()),
+        action,
+        pods,
+    }
+}
+
+/// A resource plan as a person reads it.
+pub fn render_resource(plan: &ResourcePlan, context: &str, workers: Option<u32>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Plan for cluster {:?} ({context}):", plan.cluster);
+    let what = format!("{} {}", plan.kind, plan.name);
+    let line = match &plan.action {
+        ResourceAction::Create => format!(
+            "  + create     {what}  (1 head + {} worker(s))",
+            workers.unwrap_or(0)
+        ),
+        ResourceAction::Update { reasons } => {
+            format!("  ~ update     {what}  ({})", reasons.join("; "))
+        }
+        ResourceAction::Keep => format!("  = keep       {what}"),
+        ResourceAction::Delete => format!(
+            "  - delete     {what}  (and its {} pod(s))",
+            plan.pods.len()
+        ),
+        ResourceAction::Absent => "  (nothing exists and nothing is wanted)".to_string(),
+        ResourceAction::Refuse { reason } => format!("  ! leave      {what}  ({reason})"),
+    };
+    let _ = writeln!(out, "{line}");
+    for p in &plan.pods {
+        let _ = writeln!(
+            out,
+            "      pod {:<6} {}  ({})",
+            p.role.as_str(),
+            p.id,
+            p.state.title().to_lowercase()
+        );
+    }
+    let summary = match &plan.action {
+        ResourceAction::Create => "Plan: 1 to create.",
+        ResourceAction::Update { .. } => "Plan: 1 to update.",
+        ResourceAction::Keep => "Plan: nothing to change.",
+        ResourceAction::Delete => "Plan: 1 to delete.",
+        ResourceAction::Absent => "Plan: nothing to change.",
+        ResourceAction::Refuse { .. } => "Plan: nothing daft may change.",
+    };
+    let _ = writeln!(out, "{summary}");
     out
 }

@@ -9,6 +9,7 @@ pub const SECTION_SSH: &str = include_str!("../templates/section-ssh.toml");
 pub const SECTION_LOCAL: &str = include_str!("../templates/section-local.toml");
 pub const SECTION_AWS: &str = include_str!("../templates/section-aws.toml");
 pub const SECTION_SLURM: &str = include_str!("../templates/section-slurm.toml");
+pub const SECTION_KUBERNETES: &str = include_str!("../templates/section-kubernetes.toml");
 pub const SLURM_BATCH: &str = include_str!("../templates/slurm.sbatch");
 pub const BOOTSTRAP: &str = include_str!("../templates/bootstrap.sh");
 pub const UNPACK: &str = include_str!("../templates/unpack.py");
@@ -27,6 +28,13 @@ fn irrelevant_keys(provider: ProviderKind) -> &'static [&'static str] {
             "ssh_private_key",
         ],
         ProviderKind::Slurm => &["region", "instance_type", "image_id", "number_of_workers"],
+        ProviderKind::Kubernetes => &[
+            "region",
+            "instance_type",
+            "image_id",
+            "ssh_user",
+            "ssh_private_key",
+        ],
     }
 }
 
@@ -58,6 +66,7 @@ pub fn render_config(provider: ProviderKind, name: Option<&str>) -> String {
         ProviderKind::Ssh => SECTION_SSH,
         ProviderKind::Local => SECTION_LOCAL,
         ProviderKind::Slurm => SECTION_SLURM,
+        ProviderKind::Kubernetes => SECTION_KUBERNETES,
     };
     // Sub-tables of [setup] go right after [setup]'s keys, before [run].
     let at = text.find("\n[run]").map(|i| i + 1).unwrap_or(text.len());

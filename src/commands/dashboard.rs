@@ -73,8 +73,13 @@ pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     .boxed()
     .shared();
     let url = format!("http://127.0.0.1:{}", args.port);
+    let via = if cfg.setup.provider == ProviderKind::Kubernetes {
+        "through the Kubernetes API server's port-forward to the head pod"
+    } else {
+        "forwarded over SSH to the head"
+    };
     println!(
-        "Ray dashboard of {:?}: {url}  (forwarded over SSH to the head; Ctrl-C to stop){token_hint}",
+        "Ray dashboard of {:?}: {url}  ({via}; Ctrl-C to stop){token_hint}",
         cfg.setup.name
     );
     if !args.no_browser {
@@ -93,7 +98,11 @@ async fn show_token(
     let path = bootstrap::token_path(&t.daft_home(), &cfg.setup.name);
     let out = t
         .capture_cmd(&RemoteCommand::shown_as(
-            format!("cat {} 2>/dev/null || true", bootstrap::dquote(&path)),
+            // (KubeRay gives its pods the token in their environment.)
+            format!(
+                "cat {} 2>/dev/null || printenv RAY_AUTH_TOKEN || true",
+                bootstrap::dquote(&path)
+            ),
             format!("read the cluster's Ray token ({path})"),
         ))
         .await?;

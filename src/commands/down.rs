@@ -6,14 +6,23 @@ use crate::apply::apply;
 use crate::cli::DownArgs;
 use crate::model::DesiredCluster;
 use crate::planner::{plan, render};
-use crate::provider::UpOptions;
+use crate::provider::{Backend, DeclarativeProvider, UpOptions};
 use crate::ui::{elapsed, Progress};
 
 pub async fn run(args: &DownArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let cfg = super::load(&args.config.config)?;
     let _lock = super::lock(&cfg, "down", args.lock.no_wait_lock).await?;
-    let (provider, observed) = super::observe(&cfg, args.key.identity.clone()).await?;
+    let provider = match crate::provider::backend(&cfg, args.key.identity.clone()).await? {
+        Backend::Nodes(p) => p,
+        Backend::Declarative(p) => return down_resource(&cfg, p, args, start).await,
+        Backend::ReadOnly(_, why) => {
+            return Err(crate::error::usage(format!(
+                "`daft down` leaves this cluster alone: {why}"
+            )))
+        }
+    };
+    let observed = provider.query().await?;
     let desired = DesiredCluster::empty(&cfg.setup.name);
     let p = plan(&desired, &observed);
     if p.actions.is_empty() {
@@ -38,6 +47,51 @@ pub async fn run(args: &DownArgs) -> anyhow::Result<()> {
         cfg.setup.name,
         report.terminated.len(),
         report.support_deleted.len(),
+        elapsed(start.elapsed())
+    );
+    Ok(())
+}
+
+/// `down` of a declarative back-end: delete the resource, wait until its pods are gone.
+async fn down_resource(
+    cfg: &crate::config::Config,
+    p: std::sync::Arc<dyn DeclarativeProvider>,
+    args: &DownArgs,
+    start: Instant,
+) -> anyhow::Result<()> {
+    use crate::planner::{plan_resource, render_resource, ResourceAction};
+    let have = p.observe_resource().await?;
+    let plan = plan_resource(&cfg.setup.name, None, &have);
+    if plan.action == ResourceAction::Absent && have.pods.is_empty() {
+        println!(
+            "Nothing to remove: cluster {:?} has no RayCluster ({}).",
+            cfg.setup.name,
+            p.context()
+        );
+        return Ok(());
+    }
+    print!("{}", render_resource(&plan, &p.context(), None));
+    if let ResourceAction::Refuse { reason } = &plan.action {
+        return Err(anyhow::anyhow!("nothing was removed: {reason}"));
+    }
+    super::up::confirm(
+        true,
+        args.yes,
+        "down",
+        "This plan deletes the cluster. Apply it?",
+    )?;
+    let ui = Progress::new();
+    let pb = ui.line(
+        format!("{:<8}", "cluster"),
+        format!("deleting {} {}", plan.kind, plan.name),
+    );
+    p.delete_resource(&pb).await?;
+    crate::ui::done(&pb, format!("deleted {} {}", plan.kind, plan.name));
+    println!(
+        "Cluster {:?} is down: RayCluster {} and its {} pod(s) deleted in {}.",
+        cfg.setup.name,
+        plan.name,
+        plan.pods.len(),
         elapsed(start.elapsed())
     );
     Ok(())

@@ -48,6 +48,10 @@ pub fn message(path: &str, provider: ProviderKind, named: bool) -> String {
         ProviderKind::Ssh => todo.push("list your hosts under [setup.ssh]".into()),
         ProviderKind::Aws => todo.push("check `region` and `instance_type`".into()),
         ProviderKind::Local => {}
+        ProviderKind::Kubernetes => todo.push(
+            "check [setup.kubernetes] (context, namespace, resources); the cluster needs the KubeRay operator"
+                .into(),
+        ),
         ProviderKind::Slurm => {
             todo.push("set the allocation under [setup.slurm] (partition, time, login)".into())
         }

@@ -67,6 +67,21 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
             rows.extend(obs.nodes.iter().map(|n| Row::new(p, n)));
         }
     }
+    // Kubernetes: the config's context and namespace, else (no config) the current context's
+    // when a kubeconfig exists; a context that cannot be read is a warning there.
+    if !args.local_only {
+        let k8s_cfg = cfg
+            .as_ref()
+            .filter(|c| c.setup.provider == ProviderKind::Kubernetes);
+        if k8s_cfg.is_some() || cfg.is_none() {
+            match crate::provider::kubernetes::list_current_context(k8s_cfg).await {
+                Some(Ok(nodes)) => rows.extend(nodes.iter().map(|n| Row::new("kubernetes", n))),
+                Some(Err(e)) if k8s_cfg.is_some() => return Err(e),
+                Some(Err(e)) => eprintln!("daft: skipping Kubernetes: {e:#}"),
+                None => {}
+            }
+        }
+    }
     let aws_regions: Vec<String> = if args.local_only {
         vec![]
     } else if args.all_regions {

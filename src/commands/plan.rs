@@ -1,11 +1,54 @@
 //! `daft plan`: what `up` would change, as a person reads it or as JSON.
 
 use crate::cli::{OutputFormat, PlanArgs};
-use crate::planner::{plan, render};
+use crate::planner::{plan, plan_resource, render, render_resource};
+use crate::provider::Backend;
 
 pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
-    let (provider, observed) = super::observe(&cfg, args.key.identity.clone()).await?;
+    let provider = match crate::provider::backend(&cfg, args.key.identity.clone()).await? {
+        Backend::Nodes(p) => p,
+        Backend::Declarative(p) => {
+            let want = p.desired_resource();
+            let have = p.observe_resource().await?;
+            let plan = plan_resource(&cfg.setup.name, Some(&want), &have);
+            match args.output {
+                OutputFormat::Text => {
+                    print!(
+                        "{}",
+                        render_resource(&plan, &p.context(), Some(want.workers))
+                    )
+                }
+                OutputFormat::Json => {
+                    let v = serde_json::json!({
+                        "cluster": plan.cluster,
+                        "context": p.context(),
+                        "resource": plan,
+                        "noop": plan.is_noop(),
+                    });
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+            }
+            return Ok(());
+        }
+        Backend::ReadOnly(p, why) => {
+            match args.output {
+                OutputFormat::Text => println!(
+                    "Plan for cluster {:?} ({}): nothing daft may change: {why}",
+                    cfg.setup.name,
+                    p.context()
+                ),
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "cluster": cfg.setup.name, "context": p.context(), "read_only": why, "noop": true,
+                    }))?
+                ),
+            }
+            return Ok(());
+        }
+    };
+    let observed = provider.query().await?;
     let desired = provider.desired().await;
     let p = plan(&desired, &observed);
     match args.output {

@@ -8,15 +8,22 @@ use crate::apply::apply;
 use crate::cli::UpArgs;
 use crate::error::usage;
 use crate::planner::{plan, render, Action, NOT_SET_UP};
-use crate::provider::UpOptions;
-use crate::ui::{confirm, elapsed, Progress};
+use crate::provider::{Backend, DeclarativeProvider, UpOptions};
+use crate::ui::{elapsed, Progress};
 
 pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let cfg = super::load(&args.config.config)?;
     // One `up`/`down` of a cluster at a time; observed only once the lock is ours.
     let _lock = super::lock(&cfg, "up", args.lock.no_wait_lock).await?;
-    let (provider, observed) = super::observe(&cfg, args.key.identity.clone()).await?;
+    let provider = match crate::provider::backend(&cfg, args.key.identity.clone()).await? {
+        Backend::Nodes(p) => p,
+        Backend::Declarative(p) => return up_resource(&cfg, p, args, start).await,
+        Backend::ReadOnly(_, why) => {
+            return Err(usage(format!("`daft up` leaves this cluster alone: {why}")))
+        }
+    };
+    let observed = provider.query().await?;
     let desired = provider.desired().await;
     let mut p = plan(&desired, &observed);
     if args.no_wait && provider.self_starting() {
@@ -89,16 +96,104 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Destructive plans need a yes: from --yes, or from the terminal.
-pub fn confirm_destruction(p: &crate::planner::Plan, yes: bool, cmd: &str) -> anyhow::Result<()> {
-    if !p.destroys() || yes {
+/// `up` of a declarative back-end: plan the resource, apply it, wait for its pods.
+async fn up_resource(
+    cfg: &crate::config::Config,
+    p: std::sync::Arc<dyn DeclarativeProvider>,
+    args: &UpArgs,
+    start: Instant,
+) -> anyhow::Result<()> {
+    use crate::planner::{plan_resource, render_resource, ResourceAction};
+    let want = p.desired_resource();
+    let have = p.observe_resource().await?;
+    let plan = plan_resource(&cfg.setup.name, Some(&want), &have);
+    print!(
+        "{}",
+        render_resource(&plan, &p.context(), Some(want.workers))
+    );
+    if let ResourceAction::Refuse { reason } = &plan.action {
+        return Err(anyhow!("nothing was changed: {reason}"));
+    }
+    if plan.is_noop() {
+        println!(
+            "Nothing to do: cluster {:?} is up to date ({}).",
+            cfg.setup.name,
+            elapsed(start.elapsed())
+        );
         return Ok(());
     }
-    match confirm("This plan removes or replaces nodes. Apply it?")? {
+    confirm(
+        plan.destroys(),
+        args.yes,
+        "up",
+        "This plan restarts the cluster's pods. Apply it?",
+    )?;
+    let ui = Progress::new();
+    let pb = ui.line(
+        format!("{:<8}", "cluster"),
+        format!("{} {}", want.kind, want.name),
+    );
+    p.apply_resource(&want, &pb).await?;
+    if args.no_wait {
+        crate::ui::done(&pb, "applied");
+        println!(
+            "Cluster {:?}: RayCluster {} applied in {}; not waiting for its pods (--no-wait). `daft list -c {}` shows them.",
+            cfg.setup.name,
+            want.name,
+            elapsed(start.elapsed()),
+            cfg.display_path
+        );
+        return Ok(());
+    }
+    let opts = UpOptions {
+        wait_workers: args.wait_workers,
+        ..UpOptions::default()
+    };
+    let head = p.wait_ready(&want, opts, &pb).await?;
+    crate::ui::done(&pb, format!("head pod {} ready", head.id));
+    println!(
+        "Cluster {:?} is up: RayCluster {} with 1 head + {} worker(s) asked for; {} in {}. Head pod: {}.",
+        cfg.setup.name,
+        want.name,
+        want.workers,
+        match plan.action {
+            ResourceAction::Create => "created",
+            _ => "updated",
+        },
+        elapsed(start.elapsed()),
+        head.id
+    );
+    let flag = if cfg.display_path == crate::config::DEFAULT_CONFIG {
+        String::new()
+    } else {
+        format!(" -c {}", cfg.display_path)
+    };
+    println!(
+        "Next: daft submit{flag} -w DIR -- python main.py   (dashboard: daft dashboard{flag})"
+    );
+    Ok(())
+}
+
+/// Destructive plans need a yes: from --yes, or from the terminal.
+pub fn confirm_destruction(p: &crate::planner::Plan, yes: bool, cmd: &str) -> anyhow::Result<()> {
+    confirm(
+        p.destroys(),
+        yes,
+        cmd,
+        "This plan removes or replaces nodes. Apply it?",
+    )
+}
+
+/// A yes for a destructive change: from --yes, or from the terminal.
+pub fn confirm(destroys: bool, yes: bool, cmd: &str, question: &str) -> anyhow::Result<()> {
+    if !destroys || yes {
+        return Ok(());
+    }
+    match crate::ui::confirm(question)? {
         Some(true) => Ok(()),
         Some(false) => Err(usage("nothing was changed (not confirmed)")),
         None => Err(usage(format!(
-            "this plan removes or replaces nodes and there is no terminal to confirm it; run `daft {cmd} --yes` to apply it anyway"
+            "this plan removes or replaces what runs and there is no terminal to confirm it; run `daft {cmd} --yes` to apply it anyway"
         ))),
     }
 }

@@ -29,7 +29,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use base64::Engine;
 use indicatif::ProgressBar;
 
-use super::{daft_home, DashboardRoute, LaunchRequest, Provider};
+use super::{daft_home, DashboardRoute, LaunchRequest, NodeProvider, Provider};
 use crate::bootstrap::{self, NodeParams};
 use crate::config::{Config, HostAddr};
 use crate::model::{
@@ -739,6 +739,35 @@ impl Provider for AwsProvider {
         format!("aws {}", self.cfg.setup.region)
     }
 
+    async fn query(&self) -> anyhow::Result<Observed> {
+        let (nodes, support) = tokio::try_join!(
+            describe(
+                &self.client,
+                vec![filter(&format!("tag:{TAG_CLUSTER}"), &[self.name()])]
+            ),
+            self.support()
+        )?;
+        Ok(Observed { nodes, support })
+    }
+
+    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
+        let ip = head
+            .public_ip
+            .as_deref()
+            .ok_or_else(|| anyhow!("the head {} has no public address", head.id))?;
+        self.connect(&head.id, ip, false, None).await
+    }
+
+    fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
+        DashboardRoute::Tunnel {
+            host: "127.0.0.1".into(),
+            port: 8265,
+        }
+    }
+}
+
+#[async_trait]
+impl NodeProvider for AwsProvider {
     async fn desired(&self) -> DesiredCluster {
         DesiredCluster {
             name: self.name().to_string(),
@@ -757,17 +786,6 @@ impl Provider for AwsProvider {
 
     fn self_starting(&self) -> bool {
         true
-    }
-
-    async fn query(&self) -> anyhow::Result<Observed> {
-        let (nodes, support) = tokio::try_join!(
-            describe(
-                &self.client,
-                vec![filter(&format!("tag:{TAG_CLUSTER}"), &[self.name()])]
-            ),
-            self.support()
-        )?;
-        Ok(Observed { nodes, support })
     }
 
     async fn create_support(&self, r: &SupportResource) -> anyhow::Result<SupportResource> {
@@ -1201,21 +1219,6 @@ impl Provider for AwsProvider {
                     return Err(aws_err("DeleteSecurityGroup", e));
                 }
             }
-        }
-    }
-
-    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
-        let ip = head
-            .public_ip
-            .as_deref()
-            .ok_or_else(|| anyhow!("the head {} has no public address", head.id))?;
-        self.connect(&head.id, ip, false, None).await
-    }
-
-    fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
-        DashboardRoute::Tunnel {
-            host: "127.0.0.1".into(),
-            port: 8265,
         }
     }
 }

@@ -13,7 +13,7 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::{daft_home, now_secs, DashboardRoute, LaunchRequest, Provider};
+use super::{daft_home, now_secs, DashboardRoute, LaunchRequest, NodeProvider, Provider};
 use crate::bootstrap::{self, NodeParams};
 use crate::config::{Config, HostAddr};
 use crate::model::{short_hash, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
@@ -292,26 +292,6 @@ impl Provider for HostsProvider {
         }
     }
 
-    async fn desired(&self) -> DesiredCluster {
-        let workers = match self.mode {
-            Mode::Local => self.cfg.setup.number_of_workers,
-            // The hosts are the cluster: every listed worker host runs a worker.
-            Mode::Ssh => self.hosts().1.len() as u32,
-        };
-        DesiredCluster {
-            name: self.name().to_string(),
-            head: Some(self.spec(Role::Head)),
-            worker: self.spec(Role::Worker),
-            workers,
-            setup_hash: bootstrap::setup_hash(&self.cfg),
-            support: vec![],
-        }
-    }
-
-    fn replaces_in_place(&self) -> bool {
-        true
-    }
-
     async fn query(&self) -> anyhow::Result<Observed> {
         let nodes = match self.mode {
             Mode::Local => self.status("local").await?.0,
@@ -340,6 +320,52 @@ impl Provider for HostsProvider {
             nodes,
             support: vec![],
         })
+    }
+
+    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
+        // The connection `query` opened to the head, reused.
+        self.transport(&head.id).await
+    }
+
+    fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute {
+        match self.mode {
+            Mode::Local => DashboardRoute::Direct {
+                url: format!(
+                    "http://{}:{}",
+                    self.cfg.setup.local.address, self.cfg.setup.local.dashboard_port
+                ),
+            },
+            Mode::Ssh => {
+                let _ = head;
+                DashboardRoute::Tunnel {
+                    host: "127.0.0.1".into(),
+                    port: 8265,
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl NodeProvider for HostsProvider {
+    async fn desired(&self) -> DesiredCluster {
+        let workers = match self.mode {
+            Mode::Local => self.cfg.setup.number_of_workers,
+            // The hosts are the cluster: every listed worker host runs a worker.
+            Mode::Ssh => self.hosts().1.len() as u32,
+        };
+        DesiredCluster {
+            name: self.name().to_string(),
+            head: Some(self.spec(Role::Head)),
+            worker: self.spec(Role::Worker),
+            workers,
+            setup_hash: bootstrap::setup_hash(&self.cfg),
+            support: vec![],
+        }
+    }
+
+    fn replaces_in_place(&self) -> bool {
+        true
     }
 
     async fn run_instances(
@@ -580,29 +606,6 @@ impl Provider for HostsProvider {
             ));
         }
         Ok(())
-    }
-
-    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
-        // The connection `query` opened to the head, reused.
-        self.transport(&head.id).await
-    }
-
-    fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute {
-        match self.mode {
-            Mode::Local => DashboardRoute::Direct {
-                url: format!(
-                    "http://{}:{}",
-                    self.cfg.setup.local.address, self.cfg.setup.local.dashboard_port
-                ),
-            },
-            Mode::Ssh => {
-                let _ = head;
-                DashboardRoute::Tunnel {
-                    host: "127.0.0.1".into(),
-                    port: 8265,
-                }
-            }
-        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod hosts;
+pub mod kubernetes;
 pub mod slurm;
 
 use std::path::PathBuf;
@@ -12,7 +13,10 @@ use async_trait::async_trait;
 use indicatif::ProgressBar;
 
 use crate::config::{Config, ProviderKind};
-use crate::model::{DesiredCluster, NodeSpec, Observed, ObservedNode, Role, SupportResource};
+use crate::model::{
+    DesiredCluster, DesiredResource, NodeSpec, Observed, ObservedNode, ObservedResource, Role,
+    SupportResource,
+};
 use crate::transport::Transport;
 
 /// Launch `count` nodes of one role (one batch).
@@ -87,11 +91,35 @@ pub enum DashboardRoute {
     Tunnel { host: String, port: u16 },
 }
 
+/// What every back-end does: say where it is, observe its cluster, reach the head. How a
+/// back-end's cluster is changed is its [`Lifecycle`]: node by node, one declared resource, or
+/// not at all.
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// Which back-end and where, for plan headers ("aws us-west-2").
     fn context(&self) -> String;
 
+    /// Observe the cluster: every node (machine, allocation node, pod) carrying its tag, and
+    /// its supporting resources.
+    async fn query(&self) -> anyhow::Result<Observed>;
+
+    /// A transport to the head, for `submit` and `dashboard` (with the key the provider was
+    /// built with).
+    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>>;
+
+    /// Where the head's dashboard is.
+    fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute;
+
+    /// The back-end's job arrays, when it has them (sweeps then become one array).
+    fn job_arrays(&self) -> Option<&dyn JobArrays> {
+        None
+    }
+}
+
+/// A back-end that launches, sets up and removes nodes one by one (EC2, SSH hosts, this
+/// machine, a Slurm allocation): SkyPilot's provisioning verbs.
+#[async_trait]
+pub trait NodeProvider: Provider {
     /// The cluster the config asks for, in this provider's terms.
     async fn desired(&self) -> DesiredCluster;
 
@@ -105,9 +133,6 @@ pub trait Provider: Send + Sync {
     fn replaces_in_place(&self) -> bool {
         false
     }
-
-    /// Observe the cluster: every node carrying its tag, and its supporting resources.
-    async fn query(&self) -> anyhow::Result<Observed>;
 
     /// Create a supporting resource (a security group); returns it with its id.
     async fn create_support(&self, resource: &SupportResource) -> anyhow::Result<SupportResource> {
@@ -157,17 +182,52 @@ pub trait Provider: Send + Sync {
     ) -> anyhow::Result<()> {
         Ok(())
     }
+}
 
-    /// A transport to the head, for `submit` and `dashboard` (with the key the provider was
-    /// built with).
-    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>>;
+/// A back-end where the cluster is one declared resource that an operator reconciles
+/// (Kubernetes: a KubeRay RayCluster). daft applies it, waits for its pods, deletes it; it has
+/// no per-node verbs.
+#[async_trait]
+pub trait DeclarativeProvider: Provider {
+    /// The resource the config asks for.
+    fn desired_resource(&self) -> DesiredResource;
 
-    /// Where the head's dashboard is.
-    fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute;
+    /// The resource as the back-end has it (absent or not), with its pods.
+    async fn observe_resource(&self) -> anyhow::Result<ObservedResource>;
 
-    /// The back-end's job arrays, when it has them (sweeps then become one array).
-    fn job_arrays(&self) -> Option<&dyn JobArrays> {
-        None
+    /// Create or update the resource (server-side apply).
+    async fn apply_resource(&self, want: &DesiredResource, pb: &ProgressBar) -> anyhow::Result<()>;
+
+    /// Wait until the head (and with `wait_workers`, every worker) is ready, or say why it
+    /// cannot get there; then run what the config asks to run on the head. Returns the head.
+    async fn wait_ready(
+        &self,
+        want: &DesiredResource,
+        opts: UpOptions,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<ObservedNode>;
+
+    /// Delete the resource and wait until its pods are gone.
+    async fn delete_resource(&self, pb: &ProgressBar) -> anyhow::Result<()>;
+}
+
+/// How `up` and `down` change a back-end's cluster.
+#[derive(Clone)]
+pub enum Backend {
+    Nodes(Arc<dyn NodeProvider>),
+    Declarative(Arc<dyn DeclarativeProvider>),
+    /// A cluster daft only uses (Kubernetes `existing`): why it is not daft's to change.
+    ReadOnly(Arc<dyn Provider>, String),
+}
+
+impl Backend {
+    /// The back-end's common verbs.
+    pub fn provider(&self) -> Arc<dyn Provider> {
+        match self {
+            Backend::Nodes(p) => p.clone(),
+            Backend::Declarative(p) => p.clone(),
+            Backend::ReadOnly(p, _) => p.clone(),
+        }
     }
 }
 
@@ -182,14 +242,37 @@ pub fn daft_home() -> PathBuf {
     home.join(".daft")
 }
 
-/// The provider a config names.
-pub async fn for_config(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Arc<dyn Provider>> {
+/// The back-end a config names.
+pub async fn backend(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Backend> {
     Ok(match cfg.setup.provider {
-        ProviderKind::Local => Arc::new(hosts::HostsProvider::local(cfg.clone())),
-        ProviderKind::Ssh => Arc::new(hosts::HostsProvider::ssh(cfg.clone(), key)),
-        ProviderKind::Aws => Arc::new(aws::AwsProvider::new(cfg.clone(), key).await?),
-        ProviderKind::Slurm => Arc::new(slurm::SlurmProvider::new(cfg.clone(), key)),
+        ProviderKind::Local => Backend::Nodes(Arc::new(hosts::HostsProvider::local(cfg.clone()))),
+        ProviderKind::Ssh => Backend::Nodes(Arc::new(hosts::HostsProvider::ssh(cfg.clone(), key))),
+        ProviderKind::Aws => {
+            Backend::Nodes(Arc::new(aws::AwsProvider::new(cfg.clone(), key).await?))
+        }
+        ProviderKind::Slurm => {
+            Backend::Nodes(Arc::new(slurm::SlurmProvider::new(cfg.clone(), key)))
+        }
+        ProviderKind::Kubernetes => {
+            let p = Arc::new(kubernetes::KubernetesProvider::new(cfg.clone()).await?);
+            match &cfg.setup.kubernetes.existing {
+                Some(name) => Backend::ReadOnly(
+                    p,
+                    format!(
+                        "the RayCluster {name:?} was not created by daft (`existing` in [setup.kubernetes]): \
+                         daft submits to it and opens its dashboard, but leaves creating and deleting it to \
+                         whoever manages it"
+                    ),
+                ),
+                None => Backend::Declarative(p),
+            }
+        }
     })
+}
+
+/// The provider a config names (its common verbs).
+pub async fn for_config(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Arc<dyn Provider>> {
+    Ok(backend(cfg, key).await?.provider())
 }
 
 /// Seconds since the Unix epoch.

@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use indicatif::ProgressBar;
 use tokio::sync::Mutex;
 
-use super::{daft_home, ArrayRequest, DashboardRoute, JobArrays, LaunchRequest, Provider};
+use super::{
+    daft_home, ArrayRequest, DashboardRoute, JobArrays, LaunchRequest, NodeProvider, Provider,
+};
 use crate::bootstrap::{self, dquote, NodeParams};
 use crate::config::Config;
 use crate::model::{DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
@@ -414,28 +416,6 @@ impl Provider for SlurmProvider {
         }
     }
 
-    async fn desired(&self) -> DesiredCluster {
-        DesiredCluster {
-            name: self.name().to_string(),
-            head: Some(self.spec()),
-            // The allocation is one unit: its node count is part of the head's spec.
-            worker: NodeSpec::new(Role::Worker, []),
-            workers: 0,
-            setup_hash: bootstrap::setup_hash(&self.cfg),
-            support: vec![],
-        }
-    }
-
-    fn self_starting(&self) -> bool {
-        // The batch script sets the allocation up: `up --no-wait` returns once it is queued.
-        true
-    }
-
-    fn replaces_in_place(&self) -> bool {
-        // A new allocation reuses the cluster's node directory: the old one goes first.
-        true
-    }
-
     async fn query(&self) -> anyhow::Result<Observed> {
         let t = self.transport().await?;
         let out = self
@@ -507,6 +487,46 @@ impl Provider for SlurmProvider {
             nodes,
             support: vec![],
         })
+    }
+
+    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
+        self.node_transport(&head.id).await
+    }
+
+    fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
+        DashboardRoute::Tunnel {
+            host: "127.0.0.1".into(),
+            port: 8265,
+        }
+    }
+
+    fn job_arrays(&self) -> Option<&dyn JobArrays> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl NodeProvider for SlurmProvider {
+    async fn desired(&self) -> DesiredCluster {
+        DesiredCluster {
+            name: self.name().to_string(),
+            head: Some(self.spec()),
+            // The allocation is one unit: its node count is part of the head's spec.
+            worker: NodeSpec::new(Role::Worker, []),
+            workers: 0,
+            setup_hash: bootstrap::setup_hash(&self.cfg),
+            support: vec![],
+        }
+    }
+
+    fn self_starting(&self) -> bool {
+        // The batch script sets the allocation up: `up --no-wait` returns once it is queued.
+        true
+    }
+
+    fn replaces_in_place(&self) -> bool {
+        // A new allocation reuses the cluster's node directory: the old one goes first.
+        true
     }
 
     async fn run_instances(
@@ -725,21 +745,6 @@ impl Provider for SlurmProvider {
                 .await;
         }
         Ok(())
-    }
-
-    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
-        self.node_transport(&head.id).await
-    }
-
-    fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
-        DashboardRoute::Tunnel {
-            host: "127.0.0.1".into(),
-            port: 8265,
-        }
-    }
-
-    fn job_arrays(&self) -> Option<&dyn JobArrays> {
-        Some(self)
     }
 }
 

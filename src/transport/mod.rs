@@ -2,6 +2,7 @@
 //! One trait, an SSH implementation and a local one, so `submit`, `dashboard` and node setup
 //! have one code path for every provider.
 
+pub mod kube;
 pub mod local;
 pub mod ssh;
 

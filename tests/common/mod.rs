@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ec2sim;
+pub mod kube;
 pub mod slurm;
 
 use std::io::Read;

@@ -1,0 +1,249 @@
+//! KubeRay manifests: the `RayCluster` (`ray.io/v1`) a `.daft.toml` asks for, and the settings a
+//! plan compares, read the same way from the manifest and from the live object. Pure.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::bootstrap::TELEMETRY_OFF;
+use crate::config::{Config, DEFAULT_IMAGE_RAY_VERSION};
+use crate::model::DesiredResource;
+
+/// The label every object daft creates carries, with this value.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The label naming the daft cluster an object belongs to.
+pub const CLUSTER_LABEL: &str = "daft.io/cluster";
+/// KubeRay's labels on the pods of a RayCluster.
+pub const RAY_CLUSTER_LABEL: &str = "ray.io/cluster";
+pub const RAY_NODE_TYPE_LABEL: &str = "ray.io/node-type";
+/// The annotation recording the setup (dependencies and setup commands) last run on the head.
+pub const SETUP_ANNOTATION: &str = "daft.io/setup-hash";
+/// The worker group's name.
+pub const WORKER_GROUP: &str = "workers";
+/// The head's dashboard port in the pod.
+pub const DASHBOARD_PORT: u16 = 8265;
+
+/// Ray's token authentication needs Ray 2.52 or newer (KubeRay refuses it below).
+fn supports_token_auth(ray_version: &str) -> bool {
+    let mut parts = ray_version
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (2, 52)
+}
+
+/// The Ray version of the cluster's pods: `ray_version`, else the default image's.
+pub fn ray_version(cfg: &Config) -> String {
+    cfg.setup
+        .ray_version
+        .clone()
+        .unwrap_or_else(|| DEFAULT_IMAGE_RAY_VERSION.to_string())
+}
+
+/// The RayCluster for `cfg` in `namespace`.
+pub fn raycluster(cfg: &Config, namespace: &str) -> Value {
+    let k = &cfg.setup.kubernetes;
+    let name = &cfg.setup.name;
+    let labels = json!({ MANAGED_BY: "daft", CLUSTER_LABEL: name });
+    let ray = ray_version(cfg);
+    let env: Vec<Value> = TELEMETRY_OFF
+        .iter()
+        .map(|(k, v)| json!({ "name": k, "value": v }))
+        .collect();
+    // Dependencies are installed when each pod starts, before KubeRay's own `ray start`.
+    let deps = &cfg.setup.dependencies;
+    let install = (!deps.is_empty()).then(|| {
+        let quoted: Vec<String> = deps
+            .iter()
+            .map(|d| crate::transport::shell_quote(d))
+            .collect();
+        format!(
+            "pip install --no-cache-dir {} && exec /bin/bash -c \"$KUBERAY_GEN_RAY_START_CMD\"",
+            quoted.join(" ")
+        )
+    });
+    let pod = |container: &str, cpu: &str, memory: &str, gpus: u32, ports: Value| {
+        let mut limits = json!({ "cpu": cpu, "memory": memory });
+        if gpus > 0 {
+            limits["nvidia.com/gpu"] = json!(gpus.to_string());
+        }
+        let mut c = json!({
+            "name": container,
+            "image": k.image,
+            "resources": { "requests": { "cpu": cpu, "memory": memory }, "limits": limits },
+            "env": env,
+        });
+        if ports.as_array().is_some_and(|p| !p.is_empty()) {
+            c["ports"] = ports;
+        }
+        let mut meta = json!({ "labels": labels });
+        if let Some(cmd) = &install {
+            c["command"] = json!(["/bin/bash", "-c", "--"]);
+            c["args"] = json!([cmd]);
+            meta["annotations"] = json!({ "ray.io/overwrite-container-cmd": "true" });
+        }
+        let mut spec = json!({ "containers": [c] });
+        if let Some(sa) = &k.service_account {
+            spec["serviceAccountName"] = json!(sa);
+        }
+        if !k.image_pull_secrets.is_empty() {
+            spec["imagePullSecrets"] = k
+                .image_pull_secrets
+                .iter()
+                .map(|s| json!({ "name": s }))
+                .collect();
+        }
+        if !k.node_selector.is_empty() {
+            spec["nodeSelector"] = json!(k.node_selector);
+        }
+        if !k.tolerations.is_empty() {
+            spec["tolerations"] = k
+                .tolerations
+                .iter()
+                .map(|t| {
+                    let mut v = json!({ "key": t.key });
+                    match &t.value {
+                        Some(val) => {
+                            v["operator"] = json!("Equal");
+                            v["value"] = json!(val);
+                        }
+                        None => v["operator"] = json!("Exists"),
+                    }
+                    if let Some(e) = &t.effect {
+                        v["effect"] = json!(e);
+                    }
+                    v
+                })
+                .collect();
+        }
+        json!({ "metadata": meta, "spec": spec })
+    };
+    let head_ports = json!([
+        { "containerPort": 6379, "name": "gcs-server" },
+        { "containerPort": DASHBOARD_PORT, "name": "dashboard" },
+        { "containerPort": 10001, "name": "client" },
+    ]);
+    let workers = cfg.setup.number_of_workers;
+    let mut spec = json!({
+        "rayVersion": ray,
+        // Pods of other workloads cannot reach Ray's ports: only the cluster's own pods.
+        "networkPolicy": { "mode": "DenyAllIngress" },
+        // A changed pod template (image, resources, …) restarts the pods with it.
+        "upgradeStrategy": { "type": "Recreate" },
+        "headGroupSpec": {
+            "rayStartParams": {},
+            "template": pod("ray-head", &k.head_cpu, &k.head_memory, 0, head_ports),
+        },
+        "workerGroupSpecs": [{
+            "groupName": WORKER_GROUP,
+            "replicas": workers,
+            "minReplicas": workers,
+            "maxReplicas": workers,
+            "rayStartParams": {},
+            "template": pod("ray-worker", &k.worker_cpu, &k.worker_memory, k.worker_gpus, json!([])),
+        }],
+    });
+    if supports_token_auth(&ray) {
+        spec["authOptions"] = json!({ "mode": "token" });
+    }
+    json!({
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": { "daft.io/version": env!("CARGO_PKG_VERSION") },
+        },
+        "spec": spec,
+    })
+}
+
+/// The settings of a RayCluster that a plan compares, by the names a plan shows.
+pub fn settings(obj: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let s = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let spec = &obj["spec"];
+    let head = &spec["headGroupSpec"]["template"]["spec"];
+    let group = spec["workerGroupSpecs"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["groupName"] == WORKER_GROUP))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let worker = &group["template"]["spec"];
+    out.insert("ray version".into(), s(&spec["rayVersion"]));
+    out.insert("image".into(), s(&head["containers"][0]["image"]));
+    out.insert(
+        "head cpu".into(),
+        s(&head["containers"][0]["resources"]["limits"]["cpu"]),
+    );
+    out.insert(
+        "head memory".into(),
+        s(&head["containers"][0]["resources"]["limits"]["memory"]),
+    );
+    out.insert("worker replicas".into(), s(&group["replicas"]));
+    out.insert("worker image".into(), s(&worker["containers"][0]["image"]));
+    out.insert(
+        "worker cpu".into(),
+        s(&worker["containers"][0]["resources"]["limits"]["cpu"]),
+    );
+    out.insert(
+        "worker memory".into(),
+        s(&worker["containers"][0]["resources"]["limits"]["memory"]),
+    );
+    out.insert(
+        "worker gpus".into(),
+        s(&worker["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]),
+    );
+    out.insert("dependencies".into(), s(&head["containers"][0]["args"]));
+    out.insert("node selector".into(), s(&head["nodeSelector"]));
+    out.insert("tolerations".into(), s(&head["tolerations"]));
+    out.insert("service account".into(), s(&head["serviceAccountName"]));
+    out.insert("image pull secrets".into(), s(&head["imagePullSecrets"]));
+    out.insert(
+        "token authentication".into(),
+        s(&spec["authOptions"]["mode"]),
+    );
+    out.insert(
+        "setup".into(),
+        s(&obj["metadata"]["annotations"][SETUP_ANNOTATION]),
+    );
+    out
+}
+
+/// The hash of what runs on the head after it is ready (`[run] setup_commands`).
+pub fn setup_hash(cfg: &Config) -> String {
+    crate::model::short_hash(cfg.run.setup_commands.iter().map(String::as_str))
+}
+
+/// The RayCluster `cfg` asks for, as the planner sees it.
+pub fn desired(cfg: &Config, namespace: &str) -> DesiredResource {
+    let manifest = raycluster(cfg, namespace);
+    let mut settings = settings(&manifest);
+    settings.insert("setup".into(), setup_hash(cfg));
+    DesiredResource {
+        kind: "RayCluster".into(),
+        name: cfg.setup.name.clone(),
+        settings,
+        workers: cfg.setup.number_of_workers,
+        manifest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_auth_from_ray_2_52() {
+        assert!(supports_token_auth("2.52.0"));
+        assert!(supports_token_auth("2.60.1"));
+        assert!(supports_token_auth("3.0.0"));
+        assert!(!supports_token_auth("2.51.2"));
+        assert!(!supports_token_auth("2.9.3"));
+    }
+}

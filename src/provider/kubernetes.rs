@@ -1,0 +1,860 @@
+//! Kubernetes: the cluster is a KubeRay `RayCluster` (`ray.io/v1`), applied server-side with
+//! field manager `daft`; KubeRay's operator makes its pods. The RayCluster and its pods are the
+//! record: nothing else is kept. Jobs and the dashboard reach the head pod through the API
+//! server (exec, port-forward): [`crate::transport::kube`]. Every call goes through kube-rs,
+//! never `kubectl`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use indicatif::ProgressBar;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, LogParams, Patch,
+    PatchParams, PropagationPolicy,
+};
+use kube::Api;
+
+use super::{DashboardRoute, DeclarativeProvider, Provider, UpOptions};
+use crate::config::Config;
+use crate::kuberay::{
+    self, CLUSTER_LABEL, MANAGED_BY, RAY_CLUSTER_LABEL, RAY_NODE_TYPE_LABEL, SETUP_ANNOTATION,
+};
+use crate::model::{DesiredResource, NodeState, Observed, ObservedNode, ObservedResource, Role};
+use crate::transport::kube::KubeTransport;
+use crate::transport::{RemoteCommand, Transport};
+
+/// How to install the operator, for errors about its missing CRDs.
+pub const INSTALL_KUBERAY: &str =
+    "install the KubeRay operator into the cluster (it defines RayCluster): \
+     helm repo add kuberay https://ray-project.github.io/kuberay-helm/ && \
+     helm install kuberay-operator kuberay/kuberay-operator";
+
+/// A single API call may take this long before daft gives up on it.
+const CALL_LIMIT: Duration = Duration::from_secs(30);
+
+pub struct KubernetesProvider {
+    cfg: Config,
+    client: kube::Client,
+    namespace: String,
+    /// The kubeconfig context's name, for messages.
+    context: String,
+    /// The API server's address, for messages.
+    server: String,
+    /// The RayCluster's name: `existing`, else the cluster's.
+    cluster: String,
+}
+
+/// An API error as a user reads it: what daft tried, and what to do.
+pub fn api_error(e: kube::Error, what: &str) -> anyhow::Error {
+    match e {
+        kube::Error::Api(s) => {
+            match s.code {
+                401 => anyhow!(
+                "the Kubernetes API server refused daft's credentials while trying to {what} ({}): \
+                 log in again (refresh the kubeconfig's credentials) or pick another context",
+                s.message
+            ),
+                403 => anyhow!(
+                "not allowed to {what}: {}. Ask the cluster's administrator for a Role (RBAC) that \
+                 grants it, or use a namespace where you have one",
+                s.message
+            ),
+                404 if s.message.contains("could not find the requested resource") => {
+                    anyhow!("cannot {what}: the API server has no such resource ({}); {INSTALL_KUBERAY}", s.message)
+                }
+                _ => anyhow!(
+                    "cannot {what}: {} ({}, HTTP {})",
+                    s.message,
+                    s.reason,
+                    s.code
+                ),
+            }
+        }
+        other => anyhow!("cannot {what}: the Kubernetes API server did not answer: {other}"),
+    }
+}
+
+/// Bound one API call.
+async fn call<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(CALL_LIMIT, fut).await {
+        Ok(r) => r.map_err(|e| api_error(e, what)),
+        Err(_) => Err(anyhow!(
+            "cannot {what}: the Kubernetes API server did not answer within {}",
+            humantime::format_duration(CALL_LIMIT)
+        )),
+    }
+}
+
+fn raycluster_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("ray.io", "v1", "RayCluster"),
+        "rayclusters",
+    )
+}
+
+impl KubernetesProvider {
+    pub async fn new(cfg: Config) -> anyhow::Result<Self> {
+        let k = &cfg.setup.kubernetes;
+        let (mut config, context) = match &k.context {
+            Some(ctx) => {
+                let opts = kube::config::KubeConfigOptions {
+                    context: Some(ctx.clone()),
+                    ..Default::default()
+                };
+                let c = kube::Config::from_kubeconfig(&opts).await.map_err(|e| {
+                    anyhow!(
+                        "cannot use the kubeconfig context {ctx:?} (`setup.kubernetes.context` in {}): {e}",
+                        cfg.display_path
+                    )
+                })?;
+                (c, ctx.clone())
+            }
+            None => {
+                let c = kube::Config::infer().await.map_err(|e| {
+                    anyhow!(
+                        "no Kubernetes configuration found ({e}): set KUBECONFIG or write ~/.kube/config \
+                         (your cloud's CLI does: `aws eks update-kubeconfig`, `gcloud container clusters get-credentials`)"
+                    )
+                })?;
+                let current = kube::config::Kubeconfig::read()
+                    .ok()
+                    .and_then(|kc| kc.current_context)
+                    .unwrap_or_else(|| "in-cluster".into());
+                (c, current)
+            }
+        };
+        config.connect_timeout = Some(Duration::from_secs(10));
+        // Exec and port-forward streams may be quiet for long; single calls are bounded by
+        // [`call`] instead.
+        config.read_timeout = None;
+        let namespace = k
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let server = config.cluster_url.to_string();
+        let client = kube::Client::try_from(config)
+            .map_err(|e| anyhow!("cannot make a Kubernetes client for context {context:?}: {e}"))?;
+        let cluster = k.existing.clone().unwrap_or_else(|| cfg.setup.name.clone());
+        Ok(KubernetesProvider {
+            cfg,
+            client,
+            namespace,
+            context,
+            server,
+            cluster,
+        })
+    }
+
+    fn rayclusters(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, &raycluster_resource())
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// KubeRay's CRDs are installed (the API server serves ray.io/v1 RayCluster).
+    async fn check_kuberay(&self) -> anyhow::Result<()> {
+        tracing::debug!(target: "daft::kube", server = %self.server, "GET /apis/ray.io/v1");
+        match tokio::time::timeout(
+            CALL_LIMIT,
+            self.client.list_api_group_resources("ray.io/v1"),
+        )
+        .await
+        {
+            Err(_) => Err(anyhow!(
+                "the Kubernetes API server at {} did not answer within {}",
+                self.server,
+                humantime::format_duration(CALL_LIMIT)
+            )),
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => Err(anyhow!(
+                "the Kubernetes cluster of context {:?} has no RayCluster resource (ray.io/v1): \
+                 KubeRay is not installed. {INSTALL_KUBERAY}",
+                self.context
+            )),
+            Ok(Err(e)) => Err(api_error(e, "read the API server's ray.io/v1 resources")),
+            Ok(Ok(list)) => {
+                if list.resources.iter().any(|r| r.name == "rayclusters") {
+                    Ok(())
+                } else {
+                    Err(anyhow!(
+                        "the Kubernetes cluster of context {:?} serves ray.io/v1 without RayCluster: \
+                         {INSTALL_KUBERAY}",
+                        self.context
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The pods of this RayCluster, as nodes.
+    async fn pods_of(&self, cluster: &str) -> anyhow::Result<Vec<(Pod, ObservedNode)>> {
+        let selector = format!("{RAY_CLUSTER_LABEL}={cluster}");
+        tracing::debug!(target: "daft::kube", namespace = %self.namespace, %selector, "list pods");
+        let list = call(
+            "list the cluster's pods",
+            self.pods().list(&ListParams::default().labels(&selector)),
+        )
+        .await?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|p| {
+                let n = pod_node(&self.cfg.setup.name, &p);
+                (p, n)
+            })
+            .collect())
+    }
+
+    /// The events about one pod, oldest first.
+    async fn events_of(&self, pod: &str) -> Vec<Event> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        let lp = ListParams::default().fields(&format!("involvedObject.name={pod}"));
+        tracing::debug!(target: "daft::kube", namespace = %self.namespace, %pod, "list events");
+        match call("list the pod's events", api.list(&lp)).await {
+            Ok(l) => {
+                let mut items = l.items;
+                items.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+                items
+            }
+            Err(e) => {
+                tracing::debug!(target: "daft::kube", "events: {e:#}");
+                vec![]
+            }
+        }
+    }
+
+    /// The last lines a crashed container wrote (its previous run, else the current one).
+    async fn last_log(&self, pod: &str, container: &str) -> String {
+        for previous in [true, false] {
+            let lp = LogParams {
+                container: Some(container.to_string()),
+                tail_lines: Some(20),
+                previous,
+                ..Default::default()
+            };
+            tracing::debug!(target: "daft::kube", %pod, container, previous, "pod logs");
+            if let Ok(text) = call("read the pod's log", self.pods().logs(pod, &lp)).await {
+                if !text.trim().is_empty() {
+                    return text;
+                }
+            }
+        }
+        String::new()
+    }
+
+    /// Why a pod is not ready, with what the pod's own record says; fatal problems end the wait.
+    async fn diagnose(&self, pod: &Pod) -> Option<Problem> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let events = self.events_of(&name).await;
+        let mut p = pod_problem(pod, &events)?;
+        if let Some(container) = &p.crashed_container {
+            let log = self.last_log(&name, container).await;
+            if !log.trim().is_empty() {
+                p.text.push_str("\n  its last output:\n");
+                for l in log.lines() {
+                    p.text.push_str("    ");
+                    p.text.push_str(l);
+                    p.text.push('\n');
+                }
+            }
+        }
+        Some(p)
+    }
+
+    /// Write the head pod's layout for jobs: `$HOME/.daft/clusters/NAME` with the image's
+    /// Python as the cluster's environment and the head's Ray address.
+    async fn prepare_head(&self, t: &dyn Transport) -> anyhow::Result<()> {
+        let script = format!(
+            r#"umask 077
+CL="$HOME/.daft/clusters/{name}"
+mkdir -p "$CL/venv/bin" || exit 1
+py=$(command -v python3 || command -v python) || {{ echo "the head pod's image has no python" >&2; exit 3; }}
+ln -sf "$py" "$CL/venv/bin/python"
+[ -f "$CL/venv/bin/activate" ] || : > "$CL/venv/bin/activate"
+echo "${{RAY_ADDRESS:-127.0.0.1:6379}}" > "$CL/ray-address""#,
+            name = self.cfg.setup.name
+        );
+        let out = t
+            .capture_cmd(&RemoteCommand::shown_as(
+                script,
+                "prepare the head pod for jobs",
+            ))
+            .await?;
+        if out.status != 0 {
+            return Err(anyhow!(
+                "cannot prepare {} for jobs: {}",
+                t.describe(),
+                out.tail(10)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Record that the setup commands ran on this head (its own field manager, so `up`'s
+    /// apply leaves it alone).
+    async fn record_setup(&self, hash: &str, head_uid: &str) -> anyhow::Result<()> {
+        let patch = serde_json::json!({
+            "apiVersion": "ray.io/v1",
+            "kind": "RayCluster",
+            "metadata": {
+                "name": self.cluster,
+                "annotations": { SETUP_ANNOTATION: format!("{hash}@{head_uid}") },
+            },
+        });
+        tracing::debug!(target: "daft::kube", name = %self.cluster, "apply (daft-setup) RayCluster annotation");
+        call(
+            "record the setup on the RayCluster",
+            self.rayclusters().patch(
+                &self.cluster,
+                &PatchParams::apply("daft-setup").force(),
+                &Patch::Apply(&patch),
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The pods of every RayCluster daft made in the namespace, and of `existing` (for
+    /// `daft list`).
+    pub async fn list_nodes(&self) -> anyhow::Result<Vec<ObservedNode>> {
+        let lp = ListParams::default().labels(&format!("{MANAGED_BY}=daft"));
+        tracing::debug!(target: "daft::kube", namespace = %self.namespace, "list pods managed by daft");
+        let list = call("list daft's pods", self.pods().list(&lp)).await?;
+        let mut out: Vec<ObservedNode> = list
+            .items
+            .iter()
+            .map(|p| {
+                let cluster = label(p, CLUSTER_LABEL)
+                    .or_else(|| label(p, RAY_CLUSTER_LABEL))
+                    .unwrap_or_default();
+                pod_node(&cluster, p)
+            })
+            .collect();
+        if self.cfg.setup.kubernetes.existing.is_some() {
+            for (_, n) in self.pods_of(&self.cluster).await? {
+                if !out.iter().any(|o| o.id == n.id) {
+                    let mut n = n;
+                    n.cluster = self.cluster.clone();
+                    out.push(n);
+                }
+            }
+        }
+        for n in &mut out {
+            n.detail.insert(
+                "context".into(),
+                format!("{}/{}", self.context, self.namespace),
+            );
+        }
+        Ok(out)
+    }
+}
+
+fn label(p: &Pod, key: &str) -> Option<String> {
+    p.metadata.labels.as_ref()?.get(key).cloned()
+}
+
+/// A pod as a node: role from KubeRay's node-type label, state from its phase.
+pub fn pod_node(cluster: &str, p: &Pod) -> ObservedNode {
+    let status = p.status.clone().unwrap_or_default();
+    let phase = status.phase.clone().unwrap_or_else(|| "Pending".into());
+    let state = if p.metadata.deletion_timestamp.is_some() {
+        NodeState::ShuttingDown
+    } else {
+        match phase.as_str() {
+            "Pending" => NodeState::Pending,
+            "Running" => NodeState::Running,
+            "Unknown" => NodeState::Unreachable,
+            _ => NodeState::Terminated,
+        }
+    };
+    let ready = pod_ready(p);
+    let mut detail = BTreeMap::new();
+    detail.insert("phase".into(), phase.clone());
+    let waiting = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
+    detail.insert(
+        "type".into(),
+        match (&waiting, ready) {
+            (Some(w), _) => format!("pod ({phase}: {w})"),
+            (None, true) => "pod (ready)".to_string(),
+            (None, false) => format!("pod ({phase})"),
+        },
+    );
+    if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+        detail.insert("node".into(), n);
+    }
+    if state == NodeState::Unreachable {
+        detail.insert(
+            "error".into(),
+            "its node does not report (phase Unknown)".into(),
+        );
+    }
+    let role = match label(p, RAY_NODE_TYPE_LABEL).as_deref() {
+        Some("head") => Role::Head,
+        _ => Role::Worker,
+    };
+    ObservedNode {
+        id: p.metadata.name.clone().unwrap_or_default(),
+        cluster: cluster.to_string(),
+        role,
+        state,
+        spec_hash: String::new(),
+        launch: BTreeMap::new(),
+        setup_hash: None,
+        joined_head: None,
+        public_ip: None,
+        private_ip: status.pod_ip.clone(),
+        created: p
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second().max(0) as u64)
+            .unwrap_or(0),
+        detail,
+    }
+}
+
+/// The pod's Ready condition is True.
+pub fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Why a pod cannot become ready.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// It will not get better by waiting (a bad image, a crashing container).
+    pub fatal: bool,
+    pub text: String,
+    /// The container whose last output explains it.
+    pub crashed_container: Option<String>,
+}
+
+/// What a pod's conditions, container states and events say is keeping it from being ready.
+/// Pure: the pod and its events as the API server gave them.
+pub fn pod_problem(p: &Pod, events: &[Event]) -> Option<Problem> {
+    if pod_ready(p) {
+        return None;
+    }
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let status = p.status.clone().unwrap_or_default();
+    let images: BTreeMap<String, String> = p
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+        .collect();
+    for c in status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+    {
+        let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+            continue;
+        };
+        let reason = w.reason.clone().unwrap_or_default();
+        let message = w.message.clone().unwrap_or_default();
+        let image = images.get(&c.name).cloned().unwrap_or(c.image.clone());
+        match reason.as_str() {
+            "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull" => {
+                return Some(Problem {
+                    fatal: true,
+                    text: format!(
+                        "pod {name} cannot pull its image {image:?} ({reason}){}. Check the image name \
+                         and tag (`image` in [setup.kubernetes]) and that the cluster may pull it \
+                         (`image_pull_secrets` for a private registry)",
+                        if message.is_empty() { String::new() } else { format!(": {message}") }
+                    ),
+                    crashed_container: None,
+                });
+            }
+            "CrashLoopBackOff" => {
+                let code = c
+                    .last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .map(|t| {
+                        format!(
+                            " (last exit status {}{})",
+                            t.exit_code,
+                            t.reason
+                                .as_ref()
+                                .map(|r| format!(", {r}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_default();
+                return Some(Problem {
+                    fatal: true,
+                    text: format!(
+                        "pod {name}: container {} keeps crashing (CrashLoopBackOff, restarted {} time(s)){code}",
+                        c.name, c.restart_count
+                    ),
+                    crashed_container: Some(c.name.clone()),
+                });
+            }
+            "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+                return Some(Problem {
+                    fatal: true,
+                    text: format!(
+                        "pod {name}: container {} cannot start ({reason}): {message}",
+                        c.name
+                    ),
+                    crashed_container: None,
+                });
+            }
+            _ => {}
+        }
+    }
+    // Not scheduled: the scheduler's own words.
+    if let Some(c) = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+    {
+        return Some(Problem {
+            fatal: false,
+            text: format!(
+                "pod {name} cannot be scheduled ({}): {}",
+                c.reason.clone().unwrap_or_else(|| "Unschedulable".into()),
+                c.message.clone().unwrap_or_default()
+            ),
+            crashed_container: None,
+        });
+    }
+    // A volume that cannot be mounted shows only in events.
+    if let Some(e) = events.iter().rev().find(|e| {
+        matches!(
+            e.reason.as_deref(),
+            Some(
+                "FailedMount"
+                    | "FailedAttachVolume"
+                    | "FailedScheduling"
+                    | "FailedCreatePodSandBox"
+            )
+        )
+    }) {
+        return Some(Problem {
+            fatal: false,
+            text: format!(
+                "pod {name}: {} ({})",
+                e.message.clone().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default()
+            ),
+            crashed_container: None,
+        });
+    }
+    let waiting = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
+    Some(Problem {
+        fatal: false,
+        text: format!(
+            "pod {name} is {}{}",
+            status.phase.clone().unwrap_or_else(|| "Pending".into()),
+            waiting.map(|w| format!(" ({w})")).unwrap_or_default()
+        ),
+        crashed_container: None,
+    })
+}
+
+#[async_trait]
+impl Provider for KubernetesProvider {
+    fn context(&self) -> String {
+        format!("kubernetes {}/{}", self.context, self.namespace)
+    }
+
+    async fn query(&self) -> anyhow::Result<Observed> {
+        Ok(Observed {
+            nodes: self
+                .pods_of(&self.cluster)
+                .await?
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect(),
+            support: vec![],
+        })
+    }
+
+    async fn head_transport(&self, _head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
+        let t = KubeTransport::new(self.client.clone(), &self.namespace, &self.cluster);
+        self.prepare_head(&t).await?;
+        Ok(Arc::new(t))
+    }
+
+    fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
+        // The port-forward finds the head pod again for every connection.
+        DashboardRoute::Tunnel {
+            host: "head-pod".into(),
+            port: kuberay::DASHBOARD_PORT,
+        }
+    }
+}
+
+#[async_trait]
+impl DeclarativeProvider for KubernetesProvider {
+    fn desired_resource(&self) -> DesiredResource {
+        kuberay::desired(&self.cfg, &self.namespace)
+    }
+
+    async fn observe_resource(&self) -> anyhow::Result<ObservedResource> {
+        self.check_kuberay().await?;
+        tracing::debug!(target: "daft::kube", namespace = %self.namespace, name = %self.cluster, "get RayCluster");
+        let obj = call(
+            "read the RayCluster",
+            self.rayclusters().get_opt(&self.cluster),
+        )
+        .await?;
+        let pods = self.pods_of(&self.cluster).await?;
+        let mut out = ObservedResource {
+            kind: "RayCluster".into(),
+            name: self.cluster.clone(),
+            pods: pods.iter().map(|(_, n)| n.clone()).collect(),
+            ..Default::default()
+        };
+        if let Some(obj) = obj {
+            let v = serde_json::to_value(&obj)?;
+            out.exists = true;
+            out.managed_by_daft = obj.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY))
+                == Some(&"daft".to_string());
+            out.deleting = obj.metadata.deletion_timestamp.is_some();
+            out.settings = kuberay::settings(&v);
+            // The setup ran on a head that still runs, or not at all.
+            let head_uid = pods
+                .iter()
+                .find(|(_, n)| n.role == Role::Head && n.state.is_alive())
+                .and_then(|(p, _)| p.metadata.uid.clone())
+                .unwrap_or_default();
+            let recorded = out.settings.get("setup").cloned().unwrap_or_default();
+            let setup = match recorded.split_once('@') {
+                Some((hash, uid)) if uid == head_uid => hash.to_string(),
+                _ => String::new(),
+            };
+            out.settings.insert("setup".into(), setup);
+        }
+        Ok(out)
+    }
+
+    async fn apply_resource(&self, want: &DesiredResource, pb: &ProgressBar) -> anyhow::Result<()> {
+        // A RayCluster still being deleted is gone before its successor is made.
+        let deadline = Instant::now() + self.cfg.setup.kubernetes.ready_timeout;
+        loop {
+            let current = call(
+                "read the RayCluster",
+                self.rayclusters().get_opt(&self.cluster),
+            )
+            .await?;
+            match current {
+                Some(o) if o.metadata.deletion_timestamp.is_some() => {
+                    if Instant::now() > deadline {
+                        return Err(anyhow!(
+                            "RayCluster {} is still being deleted after {}; try again once it is gone",
+                            self.cluster,
+                            humantime::format_duration(self.cfg.setup.kubernetes.ready_timeout)
+                        ));
+                    }
+                    pb.set_message("waiting for the previous RayCluster to be deleted");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => break,
+            }
+        }
+        pb.set_message(format!(
+            "applying RayCluster {} (server-side, field manager daft)",
+            want.name
+        ));
+        tracing::debug!(target: "daft::kube", namespace = %self.namespace, name = %want.name, "apply RayCluster (field manager daft)");
+        call(
+            "apply the RayCluster",
+            self.rayclusters().patch(
+                &want.name,
+                &PatchParams::apply("daft").force(),
+                &Patch::Apply(&want.manifest),
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn wait_ready(
+        &self,
+        want: &DesiredResource,
+        opts: UpOptions,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<ObservedNode> {
+        let limit = self.cfg.setup.kubernetes.ready_timeout;
+        let start = Instant::now();
+        let what = if opts.wait_workers {
+            format!("the head and {} worker pod(s) to be ready", want.workers)
+        } else {
+            "the head pod to be ready".to_string()
+        };
+        let head = loop {
+            let pods = self.pods_of(&self.cluster).await?;
+            let live: Vec<&(Pod, ObservedNode)> = pods
+                .iter()
+                .filter(|(p, _)| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            let head = live.iter().find(|(_, n)| n.role == Role::Head);
+            let ready_workers = live
+                .iter()
+                .filter(|(p, n)| n.role == Role::Worker && pod_ready(p))
+                .count() as u32;
+            let head_ready = head.is_some_and(|(p, _)| pod_ready(p));
+            if head_ready && (!opts.wait_workers || ready_workers >= want.workers) {
+                break (*head.expect("checked")).clone();
+            }
+            // Why not yet: the first pod with a problem, in the pod's own words.
+            let mut why = None;
+            let watched = live
+                .iter()
+                .filter(|(_, n)| n.role == Role::Head || opts.wait_workers);
+            for (p, _) in watched {
+                if let Some(problem) = self.diagnose(p).await {
+                    if problem.fatal {
+                        return Err(anyhow!(
+                            "RayCluster {} cannot start: {}",
+                            self.cluster,
+                            problem.text.trim_end()
+                        ));
+                    }
+                    why.get_or_insert(problem.text);
+                }
+            }
+            let why = why.unwrap_or_else(|| {
+                if head.is_none() {
+                    "KubeRay has not made the head pod yet (is the operator running?)".to_string()
+                } else {
+                    format!("{ready_workers}/{} worker pod(s) ready", want.workers)
+                }
+            });
+            if start.elapsed() > limit {
+                return Err(anyhow!(
+                    "RayCluster {} was not ready within {} (`ready_timeout` in [setup.kubernetes]): {why}",
+                    self.cluster,
+                    humantime::format_duration(limit)
+                ));
+            }
+            pb.set_message(format!(
+                "waiting up to {} for {what}: {why}",
+                humantime::format_duration(limit)
+            ));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        // The head is ready: its setup commands, once per head pod.
+        let (head_pod, head_node) = head;
+        let head_uid = head_pod.metadata.uid.clone().unwrap_or_default();
+        let hash = kuberay::setup_hash(&self.cfg);
+        let obs = self.observe_resource().await?;
+        if obs.settings.get("setup") != Some(&hash) {
+            let t = self.head_transport(&head_node).await?;
+            if !self.cfg.run.setup_commands.is_empty() {
+                pb.set_message(format!(
+                    "running {} setup command(s) on the head pod",
+                    self.cfg.run.setup_commands.len()
+                ));
+            }
+            crate::bootstrap::run_setup_commands(t.as_ref(), &self.cfg, &t.daft_home()).await?;
+            self.record_setup(&hash, &head_uid).await?;
+        }
+        Ok(head_node)
+    }
+
+    async fn delete_resource(&self, pb: &ProgressBar) -> anyhow::Result<()> {
+        let limit = self.cfg.setup.kubernetes.ready_timeout;
+        tracing::debug!(target: "daft::kube", namespace = %self.namespace, name = %self.cluster, "delete RayCluster (foreground)");
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Foreground),
+            ..Default::default()
+        };
+        match tokio::time::timeout(CALL_LIMIT, self.rayclusters().delete(&self.cluster, &dp)).await
+        {
+            Err(_) => return Err(anyhow!("deleting the RayCluster: no answer within 30s")),
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
+            Ok(Err(e)) => return Err(api_error(e, "delete the RayCluster")),
+            Ok(Ok(_)) => {}
+        }
+        let start = Instant::now();
+        loop {
+            let pods = self.pods_of(&self.cluster).await?;
+            let obj = call(
+                "read the RayCluster",
+                self.rayclusters().get_opt(&self.cluster),
+            )
+            .await?;
+            if pods.is_empty() && obj.is_none() {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                return Err(anyhow!(
+                    "RayCluster {} still has {} pod(s) after {}: {}. `daft down` again waits more",
+                    self.cluster,
+                    pods.len(),
+                    humantime::format_duration(limit),
+                    pods.iter()
+                        .map(|(_, n)| n.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            pb.set_message(format!(
+                "waiting up to {} for {} pod(s){} to end",
+                humantime::format_duration(limit),
+                pods.len(),
+                if obj.is_some() {
+                    " and the RayCluster"
+                } else {
+                    ""
+                }
+            ));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// The context's clusters for `daft list` without a Kubernetes config: when a kubeconfig
+/// exists, the pods of daft's RayClusters in its current namespace. None without one.
+pub async fn list_current_context(
+    cfg: Option<&Config>,
+) -> Option<anyhow::Result<Vec<ObservedNode>>> {
+    let has_kubeconfig = std::env::var_os("KUBECONFIG").is_some()
+        || std::env::var_os("HOME")
+            .map(|h| std::path::Path::new(&h).join(".kube/config").exists())
+            .unwrap_or(false);
+    if !has_kubeconfig {
+        return None;
+    }
+    let mut cfg = match cfg {
+        Some(c) => c.clone(),
+        None => {
+            let text = "[setup]\nname = \"list\"\nprovider = \"kubernetes\"\n";
+            match Config::parse("(daft list)", text, std::path::Path::new(".")) {
+                Ok(c) => c,
+                Err(e) => return Some(Err(anyhow!("{e}"))),
+            }
+        }
+    };
+    cfg.setup.kubernetes.existing = None;
+    let p = match KubernetesProvider::new(cfg).await {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(p.list_nodes().await.context("listing Kubernetes clusters"))
+}
