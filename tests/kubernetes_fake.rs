@@ -407,3 +407,214 @@ fn fake_apiserver_an_exec_credential_plugin_and_another_context_are_used() {
         .unwrap();
     assert!(o.status.success(), "{}", out(&o));
 }
+
+/// Runs `daft down -c CFG --yes` when dropped (the local Ray head must not outlive the test).
+struct DownOnDrop(std::process::Command);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.output();
+    }
+}
+
+/// Kills a child process when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_survives_a_new_head()
+{
+    let case = Case::new();
+    // The head pod's Ray: a real head started by daft's local provider on this machine.
+    let (ray_port, dash_port) = (
+        common::free_port("127.0.0.1"),
+        common::free_port("127.0.0.1"),
+    );
+    case.write(
+        "head.toml",
+        &format!(
+            "[setup]\nname = \"k8s-pod-ray\"\nprovider = \"local\"\nnumber_of_workers = 0\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n"
+        ),
+    );
+    let daft_home = case.path().join("daft-home");
+    let mut down = std::process::Command::new(assert_cmd::cargo::cargo_bin("daft"));
+    down.current_dir(case.path())
+        .env("DAFT_HOME", &daft_home)
+        .env("HOME", case.path())
+        .args(["down", "-c", "head.toml", "--yes"]);
+    let _down = DownOnDrop(down);
+    let mut up = Command::cargo_bin("daft").unwrap();
+    let o = up
+        .current_dir(case.path())
+        .env("DAFT_HOME", &daft_home)
+        .env("HOME", case.path())
+        .env("UV_CACHE_DIR", common::uv_cache())
+        .env("RUST_LOG", "warn")
+        .timeout(Duration::from_secs(600))
+        .args(["up", "-c", "head.toml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let cl = daft_home.join("clusters/k8s-pod-ray");
+    let token = std::fs::read_to_string(cl.join("ray-token")).unwrap();
+    let token = token.trim();
+    let venv_bin = cl.join("venv/bin");
+    // KubeRay gives the head container RAY_ADDRESS and, with token authentication, the token.
+    let fake = case.fake(json!({
+        "exec_env": {
+            "PATH": format!("{}:/usr/local/bin:/usr/bin:/bin", venv_bin.display()),
+            "RAY_ADDRESS": format!("127.0.0.1:{ray_port}"),
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": token,
+        },
+        "ports": { "8265": dash_port },
+    }));
+    case.write("k8s.toml", &k8s_config("ray-on-k8s", 1, ""));
+    let o = case
+        .daft(&fake)
+        .args(["up", "-c", "k8s.toml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+
+    // submit: the archive through exec's stdin, the job under its supervisor in the pod, its
+    // output followed, its exit status passed through.
+    case.write(
+        "job/job.py",
+        "import sys, ray\nray.init()\n\n@ray.remote\ndef sq(x):\n    return x * x\n\nprint('sum of squares', sum(ray.get([sq.remote(i) for i in range(10)])))\nprint('ray nodes', len(ray.nodes()))\nsys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)\n",
+    );
+    let o = case
+        .daft(&fake)
+        .args([
+            "submit",
+            "-c",
+            "k8s.toml",
+            "-w",
+            "job",
+            "--allow-dirty",
+            "--",
+            "python",
+            "job.py",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("sum of squares 285"), "{}", out(&o));
+    assert!(stdout.contains("ray nodes 1"), "{}", out(&o));
+    let o = case
+        .daft(&fake)
+        .args([
+            "submit",
+            "-c",
+            "k8s.toml",
+            "-w",
+            "job",
+            "--allow-dirty",
+            "--",
+            "python",
+            "job.py",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nothing sent"),
+        "{}",
+        out(&o)
+    );
+    let state = fake.state();
+    let execs = state["execs"].as_array().unwrap();
+    assert!(
+        execs
+            .iter()
+            .all(|e| e["protocol"] == "v5.channel.k8s.io" && e["container"] == "ray-head"),
+        "{execs:?}"
+    );
+    let o = case
+        .daft(&fake)
+        .args(["jobs", "-c", "k8s.toml", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let jobs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut codes: Vec<i64> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["exit_status"].as_i64().unwrap())
+        .collect();
+    codes.sort();
+    assert_eq!(codes, vec![0, 3], "{jobs}");
+
+    // dashboard: 127.0.0.1 only, through the API server's port-forward, to the real dashboard.
+    let port = common::free_port("127.0.0.1");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("daft"))
+        .current_dir(case.path())
+        .env("DAFT_HOME", &daft_home)
+        .env("HOME", case.path())
+        .env("KUBECONFIG", &fake.kubeconfig)
+        .args([
+            "dashboard",
+            "-c",
+            "k8s.toml",
+            "--no-browser",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _dash = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "daft dashboard did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let body = |r: String| r.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    let real = body(common::dashboard_version(dash_port, Some(token)));
+    assert!(real.contains("ray_version"), "{real}");
+    assert_eq!(body(common::dashboard_version(port, Some(token))), real);
+    let refused = common::dashboard_get(port, "/api/version", None).unwrap();
+    assert!(
+        refused.starts_with("HTTP/1.") && refused.contains(" 401 Unauthorized"),
+        "{refused}"
+    );
+    let first = fake.pods("ray-on-k8s");
+    // A new head pod: the next connection finds it.
+    fake.kill_head();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(body(common::dashboard_version(port, Some(token))), real);
+    let forwards = fake.state()["forwards"].as_array().unwrap().clone();
+    let pods: std::collections::BTreeSet<&str> = forwards
+        .iter()
+        .map(|f| f["pod"].as_str().unwrap())
+        .collect();
+    assert!(
+        pods.len() >= 2,
+        "every forward went to one pod: {forwards:?} (before: {first:?})"
+    );
+    assert!(forwards.iter().all(|f| f["ports"] == json!([8265])));
+    let o = case
+        .daft(&fake)
+        .args(["dashboard", "-c", "k8s.toml", "--show-token"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), token);
+
+    let o = case
+        .daft(&fake)
+        .args(["down", "-c", "k8s.toml", "--yes"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+}

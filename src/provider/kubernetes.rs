@@ -33,6 +33,9 @@ pub const INSTALL_KUBERAY: &str =
      helm repo add kuberay https://ray-project.github.io/kuberay-helm/ && \
      helm install kuberay-operator kuberay/kuberay-operator";
 
+/// What a failed wait leaves, and what to do next.
+const LEFT: &str = "The RayCluster is left as it is: fix the cause and run `daft up` again, or `daft down` to delete it.";
+
 /// A single API call may take this long before daft gives up on it.
 const CALL_LIMIT: Duration = Duration::from_secs(30);
 
@@ -277,7 +280,8 @@ impl KubernetesProvider {
 CL="$HOME/.daft/clusters/{name}"
 mkdir -p "$CL/venv/bin" || exit 1
 py=$(command -v python3 || command -v python) || {{ echo "the head pod's image has no python" >&2; exit 3; }}
-ln -sf "$py" "$CL/venv/bin/python"
+# (A wrapper, not a link: Python finds its environment from the path it is started by.)
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$py" > "$CL/venv/bin/python" && chmod 700 "$CL/venv/bin/python"
 [ -f "$CL/venv/bin/activate" ] || : > "$CL/venv/bin/activate"
 echo "${{RAY_ADDRESS:-127.0.0.1:6379}}" > "$CL/ray-address""#,
             name = self.cfg.setup.name
@@ -730,7 +734,7 @@ impl DeclarativeProvider for KubernetesProvider {
                 if let Some(problem) = self.diagnose(p).await {
                     if problem.fatal {
                         return Err(anyhow!(
-                            "RayCluster {} cannot start: {}",
+                            "RayCluster {} cannot start: {}\n{LEFT}",
                             self.cluster,
                             problem.text.trim_end()
                         ));
@@ -747,7 +751,7 @@ impl DeclarativeProvider for KubernetesProvider {
             });
             if start.elapsed() > limit {
                 return Err(anyhow!(
-                    "RayCluster {} was not ready within {} (`ready_timeout` in [setup.kubernetes]): {why}",
+                    "RayCluster {} was not ready within {} (`ready_timeout` in [setup.kubernetes]): {why}\n{LEFT}",
                     self.cluster,
                     humantime::format_duration(limit)
                 ));

@@ -15,6 +15,9 @@ use tokio::io::AsyncWriteExt;
 use super::{RemoteCommand, Sink, Transport, TunnelStream};
 use crate::bootstrap::dquote;
 
+/// Scripts longer than this go on stdin rather than in the exec request's URL.
+const INLINE_SCRIPT: usize = 2048;
+
 /// The head pod of one RayCluster, found by KubeRay's labels.
 pub struct KubeTransport {
     pods: Api<Pod>,
@@ -86,9 +89,26 @@ impl KubeTransport {
             .stdin(true)
             .stdout(true)
             .stderr(true);
+        // A long script travels ahead of the input on stdin, not in the request's URL (API
+        // servers and the proxies before them limit its length).
+        let (argv, input): (Vec<String>, std::borrow::Cow<[u8]>) = if script.len() > INLINE_SCRIPT {
+            let mut data = script.as_bytes().to_vec();
+            data.extend_from_slice(input);
+            let boot = format!(
+                "f=$(mktemp) || exit 125; dd bs=1 count={} of=\"$f\" 2>/dev/null; s=$(cat \"$f\"); rm -f \"$f\"; exec sh -c \"$s\"",
+                script.len()
+            );
+            (vec!["sh".into(), "-c".into(), boot], data.into())
+        } else {
+            (
+                vec!["sh".into(), "-c".into(), script.to_string()],
+                input.into(),
+            )
+        };
+        let input: &[u8] = &input;
         let mut proc = self
             .pods
-            .exec(&pod, ["sh", "-c", script], &ap)
+            .exec(&pod, argv, &ap)
             .await
             .map_err(|e| crate::provider::kubernetes::api_error(e, "exec in the head pod"))?;
         let mut stdin = proc.stdin().context("exec without stdin")?;
