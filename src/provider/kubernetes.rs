@@ -845,7 +845,7 @@ pub async fn list_current_context(
     if !has_kubeconfig {
         return None;
     }
-    let mut cfg = match cfg {
+    let cfg = match cfg {
         Some(c) => c.clone(),
         None => {
             let text = "[setup]\nname = \"list\"\nprovider = \"kubernetes\"\n";
@@ -855,7 +855,6 @@ pub async fn list_current_context(
             }
         }
     };
-    cfg.setup.kubernetes.existing = None;
     let p = match KubernetesProvider::new(cfg).await {
         Ok(p) => p,
         Err(e) => return Some(Err(e)),
