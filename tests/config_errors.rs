@@ -370,3 +370,49 @@ fn a_slurm_preset_fills_what_setup_slurm_leaves_out() {
     );
     assert_eq!(c.setup.slurm.extra_flags, ["--exclusive"]);
 }
+
+bad_config!(
+    kubernetes_bad_quantity,
+    "[setup]\nname = \"demo\"\nprovider = \"kubernetes\"\n[setup.kubernetes]\nworker_memory = \"16 GB\"\n"
+);
+bad_config!(
+    kubernetes_bad_toleration,
+    "[setup]\nname = \"demo\"\nprovider = \"kubernetes\"\n[setup.kubernetes]\ntolerations = [\"nvidia.com/gpu:NoSchedule\", \"gpu:Sometimes\"]\n"
+);
+bad_config!(
+    kubernetes_name_not_dns,
+    "[setup]\nname = \"My_Cluster\"\nprovider = \"kubernetes\"\n"
+);
+bad_config!(
+    kubernetes_bad_namespace,
+    "[setup]\nname = \"demo\"\nprovider = \"kubernetes\"\n[setup.kubernetes]\nnamespace = \"Team A\"\n"
+);
+bad_config!(
+    kubernetes_bad_node_selector,
+    "[setup]\nname = \"demo\"\nprovider = \"kubernetes\"\n[setup.kubernetes]\nnode_selector = { \"gpu type\" = \"a100\" }\n"
+);
+bad_config!(
+    kubernetes_section_with_aws,
+    "[setup]\nname = \"demo\"\nprovider = \"aws\"\n[setup.kubernetes]\nnamespace = \"ml\"\n"
+);
+bad_config!(
+    kubernetes_unknown_key,
+    "[setup]\nname = \"demo\"\nprovider = \"kubernetes\"\n[setup.kubernetes]\nworker_gpu = 1\n"
+);
+
+#[test]
+fn a_kubernetes_config_gets_its_defaults() {
+    let c = Config::parse(
+        "t.toml",
+        "[setup]\nname = \"demo\"\nprovider = \"kubernetes\"\npython_version = \"3.12\"\n[setup.kubernetes]\nworker_gpus = 1\ntolerations = [\"dedicated=ml\"]\n",
+        Path::new("."),
+    )
+    .unwrap_or_else(|e| panic!("{}", e.render()));
+    let k = &c.setup.kubernetes;
+    assert_eq!(k.image, "rayproject/ray:2.60.0-py312-gpu");
+    assert_eq!((k.head_cpu.as_str(), k.head_memory.as_str()), ("2", "4Gi"));
+    assert_eq!(k.ready_timeout, std::time::Duration::from_secs(600));
+    assert_eq!(k.tolerations[0].value.as_deref(), Some("ml"));
+    assert_eq!(k.tolerations[0].effect, None);
+    assert_eq!(c.setup.number_of_workers, 2);
+}

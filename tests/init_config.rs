@@ -30,6 +30,11 @@ fn template_slurm() {
     insta::assert_snapshot!(render_config(ProviderKind::Slurm, None));
 }
 
+#[test]
+fn template_kubernetes() {
+    insta::assert_snapshot!(render_config(ProviderKind::Kubernetes, None));
+}
+
 /// Fill the template's required fields with toml_edit, as a user would by hand.
 fn fill(text: &str) -> String {
     let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
@@ -48,6 +53,7 @@ fn every_template_loads_once_filled() {
         ProviderKind::Ssh,
         ProviderKind::Local,
         ProviderKind::Slurm,
+        ProviderKind::Kubernetes,
     ] {
         let text = render_config(p, None);
         // Unfilled, it is refused: the placeholders are there to be replaced.
@@ -80,6 +86,7 @@ fn every_key_carries_a_required_or_optional_comment() {
         ProviderKind::Ssh,
         ProviderKind::Local,
         ProviderKind::Slurm,
+        ProviderKind::Kubernetes,
     ] {
         let text = render_config(p, None);
         let lines: Vec<&str> = text.lines().collect();

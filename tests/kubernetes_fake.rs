@@ -637,26 +637,58 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
         "[setup]\nname = \"byo-view\"\nprovider = \"kubernetes\"\n\n[setup.kubernetes]\nexisting = \"byo\"\n",
     );
     for cmd in ["up", "down"] {
-        let o = case.daft(&fake).args([cmd, "-c", "byo.toml", "--yes"]).output().unwrap();
+        let o = case
+            .daft(&fake)
+            .args([cmd, "-c", "byo.toml", "--yes"])
+            .output()
+            .unwrap();
         assert_eq!(o.status.code(), Some(2), "{}", out(&o));
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("leaves this cluster alone") && err.contains("was not created by daft"), "{err}");
+        assert!(
+            err.contains("leaves this cluster alone") && err.contains("was not created by daft"),
+            "{err}"
+        );
     }
-    let o = case.daft(&fake).args(["plan", "-c", "byo.toml"]).output().unwrap();
+    let o = case
+        .daft(&fake)
+        .args(["plan", "-c", "byo.toml"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", out(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing daft may change"), "{}", out(&o));
-    let o = case.daft(&fake).args(["list", "-c", "byo.toml", "-o", "json"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("nothing daft may change"),
+        "{}",
+        out(&o)
+    );
+    let o = case
+        .daft(&fake)
+        .args(["list", "-c", "byo.toml", "-o", "json"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", out(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(
-        rows.as_array().unwrap().iter().any(|r| r["cluster"] == "byo" && r["role"] == "head"),
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["cluster"] == "byo" && r["role"] == "head"),
         "{rows}"
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     let o = loop {
         let o = case
             .daft(&fake)
-            .args(["submit", "-c", "byo.toml", "-w", "job", "--allow-dirty", "--", "python", "job.py"])
+            .args([
+                "submit",
+                "-c",
+                "byo.toml",
+                "-w",
+                "job",
+                "--allow-dirty",
+                "--",
+                "python",
+                "job.py",
+            ])
             .output()
             .unwrap();
         // (Until the stand-in operator's head pod runs.)
@@ -666,12 +698,28 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(o.status.success(), "{}", out(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("sum of squares 285"), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("sum of squares 285"),
+        "{}",
+        out(&o)
+    );
     // A daft cluster of the same name as someone else's RayCluster: refused, nothing applied.
     case.write("clash.toml", &k8s_config("byo", 0, ""));
-    let o = case.daft(&fake).args(["up", "-c", "clash.toml", "--yes"]).output().unwrap();
+    let o = case
+        .daft(&fake)
+        .args(["up", "-c", "clash.toml", "--yes"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("exists but was not created by daft"), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exists but was not created by daft"),
+        "{}",
+        out(&o)
+    );
     let applied = fake.state()["applied"]["ray-test/byo"].clone();
-    assert_eq!(applied.as_object().unwrap().keys().collect::<Vec<_>>(), vec!["helm"], "{applied}");
+    assert_eq!(
+        applied.as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec!["helm"],
+        "{applied}"
+    );
 }

@@ -605,3 +605,121 @@ proptest! {
         prop_assert_eq!(plan(&d, &obs), plan(&d, &obs));
     }
 }
+
+// ---- a declared resource (Kubernetes' RayCluster) ----
+
+fn resource(workers: u32, image: &str) -> daft::model::DesiredResource {
+    let mut settings = BTreeMap::new();
+    settings.insert("image".to_string(), image.to_string());
+    settings.insert("worker replicas".to_string(), workers.to_string());
+    settings.insert("setup".to_string(), "s1".to_string());
+    daft::model::DesiredResource {
+        kind: "RayCluster".into(),
+        name: "demo".into(),
+        settings,
+        workers,
+        manifest: serde_json::Value::Null,
+    }
+}
+
+fn live(want: &daft::model::DesiredResource, managed: bool) -> daft::model::ObservedResource {
+    let s = spec(Role::Head, "pod");
+    daft::model::ObservedResource {
+        kind: "RayCluster".into(),
+        name: "demo".into(),
+        exists: true,
+        managed_by_daft: managed,
+        deleting: false,
+        settings: want.settings.clone(),
+        pods: vec![
+            node("demo-head-x1", Role::Head, NodeState::Running, &s, 1),
+            node(
+                "demo-workers-worker-a",
+                Role::Worker,
+                NodeState::Pending,
+                &s,
+                2,
+            ),
+        ],
+    }
+}
+
+#[test]
+fn a_resource_is_created_kept_updated_with_reasons_deleted_or_left_alone() {
+    use daft::planner::{plan_resource, render_resource, ResourceAction};
+    let want = resource(2, "rayproject/ray:2.60.0-py311");
+    let absent = daft::model::ObservedResource {
+        kind: "RayCluster".into(),
+        name: "demo".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        plan_resource("demo", Some(&want), &absent).action,
+        ResourceAction::Create
+    );
+    assert_eq!(
+        plan_resource("demo", None, &absent).action,
+        ResourceAction::Absent
+    );
+    let same = live(&want, true);
+    let p = plan_resource("demo", Some(&want), &same);
+    assert!(p.is_noop() && !p.destroys());
+    // Scaling and a new image: both reasons, old → new; a new image restarts pods.
+    let more = resource(4, "rayproject/ray:2.61.0-py311");
+    let p = plan_resource("demo", Some(&more), &same);
+    assert_eq!(
+        p.action,
+        ResourceAction::Update {
+            reasons: vec![
+                "image rayproject/ray:2.60.0-py311 → rayproject/ray:2.61.0-py311".into(),
+                "worker replicas 2 → 4".into()
+            ]
+        }
+    );
+    assert!(p.destroys());
+    assert!(!plan_resource(
+        "demo",
+        Some(&resource(4, "rayproject/ray:2.60.0-py311")),
+        &same
+    )
+    .destroys());
+    // Setup not run on this head: an update that restarts nothing.
+    let mut fresh = same.clone();
+    fresh.settings.insert("setup".into(), String::new());
+    let p = plan_resource("demo", Some(&want), &fresh);
+    assert_eq!(
+        p.action,
+        ResourceAction::Update {
+            reasons: vec!["setup (none) → s1".into()]
+        }
+    );
+    assert!(!p.destroys());
+    assert_eq!(
+        plan_resource("demo", None, &same).action,
+        ResourceAction::Delete
+    );
+    // Someone else's RayCluster of the same name: neither changed nor deleted.
+    let theirs = live(&want, false);
+    for w in [Some(&want), None] {
+        assert!(matches!(
+            plan_resource("demo", w, &theirs).action,
+            ResourceAction::Refuse { .. }
+        ));
+    }
+    insta::assert_snapshot!(
+        "render_resource_update",
+        render_resource(
+            &plan_resource("demo", Some(&more), &same),
+            "kubernetes prod/ml",
+            Some(4)
+        )
+    );
+    insta::assert_snapshot!(
+        "render_resource_delete",
+        render_resource(
+            &plan_resource("demo", None, &same),
+            "kubernetes prod/ml",
+            None
+        )
+    );
+}

@@ -742,7 +742,7 @@ impl Checker<'_> {
                                 .label("expected a string")
                                 .help(format!("quote the value, for example {}", spec.example)));
                         }
-                        if !is_env_name(k) {
+                        if full == "run.env" && !is_env_name(k) {
                             return Err(self
                                 .err(
                                     self.doc_key_span(&t, k),
@@ -850,10 +850,12 @@ impl Checker<'_> {
                                 v.span(),
                                 format!("`setup.provider` = {val:?} is not a provider daft knows"),
                             )
-                            .label("expected \"aws\", \"ssh\", \"local\" or \"slurm\"");
+                            .label(
+                                "expected \"aws\", \"ssh\", \"local\", \"slurm\" or \"kubernetes\"",
+                            );
                         e = match suggest(val, &ProviderKind::ALL) {
-                            Some(s) => e.help(format!("did you mean \"{s}\"? daft runs clusters on aws (EC2), ssh (your own hosts), local (this machine) or slurm (a Slurm allocation)")),
-                            None => e.help("use \"aws\" (EC2), \"ssh\" (your own hosts), \"local\" (this machine) or \"slurm\" (a Slurm allocation)"),
+                            Some(s) => e.help(format!("did you mean \"{s}\"? daft runs clusters on aws (EC2), ssh (your own hosts), local (this machine), slurm (a Slurm allocation) or kubernetes (a KubeRay cluster)")),
+                            None => e.help("use \"aws\" (EC2), \"ssh\" (your own hosts), \"local\" (this machine), \"slurm\" (a Slurm allocation) or \"kubernetes\" (a KubeRay cluster)"),
                         };
                         return Err(e);
                     }

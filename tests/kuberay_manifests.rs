@@ -1,0 +1,132 @@
+//! The RayCluster daft applies for each shape of `[setup.kubernetes]`: snapshots, and each one
+//! validated against KubeRay's own CRD schema (`../shared/kubernetes/crds/`, defaults applied,
+//! unknown fields refused) as the API server would.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use daft::config::Config;
+
+fn config(text: &str) -> Config {
+    Config::parse("k8s.toml", text, Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn crds() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/kubernetes/crds")
+}
+
+/// Validate manifests with tests/support/validate_crd.py; (ok, its output).
+fn validate(crd: &str, manifests: &[serde_json::Value]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (i, m) in manifests.iter().enumerate() {
+        let p = dir.path().join(format!("m{i}.json"));
+        std::fs::write(&p, serde_json::to_string_pretty(m).unwrap()).unwrap();
+        paths.push(p);
+    }
+    let o = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/validate_crd.py"))
+        .arg(crds().join(crd))
+        .arg("v1")
+        .args(&paths)
+        .output()
+        .expect("python3 with jsonschema and PyYAML (.ci/setup installs them)");
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+const SHAPES: [(&str, &str); 4] = [
+    (
+        "default",
+        "[setup]\nname = \"demo\"\nprovider = \"kubernetes\"\n",
+    ),
+    (
+        "gpu_workers_scheduling_and_registry",
+        "[setup]\nname = \"gpus\"\nprovider = \"kubernetes\"\nnumber_of_workers = 4\n\n[setup.kubernetes]\nnamespace = \"ml\"\nimage = \"registry.example.com/team/ray:2.60.0-py311-gpu\"\nhead_cpu = \"4\"\nhead_memory = \"16Gi\"\nworker_cpu = \"8\"\nworker_memory = \"64Gi\"\nworker_gpus = 2\nnode_selector = { \"nvidia.com/gpu.product\" = \"NVIDIA-A100-SXM4-80GB\" }\ntolerations = [\"nvidia.com/gpu:NoSchedule\", \"dedicated=ml:NoExecute\", \"spot\"]\nservice_account = \"ray-runner\"\nimage_pull_secrets = [\"registry-creds\"]\n",
+    ),
+    (
+        "dependencies_and_an_older_ray",
+        "[setup]\nname = \"deps\"\nprovider = \"kubernetes\"\nnumber_of_workers = 1\nray_version = \"2.40.0\"\npython_version = \"3.12\"\ndependencies = [\"numpy>=2\", \"pandas\"]\n",
+    ),
+    (
+        "head_only",
+        "[setup]\nname = \"solo\"\nprovider = \"kubernetes\"\nnumber_of_workers = 0\n\n[setup.kubernetes]\nhead_cpu = \"500m\"\nhead_memory = \"2Gi\"\n",
+    ),
+];
+
+#[test]
+fn raycluster_manifests_snapshot_and_validate_against_kuberays_crd() {
+    let mut all = Vec::new();
+    for (name, text) in SHAPES {
+        let cfg = config(text);
+        let ns = cfg
+            .setup
+            .kubernetes
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let m = daft::kuberay::raycluster(&cfg, &ns);
+        insta::assert_snapshot!(
+            format!("raycluster_{name}"),
+            serde_json::to_string_pretty(&m).unwrap()
+        );
+        all.push(m);
+    }
+    let (ok, text) = validate("ray.io_rayclusters.yaml", &all);
+    assert!(ok, "{text}");
+    assert!(text.contains("4 manifest(s) valid"), "{text}");
+}
+
+#[test]
+fn the_crd_check_refuses_what_the_api_server_would() {
+    let cfg = config(SHAPES[0].1);
+    let good = daft::kuberay::raycluster(&cfg, "default");
+    // An unknown field, a wrong type, a value outside an enum: each refused.
+    let mut unknown = good.clone();
+    unknown["spec"]["headGroupSpec"]["replicas"] = serde_json::json!(1);
+    let mut wrong_type = good.clone();
+    wrong_type["spec"]["workerGroupSpecs"][0]["replicas"] = serde_json::json!("two");
+    let mut bad_enum = good.clone();
+    bad_enum["spec"]["upgradeStrategy"]["type"] = serde_json::json!("Rolling");
+    for (what, m) in [
+        ("replicas", unknown),
+        ("'two' is not of type 'integer'", wrong_type),
+        ("'Rolling' is not one of", bad_enum),
+    ] {
+        let (ok, text) = validate("ray.io_rayclusters.yaml", &[m]);
+        assert!(
+            !ok && text.contains(what),
+            "expected a refusal naming {what:?}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn the_plan_compares_what_it_applies_with_what_it_reads_back() {
+    // The settings read from the manifest are those read from the live object: a RayCluster
+    // as the API server returns it (with status, managed fields, defaults) compares equal.
+    let cfg = config(SHAPES[1].1);
+    let want = daft::kuberay::desired(&cfg, "ml");
+    let mut live = want.manifest.clone();
+    live["metadata"]["uid"] = serde_json::json!("1234");
+    live["metadata"]["managedFields"] = serde_json::json!([{"manager": "daft"}]);
+    live["spec"]["workerGroupSpecs"][0]["numOfHosts"] = serde_json::json!(1);
+    live["status"] = serde_json::json!({"state": "ready"});
+    let mut have = daft::kuberay::settings(&live);
+    have.insert("setup".into(), daft::kuberay::setup_hash(&cfg));
+    assert_eq!(have, want.settings);
+    assert_eq!(want.settings["worker replicas"], "4");
+    assert_eq!(want.settings["worker gpus"], "2");
+    assert_eq!(want.settings["token authentication"], "token");
+    let old = config(SHAPES[2].1);
+    assert_eq!(
+        daft::kuberay::desired(&old, "default").settings["token authentication"],
+        ""
+    );
+}
