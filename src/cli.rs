@@ -44,6 +44,8 @@ pub enum Command {
     Pull(PullArgs),
     /// Forward the head's Ray dashboard to localhost
     Dashboard(DashboardArgs),
+    /// Build the project's image, push it and run it on Kubernetes as a Job (a RayJob with workers), following its pods' logs
+    Launch(LaunchArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -102,6 +104,43 @@ pub struct InitConfigArgs {
     /// Overwrite an existing file
     #[arg(long)]
     pub force: bool,
+    /// Write a launch.toml (a job for `daft launch`) instead of a cluster config
+    #[arg(long)]
+    pub launch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// The launch file
+    #[arg(short = 'f', long = "file", value_name = "FILE", default_value = crate::config::launch::DEFAULT_LAUNCH)]
+    pub file: PathBuf,
+    /// Print the manifests it would create; build and create nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run the command on this machine instead (no image, no Kubernetes)
+    #[arg(long)]
+    pub local: bool,
+    /// Build from a working tree with uncommitted changes (the tag then carries a hash of the diff)
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Do not warn when the commit is on no remote
+    #[arg(long)]
+    pub allow_unpushed: bool,
+    /// Follow an existing job (its name) instead of launching one
+    #[arg(long, value_name = "JOB", conflicts_with_all = ["dry_run", "local", "delete"])]
+    pub follow: Option<String>,
+    /// Delete an existing job (its name) and its pods
+    #[arg(long, value_name = "JOB", conflicts_with_all = ["dry_run", "local"])]
+    pub delete: Option<String>,
+    /// Start the job and return, without following it
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// How long the job's first pod may take to start
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub start_timeout: std::time::Duration,
+    /// The command (default: `command` in the launch file); several words are one argument each
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

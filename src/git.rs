@@ -84,6 +84,14 @@ pub fn provenance(dir: &Path) -> Provenance {
     }
 }
 
+/// Whether `commit` is on a remote-tracking branch (pushed somewhere): false without remotes.
+pub fn on_a_remote(dir: &Path, commit: &str) -> bool {
+    match git(dir, &["branch", "-r", "--contains", commit]) {
+        Ok((true, out)) => !out.trim().is_empty(),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod archive;
 pub mod bootstrap;
+pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod git;
 pub mod https;
 pub mod keys;
 pub mod kuberay;
+pub mod launch;
 pub mod lock;
 pub mod logging;
 pub mod model;

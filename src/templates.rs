@@ -14,6 +14,15 @@ pub const SLURM_BATCH: &str = include_str!("../templates/slurm.sbatch");
 pub const BOOTSTRAP: &str = include_str!("../templates/bootstrap.sh");
 pub const UNPACK: &str = include_str!("../templates/unpack.py");
 pub const JOBS: &str = include_str!("../templates/jobs.py");
+pub const LAUNCH: &str = include_str!("../templates/launch.toml");
+
+/// The `launch.toml` template, optionally with the job's name filled in.
+pub fn render_launch(name: Option<&str>) -> String {
+    match name {
+        Some(n) => LAUNCH.replacen("\"$NAME - required\"", &format!("{n:?}"), 1),
+        None => LAUNCH.to_string(),
+    }
+}
 
 /// Keys of `[setup]` that mean nothing to a provider, left out of its template.
 fn irrelevant_keys(provider: ProviderKind) -> &'static [&'static str] {

@@ -179,3 +179,35 @@ fn never_overwrites_without_force() {
         .success();
     assert_ne!(std::fs::read_to_string(&f).unwrap(), "mine");
 }
+
+#[test]
+fn launch_template_snapshot_and_it_loads_once_named() {
+    let text = daft::templates::render_launch(None);
+    insta::assert_snapshot!(text);
+    assert!(
+        daft::config::launch::LaunchConfig::parse("launch.toml", &text, Path::new(".")).is_err()
+    );
+    let named = daft::templates::render_launch(Some("train"));
+    let c = daft::config::launch::LaunchConfig::parse("launch.toml", &named, Path::new("."))
+        .unwrap_or_else(|e| panic!("{}", e.render()));
+    assert_eq!(c.name, "train");
+    assert_eq!(c.command.as_deref(), Some("python main.py"));
+    assert_eq!(c.base, "python:3.11-slim");
+    assert!(c.registry.is_none());
+}
+
+#[test]
+fn init_config_launch_writes_launch_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = assert_cmd::Command::cargo_bin("daft")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["init-config", "--launch", "--name", "train"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let text = std::fs::read_to_string(dir.path().join("launch.toml")).unwrap();
+    assert!(text.contains("name = \"train\""), "{text}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("daft launch --dry-run"));
+    assert!(!dir.path().join(".daft.toml").exists());
+}

@@ -11,8 +11,17 @@ use crate::templates::render_config;
 
 pub fn run(args: &InitConfigArgs) -> anyhow::Result<()> {
     let provider: ProviderKind = args.provider.into();
-    let text = render_config(provider, args.name.as_deref());
-    let path = &args.file;
+    let launch_default = std::path::PathBuf::from(crate::config::launch::DEFAULT_LAUNCH);
+    let (text, path) = if args.launch {
+        let path = if args.file == std::path::Path::new(crate::config::DEFAULT_CONFIG) {
+            &launch_default
+        } else {
+            &args.file
+        };
+        (crate::templates::render_launch(args.name.as_deref()), path)
+    } else {
+        (render_config(provider, args.name.as_deref()), &args.file)
+    };
     if path.exists() && !args.force {
         return Err(usage(format!(
             "{} already exists; daft will not overwrite it. Pass --force to replace it, or name another file: daft init-config other.toml",
@@ -26,6 +35,24 @@ pub fn run(args: &InitConfigArgs) -> anyhow::Result<()> {
     let mut f =
         std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(text.as_bytes())?;
+    if args.launch {
+        let flag = if path == &launch_default {
+            String::new()
+        } else {
+            format!(" -f {}", path.display())
+        };
+        println!(
+            "Wrote {}.\nEdit it: {}set `registry` under [image] (where the image is pushed).\n\
+             Then run: daft launch{flag} --dry-run   (to preview)   and   daft launch{flag}",
+            path.display(),
+            if args.name.is_some() {
+                ""
+            } else {
+                "set `name`, "
+            }
+        );
+        return Ok(());
+    }
     println!(
         "{}",
         message(&path.display().to_string(), provider, args.name.is_some())

@@ -4,6 +4,7 @@ pub mod dashboard;
 pub mod down;
 pub mod init_config;
 pub mod jobs;
+pub mod launch;
 pub mod list;
 pub mod plan;
 pub mod submit;
@@ -39,6 +40,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             Command::Logs(a) => jobs::logs(&a).await,
             Command::Cancel(a) => jobs::cancel(&a).await,
             Command::Pull(a) => jobs::pull(&a).await,
+            Command::Launch(a) => launch::run(&a).await,
         }
     })
 }

@@ -8,6 +8,7 @@
 //!
 //! Every error names the file, line and column and says what to do.
 
+pub mod launch;
 mod schema;
 
 use std::collections::{BTreeMap, HashSet};
@@ -579,7 +580,11 @@ impl Config {
                 .label(first)
                 .help("fix the TOML syntax at the marked place (strings need quotes, tables are written [name], each key once)")
         })?;
-        let cx = Checker { file, source };
+        let cx = Checker {
+            file,
+            source,
+            keys: KEYS,
+        };
         cx.check_shape(doc.as_table(), &[])?;
 
         let file_cfg: ConfigFile = toml_edit::de::from_document(doc.clone()).map_err(|e| {
@@ -639,9 +644,11 @@ pub fn is_placeholder(s: &str) -> bool {
         && (s.contains(" - required") || s.contains(" - optional"))
 }
 
-struct Checker<'a> {
-    file: &'a str,
-    source: &'a str,
+pub(crate) struct Checker<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) source: &'a str,
+    /// The file's keys (`.daft.toml`'s [`KEYS`], or `launch.toml`'s).
+    pub(crate) keys: &'static [schema::Key],
 }
 
 fn item_span(item: &Item) -> Option<Range<usize>> {
@@ -675,7 +682,7 @@ fn type_name(item: &Item) -> &'static str {
 }
 
 impl Checker<'_> {
-    fn err(&self, span: Option<Range<usize>>, title: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(&self, span: Option<Range<usize>>, title: impl Into<String>) -> ConfigError {
         ConfigError::new(self.file, self.source, span, title)
     }
 
@@ -687,9 +694,13 @@ impl Checker<'_> {
     }
 
     /// Pass 1: known keys, right types, no placeholders.
-    fn check_shape(&self, table: &toml_edit::Table, path: &[&str]) -> Result<(), ConfigError> {
+    pub(crate) fn check_shape(
+        &self,
+        table: &toml_edit::Table,
+        path: &[&str],
+    ) -> Result<(), ConfigError> {
         let here = path.join(".");
-        let known: Vec<&schema::Key> = KEYS.iter().filter(|k| k.parent == here).collect();
+        let known: Vec<&schema::Key> = self.keys.iter().filter(|k| k.parent == here).collect();
         for (key, item) in table.iter() {
             let full = if here.is_empty() {
                 key.to_string()
@@ -937,7 +948,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn value_span(&self, doc: &Document<String>, path: &[&str]) -> Option<Range<usize>> {
+    pub(crate) fn value_span(&self, doc: &Document<String>, path: &[&str]) -> Option<Range<usize>> {
         let mut item = doc.as_item();
         for p in path {
             item = item.get(p)?;
@@ -946,7 +957,7 @@ impl Checker<'_> {
     }
 
     /// The span of entry `i` of the list at `path`.
-    fn element_span(
+    pub(crate) fn element_span(
         &self,
         doc: &Document<String>,
         path: &[&str],

@@ -24,7 +24,7 @@ pub struct Key {
     pub example: &'static str,
 }
 
-const fn k(
+pub(crate) const fn k(
     parent: &'static str,
     name: &'static str,
     ty: Ty,

@@ -82,7 +82,7 @@ pub fn api_error(e: kube::Error, what: &str) -> anyhow::Error {
 }
 
 /// Bound one API call.
-async fn call<T>(
+pub async fn call<T>(
     what: &str,
     fut: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> anyhow::Result<T> {
@@ -95,6 +95,64 @@ async fn call<T>(
     }
 }
 
+/// A client for a kubeconfig context (None: the current one, else in-cluster).
+pub struct Connection {
+    pub client: kube::Client,
+    /// The namespace asked for, else the context's, else `default`.
+    pub namespace: String,
+    pub context: String,
+    pub server: String,
+}
+
+/// Connect to the API server of `context` (`file` names the config that chose it, for errors).
+pub async fn connect(
+    context: Option<&str>,
+    namespace: Option<&str>,
+    file: &str,
+) -> anyhow::Result<Connection> {
+    let (mut config, context) = match context {
+        Some(ctx) => {
+            let opts = kube::config::KubeConfigOptions {
+                context: Some(ctx.to_string()),
+                ..Default::default()
+            };
+            let c = kube::Config::from_kubeconfig(&opts).await.map_err(|e| {
+                anyhow!("cannot use the kubeconfig context {ctx:?} (`context` in {file}): {e}")
+            })?;
+            (c, ctx.to_string())
+        }
+        None => {
+            let c = kube::Config::infer().await.map_err(|e| {
+                anyhow!(
+                    "no Kubernetes configuration found ({e}): set KUBECONFIG or write ~/.kube/config \
+                     (your cloud's CLI does: `aws eks update-kubeconfig`, `gcloud container clusters get-credentials`)"
+                )
+            })?;
+            let current = kube::config::Kubeconfig::read()
+                .ok()
+                .and_then(|kc| kc.current_context)
+                .unwrap_or_else(|| "in-cluster".into());
+            (c, current)
+        }
+    };
+    config.connect_timeout = Some(Duration::from_secs(10));
+    // Exec, port-forward and log streams may be quiet for long; single calls are bounded by
+    // [`call`] instead.
+    config.read_timeout = None;
+    let namespace = namespace
+        .map(str::to_string)
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config)
+        .map_err(|e| anyhow!("cannot make a Kubernetes client for context {context:?}: {e}"))?;
+    Ok(Connection {
+        client,
+        namespace,
+        context,
+        server,
+    })
+}
+
 fn raycluster_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("ray.io", "v1", "RayCluster"),
@@ -105,52 +163,19 @@ fn raycluster_resource() -> ApiResource {
 impl KubernetesProvider {
     pub async fn new(cfg: Config) -> anyhow::Result<Self> {
         let k = &cfg.setup.kubernetes;
-        let (mut config, context) = match &k.context {
-            Some(ctx) => {
-                let opts = kube::config::KubeConfigOptions {
-                    context: Some(ctx.clone()),
-                    ..Default::default()
-                };
-                let c = kube::Config::from_kubeconfig(&opts).await.map_err(|e| {
-                    anyhow!(
-                        "cannot use the kubeconfig context {ctx:?} (`setup.kubernetes.context` in {}): {e}",
-                        cfg.display_path
-                    )
-                })?;
-                (c, ctx.clone())
-            }
-            None => {
-                let c = kube::Config::infer().await.map_err(|e| {
-                    anyhow!(
-                        "no Kubernetes configuration found ({e}): set KUBECONFIG or write ~/.kube/config \
-                         (your cloud's CLI does: `aws eks update-kubeconfig`, `gcloud container clusters get-credentials`)"
-                    )
-                })?;
-                let current = kube::config::Kubeconfig::read()
-                    .ok()
-                    .and_then(|kc| kc.current_context)
-                    .unwrap_or_else(|| "in-cluster".into());
-                (c, current)
-            }
-        };
-        config.connect_timeout = Some(Duration::from_secs(10));
-        // Exec and port-forward streams may be quiet for long; single calls are bounded by
-        // [`call`] instead.
-        config.read_timeout = None;
-        let namespace = k
-            .namespace
-            .clone()
-            .unwrap_or_else(|| config.default_namespace.clone());
-        let server = config.cluster_url.to_string();
-        let client = kube::Client::try_from(config)
-            .map_err(|e| anyhow!("cannot make a Kubernetes client for context {context:?}: {e}"))?;
+        let c = connect(
+            k.context.as_deref(),
+            k.namespace.as_deref(),
+            &cfg.display_path,
+        )
+        .await?;
         let cluster = k.existing.clone().unwrap_or_else(|| cfg.setup.name.clone());
         Ok(KubernetesProvider {
             cfg,
-            client,
-            namespace,
-            context,
-            server,
+            client: c.client,
+            namespace: c.namespace,
+            context: c.context,
+            server: c.server,
             cluster,
         })
     }

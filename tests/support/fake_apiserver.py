@@ -1,6 +1,12 @@
 #!/usr/bin/env python3
 """A fake Kubernetes API server for daft's tests (no real one can be installed here).
 
+Besides RayClusters and pods it serves batch/v1 Jobs and ray.io/v1 RayJobs, with stand-ins for
+their controllers: a Job's pod runs the Job's command for real inside the Job's image when the
+config says "run_images_with": "buildah" (the image pulled from the test's registry by digest),
+else the test's scripted output and exit status; a RayJob walks through the statuses the test
+scripts.
+
 It speaks the real wire protocol over HTTPS with bearer tokens: discovery, get/list of pods,
 events and RayClusters, server-side apply (`application/apply-patch+yaml`, per field manager),
 delete with propagation, pod logs, and the websocket exec (v5/v4.channel.k8s.io: stdin 0,
@@ -41,6 +47,9 @@ STATE = {
     "scenario": {"head": "ready", "workers": "ready", "ready_after": 0.5, "delete_after": 1.0},
     "requests": [],
     "logs": {},  # pod name -> text
+    "jobs": {},  # (ns, name) -> Job
+    "rayjobs": {},  # (ns, name) -> RayJob
+    "pod_done": {},  # pod name -> asyncio.Event (its log is complete)
 }
 
 
@@ -234,6 +243,8 @@ async def operator_loop():
                     STATE["rayclusters"].pop(key)
                     STATE["applied"].pop(key, None)
         for p in STATE["pods"].values():
+            if p["_fate"] == "job":
+                continue  # (run by run_job_pod / run_rayjob)
             p["status"] = pod_status(p["_fate"], p["metadata"]["labels"]["ray.io/node-type"], t - p["_made"])
             for c in p["status"].get("containerStatuses", []):
                 c["image"] = next((x.get("image", "") for x in p["spec"].get("containers", [])
@@ -281,6 +292,13 @@ async def discovery_ray(request):
                                    "kind": "RayCluster", "verbs": ["get", "patch", "update"]},
                                   {"name": "rayjobs", "singularName": "rayjob", "namespaced": True,
                                    "kind": "RayJob", "verbs": verbs}]})
+
+
+async def discovery_batch(request):
+    verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+    return web.json_response({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "batch/v1",
+                              "resources": [{"name": "jobs", "singularName": "job", "namespaced": True,
+                                             "kind": "Job", "verbs": verbs}]})
 
 
 async def version(request):
@@ -403,6 +421,8 @@ async def pod_log(request):
     if (ns, name) not in STATE["pods"]:
         return not_found("pods", name)
     text = STATE["logs"].get(name, "")
+    if request.query.get("follow") == "true":
+        return await pod_log_follow(request, name, text)
     tail = request.query.get("tailLines")
     if tail:
         text = "".join(text.splitlines(keepends=True)[-int(tail):])
@@ -530,6 +550,221 @@ async def pod_portforward(request):
     return ws
 
 
+# ---- Jobs and RayJobs ----------------------------------------------------------------------
+
+def job_pod(ns, job_name, job, template, extra_labels=None):
+    name = f"{job_name}-{suffix()}"
+    labels = dict(template.get("metadata", {}).get("labels", {}))
+    labels.update({"job-name": job_name, "batch.kubernetes.io/job-name": job_name,
+                   "controller-uid": job["metadata"]["uid"]})
+    labels.update(extra_labels or {})
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": ns, "uid": uid(), "labels": labels,
+                        "creationTimestamp": now(), "resourceVersion": "1"},
+           "spec": copy.deepcopy(template.get("spec", {})), "status": {"phase": "Pending"}}
+    pod["_made"] = asyncio.get_event_loop().time()
+    pod["_fate"] = "job"
+    pod["_template"] = ""
+    STATE["pods"][(ns, name)] = pod
+    STATE["logs"][name] = ""
+    STATE["pod_done"][name] = asyncio.Event()
+    return pod
+
+
+def job_pod_status(phase, fate=None, code=None):
+    t = now()
+    if fate == "imagepull":
+        return pod_status("imagepull", "job", 0)
+    if fate == "unschedulable":
+        return pod_status("unschedulable", "job", 0)
+    st = {"phase": phase, "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": t}]}
+    if phase == "Running":
+        st["containerStatuses"] = [{"name": "main", "image": "", "imageID": "", "ready": True, "restartCount": 0,
+                                    "state": {"running": {"startedAt": t}}}]
+    elif phase in ("Succeeded", "Failed"):
+        st["containerStatuses"] = [{"name": "main", "image": "", "imageID": "", "ready": False, "restartCount": 0,
+                                    "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}}]
+    return st
+
+
+async def run_job_pod(ns, job, pod):
+    """What the kubelet does for a Job's pod: run its container (in its image, with buildah, when
+    configured), collect its output, record its end; then the Job controller's bookkeeping."""
+    name = pod["metadata"]["name"]
+    fate = STATE["scenario"].get("job", "run")
+    if fate in ("imagepull", "unschedulable"):
+        pod["status"] = job_pod_status("Pending", fate)
+        return
+    await asyncio.sleep(0.3)
+    pod["status"] = job_pod_status("Running")
+    job["status"] = {"active": 1, "startTime": now()}
+    container = pod["spec"]["containers"][0]
+    env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
+    code = 0
+    if CONF.get("run_images_with") == "buildah":
+        image = container["image"]
+        STATE.setdefault("ran_images", []).append(image)
+        benv = dict(os.environ, **CONF.get("buildah_env", {}))
+        proc = await asyncio.create_subprocess_exec(
+            "buildah", "from", "--tls-verify=false", "--quiet", image, env=benv,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        ctr = out.decode().strip()
+        if proc.returncode != 0:
+            STATE["logs"][name] += f"(fake kubelet: cannot pull {image}: {err.decode()})\n"
+            code = 125
+        else:
+            args = ["buildah", "run"]
+            for k, v in env.items():
+                args += ["--env", f"{k}={v}"]
+            args += [ctr, "--"] + container.get("command", []) + container.get("args", [])
+            proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, env=benv,
+                                                        stderr=asyncio.subprocess.STDOUT)
+            while True:
+                line = await proc.stdout.readline()
+                if not line:
+                    break
+                STATE["logs"][name] += line.decode(errors="replace")
+            code = await proc.wait()
+            await (await asyncio.create_subprocess_exec("buildah", "rm", ctr, env=benv,
+                                                        stdout=asyncio.subprocess.DEVNULL,
+                                                        stderr=asyncio.subprocess.DEVNULL)).wait()
+    else:
+        for line in STATE["scenario"].get("job_log", "hello from the job\n").splitlines(keepends=True):
+            STATE["logs"][name] += line
+            await asyncio.sleep(0.05)
+        code = int(STATE["scenario"].get("job_exit", 0))
+    pod["status"] = job_pod_status("Succeeded" if code == 0 else "Failed", code=code)
+    STATE["pod_done"][name].set()
+    t = now()
+    if code == 0:
+        job["status"] = {"succeeded": 1, "startTime": t, "completionTime": t,
+                         "conditions": [{"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": t},
+                                        {"type": "Complete", "status": "True", "lastTransitionTime": t}]}
+    else:
+        job["status"] = {"failed": 1, "startTime": t,
+                         "conditions": [{"type": "FailureTarget", "status": "True", "lastTransitionTime": t,
+                                         "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"},
+                                        {"type": "Failed", "status": "True", "lastTransitionTime": t,
+                                         "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}
+
+
+def apply_object(store, ns, name, body, manager):
+    applied = STATE["applied"].setdefault((ns, name), {})
+    applied[manager] = body
+    merged = {}
+    for cfg in applied.values():
+        merged = merge(merged, cfg)
+    old = store.get((ns, name))
+    meta = merged.setdefault("metadata", {})
+    meta["namespace"] = ns
+    if old:
+        for k in ("uid", "creationTimestamp"):
+            meta[k] = old["metadata"][k]
+        merged["status"] = old.get("status", {})
+    else:
+        meta.update({"uid": uid(), "creationTimestamp": now()})
+        merged["status"] = {}
+    meta["resourceVersion"] = str(random.randint(1000, 99999))
+    store[(ns, name)] = merged
+    return merged, old is None
+
+
+async def job_patch(request):
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    if request.headers.get("Content-Type") != "application/apply-patch+yaml" or not request.query.get("fieldManager"):
+        return status(415, "UnsupportedMediaType", "server-side apply with a fieldManager only")
+    if not allowed("create", "jobs"):
+        return forbidden("create", "jobs", ns, "batch")
+    body = json.loads(await request.text())
+    if body.get("apiVersion") != "batch/v1" or body.get("kind") != "Job" or body["metadata"]["name"] != name:
+        return status(400, "BadRequest", "not this batch/v1 Job")
+    job, created = apply_object(STATE["jobs"], ns, name, body, request.query["fieldManager"])
+    if created:
+        pod = job_pod(ns, name, job, job["spec"]["template"])
+        asyncio.ensure_future(run_job_pod(ns, job, pod))
+    return web.json_response(public(job), status=201 if created else 200)
+
+
+async def job_get(request):
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    j = STATE["jobs"].get((ns, name))
+    return web.json_response(public(j)) if j else not_found("jobs", name, "batch")
+
+
+async def job_delete(request):
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    j = STATE["jobs"].pop((ns, name), None)
+    if j is None:
+        return not_found("jobs", name, "batch")
+    text = await request.text()
+    STATE.setdefault("deletes", []).append({"name": name, "propagationPolicy": (json.loads(text) if text else {}).get("propagationPolicy")})
+    for k, p in list(STATE["pods"].items()):
+        if p["metadata"]["labels"].get("job-name") == name:
+            STATE["pods"].pop(k)
+    return web.json_response(public(j))
+
+
+async def rayjob_patch(request):
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    if request.headers.get("Content-Type") != "application/apply-patch+yaml" or not request.query.get("fieldManager"):
+        return status(415, "UnsupportedMediaType", "server-side apply with a fieldManager only")
+    body = json.loads(await request.text())
+    if body.get("apiVersion") != "ray.io/v1" or body.get("kind") != "RayJob" or body["metadata"]["name"] != name:
+        return status(400, "BadRequest", "not this ray.io/v1 RayJob")
+    rj, created = apply_object(STATE["rayjobs"], ns, name, body, request.query["fieldManager"])
+    if created:
+        asyncio.ensure_future(run_rayjob(ns, name, rj))
+    return web.json_response(public(rj), status=201 if created else 200)
+
+
+async def run_rayjob(ns, name, rj):
+    """KubeRay's RayJob controller, as the test scripts it: a cluster with a head pod, a
+    submitter Job's pod printing the scripted log, the scripted statuses one after another."""
+    cluster = f"{name}-raycluster-{suffix()}"
+    rj["status"] = {"jobDeploymentStatus": "Initializing", "rayClusterName": cluster}
+    head = job_pod(ns, f"{cluster}-head", rj, rj["spec"]["rayClusterSpec"]["headGroupSpec"]["template"],
+                   {"ray.io/cluster": cluster, "ray.io/node-type": "head"})
+    head["metadata"]["labels"].pop("job-name")
+    head["status"] = job_pod_status("Running")
+    STATE["logs"][head["metadata"]["name"]] = "head: ray started\n"
+    STATE["pod_done"][head["metadata"]["name"]].set()
+    sub = job_pod(ns, name, rj, {"metadata": {}, "spec": {"containers": [{"name": "ray-job-submitter"}]}})
+    sub["status"] = job_pod_status("Running")
+    for deployment, job_status, extra in STATE["scenario"].get("rayjob", [["Running", "RUNNING", {}], ["Complete", "SUCCEEDED", {}]]):
+        await asyncio.sleep(0.5)
+        rj["status"].update({"jobDeploymentStatus": deployment, "jobStatus": job_status})
+        rj["status"].update(extra)
+    for line in STATE["scenario"].get("job_log", "submitter: job done\n").splitlines(keepends=True):
+        STATE["logs"][sub["metadata"]["name"]] += line
+    sub["status"] = job_pod_status("Succeeded", code=0)
+    STATE["pod_done"][sub["metadata"]["name"]].set()
+
+
+async def rayjob_get(request):
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    j = STATE["rayjobs"].get((ns, name))
+    return web.json_response(public(j)) if j else not_found("rayjobs", name, "ray.io")
+
+
+async def pod_log_follow(request, name, text_now):
+    """`follow=true`: the log as it grows, until the pod's container has ended."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+    await resp.prepare(request)
+    sent = 0
+    done = STATE["pod_done"].get(name)
+    while True:
+        text = STATE["logs"].get(name, "")
+        if len(text) > sent:
+            await resp.write(text[sent:].encode())
+            sent = len(text)
+        if done is None or (done.is_set() and sent >= len(STATE["logs"].get(name, ""))):
+            break
+        await asyncio.sleep(0.1)
+    await resp.write_eof()
+    return resp
+
+
 # ---- control ------------------------------------------------------------------------------
 
 async def fake_scenario(request):
@@ -549,6 +784,9 @@ async def fake_state(request):
         "pods": [public(p) for p in STATE["pods"].values()],
         "requests": STATE["requests"], "deletes": STATE.get("deletes", []),
         "execs": STATE.get("execs", []), "forwards": STATE.get("forwards", []),
+        "jobs": [public(j) for j in STATE["jobs"].values()],
+        "rayjobs": [public(j) for j in STATE["rayjobs"].values()],
+        "ran_images": STATE.get("ran_images", []),
     })
 
 
@@ -579,6 +817,12 @@ def main():
         web.get("/api", discovery_core),
         web.get("/apis", discovery_groups),
         web.get("/apis/ray.io/v1", discovery_ray),
+        web.get("/apis/batch/v1", discovery_batch),
+        web.get(f"/apis/batch/v1{ns}/jobs/{{name}}", job_get),
+        web.patch(f"/apis/batch/v1{ns}/jobs/{{name}}", job_patch),
+        web.delete(f"/apis/batch/v1{ns}/jobs/{{name}}", job_delete),
+        web.get(f"/apis/ray.io/v1{ns}/rayjobs/{{name}}", rayjob_get),
+        web.patch(f"/apis/ray.io/v1{ns}/rayjobs/{{name}}", rayjob_patch),
         web.get(f"/apis/ray.io/v1{ns}/rayclusters", raycluster_list),
         web.get(f"/apis/ray.io/v1{ns}/rayclusters/{{name}}", raycluster_get),
         web.patch(f"/apis/ray.io/v1{ns}/rayclusters/{{name}}", raycluster_patch),

@@ -1,0 +1,317 @@
+//! Building and pushing the project's image: one `Builder` trait, implemented by docker
+//! (buildx), buildah (daemonless) and podman; the registry asked first whether it already has
+//! the tag (a HEAD on the manifest), so an unchanged project builds nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{anyhow, bail, Context};
+use async_trait::async_trait;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::config::launch::BuilderKind;
+
+/// What a build needs.
+#[derive(Debug, Clone)]
+pub struct BuildRequest<'a> {
+    pub dockerfile: &'a Path,
+    pub context: &'a Path,
+    /// `registry/name:tag`.
+    pub image: &'a str,
+    /// The registry speaks plain HTTP (a loopback registry).
+    pub insecure: bool,
+}
+
+#[async_trait]
+pub trait Builder: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Build the image and push it; its digest (`sha256:…`).
+    async fn build_and_push(&self, req: &BuildRequest<'_>) -> anyhow::Result<String>;
+}
+
+/// How to install each builder, for the error when none is there.
+pub fn install_hint(kind: BuilderKind) -> &'static str {
+    match kind {
+        BuilderKind::Docker => {
+            "install Docker Engine with buildx (https://docs.docker.com/engine/install/)"
+        }
+        BuilderKind::Buildah => {
+            "install buildah (Debian/Ubuntu: apt-get install buildah; Fedora: dnf install buildah)"
+        }
+        BuilderKind::Podman => "install podman (https://podman.io/docs/installation)",
+        BuilderKind::Auto => "install one of docker (with buildx), buildah or podman",
+    }
+}
+
+/// The program is on PATH.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The builder the config names (with `auto`, the first of docker, buildah, podman present).
+pub fn choose(kind: BuilderKind) -> anyhow::Result<Box<dyn Builder>> {
+    let pick = |k: BuilderKind| -> Option<Box<dyn Builder>> {
+        match k {
+            BuilderKind::Docker => on_path("docker").map(|_| Box::new(Docker) as Box<dyn Builder>),
+            BuilderKind::Buildah => {
+                on_path("buildah").map(|_| Box::new(Buildah) as Box<dyn Builder>)
+            }
+            BuilderKind::Podman => on_path("podman").map(|_| Box::new(Podman) as Box<dyn Builder>),
+            BuilderKind::Auto => None,
+        }
+    };
+    match kind {
+        BuilderKind::Auto => [
+            BuilderKind::Docker,
+            BuilderKind::Buildah,
+            BuilderKind::Podman,
+        ]
+        .into_iter()
+        .find_map(pick)
+        .ok_or_else(|| {
+            anyhow!(
+                "no image builder found on PATH (docker, buildah or podman): {}",
+                install_hint(BuilderKind::Auto)
+            )
+        }),
+        k => pick(k).ok_or_else(|| {
+            let name = match k {
+                BuilderKind::Docker => "docker",
+                BuilderKind::Buildah => "buildah",
+                _ => "podman",
+            };
+            anyhow!(
+                "`image.builder` = \"{name}\" but {name} is not on PATH: {}",
+                install_hint(k)
+            )
+        }),
+    }
+}
+
+/// Run a build tool, its output passed through line by line (prefixed), logged at debug.
+async fn run(program: &str, args: &[String]) -> anyhow::Result<()> {
+    tracing::debug!(target: "daft::build", "{program} {}", args.join(" "));
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot run {program}"))?;
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let name = program.to_string();
+    let pump = |r: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+        let name = name.clone();
+        async move {
+            let mut lines = BufReader::new(r).lines();
+            let mut tail = Vec::new();
+            while let Ok(Some(l)) = lines.next_line().await {
+                eprintln!("  {name}: {l}");
+                tail.push(l);
+                if tail.len() > 30 {
+                    tail.remove(0);
+                }
+            }
+            tail
+        }
+    };
+    let (_, tail) = tokio::join!(pump(Box::new(out)), pump(Box::new(err)));
+    let status = child.wait().await?;
+    if !status.success() {
+        bail!(
+            "{program} {} failed ({status}):\n{}",
+            args.first().map(String::as_str).unwrap_or(""),
+            tail.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// A file path in the temp dir, removed when dropped.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn digest_file() -> anyhow::Result<TempPath> {
+    let n: u64 = rand::random();
+    Ok(TempPath(std::env::temp_dir().join(format!(
+        "daft-build-{}-{n:016x}",
+        std::process::id()
+    ))))
+}
+
+fn read_digest(path: &Path) -> anyhow::Result<String> {
+    let d = std::fs::read_to_string(path)?.trim().to_string();
+    if !d.starts_with("sha256:") {
+        bail!("the builder reported no image digest");
+    }
+    Ok(d)
+}
+
+pub struct Buildah;
+
+#[async_trait]
+impl Builder for Buildah {
+    fn name(&self) -> &'static str {
+        "buildah"
+    }
+    async fn build_and_push(&self, req: &BuildRequest<'_>) -> anyhow::Result<String> {
+        // (STORAGE_DRIVER and BUILDAH_ISOLATION from the environment are buildah's own.)
+        run(
+            "buildah",
+            &[
+                "bud".into(),
+                "--layers".into(),
+                "-f".into(),
+                req.dockerfile.display().to_string(),
+                "-t".into(),
+                req.image.into(),
+                req.context.display().to_string(),
+            ],
+        )
+        .await?;
+        let d = digest_file()?;
+        let mut args = vec!["push".to_string()];
+        if req.insecure {
+            args.push("--tls-verify=false".into());
+        }
+        args.extend([
+            "--digestfile".into(),
+            d.path().display().to_string(),
+            req.image.into(),
+            format!("docker://{}", req.image),
+        ]);
+        run("buildah", &args).await?;
+        read_digest(d.path())
+    }
+}
+
+pub struct Podman;
+
+#[async_trait]
+impl Builder for Podman {
+    fn name(&self) -> &'static str {
+        "podman"
+    }
+    async fn build_and_push(&self, req: &BuildRequest<'_>) -> anyhow::Result<String> {
+        run(
+            "podman",
+            &[
+                "build".into(),
+                "-f".into(),
+                req.dockerfile.display().to_string(),
+                "-t".into(),
+                req.image.into(),
+                req.context.display().to_string(),
+            ],
+        )
+        .await?;
+        let d = digest_file()?;
+        let mut args = vec!["push".to_string()];
+        if req.insecure {
+            args.push("--tls-verify=false".into());
+        }
+        args.extend([
+            "--digestfile".into(),
+            d.path().display().to_string(),
+            req.image.into(),
+        ]);
+        run("podman", &args).await?;
+        read_digest(d.path())
+    }
+}
+
+pub struct Docker;
+
+#[async_trait]
+impl Builder for Docker {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+    async fn build_and_push(&self, req: &BuildRequest<'_>) -> anyhow::Result<String> {
+        let meta = digest_file()?;
+        run(
+            "docker",
+            &[
+                "buildx".into(),
+                "build".into(),
+                "--push".into(),
+                "--metadata-file".into(),
+                meta.path().display().to_string(),
+                "-f".into(),
+                req.dockerfile.display().to_string(),
+                "-t".into(),
+                req.image.into(),
+                req.context.display().to_string(),
+            ],
+        )
+        .await?;
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(meta.path())?)
+            .context("docker buildx wrote no metadata")?;
+        v["containerimage.digest"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("docker buildx reported no image digest"))
+    }
+}
+
+/// `host[:port]/path/name:tag` split into (registry host, repository, tag).
+pub fn split_reference(image: &str) -> anyhow::Result<(String, String, String)> {
+    let (host, rest) = image
+        .split_once('/')
+        .ok_or_else(|| anyhow!("{image}: no registry host"))?;
+    let (repo, tag) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("{image}: no tag"))?;
+    Ok((host.to_string(), repo.to_string(), tag.to_string()))
+}
+
+/// The registry speaks plain HTTP: one on this machine.
+pub fn insecure_registry(host: &str) -> bool {
+    let h = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    crate::https::is_loopback(h)
+}
+
+/// The digest of `image` in its registry, if it has it (a HEAD on the manifest). None when
+/// the registry says it has no such tag, or cannot say (then the image is built).
+pub async fn remote_digest(image: &str) -> anyhow::Result<Option<String>> {
+    let (host, repo, tag) = split_reference(image)?;
+    let scheme = if insecure_registry(&host) {
+        "http"
+    } else {
+        "https"
+    };
+    let url = format!("{scheme}://{host}/v2/{repo}/manifests/{tag}");
+    let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+                  application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+    let a = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        crate::https::request("HEAD", &url, &[("Accept", accept)]),
+    )
+    .await
+    .map_err(|_| anyhow!("the registry {host} did not answer within 20s"))??;
+    match a.status {
+        200 => Ok(a.header("docker-content-digest").map(str::to_string)),
+        404 => Ok(None),
+        401 | 403 => {
+            tracing::debug!(target: "daft::build", %url, status = a.status, "the registry wants credentials to tell; building");
+            Ok(None)
+        }
+        s => Err(anyhow!("the registry {host} answered HTTP {s} for {url}")),
+    }
+}

@@ -1,0 +1,531 @@
+//! `daft launch`: build the project's image (unless the registry has it), push it, run it on
+//! Kubernetes as a `batch/v1` Job (a KubeRay RayJob when it has workers), follow every pod's
+//! logs and exit with the job's status. `--dry-run` prints the manifests; `--local` runs the
+//! command here.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use futures::AsyncBufReadExt;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, LogParams, Patch,
+    PatchParams, PropagationPolicy,
+};
+use kube::Api;
+
+use crate::cli::LaunchArgs;
+use crate::config::launch::LaunchConfig;
+use crate::error::{usage, JobExit};
+use crate::launch::{self as manifests, Verdict};
+use crate::provider::kubernetes::{call, connect, pod_problem, Connection};
+use crate::ui::elapsed;
+
+pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let cfg = LaunchConfig::load(&args.file)?;
+    if let Some(job) = &args.delete {
+        let c = connect(
+            cfg.context.as_deref(),
+            cfg.namespace.as_deref(),
+            &cfg.display_path,
+        )
+        .await?;
+        return delete(&c, &cfg, job).await;
+    }
+    if let Some(job) = &args.follow {
+        let c = connect(
+            cfg.context.as_deref(),
+            cfg.namespace.as_deref(),
+            &cfg.display_path,
+        )
+        .await?;
+        return follow(&c, &cfg, job, args.start_timeout, start).await;
+    }
+    let command = super::submit::job_command(&args.command, cfg.command.as_deref())?;
+    if args.local {
+        return run_local(&cfg, &command).await;
+    }
+
+    // Provenance: what the image is built from.
+    let provenance = crate::git::provenance(&cfg.project_dir);
+    if let crate::git::Provenance::Git {
+        root,
+        dirty: true,
+        changes,
+        ..
+    } = &provenance
+    {
+        if !args.allow_dirty {
+            let shown: Vec<&str> = changes.iter().take(8).map(String::as_str).collect();
+            return Err(usage(format!(
+                "the project's git repository ({root}) has uncommitted changes:\n    {}\n\
+                 commit them, or pass --allow-dirty (the image's tag then carries a hash of the diff)",
+                shown.join("\n    ")
+            )));
+        }
+    }
+    if let crate::git::Provenance::Git {
+        commit: Some(c), ..
+    } = &provenance
+    {
+        if !args.allow_unpushed && !crate::git::on_a_remote(&cfg.project_dir, c) {
+            eprintln!(
+                "daft: warning: commit {} is on no remote: others cannot see the code this job runs \
+                 (push it, or pass --allow-unpushed to silence this)",
+                &c[..c.len().min(12)]
+            );
+        }
+    }
+    let dir = cfg.project_dir.clone();
+    let files_hash = tokio::task::spawn_blocking(move || {
+        let files = crate::archive::collect(&dir)?;
+        crate::archive::manifest_hash(&files)
+    })
+    .await
+    .context("reading the project failed")??;
+    let tag = manifests::image_tag(&provenance, &files_hash);
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let annotations = manifests::annotations(&tag, &user);
+    let suffix: String = {
+        let n: u32 = rand::random();
+        format!("{:04x}", n & 0xffff)
+    };
+    let job_name = manifests::job_name(&cfg.name, std::time::SystemTime::now(), &suffix);
+    let registry = cfg.registry.clone();
+    let image_ref = format!(
+        "{}/{}:{}",
+        registry.as_deref().unwrap_or("REGISTRY"),
+        cfg.name,
+        tag.tag
+    );
+    let namespace_hint = cfg.namespace.clone().unwrap_or_else(|| "default".into());
+    if args.dry_run {
+        let m = manifest(
+            &cfg,
+            &job_name,
+            &namespace_hint,
+            &image_ref,
+            &command,
+            &annotations,
+        );
+        println!(
+            "# image: {image_ref} (built from {}; digest known after the push)",
+            cfg.base
+        );
+        if cfg.dockerfile.is_none() {
+            println!(
+                "# Dockerfile daft would write:\n{}",
+                manifests::dockerfile(&cfg, &cfg.project_dir)
+                    .lines()
+                    .map(|l| format!("#   {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&m)?);
+        return Ok(());
+    }
+    let Some(_) = registry else {
+        return Err(usage(format!(
+            "{} sets no `registry` under [image]: daft needs one to push the image the cluster pulls \
+             (or run it here with --local, or look with --dry-run)",
+            cfg.display_path
+        )));
+    };
+
+    // The image: built unless the registry has the tag already.
+    let digest = match crate::build::remote_digest(&image_ref).await? {
+        Some(d) => {
+            eprintln!("daft: {image_ref} is in the registry already ({d}): nothing to build");
+            d
+        }
+        None => {
+            let builder = crate::build::choose(cfg.builder)?;
+            let written;
+            let dockerfile = match &cfg.dockerfile {
+                Some(p) => p.clone(),
+                None => {
+                    written =
+                        tempdir_file("Dockerfile", &manifests::dockerfile(&cfg, &cfg.project_dir))?;
+                    written.clone()
+                }
+            };
+            let t = Instant::now();
+            eprintln!("daft: building {image_ref} with {}", builder.name());
+            let (host, _, _) = crate::build::split_reference(&image_ref)?;
+            let d = builder
+                .build_and_push(&crate::build::BuildRequest {
+                    dockerfile: &dockerfile,
+                    context: &cfg.project_dir,
+                    image: &image_ref,
+                    insecure: crate::build::insecure_registry(&host),
+                })
+                .await?;
+            if cfg.dockerfile.is_none() {
+                let _ = std::fs::remove_file(&dockerfile);
+            }
+            eprintln!(
+                "daft: built and pushed {image_ref} in {}",
+                elapsed(t.elapsed())
+            );
+            d
+        }
+    };
+    let pinned = format!("{image_ref}@{digest}");
+    println!("image: {pinned}");
+
+    let c = connect(
+        cfg.context.as_deref(),
+        cfg.namespace.as_deref(),
+        &cfg.display_path,
+    )
+    .await?;
+    let m = manifest(
+        &cfg,
+        &job_name,
+        &c.namespace,
+        &pinned,
+        &command,
+        &annotations,
+    );
+    let api = objects(&c, &cfg);
+    tracing::debug!(target: "daft::kube", namespace = %c.namespace, name = %job_name, "apply {} (field manager daft)", kind(&cfg));
+    call(
+        &format!("create the {}", kind(&cfg)),
+        api.patch(
+            &job_name,
+            &PatchParams::apply("daft").force(),
+            &Patch::Apply(&m),
+        ),
+    )
+    .await?;
+    println!(
+        "job: {job_name} ({} in {}/{})",
+        kind(&cfg),
+        c.context,
+        c.namespace
+    );
+    if args.detach {
+        eprintln!(
+            "daft: it runs on. Follow it: daft launch -f {f} --follow {job_name}   Delete it: daft launch -f {f} --delete {job_name}",
+            f = cfg.display_path
+        );
+        return Ok(());
+    }
+    follow(&c, &cfg, &job_name, args.start_timeout, start).await
+}
+
+fn kind(cfg: &LaunchConfig) -> &'static str {
+    if cfg.workers > 0 {
+        "RayJob"
+    } else {
+        "Job"
+    }
+}
+
+/// The Job, or the RayJob when the launch has workers.
+fn manifest(
+    cfg: &LaunchConfig,
+    job: &str,
+    ns: &str,
+    image: &str,
+    command: &str,
+    ann: &std::collections::BTreeMap<String, String>,
+) -> serde_json::Value {
+    if cfg.workers > 0 {
+        manifests::rayjob(cfg, job, ns, image, command, ann)
+    } else {
+        manifests::job(cfg, job, ns, image, command, ann)
+    }
+}
+
+fn objects(c: &Connection, cfg: &LaunchConfig) -> Api<DynamicObject> {
+    let ar = if cfg.workers > 0 {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("ray.io", "v1", "RayJob"),
+            "rayjobs",
+        )
+    } else {
+        ApiResource::erase::<Job>(&())
+    };
+    Api::namespaced_with(c.client.clone(), &c.namespace, &ar)
+}
+
+fn tempdir_file(name: &str, text: &str) -> anyhow::Result<std::path::PathBuf> {
+    let n: u64 = rand::random();
+    let dir = std::env::temp_dir().join(format!("daft-launch-{}-{n:016x}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let p = dir.join(name);
+    std::fs::write(&p, text)?;
+    Ok(p)
+}
+
+/// The label selector of the job's pods (the Job's own, or the RayJob's cluster and submitter).
+fn pod_selectors(cfg: &LaunchConfig, job: &str, obj: Option<&DynamicObject>) -> Vec<String> {
+    let mut s = vec![format!("job-name={job}")];
+    if cfg.workers > 0 {
+        if let Some(cluster) = obj.and_then(|o| o.data["status"]["rayClusterName"].as_str()) {
+            s.push(format!("ray.io/cluster={cluster}"));
+        }
+    }
+    s
+}
+
+/// Follow a launched job: its pods' logs (each line prefixed with its pod), the reason a pod
+/// cannot start, the job's end; exit with its status.
+async fn follow(
+    c: &Connection,
+    cfg: &LaunchConfig,
+    job: &str,
+    start_timeout: Duration,
+    start: Instant,
+) -> anyhow::Result<()> {
+    let api = objects(c, cfg);
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.namespace);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut followed: BTreeSet<String> = BTreeSet::new();
+    let mut streams = tokio::task::JoinSet::new();
+    let began = Instant::now();
+    let mut started = false;
+    let mut last_wait = String::new();
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let verdict = loop {
+        while let Ok(line) = rx.try_recv() {
+            println!("{line}");
+        }
+        let obj = call(&format!("read the {}", kind(cfg)), api.get_opt(job)).await?;
+        let Some(obj) = obj else {
+            return Err(anyhow!(
+                "{} {job} is gone from {} (deleted, or removed after its ttl)",
+                kind(cfg),
+                c.namespace
+            ));
+        };
+        let status = &obj.data["status"];
+        let verdict = if cfg.workers > 0 {
+            manifests::rayjob_verdict(status)
+        } else {
+            manifests::job_verdict(status)
+        };
+        // Every pod of the job: its logs once it runs, its reason while it cannot.
+        for sel in pod_selectors(cfg, job, Some(&obj)) {
+            let list = call(
+                "list the job's pods",
+                pods.list(&ListParams::default().labels(&sel)),
+            )
+            .await?;
+            for p in list.items {
+                let name = p.metadata.name.clone().unwrap_or_default();
+                let phase = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_default();
+                if matches!(phase.as_str(), "Running" | "Succeeded" | "Failed") {
+                    started = true;
+                    if followed.insert(name.clone()) {
+                        let pods = pods.clone();
+                        let tx = tx.clone();
+                        streams.spawn(async move { stream_logs(pods, name, tx).await });
+                    }
+                } else if let Some(problem) = pod_problem(&p, &[]) {
+                    if problem.fatal {
+                        return Err(anyhow!(
+                            "{} {job} cannot start: {}\nThe job is left as it is: delete it with `daft launch -f {} --delete {job}`",
+                            kind(cfg),
+                            problem.text,
+                            cfg.display_path
+                        ));
+                    }
+                    if problem.text != last_wait {
+                        eprintln!(
+                            "daft: waiting up to {} for the job to start: {}",
+                            humantime::format_duration(start_timeout),
+                            problem.text
+                        );
+                        last_wait = problem.text.clone();
+                    }
+                }
+            }
+        }
+        match verdict {
+            Verdict::Running(_) => {}
+            v => break v,
+        }
+        if !started && began.elapsed() > start_timeout {
+            return Err(anyhow!(
+                "{} {job} did not start within {} ({}); it is left as it is: follow it with `daft launch -f {f} --follow {job}` or delete it with `daft launch -f {f} --delete {job}`",
+                kind(cfg),
+                humantime::format_duration(start_timeout),
+                if last_wait.is_empty() { "no pod yet".to_string() } else { last_wait.clone() },
+                f = cfg.display_path
+            ));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = &mut interrupted => {
+                return interrupted_job(c, cfg, job).await;
+            }
+        }
+    };
+    // The job ended: the rest of its pods' output (bounded), then its status.
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        while streams.join_next().await.is_some() {}
+    })
+    .await;
+    drop(tx);
+    while let Some(line) = rx.recv().await {
+        println!("{line}");
+    }
+    match verdict {
+        Verdict::Succeeded => {
+            eprintln!(
+                "daft: {} {job} succeeded in {}",
+                kind(cfg),
+                elapsed(start.elapsed())
+            );
+            Ok(())
+        }
+        Verdict::Failed(why) => {
+            eprintln!("daft: {} {job} failed: {why}", kind(cfg));
+            Err(JobExit(1).into())
+        }
+        Verdict::Running(_) => unreachable!("the loop ends on an ending"),
+    }
+}
+
+/// One pod's log, followed to its end, line by line with the pod's name in front.
+async fn stream_logs(pods: Api<Pod>, name: String, tx: tokio::sync::mpsc::UnboundedSender<String>) {
+    let lp = LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    tracing::debug!(target: "daft::kube", pod = %name, "follow pod log");
+    match pods.log_stream(&name, &lp).await {
+        Ok(stream) => {
+            let mut lines = stream.lines();
+            while let Some(Ok(l)) = lines.next().await {
+                let _ = tx.send(format!("[{name}] {l}"));
+            }
+        }
+        Err(e) => {
+            let _ = tx.send(format!("[{name}] (daft: cannot read this pod's log: {e})"));
+        }
+    }
+}
+
+/// Ctrl-C while following: on a terminal, ask whether to delete the job; without one, leave it.
+async fn interrupted_job(c: &Connection, cfg: &LaunchConfig, job: &str) -> anyhow::Result<()> {
+    eprintln!();
+    match crate::ui::confirm(&format!("Delete {} {job} (its pods stop)?", kind(cfg)))? {
+        Some(true) => {
+            delete(c, cfg, job).await?;
+            Err(JobExit(130).into())
+        }
+        _ => {
+            eprintln!(
+                "daft: {} {job} keeps running. Follow it: daft launch -f {f} --follow {job}   Delete it: daft launch -f {f} --delete {job}",
+                kind(cfg),
+                f = cfg.display_path
+            );
+            Err(JobExit(130).into())
+        }
+    }
+}
+
+/// Delete a launched job and its pods (foreground), waiting until they are gone.
+async fn delete(c: &Connection, cfg: &LaunchConfig, job: &str) -> anyhow::Result<()> {
+    let api = objects(c, cfg);
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Foreground),
+        ..Default::default()
+    };
+    tracing::debug!(target: "daft::kube", name = %job, "delete (foreground)");
+    match tokio::time::timeout(Duration::from_secs(30), api.delete(job, &dp)).await {
+        Err(_) => return Err(anyhow!("deleting {job}: no answer within 30s")),
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 => {
+            println!("{} {job} does not exist (already deleted?)", kind(cfg));
+            return Ok(());
+        }
+        Ok(Err(e)) => {
+            return Err(crate::provider::kubernetes::api_error(
+                e,
+                &format!("delete {job}"),
+            ))
+        }
+        Ok(Ok(_)) => {}
+    }
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.namespace);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let left = call(
+            "list the job's pods",
+            pods.list(&ListParams::default().labels(&format!("job-name={job}"))),
+        )
+        .await?;
+        let obj = call("read the job", api.get_opt(job)).await?;
+        if left.items.is_empty() && obj.is_none() {
+            println!("Deleted {} {job} and its pods.", kind(cfg));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(anyhow!(
+                "{job} still has {} pod(s) after 5 minutes",
+                left.items.len()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `--local`: the command on this machine, in the project directory, with the job's variables.
+async fn run_local(cfg: &LaunchConfig, command: &str) -> anyhow::Result<()> {
+    if cfg.workers > 0 {
+        return Err(usage(format!(
+            "{} asks for {} worker(s): --local runs a job without workers only in this version. \
+             Bring up a local Ray cluster (`daft init-config --provider local`, `daft up`) and \
+             `daft submit -w {} -- {command}`",
+            cfg.display_path,
+            cfg.workers,
+            cfg.project_dir.display()
+        )));
+    }
+    let t = Instant::now();
+    eprintln!(
+        "daft: running {command:?} here in {}",
+        cfg.project_dir.display()
+    );
+    let mut child = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(&cfg.project_dir)
+        .envs(&cfg.env)
+        .env("DAFT_JOB_NAME", &cfg.name)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot run /bin/sh")?;
+    let status = tokio::select! {
+        s = child.wait() => s?,
+        _ = tokio::signal::ctrl_c() => {
+            let _ = child.kill().await;
+            return Err(JobExit(130).into());
+        }
+    };
+    let code = status.code().unwrap_or(1);
+    if code != 0 {
+        eprintln!(
+            "daft: the job exited with status {code} after {}",
+            elapsed(t.elapsed())
+        );
+        return Err(JobExit(code).into());
+    }
+    eprintln!("daft: the job succeeded in {}", elapsed(t.elapsed()));
+    Ok(())
+}

@@ -1,0 +1,570 @@
+//! `launch.toml` and `daft launch`: the config's errors, the Job and RayJob manifests
+//! (snapshots, validated by `kubernetes-validate --strict` and KubeRay's CRD schema), `--dry-run`,
+//! `--local`; and a real image built by buildah from a base the test makes, pushed to a real
+//! registry (Debian's docker-registry) on loopback, then run as a Job by the Kubernetes API
+//! server fake, whose stand-in kubelet runs the Job's command inside that image with buildah.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command as StdCommand;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use daft::config::launch::LaunchConfig;
+use serde_json::json;
+
+#[allow(clippy::result_large_err)]
+fn parse(text: &str) -> Result<LaunchConfig, daft::error::ConfigError> {
+    LaunchConfig::parse("launch.toml", text, Path::new("."))
+}
+
+fn out(o: &std::process::Output) -> String {
+    format!(
+        "--- status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn launch_toml_errors_are_located_and_say_what_to_do() {
+    let cases = [
+        ("unknown_key", "name = \"t\"\n[resources]\ngpu = 1\n"),
+        ("bad_name", "name = \"Train_Job\"\n"),
+        (
+            "bad_memory",
+            "name = \"t\"\n[resources]\nmemory = \"16 GB\"\n",
+        ),
+        (
+            "gpu_memory_without_gpus",
+            "name = \"t\"\n[resources]\ngpu_memory = \"40Gi\"\n",
+        ),
+        (
+            "bad_builder",
+            "name = \"t\"\n[image]\nbuilder = \"kaniko\"\n",
+        ),
+        (
+            "missing_dockerfile",
+            "name = \"t\"\n[image]\ndockerfile = \"nope/Dockerfile\"\n",
+        ),
+        (
+            "bad_toleration",
+            "name = \"t\"\n[kubernetes]\ntolerations = [\"gpu:Maybe\"]\n",
+        ),
+    ];
+    let mut all = String::new();
+    for (name, text) in cases {
+        let e = parse(text).expect_err(name);
+        let (line, _) = e.line_col().expect("located");
+        assert!(line >= 1);
+        assert!(e.help.is_some(), "{name}: no help");
+        all.push_str(&format!("== {name}\n{}\n", e.render()));
+    }
+    insta::assert_snapshot!("launch_toml_errors", all);
+}
+
+fn shapes() -> Vec<(&'static str, LaunchConfig)> {
+    vec![
+        (
+            "job",
+            parse("name = \"train\"\ncommand = \"python train.py\"\nbackoff_limit = 1\nttl_seconds_after_finished = 3600\nenv = { WANDB_PROJECT = \"demo\" }\nsecrets = [\"wandb-credentials\"]\n[image]\nregistry = \"registry.example.com/team\"\n[resources]\ncpu = \"4\"\nmemory = \"16Gi\"\ngpus = 1\ngpu_memory = \"40Gi\"\n[kubernetes]\nnamespace = \"ml\"\nnode_selector = { \"nvidia.com/gpu.product\" = \"NVIDIA-A100-SXM4-80GB\" }\ntolerations = [\"nvidia.com/gpu:NoSchedule\"]\nservice_account = \"trainer\"\n").unwrap(),
+        ),
+        (
+            "rayjob",
+            parse("name = \"sweep\"\ncommand = \"python tune.py\"\nworkers = 3\n[image]\nregistry = \"registry.example.com/team\"\n[resources]\ncpu = \"2\"\nmemory = \"8Gi\"\n").unwrap(),
+        ),
+    ]
+}
+
+#[test]
+fn launch_manifests_snapshot_and_validate_against_kubernetes_and_kuberay_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let tag = daft::launch::ImageTag {
+        tag: "0123456789abcdef0123456789abcdef01234567".into(),
+        commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        branch: Some("main".into()),
+        dirty: false,
+    };
+    let ann = daft::launch::annotations(&tag, "alice");
+    let image = "registry.example.com/team/train:0123456789abcdef0123456789abcdef01234567@sha256:5e0cba2f8a7d6e4d7b9a0c1b2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e";
+    for (name, cfg) in shapes() {
+        let job = format!("{}-20261121-102640-x7k2", cfg.name);
+        let ns = cfg.namespace.clone().unwrap_or_else(|| "default".into());
+        let cmd = cfg.command.clone().unwrap();
+        let m = if cfg.workers > 0 {
+            daft::launch::rayjob(&cfg, &job, &ns, image, &cmd, &ann)
+        } else {
+            daft::launch::job(&cfg, &job, &ns, image, &cmd, &ann)
+        };
+        insta::assert_snapshot!(
+            format!("launch_{name}"),
+            serde_json::to_string_pretty(&m).unwrap()
+        );
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+        let o = if cfg.workers > 0 {
+            StdCommand::new("python3")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/validate_crd.py"))
+                .arg(
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../shared/kubernetes/crds/ray.io_rayjobs.yaml"),
+                )
+                .arg("v1")
+                .arg(&path)
+                .output()
+                .unwrap()
+        } else {
+            StdCommand::new("kubernetes-validate")
+                .args(["--strict", "-k", "1.34.0"])
+                .arg(&path)
+                .output()
+                .expect("kubernetes-validate (PyPI; .ci/setup installs it)")
+        };
+        assert!(o.status.success(), "{name} does not validate:\n{}", out(&o));
+    }
+    // The check bites: an unknown field in the Job's pod is refused.
+    let (_, cfg) = &shapes()[0];
+    let mut bad = daft::launch::job(cfg, "train-x", "ml", image, "true", &ann);
+    bad["spec"]["template"]["spec"]["restartPolicyy"] = json!("Never");
+    let path = dir.path().join("bad.json");
+    std::fs::write(&path, bad.to_string()).unwrap();
+    let o = StdCommand::new("kubernetes-validate")
+        .args(["--strict", "-k", "1.34.0"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "an unknown field passed:\n{}", out(&o));
+}
+
+#[test]
+fn launch_dry_run_prints_the_job_and_local_runs_the_command_here() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("launch.toml"),
+        "name = \"hello\"\ncommand = \"echo hello from $DAFT_JOB_NAME; exit 3\"\nenv = { GREETING = \"hi\" }\n[image]\nregistry = \"127.0.0.1:5999/team\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("requirements.txt"), "numpy\n").unwrap();
+    let o = Command::cargo_bin("daft")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["launch", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("# image: 127.0.0.1:5999/team/hello:files-"),
+        "{text}"
+    );
+    assert!(text.contains("#   FROM python:3.11-slim"), "{text}");
+    assert!(
+        text.contains("RUN uv pip install --system --no-cache -r /app/requirements.txt"),
+        "{text}"
+    );
+    let json_start = text.find("\n{").unwrap();
+    let m: serde_json::Value = serde_json::from_str(&text[json_start..]).unwrap();
+    assert_eq!(m["kind"], "Job");
+    assert_eq!(
+        m["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "daft"
+    );
+    assert!(m["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("hello-"));
+    assert_eq!(m["spec"]["backoffLimit"], 0);
+
+    // --local: the same command here, its status passed through.
+    let o = Command::cargo_bin("daft")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["launch", "--local"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hello from hello"),
+        "{}",
+        out(&o)
+    );
+    let o = Command::cargo_bin("daft")
+        .unwrap()
+        .current_dir(dir.path())
+        .args([
+            "launch",
+            "--local",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING-$DAFT_JOB_NAME",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "hi-hello");
+    // No registry: a cluster launch says what is missing (exit 2).
+    std::fs::write(
+        dir.path().join("launch.toml"),
+        "name = \"hello\"\ncommand = \"true\"\n",
+    )
+    .unwrap();
+    let o = Command::cargo_bin("daft")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["launch"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("sets no `registry`"),
+        "{}",
+        out(&o)
+    );
+}
+
+/// Debian's docker-registry on a free loopback port, storage in `dir`; stopped by PID.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        let port = common::free_port("127.0.0.1");
+        let cfg = dir.join("registry.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("registry-data").display()
+            ),
+        )
+        .unwrap();
+        let child = StdCommand::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
+            .spawn()
+            .expect("docker-registry (Debian package; .ci/setup installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not listen");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Registry { child, port }
+    }
+    /// (status, headers and body) of a request to the registry's HTTP API.
+    fn http(&self, method: &str, path: &str) -> (u16, String) {
+        let mut c = StdCommand::new("curl");
+        c.args(["-sS", "-i", "--max-time", "20"]);
+        // (`-X HEAD` would wait for a body.)
+        if method == "HEAD" {
+            c.arg("-I");
+        } else {
+            c.args(["-X", method]);
+        }
+        let o = c
+            .arg("-H")
+            .arg("Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+            .arg(format!("http://127.0.0.1:{}{path}", self.port))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (code, text)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let o = StdCommand::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "git {args:?}: {}", out(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn real_buildah_build_pushed_to_a_real_registry_runs_as_a_job_on_the_fake_apiserver() {
+    let case = tempfile::tempdir().unwrap();
+    let root = case.path();
+    let registry = Registry::start(root);
+    // buildah's own storage in the test's directory (vfs, chroot isolation: what runs as root here).
+    let storage = root.join("storage.conf");
+    std::fs::write(
+        &storage,
+        format!(
+            "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/graph\"\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let buildah_env = [
+        ("CONTAINERS_STORAGE_CONF", storage.display().to_string()),
+        ("STORAGE_DRIVER", "vfs".to_string()),
+        ("BUILDAH_ISOLATION", "chroot".to_string()),
+    ];
+    let sh = |cmd: &str| {
+        let mut c = StdCommand::new("sh");
+        c.arg("-c").arg(cmd);
+        for (k, v) in &buildah_env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{cmd}: {}", out(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    // A base image the test makes itself: a static busybox, nothing pulled from anywhere.
+    sh("c=$(buildah from scratch) && buildah copy $c /bin/busybox /bin/busybox >/dev/null && buildah run $c -- /bin/busybox --install -s /bin && buildah commit --quiet $c localhost/daft-test-base:1 >/dev/null && buildah rm $c >/dev/null");
+
+    // The project: a git repository with its own Dockerfile.
+    let project = root.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("Dockerfile"),
+        "FROM localhost/daft-test-base:1\nCOPY . /app\nWORKDIR /app\n",
+    )
+    .unwrap();
+    std::fs::write(project.join("main.sh"), "echo \"job $DAFT_JOB_NAME says $GREETING\"\necho \"files: $(ls /app | tr '\\n' ' ')\"\nexit \"${EXIT:-0}\"\n").unwrap();
+    let launch = |extra: &str| {
+        format!(
+            "name = \"hello\"\ncommand = \"sh /app/main.sh\"\n{extra}env = {{ GREETING = \"hi\" }}\n\n[image]\nregistry = \"127.0.0.1:{}/team\"\ndockerfile = \"Dockerfile\"\nbuilder = \"buildah\"\n",
+            registry.port
+        )
+    };
+    std::fs::write(project.join("launch.toml"), launch("")).unwrap();
+    git(&project, &["init", "-q", "-b", "main"]);
+    git(&project, &["add", "."]);
+    git(&project, &["commit", "-q", "-m", "first"]);
+    let commit = git(&project, &["rev-parse", "HEAD"]);
+
+    // (The fake's kubelet runs buildah with the same storage.)
+    let benv: serde_json::Map<String, serde_json::Value> = buildah_env
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let fake = common::kube::FakeApiServer::start(
+        &root.join("apiserver"),
+        json!({ "home": root.join("pod-home").display().to_string(), "run_images_with": "buildah", "buildah_env": benv }),
+    );
+    let daft = |args: &[&str]| {
+        let mut c = Command::cargo_bin("daft").unwrap();
+        c.current_dir(&project)
+            .env("KUBECONFIG", &fake.kubeconfig)
+            .env("HOME", root)
+            .env("USER", "alice")
+            .env("RUST_LOG", "warn")
+            .timeout(Duration::from_secs(300));
+        for (k, v) in &buildah_env {
+            c.env(k, v);
+        }
+        c.args(args).output().unwrap()
+    };
+
+    // 1. Built, pushed, run: the tag is the commit; the job runs in the image.
+    let o = daft(&["launch"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let image = format!("127.0.0.1:{}/team/hello:{commit}", registry.port);
+    assert!(
+        stdout.contains(&format!("image: {image}@sha256:")),
+        "{}",
+        out(&o)
+    );
+    let digest = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("image: {image}@")))
+        .unwrap()
+        .to_string();
+    assert!(stderr.contains("building"), "{}", out(&o));
+    assert!(
+        stderr.contains("is on no remote"),
+        "the unpushed commit is not warned about:\n{}",
+        out(&o)
+    );
+    let job_line = stdout
+        .lines()
+        .find(|l| l.starts_with("job: hello-"))
+        .unwrap();
+    let job = job_line.split_whitespace().nth(1).unwrap().to_string();
+    assert!(
+        stdout.contains(&format!("] job {job} says hi")),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        stdout.contains("files: Dockerfile launch.toml main.sh"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        stdout.contains(&format!("[{job}-")),
+        "lines carry their pod: {}",
+        out(&o)
+    );
+    // The registry has it, under the commit, with this digest and its layers.
+    let (code, head) = registry.http("HEAD", &format!("/v2/team/hello/manifests/{commit}"));
+    assert_eq!(code, 200, "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains(&format!("docker-content-digest: {digest}")),
+        "{head}"
+    );
+    let (code, manifest) = registry.http("GET", &format!("/v2/team/hello/manifests/{digest}"));
+    assert_eq!(code, 200, "{manifest}");
+    let body = &manifest[manifest.find("\r\n\r\n").unwrap() + 4..];
+    let m: serde_json::Value = serde_json::from_str(body).unwrap();
+    let layers = m["layers"].as_array().unwrap();
+    assert!(!layers.is_empty());
+    for l in layers {
+        let (code, _) = registry.http(
+            "HEAD",
+            &format!("/v2/team/hello/blobs/{}", l["digest"].as_str().unwrap()),
+        );
+        assert_eq!(code, 200);
+    }
+    // The Job: pinned to the digest, with its provenance.
+    let state = fake.state();
+    let j = &state["jobs"][0];
+    assert_eq!(
+        j["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("{image}@{digest}")
+    );
+    assert_eq!(
+        j["metadata"]["annotations"]["daft.io/git-commit"],
+        commit.as_str()
+    );
+    assert_eq!(j["metadata"]["annotations"]["daft.io/git-branch"], "main");
+    assert_eq!(j["metadata"]["annotations"]["daft.io/user"], "alice");
+    assert_eq!(state["ran_images"], json!([format!("{image}@{digest}")]));
+
+    // 2. Nothing changed: nothing built.
+    let o = daft(&["launch", "--allow-unpushed"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("in the registry already") && stderr.contains("nothing to build"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        !stderr.contains("building") && !stderr.contains("is on no remote"),
+        "{}",
+        out(&o)
+    );
+
+    // 3. A dirty tree: refused, then built under a tag that carries the diff's hash.
+    std::fs::write(
+        project.join("main.sh"),
+        "echo changed\nexit \"${EXIT:-0}\"\n",
+    )
+    .unwrap();
+    let o = daft(&["launch"]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("uncommitted changes"),
+        "{}",
+        out(&o)
+    );
+    let o = daft(&["launch", "--allow-dirty", "--allow-unpushed"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains(&format!("/team/hello:{}-dirty-", &commit[..12])),
+        "{}",
+        out(&o)
+    );
+    assert!(stdout.contains("] changed"), "{}", out(&o));
+
+    // 4. A failing job: exit 1, with the Job's own reason.
+    git(&project, &["commit", "-qam", "second"]);
+    std::fs::write(project.join("launch.toml"), launch("")).unwrap();
+    let o = daft(&[
+        "launch",
+        "--allow-unpushed",
+        "--",
+        "sh",
+        "-c",
+        "echo failing; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("] failing"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("failed: BackoffLimitExceeded"),
+        "{}",
+        out(&o)
+    );
+
+    // 5. An image that cannot be pulled: said at once, exit 1.
+    fake.scenario(json!({"job": "imagepull"}));
+    let o = daft(&["launch", "--allow-unpushed"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot pull its image"),
+        "{}",
+        out(&o)
+    );
+    fake.scenario(json!({"job": "run"}));
+
+    // 6. With workers: a RayJob, decided from its deployment and job statuses.
+    std::fs::write(project.join("launch.toml"), launch("workers = 2\n")).unwrap();
+    git(&project, &["commit", "-qam", "rayjob"]);
+    fake.scenario(json!({"job_log": "ray says done\n", "rayjob": [["Initializing", "", {}], ["Running", "RUNNING", {}], ["Complete", "SUCCEEDED", {}]]}));
+    let o = daft(&["launch", "--allow-unpushed"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("] ray says done"),
+        "{}",
+        out(&o)
+    );
+    let rj = &fake.state()["rayjobs"][0];
+    assert_eq!(
+        rj["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"],
+        2
+    );
+    fake.scenario(json!({"rayjob": [["Running", "RUNNING", {}], ["Failed", "RUNNING", {"reason": "SubmissionFailed", "message": "submitter pod exited"}]]}));
+    let o = daft(&["launch", "--allow-unpushed"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("deployment failed while Ray's job was RUNNING")
+            && err.contains("SubmissionFailed: submitter pod exited"),
+        "{}",
+        out(&o)
+    );
+    fake.scenario(json!({"rayjob": [["ValidationFailed", "", {"reason": "ValidationFailed", "message": "spec.entrypoint is required"}]]}));
+    let o = daft(&["launch", "--allow-unpushed"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("KubeRay refused the RayJob (ValidationFailed)"),
+        "{}",
+        out(&o)
+    );
+}
