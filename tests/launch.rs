@@ -567,4 +567,51 @@ fn real_buildah_build_pushed_to_a_real_registry_runs_as_a_job_on_the_fake_apiser
         "{}",
         out(&o)
     );
+    // 7. A sweep: one Job per variant, two at a time, each handed its variant; one fails.
+    std::fs::write(
+        project.join("launch.toml"),
+        launch("") + "\n[sweep]\nmethod = \"grid\"\nmax_parallel = 2\nargs = true\n[sweep.parameters]\nlr = [1, 2, 3]\n",
+    )
+    .unwrap();
+    git(&project, &["commit", "-qam", "sweep"]);
+    let o = daft(&[
+        "launch",
+        "--allow-unpushed",
+        "--",
+        "sh",
+        "-c",
+        "echo \"variant $DAFT_VARIANT args $*\"; [ \"$1\" != --lr=2 ]",
+        "sh",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for lr in [1, 2, 3] {
+        assert!(
+            stdout.contains(&format!("] variant {{\"lr\":{lr}}} args --lr={lr}")),
+            "{}",
+            out(&o)
+        );
+    }
+    let summary: Vec<&str> = stdout.lines().filter(|l| l.contains("lr=")).collect();
+    assert!(
+        summary
+            .iter()
+            .any(|l| l.contains("lr=2") && l.contains("failed")),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(
+        summary.iter().filter(|l| l.contains("succeeded")).count(),
+        2,
+        "{}",
+        out(&o)
+    );
+    let jobs = fake.state()["jobs"].clone();
+    let swept: Vec<&serde_json::Value> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["metadata"]["labels"]["daft.io/sweep"] == "hello")
+        .collect();
+    assert_eq!(swept.len(), 3, "{jobs}");
 }

@@ -43,7 +43,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
             &cfg.display_path,
         )
         .await?;
-        return follow(&c, &cfg, job, args.start_timeout, start).await;
+        return follow(&c, &cfg, job, args.start_timeout, start, true).await;
     }
     let command = super::submit::job_command(&args.command, cfg.command.as_deref())?;
     if args.local {
@@ -186,6 +186,24 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         &cfg.display_path,
     )
     .await?;
+    if let Some(sweep) = &cfg.sweep {
+        if args.detach {
+            return Err(usage(
+                "--detach and a [sweep] go separately: a sweep stays to start its jobs `max_parallel` at a time",
+            ));
+        }
+        return run_sweep(
+            &c,
+            &cfg,
+            sweep,
+            &job_name,
+            &pinned,
+            &command,
+            &annotations,
+            args.start_timeout,
+        )
+        .await;
+    }
     let m = manifest(
         &cfg,
         &job_name,
@@ -218,7 +236,131 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    follow(&c, &cfg, &job_name, args.start_timeout, start).await
+    follow(&c, &cfg, &job_name, args.start_timeout, start, true).await
+}
+/// One row of a sweep's summary.
+#[derive(Debug, Clone)]
+struct SweepRow {
+    job: String,
+    variant: String,
+    state: String,
+}
+
+/// A `[sweep]` on Kubernetes: one Job (or RayJob) per variant, `max_parallel` at a time, each
+/// handed its variant (`DAFT_VARIANT`, and `--key=value` arguments with `args = true`); their
+/// logs followed; a summary; exit 1 if any failed.
+#[allow(clippy::too_many_arguments)]
+async fn run_sweep(
+    c: &Connection,
+    cfg: &LaunchConfig,
+    sweep: &crate::sweep::Sweep,
+    base: &str,
+    image: &str,
+    command: &str,
+    ann: &std::collections::BTreeMap<String, String>,
+    start_timeout: Duration,
+) -> anyhow::Result<()> {
+    use crate::sweep::{as_args, describe};
+    let t0 = Instant::now();
+    let total = sweep.variants.len();
+    eprintln!(
+        "daft: sweep {:?}: {total} {}(s), {} at a time",
+        sweep.name,
+        kind(cfg),
+        sweep.max_parallel
+    );
+    let api = objects(c, cfg);
+    let mut pending = sweep.variants.iter().enumerate();
+    let mut running = tokio::task::JoinSet::new();
+    let mut rows: Vec<Option<SweepRow>> = vec![None; total];
+    let mut stopping = false;
+    loop {
+        while !stopping && running.len() < sweep.max_parallel {
+            let Some((i, variant)) = pending.next() else {
+                break;
+            };
+            let job = format!("{base}-{}", i + 1);
+            let mut cmd = command.to_string();
+            if sweep.args {
+                for a in as_args(variant) {
+                    cmd.push(' ');
+                    cmd.push_str(&crate::transport::shell_quote(&a));
+                }
+            }
+            let mut vcfg = cfg.clone();
+            vcfg.env
+                .insert("DAFT_VARIANT".into(), serde_json::to_string(variant)?);
+            let mut m = manifest(&vcfg, &job, &c.namespace, image, &cmd, ann);
+            m["metadata"]["labels"]["daft.io/sweep"] = serde_json::json!(sweep.name);
+            m["metadata"]["annotations"]["daft.io/variant"] =
+                serde_json::json!(serde_json::to_string(variant)?);
+            tracing::debug!(target: "daft::kube", name = %job, "apply {} (field manager daft)", kind(cfg));
+            call(
+                &format!("create the {}", kind(cfg)),
+                api.patch(&job, &PatchParams::apply("daft").force(), &Patch::Apply(&m)),
+            )
+            .await?;
+            eprintln!("[{}/{total}] {job} started ({})", i + 1, describe(variant));
+            let (c, vcfg) = (c.clone(), vcfg.clone());
+            running.spawn(async move {
+                let r = follow(&c, &vcfg, &job, start_timeout, Instant::now(), false).await;
+                (i, job, r)
+            });
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            done = running.join_next() => {
+                let Some(Ok((i, job, r))) = done else { continue };
+                let state = match &r {
+                    Ok(()) => "succeeded".to_string(),
+                    Err(e) if e.downcast_ref::<JobExit>().is_some() => "failed".to_string(),
+                    Err(e) => format!("failed: {e:#}"),
+                };
+                eprintln!("[{}/{total}] {job} {state}", i + 1);
+                rows[i] = Some(SweepRow { job, variant: describe(&sweep.variants[i]), state });
+            }
+            _ = tokio::signal::ctrl_c(), if !stopping => {
+                stopping = true;
+                eprintln!(
+                    "\ndaft: starting no more jobs (Ctrl-C); the {} running keep running (`daft launch -f {} --delete JOB` stops one)",
+                    running.len(),
+                    cfg.display_path
+                );
+                running.abort_all();
+            }
+        }
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header(vec!["#", "job", "variant", "state"]);
+    let mut failed = 0;
+    for (i, r) in rows.iter().enumerate() {
+        let (job, variant, state) = match r {
+            Some(r) => (r.job.clone(), r.variant.clone(), r.state.clone()),
+            None => (
+                String::from("-"),
+                describe(&sweep.variants[i]),
+                "not run".to_string(),
+            ),
+        };
+        if state != "succeeded" {
+            failed += 1;
+        }
+        table.add_row(vec![(i + 1).to_string(), job, variant, state]);
+    }
+    println!("{table}");
+    eprintln!(
+        "daft: sweep {:?}: {} of {total} succeeded in {}",
+        sweep.name,
+        total - failed,
+        elapsed(t0.elapsed())
+    );
+    if failed > 0 {
+        return Err(JobExit(1).into());
+    }
+    Ok(())
 }
 
 fn kind(cfg: &LaunchConfig) -> &'static str {
@@ -285,6 +427,7 @@ async fn follow(
     job: &str,
     start_timeout: Duration,
     start: Instant,
+    interactive: bool,
 ) -> anyhow::Result<()> {
     let api = objects(c, cfg);
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.namespace);
@@ -370,7 +513,7 @@ async fn follow(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = &mut interrupted => {
+            _ = &mut interrupted, if interactive => {
                 return interrupted_job(c, cfg, job).await;
             }
         }

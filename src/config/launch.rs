@@ -31,6 +31,7 @@ pub const LAUNCH_KEYS: &[Key] = &[
     k("", "image", Ty::Table, false, "[image]"),
     k("", "resources", Ty::Table, false, "[resources]"),
     k("", "kubernetes", Ty::Table, false, "[kubernetes]"),
+    k("", "sweep", Ty::Sweep, false, "[sweep]"),
     k("image", "base", Ty::Str, false, "\"python:3.11-slim\""),
     k(
         "image",
@@ -94,6 +95,9 @@ struct LaunchFile {
     resources: ResourcesFile,
     #[serde(default)]
     kubernetes: KubernetesFile,
+    /// (Read by the sweep loader.)
+    #[serde(default, rename = "sweep")]
+    _sweep: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -169,6 +173,8 @@ pub struct LaunchConfig {
     pub node_selector: BTreeMap<String, String>,
     pub tolerations: Vec<Toleration>,
     pub service_account: Option<String>,
+    /// `[sweep]`: one job per variant.
+    pub sweep: Option<crate::sweep::Sweep>,
 }
 
 /// A quantity in MiB ("40Gi" → 40960, "24000Mi", "80G").
@@ -245,8 +251,9 @@ impl LaunchConfig {
                 .help("see launch.toml in the README")
         })?;
         let v = |p: &[&str]| cx.value_span(&doc, p);
-        // A Job's name gets a time stamp and a suffix: 40 characters leave room.
-        if f.name.len() > 40
+        // A Job's name gets a time stamp, a suffix and a sweep's variant number: 32 characters
+        // leave room under Kubernetes' 63.
+        if f.name.len() > 32
             || !f.name.starts_with(|c: char| c.is_ascii_lowercase())
             || !is_dns_label(&f.name)
         {
@@ -255,7 +262,7 @@ impl LaunchConfig {
                     v(&["name"]),
                     format!("`name` = {:?} cannot name a Kubernetes job", f.name),
                 )
-                .label("lowercase letters, digits and '-', starting with a letter, at most 40")
+                .label("lowercase letters, digits and '-', starting with a letter, at most 32")
                 .help("name the job as Kubernetes allows, for example name = \"train-resnet\""));
         }
         if let Some(c) = &f.command {
@@ -458,6 +465,11 @@ impl LaunchConfig {
                     .help("tolerate a taint as `kubectl taint` writes it, for example tolerations = [\"nvidia.com/gpu:NoSchedule\"]")
             })?);
         }
+        let sweep = if doc.as_table().contains_key("sweep") {
+            Some(crate::sweep::parse(file, source, &f.name)?)
+        } else {
+            None
+        };
         let workers = f.workers as u32;
         let base = f.image.base.clone().unwrap_or_else(|| {
             if workers > 0 {
@@ -491,6 +503,7 @@ impl LaunchConfig {
             node_selector: k8s.node_selector.clone(),
             tolerations,
             service_account: k8s.service_account.clone(),
+            sweep,
         })
     }
 }

@@ -733,7 +733,8 @@ impl Checker<'_> {
             };
             let span = item_span(item).or_else(|| self.doc_key_span(table, key));
             let ok = match (spec.ty, item) {
-                (Ty::Table, Item::Table(_)) => true,
+                (Ty::Table | Ty::Sweep, Item::Table(_)) => true,
+                (Ty::Sweep, Item::Value(Value::InlineTable(_))) => true,
                 (Ty::Table, Item::Value(Value::InlineTable(_))) => true,
                 (Ty::Str, Item::Value(Value::String(_))) => true,
                 (Ty::Int, Item::Value(Value::Integer(_))) => true,
@@ -843,6 +844,7 @@ impl Checker<'_> {
                     Ty::StrList => "a list of strings",
                     Ty::StrMap => "a table of strings",
                     Ty::Presets => "a table of presets",
+                    Ty::Sweep => "a [sweep] table",
                 };
                 return Err(self
                     .err(
@@ -907,6 +909,8 @@ impl Checker<'_> {
                 }
             }
             match item {
+                // (A sweep is checked by its own loader, with the same located errors.)
+                _ if spec.ty == Ty::Sweep => {}
                 Item::Table(t) => {
                     let mut p = path.to_vec();
                     p.push(key);

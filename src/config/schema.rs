@@ -11,6 +11,8 @@ pub enum Ty {
     StrMap,
     /// Named tables of `[setup.slurm]` settings (`[slurm.presets.NAME]`).
     Presets,
+    /// A `[sweep]` table, checked by the sweep loader (`src/sweep.rs`).
+    Sweep,
 }
 
 #[derive(Debug, Clone, Copy)]

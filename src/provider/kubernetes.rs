@@ -96,6 +96,7 @@ pub async fn call<T>(
 }
 
 /// A client for a kubeconfig context (None: the current one, else in-cluster).
+#[derive(Clone)]
 pub struct Connection {
     pub client: kube::Client,
     /// The namespace asked for, else the context's, else `default`.
