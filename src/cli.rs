@@ -46,6 +46,21 @@ pub enum Command {
     Dashboard(DashboardArgs),
     /// Build the project's image, push it and run it on Kubernetes as a Job (a RayJob with workers), following its pods' logs
     Launch(LaunchArgs),
+    /// Check what the configured commands need here (builder, Kubernetes access, KubeRay, AWS credentials, SSH keys, git)
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The cluster config to check for (default: .daft.toml when it exists)
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The launch file to check for (default: launch.toml when it exists)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub launch: Option<PathBuf>,
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

@@ -723,3 +723,85 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
         "{applied}"
     );
 }
+
+#[test]
+fn fake_apiserver_doctor_says_what_is_missing_and_how_to_fix_it() {
+    let case = Case::new();
+    let fake = case.fake(json!({}));
+    case.write("k8s.toml", &k8s_config("doc", 1, ""));
+    let dead_registry = common::free_port("127.0.0.1");
+    case.write(
+        "launch.toml",
+        &format!("name = \"doc\"\ncommand = \"true\"\n[image]\nregistry = \"127.0.0.1:{dead_registry}/team\"\nbuilder = \"buildah\"\n"),
+    );
+    let doctor = |fake: &FakeApiServer| {
+        let o = case
+            .daft(fake)
+            .args([
+                "doctor",
+                "-c",
+                "k8s.toml",
+                "-f",
+                "launch.toml",
+                "-o",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        let checks: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o)));
+        (o, checks)
+    };
+    let find = |checks: &serde_json::Value, name: &str, detail: &str| -> serde_json::Value {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name && c["detail"].as_str().unwrap_or("").contains(detail))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} check about {detail:?} in {checks:#}"))
+    };
+    // Everything there but the registry (nothing listens): exit 1, and what to do.
+    let (o, checks) = doctor(&fake);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert_eq!(find(&checks, "kubeconfig context", "fake")["ok"], true);
+    assert_eq!(find(&checks, "KubeRay CRD", "rayclusters")["ok"], true);
+    assert_eq!(
+        find(&checks, "permission", "patch rayclusters.ray.io")["ok"],
+        true
+    );
+    assert_eq!(find(&checks, "permission", "create jobs.batch")["ok"], true);
+    assert_eq!(find(&checks, "permission", "create pods/exec")["ok"], true);
+    assert_eq!(find(&checks, "image builder", "buildah")["ok"], true);
+    assert_eq!(find(&checks, "git", "git")["ok"], true);
+    let reg = find(&checks, "registry", "");
+    assert_eq!(reg["ok"], false, "{reg}");
+    assert!(reg["fix"].as_str().unwrap().contains("registry"), "{reg}");
+    // RBAC refuses Jobs, and KubeRay is gone: both said, with the fix.
+    fake.config(json!({"forbid": [["create", "jobs"]], "no_crd": true}));
+    let (o, checks) = doctor(&fake);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let jobs = find(&checks, "permission", "may not create jobs.batch");
+    assert!(jobs["fix"].as_str().unwrap().contains("RBAC"), "{jobs}");
+    let crd = find(&checks, "KubeRay CRD", "rayclusters");
+    assert_eq!(crd["ok"], false);
+    assert!(
+        crd["fix"]
+            .as_str()
+            .unwrap()
+            .contains("helm install kuberay-operator"),
+        "{crd}"
+    );
+    // The table a person reads.
+    let o = case
+        .daft(&fake)
+        .args(["doctor", "-c", "k8s.toml", "-f", "launch.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("MISSING") && text.contains("how to fix"),
+        "{text}"
+    );
+}

@@ -1,6 +1,7 @@
 //! One module per command. `run` is the dispatcher; argument types live in `cli`.
 
 pub mod dashboard;
+pub mod doctor;
 pub mod down;
 pub mod init_config;
 pub mod jobs;
@@ -41,6 +42,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             Command::Cancel(a) => jobs::cancel(&a).await,
             Command::Pull(a) => jobs::pull(&a).await,
             Command::Launch(a) => launch::run(&a).await,
+            Command::Doctor(a) => doctor::run(&a).await,
         }
     })
 }

@@ -765,6 +765,21 @@ async def pod_log_follow(request, name, text_now):
     return resp
 
 
+async def access_review(request):
+    """SelfSubjectAccessReview: allowed unless the test forbids [verb, resource[/subresource]]."""
+    body = await request.json()
+    attrs = body.get("spec", {}).get("resourceAttributes", {})
+    resource = attrs.get("resource", "")
+    if attrs.get("subresource"):
+        resource += "/" + attrs["subresource"]
+    ok = allowed(attrs.get("verb", ""), resource)
+    body["status"] = {"allowed": ok}
+    if not ok:
+        body["status"]["reason"] = "no RBAC policy matched"
+    STATE.setdefault("reviews", []).append(attrs)
+    return web.json_response(body, status=201)
+
+
 # ---- control ------------------------------------------------------------------------------
 
 async def fake_scenario(request):
@@ -818,6 +833,7 @@ def main():
         web.get("/apis", discovery_groups),
         web.get("/apis/ray.io/v1", discovery_ray),
         web.get("/apis/batch/v1", discovery_batch),
+        web.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", access_review),
         web.get(f"/apis/batch/v1{ns}/jobs/{{name}}", job_get),
         web.patch(f"/apis/batch/v1{ns}/jobs/{{name}}", job_patch),
         web.delete(f"/apis/batch/v1{ns}/jobs/{{name}}", job_delete),
