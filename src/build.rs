@@ -163,6 +163,40 @@ fn read_digest(path: &Path) -> anyhow::Result<String> {
     Ok(d)
 }
 
+/// Build with `tool BUILD -f … -t … CONTEXT`, push with `tool push --digestfile …`: buildah and
+/// podman take the same flags.
+async fn build_push_oci(
+    tool: &str,
+    build: &[&str],
+    to_docker: bool,
+    req: &BuildRequest<'_>,
+) -> anyhow::Result<String> {
+    let mut args: Vec<String> = build.iter().map(|a| a.to_string()).collect();
+    args.extend([
+        "-f".into(),
+        req.dockerfile.display().to_string(),
+        "-t".into(),
+        req.image.into(),
+        req.context.display().to_string(),
+    ]);
+    run(tool, &args).await?;
+    let d = digest_file()?;
+    let mut args = vec!["push".to_string()];
+    if req.insecure {
+        args.push("--tls-verify=false".into());
+    }
+    args.extend([
+        "--digestfile".into(),
+        d.path().display().to_string(),
+        req.image.into(),
+    ]);
+    if to_docker {
+        args.push(format!("docker://{}", req.image));
+    }
+    run(tool, &args).await?;
+    read_digest(d.path())
+}
+
 pub struct Buildah;
 
 #[async_trait]
@@ -172,32 +206,7 @@ impl Builder for Buildah {
     }
     async fn build_and_push(&self, req: &BuildRequest<'_>) -> anyhow::Result<String> {
         // (STORAGE_DRIVER and BUILDAH_ISOLATION from the environment are buildah's own.)
-        run(
-            "buildah",
-            &[
-                "bud".into(),
-                "--layers".into(),
-                "-f".into(),
-                req.dockerfile.display().to_string(),
-                "-t".into(),
-                req.image.into(),
-                req.context.display().to_string(),
-            ],
-        )
-        .await?;
-        let d = digest_file()?;
-        let mut args = vec!["push".to_string()];
-        if req.insecure {
-            args.push("--tls-verify=false".into());
-        }
-        args.extend([
-            "--digestfile".into(),
-            d.path().display().to_string(),
-            req.image.into(),
-            format!("docker://{}", req.image),
-        ]);
-        run("buildah", &args).await?;
-        read_digest(d.path())
+        build_push_oci("buildah", &["bud", "--layers"], true, req).await
     }
 }
 
@@ -209,30 +218,7 @@ impl Builder for Podman {
         "podman"
     }
     async fn build_and_push(&self, req: &BuildRequest<'_>) -> anyhow::Result<String> {
-        run(
-            "podman",
-            &[
-                "build".into(),
-                "-f".into(),
-                req.dockerfile.display().to_string(),
-                "-t".into(),
-                req.image.into(),
-                req.context.display().to_string(),
-            ],
-        )
-        .await?;
-        let d = digest_file()?;
-        let mut args = vec!["push".to_string()];
-        if req.insecure {
-            args.push("--tls-verify=false".into());
-        }
-        args.extend([
-            "--digestfile".into(),
-            d.path().display().to_string(),
-            req.image.into(),
-        ]);
-        run("podman", &args).await?;
-        read_digest(d.path())
+        build_push_oci("podman", &["build"], false, req).await
     }
 }
 

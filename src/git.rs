@@ -92,6 +92,33 @@ pub fn on_a_remote(dir: &Path, commit: &str) -> bool {
     }
 }
 
+/// The usage error for a dirty tree (`what` says what `--allow-dirty` then does), or None.
+pub fn refuse_dirty(p: &Provenance, allow_dirty: bool, what: &str) -> Option<anyhow::Error> {
+    let Provenance::Git {
+        root,
+        dirty: true,
+        changes,
+        ..
+    } = p
+    else {
+        return None;
+    };
+    if allow_dirty {
+        return None;
+    }
+    let shown: Vec<&str> = changes.iter().take(8).map(String::as_str).collect();
+    Some(crate::error::usage(format!(
+        "the {root} git repository has uncommitted changes:\n    {}{}\n\
+         commit them, or pass --allow-dirty ({what})",
+        shown.join("\n    "),
+        if changes.len() > shown.len() {
+            format!("\n    … and {} more", changes.len() - shown.len())
+        } else {
+            String::new()
+        }
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,24 +97,7 @@ pub fn raycluster(cfg: &Config, namespace: &str) -> Value {
             spec["nodeSelector"] = json!(k.node_selector);
         }
         if !k.tolerations.is_empty() {
-            spec["tolerations"] = k
-                .tolerations
-                .iter()
-                .map(|t| {
-                    let mut v = json!({ "key": t.key });
-                    match &t.value {
-                        Some(val) => {
-                            v["operator"] = json!("Equal");
-                            v["value"] = json!(val);
-                        }
-                        None => v["operator"] = json!("Exists"),
-                    }
-                    if let Some(e) = &t.effect {
-                        v["effect"] = json!(e);
-                    }
-                    v
-                })
-                .collect();
+            spec["tolerations"] = tolerations(&k.tolerations);
         }
         json!({ "metadata": meta, "spec": spec })
     };
@@ -157,6 +140,26 @@ pub fn raycluster(cfg: &Config, namespace: &str) -> Value {
         },
         "spec": spec,
     })
+}
+
+/// Tolerations as a pod spec lists them.
+pub fn tolerations(list: &[crate::config::Toleration]) -> Value {
+    list.iter()
+        .map(|t| {
+            let mut v = json!({ "key": t.key });
+            match &t.value {
+                Some(val) => {
+                    v["operator"] = json!("Equal");
+                    v["value"] = json!(val);
+                }
+                None => v["operator"] = json!("Exists"),
+            }
+            if let Some(e) = &t.effect {
+                v["effect"] = json!(e);
+            }
+            v
+        })
+        .collect()
 }
 
 /// The settings of a RayCluster that a plan compares, by the names a plan shows.

@@ -122,24 +122,7 @@ fn pod_spec(cfg: &LaunchConfig, container: &Value) -> Value {
         spec["nodeSelector"] = json!(cfg.node_selector);
     }
     if !cfg.tolerations.is_empty() {
-        spec["tolerations"] = cfg
-            .tolerations
-            .iter()
-            .map(|t| {
-                let mut v = json!({ "key": t.key });
-                match &t.value {
-                    Some(val) => {
-                        v["operator"] = json!("Equal");
-                        v["value"] = json!(val);
-                    }
-                    None => v["operator"] = json!("Exists"),
-                }
-                if let Some(e) = &t.effect {
-                    v["effect"] = json!(e);
-                }
-                v
-            })
-            .collect();
+        spec["tolerations"] = crate::kuberay::tolerations(&cfg.tolerations);
     }
     if let Some(mib) = cfg.gpu_memory_mib {
         // GPU feature discovery labels nodes with their GPUs' memory in MiB.
@@ -184,6 +167,14 @@ fn env(cfg: &LaunchConfig, job: &str) -> Value {
     Value::Array(e)
 }
 
+/// Every key of the launch's Secrets as a variable of the job.
+fn env_from(cfg: &LaunchConfig) -> Value {
+    cfg.secrets
+        .iter()
+        .map(|s| json!({ "secretRef": { "name": s } }))
+        .collect()
+}
+
 fn metadata(
     cfg: &LaunchConfig,
     job: &str,
@@ -215,11 +206,7 @@ pub fn job(
         "resources": resources(cfg),
     });
     if !cfg.secrets.is_empty() {
-        container["envFrom"] = cfg
-            .secrets
-            .iter()
-            .map(|s| json!({ "secretRef": { "name": s } }))
-            .collect();
+        container["envFrom"] = env_from(cfg);
     }
     let mut pod = pod_spec(cfg, &container);
     pod["restartPolicy"] = json!("Never");
@@ -259,11 +246,7 @@ pub fn rayjob(
             "resources": resources(cfg),
         });
         if !cfg.secrets.is_empty() {
-            c["envFrom"] = cfg
-                .secrets
-                .iter()
-                .map(|s| json!({ "secretRef": { "name": s } }))
-                .collect();
+            c["envFrom"] = env_from(cfg);
         }
         if ports {
             c["ports"] = json!([

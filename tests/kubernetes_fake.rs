@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use common::kube::FakeApiServer;
+use common::out;
 use serde_json::json;
 
 struct Case {
@@ -49,15 +50,6 @@ impl Case {
         std::fs::write(&p, text).unwrap();
         p
     }
-}
-
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "--- status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn k8s_config(name: &str, workers: u32, extra: &str) -> String {
@@ -241,71 +233,54 @@ fn fake_apiserver_pods_that_cannot_start_rbac_and_a_missing_crd_are_clear_errors
     let case = Case::new();
     let fake = case.fake(json!({}));
 
-    // A bad image: said at once, with the image.
-    fake.scenario(json!({"head": "imagepull"}));
-    case.write(
-        "pull.toml",
-        &k8s_config("pull", 0, "image = \"rayproject/ray:no-such-tag\""),
-    );
-    assert_up_fails(
-        &case,
-        &fake,
-        "pull.toml",
-        Duration::from_secs(30),
-        &[
-            "cannot pull its image",
-            "rayproject/ray:no-such-tag",
-            "ImagePullBackOff",
-        ],
-    );
-
-    // A crashing head: its last output.
-    fake.scenario(json!({"head": "crashloop"}));
-    case.write("crash.toml", &k8s_config("crash", 0, ""));
-    assert_up_fails(
-        &case,
-        &fake,
-        "crash.toml",
-        Duration::from_secs(30),
-        &[
-            "keeps crashing",
-            "CrashLoopBackOff",
-            "last exit status 1",
-            "ModuleNotFoundError: No module named 'missing_dependency'",
-        ],
-    );
-
-    // Unschedulable: waited for until the deadline, then the scheduler's words.
-    fake.scenario(json!({"head": "unschedulable"}));
-    case.write(
-        "sched.toml",
-        &k8s_config("sched", 0, "").replace("ready_timeout = \"60s\"", "ready_timeout = \"3s\""),
-    );
-    assert_up_fails(
-        &case,
-        &fake,
-        "sched.toml",
-        Duration::from_secs(30),
-        &[
-            "was not ready within 3s",
-            "cannot be scheduled (Unschedulable)",
-            "Insufficient nvidia.com/gpu",
-        ],
-    );
-
-    // A volume that cannot be mounted: from the pod's events.
-    fake.scenario(json!({"head": "failedmount"}));
-    case.write(
-        "mount.toml",
-        &k8s_config("mount", 0, "").replace("ready_timeout = \"60s\"", "ready_timeout = \"3s\""),
-    );
-    assert_up_fails(
-        &case,
-        &fake,
-        "mount.toml",
-        Duration::from_secs(30),
-        &["configmap \"training-data\" not found", "FailedMount"],
-    );
+    // Each pod fate the fake can script: (fate, extra [setup.kubernetes] lines, what stderr says).
+    // A bad image and a crash loop end the wait at once; Unschedulable and a failed mount are
+    // waited for until `ready_timeout` (3 s here), then said in the scheduler's and kubelet's words.
+    let fates: [(&str, &str, &[&str]); 4] = [
+        (
+            "imagepull",
+            "image = \"rayproject/ray:no-such-tag\"",
+            &[
+                "cannot pull its image",
+                "rayproject/ray:no-such-tag",
+                "ImagePullBackOff",
+            ],
+        ),
+        (
+            "crashloop",
+            "",
+            &[
+                "keeps crashing",
+                "CrashLoopBackOff",
+                "last exit status 1",
+                "ModuleNotFoundError: No module named 'missing_dependency'",
+            ],
+        ),
+        (
+            "unschedulable",
+            "",
+            &[
+                "was not ready within 3s",
+                "cannot be scheduled (Unschedulable)",
+                "Insufficient nvidia.com/gpu",
+            ],
+        ),
+        (
+            "failedmount",
+            "",
+            &["configmap \"training-data\" not found", "FailedMount"],
+        ),
+    ];
+    for (fate, extra, needles) in fates {
+        fake.scenario(json!({ "head": fate }));
+        let file = format!("{fate}.toml");
+        case.write(
+            &file,
+            &k8s_config(fate, 0, extra)
+                .replace("ready_timeout = \"60s\"", "ready_timeout = \"3s\""),
+        );
+        assert_up_fails(&case, &fake, &file, Duration::from_secs(30), needles);
+    }
 
     // RBAC: a 403, in the API server's words, with what to ask for.
     fake.scenario(json!({"head": "ready"}));
@@ -574,11 +549,7 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
         .spawn()
         .unwrap();
     let _dash = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "daft dashboard did not listen");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_listening(port, "daft dashboard");
     let body = |r: String| r.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
     let real = body(common::dashboard_version(dash_port, Some(token)));
     assert!(real.contains("ray_version"), "{real}");

@@ -8,24 +8,16 @@ mod common;
 
 use std::path::Path;
 use std::process::Command as StdCommand;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::Command;
+use common::out;
 use daft::config::launch::LaunchConfig;
 use serde_json::json;
 
 #[allow(clippy::result_large_err)]
 fn parse(text: &str) -> Result<LaunchConfig, daft::error::ConfigError> {
     LaunchConfig::parse("launch.toml", text, Path::new("."))
-}
-
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "--- status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -250,11 +242,7 @@ impl Registry {
             .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
             .spawn()
             .expect("docker-registry (Debian package; .ci/setup installs it)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the registry did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        common::wait_listening(port, "the registry");
         Registry { child, port }
     }
     /// (status, headers and body) of a request to the registry's HTTP API.

@@ -52,21 +52,12 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
 
     // Provenance: what the image is built from.
     let provenance = crate::git::provenance(&cfg.project_dir);
-    if let crate::git::Provenance::Git {
-        root,
-        dirty: true,
-        changes,
-        ..
-    } = &provenance
-    {
-        if !args.allow_dirty {
-            let shown: Vec<&str> = changes.iter().take(8).map(String::as_str).collect();
-            return Err(usage(format!(
-                "the project's git repository ({root}) has uncommitted changes:\n    {}\n\
-                 commit them, or pass --allow-dirty (the image's tag then carries a hash of the diff)",
-                shown.join("\n    ")
-            )));
-        }
+    if let Some(e) = crate::git::refuse_dirty(
+        &provenance,
+        args.allow_dirty,
+        "the image's tag then carries a hash of the diff",
+    ) {
+        return Err(e);
     }
     if let crate::git::Provenance::Git {
         commit: Some(c), ..

@@ -56,26 +56,12 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         }
     }
     let provenance = crate::git::provenance(&args.working_dir);
-    if let crate::git::Provenance::Git {
-        root,
-        dirty: true,
-        changes,
-        ..
-    } = &provenance
-    {
-        if !args.allow_dirty {
-            let shown: Vec<&str> = changes.iter().take(8).map(String::as_str).collect();
-            return Err(usage(format!(
-                "the working directory's git repository ({root}) has uncommitted changes:\n    {}{}\n\
-                 commit them, or pass --allow-dirty (the job then records the diff)",
-                shown.join("\n    "),
-                if changes.len() > shown.len() {
-                    format!("\n    … and {} more", changes.len() - shown.len())
-                } else {
-                    String::new()
-                }
-            )));
-        }
+    if let Some(e) = crate::git::refuse_dirty(
+        &provenance,
+        args.allow_dirty,
+        "the job then records the diff",
+    ) {
+        return Err(e);
     }
     let (provider, head) = super::running_head(&cfg, key.clone()).await?;
 

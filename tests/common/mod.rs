@@ -444,3 +444,25 @@ pub fn most_at_once(jobs: &[SweepJob]) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+/// A finished command's status and both outputs, for assertion messages.
+pub fn out(o: &std::process::Output) -> String {
+    format!(
+        "--- status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Wait until something listens on 127.0.0.1:`port` (20 s at most; `what` names it).
+pub fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
