@@ -464,9 +464,8 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
         "job/job.py",
         "import sys, ray\nray.init()\n\n@ray.remote\ndef sq(x):\n    return x * x\n\nprint('sum of squares', sum(ray.get([sq.remote(i) for i in range(10)])))\nprint('ray nodes', len(ray.nodes()))\nsys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)\n",
     );
-    let o = case
-        .daft(&fake)
-        .args([
+    let submit = |extra: &[&str]| {
+        let mut args = vec![
             "submit",
             "-c",
             "k8s.toml",
@@ -476,29 +475,16 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
             "--",
             "python",
             "job.py",
-        ])
-        .output()
-        .unwrap();
+        ];
+        args.extend_from_slice(extra);
+        case.daft(&fake).args(args).output().unwrap()
+    };
+    let o = submit(&[]);
     assert!(o.status.success(), "{}", out(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("sum of squares 285"), "{}", out(&o));
     assert!(stdout.contains("ray nodes 1"), "{}", out(&o));
-    let o = case
-        .daft(&fake)
-        .args([
-            "submit",
-            "-c",
-            "k8s.toml",
-            "-w",
-            "job",
-            "--allow-dirty",
-            "--",
-            "python",
-            "job.py",
-            "3",
-        ])
-        .output()
-        .unwrap();
+    let o = submit(&["3"]);
     assert_eq!(o.status.code(), Some(3), "{}", out(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("nothing sent"),

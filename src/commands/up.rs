@@ -42,11 +42,7 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
         return Err(crate::apply::unreachable_head(&head.id, why));
     }
     if p.is_noop() {
-        println!(
-            "Nothing to do: cluster {:?} is up to date ({}).",
-            cfg.setup.name,
-            elapsed(start.elapsed())
-        );
+        println!("{}", up_to_date(&cfg.setup.name, start));
         return Ok(());
     }
     confirm_destruction(&p, args.yes, "up")?;
@@ -79,14 +75,7 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
         report.terminated.len(),
         elapsed(start.elapsed()),
     );
-    let flag = if cfg.display_path == crate::config::DEFAULT_CONFIG {
-        String::new()
-    } else {
-        format!(" -c {}", cfg.display_path)
-    };
-    println!(
-        "Next: daft submit{flag} -w DIR -- python main.py   (dashboard: daft dashboard{flag})"
-    );
+    print_next_steps(&cfg);
     if report.shortfall > 0 {
         return Err(anyhow!(
             "{} worker(s) could not be launched (not enough capacity); run `daft up` again to fill the gap",
@@ -115,11 +104,7 @@ async fn up_resource(
         return Err(anyhow!("nothing was changed: {reason}"));
     }
     if plan.is_noop() {
-        println!(
-            "Nothing to do: cluster {:?} is up to date ({}).",
-            cfg.setup.name,
-            elapsed(start.elapsed())
-        );
+        println!("{}", up_to_date(&cfg.setup.name, start));
         return Ok(());
     }
     confirm(
@@ -163,14 +148,7 @@ async fn up_resource(
         elapsed(start.elapsed()),
         head.id
     );
-    let flag = if cfg.display_path == crate::config::DEFAULT_CONFIG {
-        String::new()
-    } else {
-        format!(" -c {}", cfg.display_path)
-    };
-    println!(
-        "Next: daft submit{flag} -w DIR -- python main.py   (dashboard: daft dashboard{flag})"
-    );
+    print_next_steps(cfg);
     Ok(())
 }
 
@@ -196,4 +174,24 @@ pub fn confirm(destroys: bool, yes: bool, cmd: &str, question: &str) -> anyhow::
             "this plan removes or replaces what runs and there is no terminal to confirm it; run `daft {cmd} --yes` to apply it anyway"
         ))),
     }
+}
+
+/// What `up` prints when there is nothing to do.
+fn up_to_date(name: &str, start: Instant) -> String {
+    format!(
+        "Nothing to do: cluster {name:?} is up to date ({}).",
+        elapsed(start.elapsed())
+    )
+}
+
+/// What to run next, once a cluster is up.
+fn print_next_steps(cfg: &crate::config::Config) {
+    let flag = if cfg.display_path == crate::config::DEFAULT_CONFIG {
+        String::new()
+    } else {
+        format!(" -c {}", cfg.display_path)
+    };
+    println!(
+        "Next: daft submit{flag} -w DIR -- python main.py   (dashboard: daft dashboard{flag})"
+    );
 }
