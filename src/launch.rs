@@ -289,6 +289,132 @@ pub fn rayjob(
     })
 }
 
+/// The Katib `Experiment` (`kubeflow.org/v1beta1`) of a `[sweep]` with `katib = true`: the
+/// sweep's space as Katib parameters, each trial a Job running `command` with
+/// `--name=value` for every parameter; the objective is the metric trials print.
+#[allow(clippy::too_many_arguments)]
+pub fn katib_experiment(
+    cfg: &LaunchConfig,
+    sweep: &crate::sweep::Sweep,
+    k: &crate::sweep::KatibSpec,
+    name: &str,
+    namespace: &str,
+    image: &str,
+    command: &str,
+    ann: &BTreeMap<String, String>,
+) -> Value {
+    use crate::sweep::Dist;
+    let as_text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let parameters: Vec<Value> = sweep
+        .space
+        .iter()
+        .map(|(n, d)| match d {
+            Dist::Uniform(a, b) => json!({ "name": n, "parameterType": "double",
+                "feasibleSpace": { "min": a.to_string(), "max": b.to_string() } }),
+            Dist::LogUniform(a, b) => json!({ "name": n, "parameterType": "double",
+                "feasibleSpace": { "min": a.to_string(), "max": b.to_string(), "distribution": "logUniform" } }),
+            Dist::Choice(vs) => json!({ "name": n, "parameterType": "categorical",
+                "feasibleSpace": { "list": vs.iter().map(as_text).collect::<Vec<_>>() } }),
+            Dist::Fixed(v) => json!({ "name": n, "parameterType": "categorical",
+                "feasibleSpace": { "list": [as_text(v)] } }),
+        })
+        .collect();
+    let mut trial_command = command.to_string();
+    for (n, _) in &sweep.space {
+        trial_command.push_str(&format!(" --{n}=${{trialParameters.{n}}}"));
+    }
+    let mut trial = job(cfg, name, namespace, image, &trial_command, ann);
+    // (Katib names and labels each trial's Job itself.)
+    let trial_spec = json!({ "apiVersion": "batch/v1", "kind": "Job", "spec": {
+        "backoffLimit": cfg.backoff_limit,
+        "template": trial["spec"]["template"].take(),
+    }});
+    let mut objective = json!({
+        "type": if k.maximize { "maximize" } else { "minimize" },
+        "objectiveMetricName": k.objective,
+    });
+    if let Some(g) = k.goal {
+        objective["goal"] = json!(g);
+    }
+    json!({
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": metadata(cfg, name, namespace, ann),
+        "spec": {
+            "objective": objective,
+            "algorithm": { "algorithmName": k.algorithm },
+            "parallelTrialCount": sweep.max_parallel,
+            "maxTrialCount": k.max_trials,
+            "maxFailedTrialCount": k.max_failed,
+            "parameters": parameters,
+            "trialTemplate": {
+                "primaryContainerName": "main",
+                "trialParameters": sweep.space.iter().map(|(n, _)| json!({ "name": n, "reference": n })).collect::<Vec<_>>(),
+                "trialSpec": trial_spec,
+            },
+        },
+    })
+}
+
+/// A Katib Experiment's status: its newest true condition decides (`Succeeded`, `Failed`);
+/// any other, known or not, keeps waiting. Never panics on what it does not know.
+pub fn katib_verdict(status: &Value) -> Verdict {
+    let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+    let Some(last) = conditions.iter().rev().find(|c| c["status"] == "True") else {
+        return Verdict::Running("no condition yet".into());
+    };
+    let ty = last["type"].as_str().unwrap_or("");
+    let said = || {
+        let reason = last["reason"].as_str().unwrap_or("");
+        let message = last["message"].as_str().unwrap_or("");
+        format!(
+            "{reason}{}{message}",
+            if reason.is_empty() || message.is_empty() {
+                ""
+            } else {
+                ": "
+            }
+        )
+    };
+    match ty {
+        "Succeeded" => Verdict::Succeeded,
+        "Failed" => Verdict::Failed(format!("the Experiment failed: {}", said())),
+        other => Verdict::Running(format!("{other}: {}", said())),
+    }
+}
+
+/// The best trial so far, as Katib reports it ("lr=0.01: accuracy=0.93").
+pub fn katib_best(status: &Value) -> Option<String> {
+    let best = &status["currentOptimalTrial"];
+    let params: Vec<String> = best["parameterAssignments"]
+        .as_array()?
+        .iter()
+        .map(|p| {
+            format!(
+                "{}={}",
+                p["name"].as_str().unwrap_or("?"),
+                p["value"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let metrics: Vec<String> = best["observation"]["metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            format!(
+                "{}={}",
+                m["name"].as_str().unwrap_or("?"),
+                m["latest"].as_str().or(m["max"].as_str()).unwrap_or("?")
+            )
+        })
+        .collect();
+    Some(format!("{}: {}", params.join(" "), metrics.join(" ")))
+}
+
 /// A unique job name: the launch's name, the time, a random suffix (what `generateName`
 /// would give, known before the apply).
 pub fn job_name(name: &str, now: std::time::SystemTime, suffix: &str) -> String {
@@ -413,6 +539,26 @@ mod tests {
     }
 
     #[test]
+    fn katib_conditions_end_on_succeeded_or_failed_and_wait_on_anything_else() {
+        let c = |ty: &str| {
+            json!({ "conditions": [
+            { "type": "Created", "status": "True" },
+            { "type": ty, "status": "True", "reason": "R", "message": "M" } ] })
+        };
+        assert_eq!(katib_verdict(&c("Succeeded")), Verdict::Succeeded);
+        assert!(matches!(katib_verdict(&c("Failed")), Verdict::Failed(m) if m.contains("R: M")));
+        assert!(matches!(katib_verdict(&c("Running")), Verdict::Running(_)));
+        assert!(
+            matches!(katib_verdict(&c("Reticulating")), Verdict::Running(m) if m.starts_with("Reticulating"))
+        );
+        assert!(matches!(
+            katib_verdict(&json!({ "conditions": [{ "type": 7 }] })),
+            Verdict::Running(_)
+        ));
+        assert!(matches!(katib_verdict(&json!(null)), Verdict::Running(_)));
+    }
+
+    #[test]
     fn job_status_conditions() {
         assert_eq!(
             job_verdict(&json!({"conditions": [{"type": "Complete", "status": "True"}]})),
@@ -432,7 +578,7 @@ mod tests {
     fn job_names_are_unique_and_valid() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
         let n = job_name("train", t, "x7k2");
-        assert_eq!(n, "train-20261121-102640-x7k2");
+        assert_eq!(n, "train-20261118-110640-x7k2");
         assert!(crate::config::is_dns_label(&n));
     }
 }

@@ -32,6 +32,25 @@ pub struct Sweep {
     pub args: bool,
     /// Every variant, in order: parameter name → value.
     pub variants: Vec<BTreeMap<String, Json>>,
+    /// The parameters' spaces (grid: each one's values; random: its distribution; a list
+    /// sweep has none): what a Katib Experiment searches.
+    pub space: Vec<(String, Dist)>,
+    /// `katib = true` (in `launch.toml`): one Katib Experiment instead of one job per variant.
+    pub katib: Option<KatibSpec>,
+}
+
+/// A Katib Experiment's settings, from `[sweep]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KatibSpec {
+    /// The metric the trials print (`name=value` on stdout).
+    pub objective: String,
+    pub maximize: bool,
+    pub goal: Option<f64>,
+    /// "grid" or "random".
+    pub algorithm: &'static str,
+    /// Trials in all (the variants a grid has, or `samples`).
+    pub max_trials: usize,
+    pub max_failed: usize,
 }
 
 /// The most variants one sweep may make (a typo in a grid should not submit a million jobs).
@@ -111,8 +130,9 @@ fn param_name_ok(k: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
-/// One random parameter.
-enum Dist {
+/// One parameter's space: a fixed value, a range, or values to choose from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dist {
     Fixed(Json),
     Uniform(f64, f64),
     LogUniform(f64, f64),
@@ -166,7 +186,12 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
         _ => unreachable!("checked above"),
     };
     let _ = sweep;
-    const KNOWN: [&str; 9] = [
+    const KNOWN: [&str; 14] = [
+        "katib",
+        "objective",
+        "direction",
+        "goal",
+        "max_failed",
         "name",
         "method",
         "max_parallel",
@@ -285,6 +310,8 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
         .label("no parameters")
         .help("add [sweep.parameters] with one key per parameter")
     };
+    let mut space: Vec<(String, Dist)> = Vec::new();
+    let mut samples_asked = 0usize;
     let mut variants: Vec<BTreeMap<String, Json>> = match method {
         Method::Grid => {
             let p = params.ok_or_else(|| need_params("grid"))?;
@@ -311,6 +338,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
                             .help(format!("write it like {k} = [0.1, 0.01]")))
                     }
                 };
+                space.push((k.to_string(), Dist::Choice(values.clone())));
                 if out.len().saturating_mul(values.len()) > MAX_VARIANTS {
                     return Err(cx
                         .err(
@@ -446,6 +474,8 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
                 };
                 dists.push((k.to_string(), dist));
             }
+            space = dists.clone();
+            samples_asked = samples;
             draw(&dists, samples, seed)
         }
         Method::List => {
@@ -538,11 +568,96 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
             })
             .collect();
     }
+    // Katib: the same parameters, searched by one Experiment.
+    let katib = match sweep_table.get("katib") {
+        None => false,
+        Some(Item::Value(Value::Boolean(b))) => *b.value(),
+        Some(other) => {
+            return Err(cx
+                .err(span_of(other), "`sweep.katib` must be true or false")
+                .label("expected a boolean")
+                .help("write katib = true to run the sweep as one Katib Experiment"))
+        }
+    };
+    let katib_keys = ["objective", "direction", "goal", "max_failed"];
+    if !katib {
+        if let Some(k) = katib_keys.iter().find(|k| sweep_table.contains_key(k)) {
+            return Err(cx
+                .err(
+                    cx.key_span(&sweep_table, k),
+                    format!("`sweep.{k}` is only read with katib = true"),
+                )
+                .label("a Katib setting")
+                .help("add katib = true to [sweep] (in launch.toml), or remove it"));
+        }
+    }
+    let katib = if katib {
+        if method == Method::List {
+            return Err(cx
+                .err(
+                    cx.key_span(&sweep_table, "katib"),
+                    "a Katib sweep searches a grid or random space, not a list",
+                )
+                .label("method = \"list\"")
+                .help(
+                    "use method = \"grid\" or \"random\" with [sweep.parameters], or drop katib",
+                ));
+        }
+        let Some(objective) = string("objective")? else {
+            return Err(cx
+                .err(cx.key_span(&sweep_table, "katib"), "a Katib sweep needs `objective`")
+                .label("which metric?")
+                .help("name the metric the trials print as name=value, for example objective = \"accuracy\""));
+        };
+        let maximize = match string("direction")?.as_deref() {
+            None | Some("maximize") => true,
+            Some("minimize") => false,
+            Some(other) => {
+                return Err(cx
+                    .err(
+                        sweep_table.get("direction").and_then(span_of),
+                        format!("`sweep.direction` = {other:?} is not a direction"),
+                    )
+                    .label("expected \"maximize\" or \"minimize\"")
+                    .help("write direction = \"minimize\" for a loss"))
+            }
+        };
+        let goal = match sweep_table.get("goal") {
+            None => None,
+            Some(Item::Value(v)) => Some(cx.number(v, "sweep.goal")?),
+            Some(other) => {
+                return Err(cx
+                    .err(span_of(other), "`sweep.goal` must be a number")
+                    .label("expected a number")
+                    .help("write it like goal = 0.99"))
+            }
+        };
+        Some(KatibSpec {
+            objective,
+            maximize,
+            goal,
+            algorithm: if method == Method::Grid {
+                "grid"
+            } else {
+                "random"
+            },
+            max_trials: if method == Method::Grid {
+                variants.len() / repeat
+            } else {
+                samples_asked
+            },
+            max_failed: int("max_failed", 0, 10_000, 3)? as usize,
+        })
+    } else {
+        None
+    };
     Ok(Sweep {
         name,
         max_parallel,
         args,
         variants,
+        space,
+        katib,
     })
 }
 

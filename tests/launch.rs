@@ -116,6 +116,27 @@ fn launch_manifests_snapshot_and_validate_against_kubernetes_and_kuberay_schemas
         };
         assert!(o.status.success(), "{name} does not validate:\n{}", out(&o));
     }
+    // A Katib sweep (Katib's CRD publishes no schema: a snapshot, and the fake's round trip in
+    // the build test).
+    let k = parse("name = \"tune\"\ncommand = \"python train.py\"\n[image]\nregistry = \"registry.example.com/team\"\n[sweep]\nkatib = true\nmethod = \"random\"\nsamples = 12\nmax_parallel = 3\nobjective = \"loss\"\ndirection = \"minimize\"\nmax_failed = 2\n[sweep.parameters]\nlr = { log_uniform = [0.0001, 0.1] }\ndropout = { uniform = [0.0, 0.5] }\noptimizer = { choice = [\"adam\", \"sgd\"] }\n").unwrap();
+    let (sweep, spec) = (
+        k.sweep.clone().unwrap(),
+        k.sweep.clone().unwrap().katib.unwrap(),
+    );
+    let m = daft::launch::katib_experiment(
+        &k,
+        &sweep,
+        &spec,
+        "tune-20261121-102640-x7k2",
+        "default",
+        image,
+        "python train.py",
+        &ann,
+    );
+    insta::assert_snapshot!(
+        "launch_katib_experiment",
+        serde_json::to_string_pretty(&m).unwrap()
+    );
     // The check bites: an unknown field in the Job's pod is refused.
     let (_, cfg) = &shapes()[0];
     let mut bad = daft::launch::job(cfg, "train-x", "ml", image, "true", &ann);
@@ -602,4 +623,56 @@ fn real_buildah_build_pushed_to_a_real_registry_runs_as_a_job_on_the_fake_apiser
         .filter(|j| j["metadata"]["labels"]["daft.io/sweep"] == "hello")
         .collect();
     assert_eq!(swept.len(), 3, "{jobs}");
+
+    // 8. A Katib sweep: one Experiment, followed to its last condition (one it does not know
+    //    on the way), its best trial printed; a failed one exits 1.
+    std::fs::write(
+        project.join("launch.toml"),
+        launch("") + "\n[sweep]\nkatib = true\nobjective = \"accuracy\"\ngoal = 0.99\nmax_parallel = 2\n[sweep.parameters]\nlr = [0.1, 0.01]\noptimizer = [\"adam\", \"sgd\"]\n",
+    )
+    .unwrap();
+    git(&project, &["commit", "-qam", "katib"]);
+    fake.scenario(json!({"katib": [["Created", "ExperimentCreated", "created"], ["Reticulating", "NewInKatib", "a condition daft does not know"], ["Succeeded", "ExperimentGoalReached", "goal reached"]]}));
+    let o = daft(&["launch", "--allow-unpushed", "--", "python", "train.py"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("best trial: lr=0.1 optimizer=adam: accuracy=0.93"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        stdout.contains("] trial ran: /bin/sh -c python train.py --lr=0.1 --optimizer=adam"),
+        "{}",
+        out(&o)
+    );
+    let exp = fake.state()["experiments"][0].clone();
+    assert_eq!(
+        exp["spec"]["objective"],
+        json!({"type": "maximize", "objectiveMetricName": "accuracy", "goal": 0.99})
+    );
+    assert_eq!(exp["spec"]["algorithm"]["algorithmName"], "grid");
+    assert_eq!(exp["spec"]["maxTrialCount"], 4);
+    assert_eq!(exp["spec"]["parallelTrialCount"], 2);
+    assert_eq!(
+        exp["spec"]["parameters"],
+        json!([
+            {"name": "lr", "parameterType": "categorical", "feasibleSpace": {"list": ["0.1", "0.01"]}},
+            {"name": "optimizer", "parameterType": "categorical", "feasibleSpace": {"list": ["adam", "sgd"]}},
+        ])
+    );
+    assert_eq!(
+        exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+            ["command"][2],
+        "python train.py --lr=${trialParameters.lr} --optimizer=${trialParameters.optimizer}"
+    );
+    fake.scenario(json!({"katib": [["Running", "ExperimentRunning", "running"], ["Failed", "ExperimentMaxFailedTrialsReached", "3 trials failed"]]}));
+    let o = daft(&["launch", "--allow-unpushed", "--", "python", "train.py"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("ExperimentMaxFailedTrialsReached: 3 trials failed"),
+        "{}",
+        out(&o)
+    );
 }

@@ -177,7 +177,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         &cfg.display_path,
     )
     .await?;
-    if let Some(sweep) = &cfg.sweep {
+    if let Some(sweep) = cfg.sweep.as_ref().filter(|s| s.katib.is_none()) {
         if args.detach {
             return Err(usage(
                 "--detach and a [sweep] go separately: a sweep stays to start its jobs `max_parallel` at a time",
@@ -354,15 +354,23 @@ async fn run_sweep(
     Ok(())
 }
 
+/// The launch's sweep is one Katib Experiment.
+fn katib(cfg: &LaunchConfig) -> Option<(&crate::sweep::Sweep, &crate::sweep::KatibSpec)> {
+    let s = cfg.sweep.as_ref()?;
+    Some((s, s.katib.as_ref()?))
+}
+
 fn kind(cfg: &LaunchConfig) -> &'static str {
-    if cfg.workers > 0 {
+    if katib(cfg).is_some() {
+        "Experiment"
+    } else if cfg.workers > 0 {
         "RayJob"
     } else {
         "Job"
     }
 }
 
-/// The Job, or the RayJob when the launch has workers.
+/// The Job, the RayJob when the launch has workers, or the Katib Experiment of a Katib sweep.
 fn manifest(
     cfg: &LaunchConfig,
     job: &str,
@@ -371,7 +379,9 @@ fn manifest(
     command: &str,
     ann: &std::collections::BTreeMap<String, String>,
 ) -> serde_json::Value {
-    if cfg.workers > 0 {
+    if let Some((sweep, k)) = katib(cfg) {
+        manifests::katib_experiment(cfg, sweep, k, job, ns, image, command, ann)
+    } else if cfg.workers > 0 {
         manifests::rayjob(cfg, job, ns, image, command, ann)
     } else {
         manifests::job(cfg, job, ns, image, command, ann)
@@ -379,7 +389,12 @@ fn manifest(
 }
 
 fn objects(c: &Connection, cfg: &LaunchConfig) -> Api<DynamicObject> {
-    let ar = if cfg.workers > 0 {
+    let ar = if katib(cfg).is_some() {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("kubeflow.org", "v1beta1", "Experiment"),
+            "experiments",
+        )
+    } else if cfg.workers > 0 {
         ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("ray.io", "v1", "RayJob"),
             "rayjobs",
@@ -401,6 +416,10 @@ fn tempdir_file(name: &str, text: &str) -> anyhow::Result<std::path::PathBuf> {
 
 /// The label selector of the job's pods (the Job's own, or the RayJob's cluster and submitter).
 fn pod_selectors(cfg: &LaunchConfig, job: &str, obj: Option<&DynamicObject>) -> Vec<String> {
+    if katib(cfg).is_some() {
+        // (Every trial's pod.)
+        return vec![format!("katib.kubeflow.org/experiment={job}")];
+    }
     let mut s = vec![format!("job-name={job}")];
     if cfg.workers > 0 {
         if let Some(cluster) = obj.and_then(|o| o.data["status"]["rayClusterName"].as_str()) {
@@ -443,7 +462,9 @@ async fn follow(
             ));
         };
         let status = &obj.data["status"];
-        let verdict = if cfg.workers > 0 {
+        let verdict = if katib(cfg).is_some() {
+            manifests::katib_verdict(status)
+        } else if cfg.workers > 0 {
             manifests::rayjob_verdict(status)
         } else {
             manifests::job_verdict(status)
@@ -520,6 +541,13 @@ async fn follow(
     }
     match verdict {
         Verdict::Succeeded => {
+            if katib(cfg).is_some() {
+                if let Ok(Some(o)) = api.get_opt(job).await {
+                    if let Some(best) = manifests::katib_best(&o.data["status"]) {
+                        println!("best trial: {best}");
+                    }
+                }
+            }
             eprintln!(
                 "daft: {} {job} succeeded in {}",
                 kind(cfg),

@@ -27,6 +27,11 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         Some(path) => Some(crate::sweep::load(path)?),
         None => None,
     };
+    if sweep.as_ref().is_some_and(|s| s.katib.is_some()) {
+        return Err(usage(
+            "katib = true makes one Katib Experiment on Kubernetes: it is for `daft launch` (a [sweep] in launch.toml); drop it for `daft submit --sweep`",
+        ));
+    }
     if sweep.is_some() && args.detach {
         return Err(usage(
             "--detach and --sweep go separately: a sweep stays to start its jobs `max_parallel` at a time",

@@ -741,6 +741,53 @@ async def run_rayjob(ns, name, rj):
     STATE["pod_done"][sub["metadata"]["name"]].set()
 
 
+async def experiment_patch(request):
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    if request.headers.get("Content-Type") != "application/apply-patch+yaml" or not request.query.get("fieldManager"):
+        return status(415, "UnsupportedMediaType", "server-side apply with a fieldManager only")
+    if CONF.get("no_katib"):
+        return status(404, "NotFound", "the server could not find the requested resource")
+    body = json.loads(await request.text())
+    if body.get("apiVersion") != "kubeflow.org/v1beta1" or body.get("kind") != "Experiment" or body["metadata"]["name"] != name:
+        return status(400, "BadRequest", "not this kubeflow.org/v1beta1 Experiment")
+    exp, created = apply_object(STATE.setdefault("experiments", {}), ns, name, body, request.query["fieldManager"])
+    if created:
+        asyncio.ensure_future(run_experiment(ns, name, exp))
+    return web.json_response(public(exp), status=201 if created else 200)
+
+
+async def run_experiment(ns, name, exp):
+    """Katib's controller, as the test scripts it: one trial pod whose log says the first
+    value of every parameter, then the scripted conditions one after another."""
+    exp["status"] = {"conditions": []}
+    spec = exp["spec"]
+    first = {p["name"]: p["feasibleSpace"].get("list", [p["feasibleSpace"].get("min")])[0] for p in spec["parameters"]}
+    trial = f"{name}-{suffix(8)}"
+    pod = job_pod(ns, trial, exp, spec["trialTemplate"]["trialSpec"]["spec"]["template"],
+                  {"katib.kubeflow.org/experiment": name, "katib.kubeflow.org/trial": trial})
+    pod["status"] = job_pod_status("Running")
+    cmd = " ".join(pod["spec"]["containers"][0]["command"])
+    for k, v in first.items():
+        cmd = cmd.replace("${trialParameters.%s}" % k, str(v))
+    STATE["logs"][pod["metadata"]["name"]] = f"trial ran: {cmd}\naccuracy=0.93\n"
+    for ty, reason, message in STATE["scenario"].get("katib", [["Running", "ExperimentRunning", "running"], ["Succeeded", "ExperimentGoalReached", "goal reached"]]):
+        await asyncio.sleep(0.4)
+        exp["status"]["conditions"].append({"type": ty, "status": "True", "reason": reason, "message": message,
+                                            "lastTransitionTime": now()})
+    exp["status"]["currentOptimalTrial"] = {
+        "bestTrialName": trial,
+        "parameterAssignments": [{"name": k, "value": str(v)} for k, v in first.items()],
+        "observation": {"metrics": [{"name": spec["objective"]["objectiveMetricName"], "latest": "0.93", "max": "0.93", "min": "0.93"}]}}
+    pod["status"] = job_pod_status("Succeeded", code=0)
+    STATE["pod_done"][pod["metadata"]["name"]].set()
+
+
+async def experiment_get(request):
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    j = STATE.get("experiments", {}).get((ns, name))
+    return web.json_response(public(j)) if j else not_found("experiments", name, "kubeflow.org")
+
+
 async def rayjob_get(request):
     ns, name = request.match_info["ns"], request.match_info["name"]
     j = STATE["rayjobs"].get((ns, name))
@@ -802,6 +849,7 @@ async def fake_state(request):
         "jobs": [public(j) for j in STATE["jobs"].values()],
         "rayjobs": [public(j) for j in STATE["rayjobs"].values()],
         "ran_images": STATE.get("ran_images", []),
+        "experiments": [public(j) for j in STATE.get("experiments", {}).values()],
     })
 
 
@@ -838,6 +886,8 @@ def main():
         web.patch(f"/apis/batch/v1{ns}/jobs/{{name}}", job_patch),
         web.delete(f"/apis/batch/v1{ns}/jobs/{{name}}", job_delete),
         web.get(f"/apis/ray.io/v1{ns}/rayjobs/{{name}}", rayjob_get),
+        web.get(f"/apis/kubeflow.org/v1beta1{ns}/experiments/{{name}}", experiment_get),
+        web.patch(f"/apis/kubeflow.org/v1beta1{ns}/experiments/{{name}}", experiment_patch),
         web.patch(f"/apis/ray.io/v1{ns}/rayjobs/{{name}}", rayjob_patch),
         web.get(f"/apis/ray.io/v1{ns}/rayclusters", raycluster_list),
         web.get(f"/apis/ray.io/v1{ns}/rayclusters/{{name}}", raycluster_get),
