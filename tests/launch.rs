@@ -676,3 +676,53 @@ fn real_buildah_build_pushed_to_a_real_registry_runs_as_a_job_on_the_fake_apiser
         out(&o)
     );
 }
+
+#[test]
+fn launch_local_with_workers_runs_on_a_local_ray_cluster_it_takes_down_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("launch.toml"),
+        "name = \"local-ray\"\ncommand = \"python job.py\"\nworkers = 1\nenv = { GREETING = \"hi\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("job.py"),
+        "import os, ray\nray.init()\nprint('ray nodes', len([n for n in ray.nodes() if n['Alive']]), os.environ['GREETING'])\n",
+    )
+    .unwrap();
+    let home = dir.path().join("daft-home");
+    let daft = |args: &[&str]| {
+        Command::cargo_bin("daft")
+            .unwrap()
+            .current_dir(&project)
+            .env("DAFT_HOME", &home)
+            .env("HOME", dir.path())
+            .env("UV_CACHE_DIR", common::uv_cache())
+            .env("RUST_LOG", "warn")
+            .timeout(Duration::from_secs(600))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = daft(&["launch", "--local"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ray nodes 2 hi"),
+        "{}",
+        out(&o)
+    );
+    // Taken down after: no node of the cluster is left.
+    let o = daft(&["list", "--local-only", "-o", "json"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        !rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["cluster"] == "launch-local-ray" && r["state"] != "terminated"),
+        "{rows}"
+    );
+}

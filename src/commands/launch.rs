@@ -650,14 +650,7 @@ async fn delete(c: &Connection, cfg: &LaunchConfig, job: &str) -> anyhow::Result
 /// `--local`: the command on this machine, in the project directory, with the job's variables.
 async fn run_local(cfg: &LaunchConfig, command: &str) -> anyhow::Result<()> {
     if cfg.workers > 0 {
-        return Err(usage(format!(
-            "{} asks for {} worker(s): --local runs a job without workers only in this version. \
-             Bring up a local Ray cluster (`daft init-config --provider local`, `daft up`) and \
-             `daft submit -w {} -- {command}`",
-            cfg.display_path,
-            cfg.workers,
-            cfg.project_dir.display()
-        )));
+        return run_local_ray(cfg, command).await;
     }
     let t = Instant::now();
     eprintln!(
@@ -690,4 +683,81 @@ async fn run_local(cfg: &LaunchConfig, command: &str) -> anyhow::Result<()> {
     }
     eprintln!("daft: the job succeeded in {}", elapsed(t.elapsed()));
     Ok(())
+}
+
+/// `--local` with workers: the same command as a job of a Ray cluster of `workers` workers on
+/// this machine, brought up by the local provider for this run and taken down after it.
+async fn run_local_ray(cfg: &LaunchConfig, command: &str) -> anyhow::Result<()> {
+    use crate::cli::{ConfigArg, DownArgs, KeyArg, LockArg, OutputFormat, SubmitArgs, UpArgs};
+    let free = || -> anyhow::Result<u16> {
+        Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+            .local_addr()?
+            .port())
+    };
+    let dir = crate::provider::daft_home().join("launch-local");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{}.toml", cfg.name));
+    std::fs::write(
+        &path,
+        format!(
+            "# Written by `daft launch --local` for {file}: its Ray cluster on this machine.\n\
+             [setup]\nname = \"launch-{name}\"\nprovider = \"local\"\nnumber_of_workers = {workers}\n\
+             python_version = \"{py}\"\n\n[setup.local]\nray_port = {ray}\ndashboard_port = {dash}\n",
+            file = cfg.display_path,
+            name = cfg.name,
+            workers = cfg.workers,
+            py = cfg.python_version,
+            ray = free()?,
+            dash = free()?,
+        ),
+    )?;
+    let config = || ConfigArg {
+        config: path.clone(),
+    };
+    eprintln!(
+        "daft: --local with {} worker(s): a Ray cluster on this machine for this run ({})",
+        cfg.workers,
+        path.display()
+    );
+    super::up::run(&UpArgs {
+        config: config(),
+        key: KeyArg { identity: None },
+        lock: LockArg {
+            no_wait_lock: false,
+        },
+        yes: true,
+        no_wait: false,
+        wait_workers: true,
+    })
+    .await?;
+    let result = super::submit::run(&SubmitArgs {
+        config: config(),
+        key: KeyArg { identity: None },
+        working_dir: cfg.project_dir.clone(),
+        detach: false,
+        name: Some(cfg.name.clone()),
+        env: cfg.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        sweep: None,
+        output: OutputFormat::Text,
+        allow_dirty: true,
+        command: vec![command.to_string()],
+    })
+    .await;
+    let down = super::down::run(&DownArgs {
+        config: config(),
+        key: KeyArg { identity: None },
+        lock: LockArg {
+            no_wait_lock: false,
+        },
+        yes: true,
+        force: false,
+    })
+    .await;
+    if let Err(e) = &down {
+        eprintln!(
+            "daft: taking the local Ray cluster down failed: {e:#} (`daft down -c {}` tries again)",
+            path.display()
+        );
+    }
+    result
 }
