@@ -51,8 +51,26 @@ pub fn on_path(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The builder the config names (with `auto`, the first of docker, buildah, podman present).
-pub fn choose(kind: BuilderKind) -> anyhow::Result<Box<dyn Builder>> {
+/// A docker client whose engine answers (a client alone cannot build).
+async fn docker_engine_answers() -> bool {
+    let probe = tokio::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(10), probe).await,
+        Ok(Ok(s)) if s.success()
+    )
+}
+
+/// The builder the config names (with `auto`, the first of docker (with an engine that
+/// answers), buildah, podman present).
+pub async fn choose(kind: BuilderKind) -> anyhow::Result<Box<dyn Builder>> {
+    let docker_ok =
+        kind == BuilderKind::Auto && on_path("docker").is_some() && docker_engine_answers().await;
     let pick = |k: BuilderKind| -> Option<Box<dyn Builder>> {
         match k {
             BuilderKind::Docker => on_path("docker").map(|_| Box::new(Docker) as Box<dyn Builder>),
@@ -70,6 +88,7 @@ pub fn choose(kind: BuilderKind) -> anyhow::Result<Box<dyn Builder>> {
             BuilderKind::Podman,
         ]
         .into_iter()
+        .filter(|k| *k != BuilderKind::Docker || docker_ok)
         .find_map(pick)
         .ok_or_else(|| {
             anyhow!(

@@ -539,6 +539,18 @@ fn real_buildah_build_pushed_to_a_real_registry_runs_as_a_job_on_the_fake_apiser
         "{}",
         out(&o)
     );
+    // A pod that cannot be scheduled: waited for up to --start-timeout, then the scheduler's words.
+    fake.scenario(json!({"job": "unschedulable"}));
+    let o = daft(&["launch", "--allow-unpushed", "--start-timeout", "2s"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("did not start within 2s")
+            && err.contains("Insufficient nvidia.com/gpu")
+            && err.contains("--delete"),
+        "{}",
+        out(&o)
+    );
     fake.scenario(json!({"job": "run"}));
 
     // 6. With workers: a RayJob, decided from its deployment and job statuses.
@@ -725,4 +737,49 @@ fn launch_local_with_workers_runs_on_a_local_ray_cluster_it_takes_down_after() {
             .any(|r| r["cluster"] == "launch-local-ray" && r["state"] != "terminated"),
         "{rows}"
     );
+}
+
+#[test]
+fn the_auto_builder_passes_over_a_docker_client_without_an_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    // A docker client whose engine does not answer (as on machines with the client only).
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("docker"),
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n",
+    )
+    .unwrap();
+    common::run(&format!("chmod 755 {}", bin.join("docker").display()));
+    std::fs::write(
+        dir.path().join("launch.toml"),
+        "name = \"t\"\ncommand = \"true\"\n",
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Command::cargo_bin("daft")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+        .args(["doctor", "-f", "launch.toml", "-o", "json"])
+        .output()
+        .unwrap();
+    let checks: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o)));
+    let builder = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "image builder")
+        .cloned()
+        .unwrap();
+    assert_eq!(builder["ok"], true, "{builder}");
+    assert_eq!(builder["detail"], "buildah", "{builder}");
+    // (No kubeconfig here: said, with the fix; exit 1.)
+    assert_eq!(o.status.code(), Some(1));
 }

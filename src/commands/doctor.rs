@@ -347,7 +347,7 @@ async fn launch_checks(cfg: &LaunchConfig, file: &str, checks: &mut Vec<Check>) 
     checks.push(check(
         "image builder",
         file,
-        match crate::build::choose(cfg.builder) {
+        match crate::build::choose(cfg.builder).await {
             Ok(b) => Ok(b.name().to_string()),
             Err(e) => Err((
                 format!("{e:#}"),

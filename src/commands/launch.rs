@@ -137,7 +137,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
             d
         }
         None => {
-            let builder = crate::build::choose(cfg.builder)?;
+            let builder = crate::build::choose(cfg.builder).await?;
             let written;
             let dockerfile = match &cfg.dockerfile {
                 Some(p) => p.clone(),
