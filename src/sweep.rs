@@ -112,6 +112,17 @@ impl Checker<'_> {
         })
     }
 
+    /// A parameter's list of values: at least one, each a plain value.
+    fn values(&self, a: &toml_edit::Array, key: &str) -> Result<Vec<Json>, ConfigError> {
+        if a.is_empty() {
+            return Err(self
+                .err(a.span(), format!("`{key}` has no values"))
+                .label("empty list")
+                .help("list at least one value"));
+        }
+        a.iter().map(|v| self.json(v, key)).collect()
+    }
+
     fn number(&self, v: &Value, key: &str) -> Result<f64, ConfigError> {
         match v {
             Value::Integer(i) => Ok(*i.value() as f64),
@@ -321,15 +332,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
             let mut out = vec![BTreeMap::new()];
             for (k, item) in p.iter() {
                 let values: Vec<Json> = match item {
-                    Item::Value(Value::Array(a)) => {
-                        if a.is_empty() {
-                            return Err(cx
-                                .err(item.span(), format!("`{k}` has no values"))
-                                .label("empty list")
-                                .help("list at least one value"));
-                        }
-                        a.iter().map(|v| cx.json(v, k)).collect::<Result<_, _>>()?
-                    }
+                    Item::Value(Value::Array(a)) => cx.values(a, k)?,
                     Item::Value(v) => vec![cx.json(v, k)?],
                     other => {
                         return Err(cx
@@ -455,15 +458,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
                             }
                         }
                     }
-                    Item::Value(Value::Array(a)) => {
-                        if a.is_empty() {
-                            return Err(cx
-                                .err(item.span(), format!("`{k}` has no values"))
-                                .label("empty list")
-                                .help("list at least one value"));
-                        }
-                        Dist::Choice(a.iter().map(|x| cx.json(x, k)).collect::<Result<_, _>>()?)
-                    }
+                    Item::Value(Value::Array(a)) => Dist::Choice(cx.values(a, k)?),
                     Item::Value(v) => Dist::Fixed(cx.json(v, k)?),
                     other => {
                         return Err(cx

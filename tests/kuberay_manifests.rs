@@ -1,5 +1,5 @@
 //! The RayCluster daft applies for each shape of `[setup.kubernetes]`: snapshots, and each one
-//! validated against KubeRay's own CRD schema (`../shared/kubernetes/crds/`, defaults applied,
+//! validated against KubeRay's own CRD schema (`tests/data/kuberay-crds/`, a copy of `../shared/kubernetes/crds/`; defaults applied,
 //! unknown fields refused) as the API server would.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ fn config(text: &str) -> Config {
 }
 
 fn crds() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/kubernetes/crds")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kuberay-crds")
 }
 
 /// Validate manifests with tests/support/validate_crd.py; (ok, its output).

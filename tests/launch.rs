@@ -101,7 +101,7 @@ fn launch_manifests_snapshot_and_validate_against_kubernetes_and_kuberay_schemas
                 .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/validate_crd.py"))
                 .arg(
                     Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .join("../shared/kubernetes/crds/ray.io_rayjobs.yaml"),
+                        .join("tests/data/kuberay-crds/ray.io_rayjobs.yaml"),
                 )
                 .arg("v1")
                 .arg(&path)

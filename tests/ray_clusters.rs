@@ -112,20 +112,6 @@ fn assert_stdout(o: &std::process::Output, needle: &str) {
     );
 }
 
-/// Processes whose command line mentions `needle`.
-fn procs_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) && !cmd.contains("procs_with") {
-                found.push(format!("{} {cmd}", e.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
-}
-
 /// (local address, process) of every listening TCP socket held by a process whose command line
 /// mentions one of `needles`, read from /proc/net/tcp{,6} and the processes' fds.
 fn listeners_of(needles: &[String]) -> Vec<(String, String)> {
@@ -338,7 +324,7 @@ fn jobs_on(env: &Env, cfg: &str) {
     ]);
     let id = String::from_utf8_lossy(&d.stdout).trim().to_string();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while procs_with("sleep 987").is_empty() {
+    while common::procs_with("sleep 987").is_empty() {
         assert!(Instant::now() < deadline, "the detached job did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -346,15 +332,19 @@ fn jobs_on(env: &Env, cfg: &str) {
     assert_stdout(&c, "cancelled");
     // (The job is gone when `cancel` returns; its supervisor ends right after recording it.)
     assert!(
-        !procs_with("sleep 987")
+        !common::procs_with("sleep 987")
             .iter()
             .any(|p| p.ends_with(" sleep 987 ")),
         "{:?}",
-        procs_with("sleep 987")
+        common::procs_with("sleep 987")
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !procs_with("sleep 987").is_empty() {
-        assert!(Instant::now() < deadline, "{:?}", procs_with("sleep 987"));
+    while !common::procs_with("sleep 987").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            common::procs_with("sleep 987")
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let listed = env.ok(&["jobs", "-c", cfg, "-o", "json"]);
@@ -808,11 +798,11 @@ fn local_cluster_up_submit_noop_down() {
     env.ok(&["down", "-c", cfg, "--yes"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     for t in &tmps {
-        while !procs_with(t).is_empty() {
+        while !common::procs_with(t).is_empty() {
             assert!(
                 Instant::now() < deadline,
                 "left behind: {:?}",
-                procs_with(t)
+                common::procs_with(t)
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -1215,8 +1205,12 @@ fn ssh_worker_gone_plan_names_it_down_reports_it_force_forgets_it() {
     env.ok(&["down", "-c", cfg, "--yes"]);
     for t in &worker_tmp {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !procs_with(t).is_empty() {
-            assert!(Instant::now() < deadline, "left: {:?}", procs_with(t));
+        while !common::procs_with(t).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "left: {:?}",
+                common::procs_with(t)
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -1336,7 +1330,7 @@ fn setup_command_reading_stdin_ends_and_one_that_never_ends_times_out() {
         "the first command did not run"
     );
     assert!(
-        procs_with("sleep 600").is_empty(),
+        common::procs_with("sleep 600").is_empty(),
         "the timed-out command still runs"
     );
     env.ok(&["down", "-c", cfg, "--yes"]);
@@ -1365,7 +1359,7 @@ fn ray_tmps_of(homes: &[&Path], cluster: &str) -> Vec<String> {
 
 /// Processes running in any of `tmps` right now (`down` returns only once they are gone).
 fn left_in(tmps: &[String]) -> Vec<String> {
-    tmps.iter().flat_map(|t| procs_with(t)).collect()
+    tmps.iter().flat_map(|t| common::procs_with(t)).collect()
 }
 
 /// `up` and `down` on SSH hosts killed with SIGKILL at 20 points of their run (the remote steps

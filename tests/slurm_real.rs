@@ -127,29 +127,15 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
-/// Processes whose command line mentions `needle`.
-fn procs_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) && !cmd.contains("procs_with") {
-                found.push(format!("{} {cmd}", e.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
-}
-
 /// No process of the cluster's environment under `home` is left (within 20 s of `down`).
 fn assert_no_ray_left(home: &std::path::Path) {
     let home = home.display().to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !procs_with(&format!("{home}/.daft/envs")).is_empty() {
+    while !common::procs_with(&format!("{home}/.daft/envs")).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "left behind: {:?}",
-            procs_with(&home)
+            common::procs_with(&home)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -407,9 +393,9 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
     assert_eq!(state_of("long-1"), "cancelled");
     assert_eq!(state_of("long-2"), "cancelled");
     assert!(
-        procs_with("sleep 300").is_empty(),
+        common::procs_with("sleep 300").is_empty(),
         "{:?}",
-        procs_with("sleep 300")
+        common::procs_with("sleep 300")
     );
     let q = slurm.client("squeue", &["-h", "--name=daft-t-slurm-sweep"]);
     assert_eq!(q.trim(), "", "{q}");

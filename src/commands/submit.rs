@@ -279,11 +279,7 @@ impl Prepared {
         }
         // The job's environment travels on the command's stdin (KEY=VALUE, NUL-separated):
         // never on a command line, in a file or in a log.
-        let mut input = Vec::new();
-        for (k, v) in &env {
-            input.extend_from_slice(format!("{k}={v}").as_bytes());
-            input.push(0);
-        }
+        let input = nul_env(&env);
         let launch = job_script(
             &self.cluster_dir,
             job_dir,
@@ -316,13 +312,18 @@ impl Prepared {
 
     /// The job's environment as the launch reads it on stdin: KEY=VALUE, NUL-separated.
     fn env_input(&self) -> Vec<u8> {
-        let mut input = Vec::new();
-        for (k, v) in &self.env {
-            input.extend_from_slice(format!("{k}={v}").as_bytes());
-            input.push(0);
-        }
-        input
+        nul_env(&self.env)
     }
+}
+
+/// An environment as KEY=VALUE entries, each ended by a NUL (what the job scripts read).
+fn nul_env(env: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut input = Vec::new();
+    for (k, v) in env {
+        input.extend_from_slice(format!("{k}={v}").as_bytes());
+        input.push(0);
+    }
+    input
 }
 
 /// One row of a sweep's summary.

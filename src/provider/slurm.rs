@@ -80,6 +80,19 @@ impl SlurmProvider {
 
     /// Run a Slurm command (`sbatch`, `squeue`, …); its stdout, or an error with Slurm's own
     /// message.
+    /// The first line of a Slurm command's output, trimmed.
+    async fn slurm_first_line(&self, t: &dyn Transport, args: &[&str]) -> anyhow::Result<String> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Ok(self
+            .slurm(t, &args)
+            .await?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string())
+    }
+
     async fn slurm(&self, t: &dyn Transport, args: &[String]) -> anyhow::Result<String> {
         let cmd = args
             .iter()
@@ -306,40 +319,11 @@ impl SlurmProvider {
             bail!("Slurm job {id} is {state}, not running on a node yet");
         }
         let first = self
-            .slurm(
-                t,
-                &[
-                    "scontrol".into(),
-                    "show".into(),
-                    "hostnames".into(),
-                    nodes.clone(),
-                ],
-            )
-            .await?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+            .slurm_first_line(t, &["scontrol", "show", "hostnames", &nodes])
+            .await?;
         let addr = self
-            .slurm(
-                t,
-                &[
-                    "sinfo".into(),
-                    "-h".into(),
-                    "-N".into(),
-                    "-n".into(),
-                    first.clone(),
-                    "-o".into(),
-                    "%o".into(),
-                ],
-            )
-            .await?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+            .slurm_first_line(t, &["sinfo", "-h", "-N", "-n", &first, "-o", "%o"])
+            .await?;
         if addr.is_empty() {
             bail!("Slurm does not say where node {first} (Slurm job {id}) is");
         }

@@ -466,3 +466,17 @@ pub fn wait_listening(port: u16, what: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Processes whose command line mentions `needle` ("PID command line" each).
+pub fn procs_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) && !cmd.contains("procs_with") {
+                found.push(format!("{} {cmd}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
