@@ -218,6 +218,22 @@ fn launch_dry_run_prints_the_job_and_local_runs_the_command_here() {
         .unwrap();
     assert!(o.status.success(), "{}", out(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "hi-hello");
+    // A sweep does not run here: said, exit 2.
+    let with_sweep = std::fs::read_to_string(dir.path().join("launch.toml")).unwrap()
+        + "[sweep]\n[sweep.parameters]\nlr = [1, 2]\n";
+    std::fs::write(dir.path().join("launch.toml"), with_sweep).unwrap();
+    let o = Command::cargo_bin("daft")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["launch", "--local"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("has a [sweep]"),
+        "{}",
+        out(&o)
+    );
     // No registry: a cluster launch says what is missing (exit 2).
     std::fs::write(
         dir.path().join("launch.toml"),

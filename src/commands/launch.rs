@@ -47,6 +47,13 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
     }
     let command = super::submit::job_command(&args.command, cfg.command.as_deref())?;
     if args.local {
+        if cfg.sweep.is_some() {
+            return Err(usage(format!(
+                "{} has a [sweep]: its jobs run on Kubernetes. Here, run one variant with --local \
+                 after removing [sweep], or sweep on a local Ray cluster with `daft submit --sweep FILE`",
+                cfg.display_path
+            )));
+        }
         return run_local(&cfg, &command).await;
     }
 
