@@ -248,26 +248,21 @@ async fn reachable(c: &Connection, file: &str, checks: &mut Vec<Check>) -> bool 
 }
 
 async fn crds(c: &Connection, file: &str, resources: &[&str], checks: &mut Vec<Check>) {
-    let r = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        c.client.list_api_group_resources("ray.io/v1"),
-    )
-    .await;
-    let have: Vec<String> = match r {
-        Ok(Ok(list)) => list.resources.into_iter().map(|r| r.name).collect(),
-        _ => vec![],
-    };
+    let served = crate::provider::kubernetes::served_resources(c, "ray.io/v1").await;
     for res in resources {
         checks.push(check(
             "KubeRay CRD",
             file,
-            if have.iter().any(|h| h == res) {
-                Ok(format!("{res}.ray.io served"))
-            } else {
-                Err((
+            match &served {
+                Ok(have) if have.iter().any(|h| h == res) => Ok(format!("{res}.ray.io served")),
+                Ok(_) => Err((
                     format!("the cluster serves no {res}.ray.io"),
                     crate::provider::kubernetes::INSTALL_KUBERAY.into(),
-                ))
+                )),
+                Err(e) => Err((
+                    format!("{e:#}"),
+                    "check the context's credentials and permissions".into(),
+                )),
             },
         ));
     }

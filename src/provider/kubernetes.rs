@@ -41,12 +41,7 @@ const CALL_LIMIT: Duration = Duration::from_secs(30);
 
 pub struct KubernetesProvider {
     cfg: Config,
-    client: kube::Client,
-    namespace: String,
-    /// The kubeconfig context's name, for messages.
-    context: String,
-    /// The API server's address, for messages.
-    server: String,
+    conn: Connection,
     /// The RayCluster's name: `existing`, else the cluster's.
     cluster: String,
 }
@@ -88,11 +83,16 @@ pub async fn call<T>(
 ) -> anyhow::Result<T> {
     match tokio::time::timeout(CALL_LIMIT, fut).await {
         Ok(r) => r.map_err(|e| api_error(e, what)),
-        Err(_) => Err(anyhow!(
-            "cannot {what}: the Kubernetes API server did not answer within {}",
-            humantime::format_duration(CALL_LIMIT)
-        )),
+        Err(_) => Err(no_answer(what)),
     }
+}
+
+/// The error for a call that got no answer within [`CALL_LIMIT`].
+fn no_answer(what: &str) -> anyhow::Error {
+    anyhow!(
+        "cannot {what}: the Kubernetes API server did not answer within {}",
+        humantime::format_duration(CALL_LIMIT)
+    )
 }
 
 /// A client for a kubeconfig context (None: the current one, else in-cluster).
@@ -154,6 +154,20 @@ pub async fn connect(
     })
 }
 
+/// The resources the API server serves in `group_version` (none when it does not serve the
+/// group at all: its CRDs are not installed).
+pub async fn served_resources(c: &Connection, group_version: &str) -> anyhow::Result<Vec<String>> {
+    tracing::debug!(target: "daft::kube", server = %c.server, "GET /apis/{group_version}");
+    let what = format!("read the API server's {group_version} resources");
+    match tokio::time::timeout(CALL_LIMIT, c.client.list_api_group_resources(group_version)).await {
+        Err(_) => Err(no_answer(&what)),
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(vec![]),
+        Ok(r) => r
+            .map(|list| list.resources.into_iter().map(|r| r.name).collect())
+            .map_err(|e| api_error(e, &what)),
+    }
+}
+
 fn raycluster_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("ray.io", "v1", "RayCluster"),
@@ -164,69 +178,48 @@ fn raycluster_resource() -> ApiResource {
 impl KubernetesProvider {
     pub async fn new(cfg: Config) -> anyhow::Result<Self> {
         let k = &cfg.setup.kubernetes;
-        let c = connect(
+        let conn = connect(
             k.context.as_deref(),
             k.namespace.as_deref(),
             &cfg.display_path,
         )
         .await?;
         let cluster = k.existing.clone().unwrap_or_else(|| cfg.setup.name.clone());
-        Ok(KubernetesProvider {
-            cfg,
-            client: c.client,
-            namespace: c.namespace,
-            context: c.context,
-            server: c.server,
-            cluster,
-        })
+        Ok(KubernetesProvider { cfg, conn, cluster })
     }
 
     fn rayclusters(&self) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), &self.namespace, &raycluster_resource())
+        Api::namespaced_with(
+            self.conn.client.clone(),
+            &self.conn.namespace,
+            &raycluster_resource(),
+        )
     }
 
     fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+        Api::namespaced(self.conn.client.clone(), &self.conn.namespace)
     }
 
     /// KubeRay's CRDs are installed (the API server serves ray.io/v1 RayCluster).
     async fn check_kuberay(&self) -> anyhow::Result<()> {
-        tracing::debug!(target: "daft::kube", server = %self.server, "GET /apis/ray.io/v1");
-        match tokio::time::timeout(
-            CALL_LIMIT,
-            self.client.list_api_group_resources("ray.io/v1"),
-        )
-        .await
+        if served_resources(&self.conn, "ray.io/v1")
+            .await?
+            .iter()
+            .any(|r| r == "rayclusters")
         {
-            Err(_) => Err(anyhow!(
-                "the Kubernetes API server at {} did not answer within {}",
-                self.server,
-                humantime::format_duration(CALL_LIMIT)
-            )),
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => Err(anyhow!(
-                "the Kubernetes cluster of context {:?} has no RayCluster resource (ray.io/v1): \
-                 KubeRay is not installed. {INSTALL_KUBERAY}",
-                self.context
-            )),
-            Ok(Err(e)) => Err(api_error(e, "read the API server's ray.io/v1 resources")),
-            Ok(Ok(list)) => {
-                if list.resources.iter().any(|r| r.name == "rayclusters") {
-                    Ok(())
-                } else {
-                    Err(anyhow!(
-                        "the Kubernetes cluster of context {:?} serves ray.io/v1 without RayCluster: \
-                         {INSTALL_KUBERAY}",
-                        self.context
-                    ))
-                }
-            }
+            return Ok(());
         }
+        Err(anyhow!(
+            "the Kubernetes cluster of context {:?} has no RayCluster resource (ray.io/v1): \
+             KubeRay is not installed. {INSTALL_KUBERAY}",
+            self.conn.context
+        ))
     }
 
     /// The pods of this RayCluster, as nodes.
-    async fn pods_of(&self, cluster: &str) -> anyhow::Result<Vec<(Pod, ObservedNode)>> {
-        let selector = format!("{RAY_CLUSTER_LABEL}={cluster}");
-        tracing::debug!(target: "daft::kube", namespace = %self.namespace, %selector, "list pods");
+    async fn cluster_pods(&self) -> anyhow::Result<Vec<(Pod, ObservedNode)>> {
+        let selector = format!("{RAY_CLUSTER_LABEL}={}", self.cluster);
+        tracing::debug!(target: "daft::kube", namespace = %self.conn.namespace, %selector, "list pods");
         let list = call(
             "list the cluster's pods",
             self.pods().list(&ListParams::default().labels(&selector)),
@@ -244,9 +237,9 @@ impl KubernetesProvider {
 
     /// The events about one pod, oldest first.
     async fn events_of(&self, pod: &str) -> Vec<Event> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        let api: Api<Event> = Api::namespaced(self.conn.client.clone(), &self.conn.namespace);
         let lp = ListParams::default().fields(&format!("involvedObject.name={pod}"));
-        tracing::debug!(target: "daft::kube", namespace = %self.namespace, %pod, "list events");
+        tracing::debug!(target: "daft::kube", namespace = %self.conn.namespace, %pod, "list events");
         match call("list the pod's events", api.list(&lp)).await {
             Ok(l) => {
                 let mut items = l.items;
@@ -351,40 +344,39 @@ echo "${{RAY_ADDRESS:-127.0.0.1:6379}}" > "$CL/ray-address""#,
         .await?;
         Ok(())
     }
+}
 
-    /// The pods of every RayCluster daft made in the namespace, and of `existing` (for
-    /// `daft list`).
-    pub async fn list_nodes(&self) -> anyhow::Result<Vec<ObservedNode>> {
-        let lp = ListParams::default().labels(&format!("{MANAGED_BY}=daft"));
-        tracing::debug!(target: "daft::kube", namespace = %self.namespace, "list pods managed by daft");
-        let list = call("list daft's pods", self.pods().list(&lp)).await?;
-        let mut out: Vec<ObservedNode> = list
-            .items
-            .iter()
-            .map(|p| {
-                let cluster = label(p, CLUSTER_LABEL)
-                    .or_else(|| label(p, RAY_CLUSTER_LABEL))
-                    .unwrap_or_default();
-                pod_node(&cluster, p)
-            })
-            .collect();
-        if self.cfg.setup.kubernetes.existing.is_some() {
-            for (_, n) in self.pods_of(&self.cluster).await? {
-                if !out.iter().any(|o| o.id == n.id) {
-                    let mut n = n;
-                    n.cluster = self.cluster.clone();
-                    out.push(n);
-                }
+/// The pods of every RayCluster daft made in the connection's namespace, and of `existing`
+/// (for `daft list`).
+pub async fn list_nodes(
+    c: &Connection,
+    existing: Option<&str>,
+) -> anyhow::Result<Vec<ObservedNode>> {
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.namespace);
+    let mut selectors = vec![format!("{MANAGED_BY}=daft")];
+    selectors.extend(existing.map(|e| format!("{RAY_CLUSTER_LABEL}={e}")));
+    let mut out: Vec<ObservedNode> = Vec::new();
+    for selector in selectors {
+        tracing::debug!(target: "daft::kube", namespace = %c.namespace, %selector, "list pods");
+        let list = call(
+            "list the pods",
+            pods.list(&ListParams::default().labels(&selector)),
+        )
+        .await?;
+        for p in &list.items {
+            let cluster = label(p, CLUSTER_LABEL)
+                .or_else(|| label(p, RAY_CLUSTER_LABEL))
+                .unwrap_or_default();
+            let mut n = pod_node(&cluster, p);
+            if out.iter().any(|o| o.id == n.id) {
+                continue;
             }
+            n.detail
+                .insert("context".into(), format!("{}/{}", c.context, c.namespace));
+            out.push(n);
         }
-        for n in &mut out {
-            n.detail.insert(
-                "context".into(),
-                format!("{}/{}", self.context, self.namespace),
-            );
-        }
-        Ok(out)
     }
+    Ok(out)
 }
 
 fn label(p: &Pod, key: &str) -> Option<String> {
@@ -608,13 +600,13 @@ pub fn pod_problem(p: &Pod, events: &[Event]) -> Option<Problem> {
 #[async_trait]
 impl Provider for KubernetesProvider {
     fn context(&self) -> String {
-        format!("kubernetes {}/{}", self.context, self.namespace)
+        format!("kubernetes {}/{}", self.conn.context, self.conn.namespace)
     }
 
     async fn query(&self) -> anyhow::Result<Observed> {
         Ok(Observed {
             nodes: self
-                .pods_of(&self.cluster)
+                .cluster_pods()
                 .await?
                 .into_iter()
                 .map(|(_, n)| n)
@@ -624,7 +616,11 @@ impl Provider for KubernetesProvider {
     }
 
     async fn head_transport(&self, _head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
-        let t = KubeTransport::new(self.client.clone(), &self.namespace, &self.cluster);
+        let t = KubeTransport::new(
+            self.conn.client.clone(),
+            &self.conn.namespace,
+            &self.cluster,
+        );
         self.prepare_head(&t).await?;
         Ok(Arc::new(t))
     }
@@ -641,18 +637,18 @@ impl Provider for KubernetesProvider {
 #[async_trait]
 impl DeclarativeProvider for KubernetesProvider {
     fn desired_resource(&self) -> DesiredResource {
-        kuberay::desired(&self.cfg, &self.namespace)
+        kuberay::desired(&self.cfg, &self.conn.namespace)
     }
 
     async fn observe_resource(&self) -> anyhow::Result<ObservedResource> {
         self.check_kuberay().await?;
-        tracing::debug!(target: "daft::kube", namespace = %self.namespace, name = %self.cluster, "get RayCluster");
+        tracing::debug!(target: "daft::kube", namespace = %self.conn.namespace, name = %self.cluster, "get RayCluster");
         let obj = call(
             "read the RayCluster",
             self.rayclusters().get_opt(&self.cluster),
         )
         .await?;
-        let pods = self.pods_of(&self.cluster).await?;
+        let pods = self.cluster_pods().await?;
         let mut out = ObservedResource {
             kind: "RayCluster".into(),
             name: self.cluster.clone(),
@@ -710,7 +706,7 @@ impl DeclarativeProvider for KubernetesProvider {
             "applying RayCluster {} (server-side, field manager daft)",
             want.name
         ));
-        tracing::debug!(target: "daft::kube", namespace = %self.namespace, name = %want.name, "apply RayCluster (field manager daft)");
+        tracing::debug!(target: "daft::kube", namespace = %self.conn.namespace, name = %want.name, "apply RayCluster (field manager daft)");
         call(
             "apply the RayCluster",
             self.rayclusters().patch(
@@ -737,7 +733,7 @@ impl DeclarativeProvider for KubernetesProvider {
             "the head pod to be ready".to_string()
         };
         let head = loop {
-            let pods = self.pods_of(&self.cluster).await?;
+            let pods = self.cluster_pods().await?;
             let live: Vec<&(Pod, ObservedNode)> = pods
                 .iter()
                 .filter(|(p, _)| p.metadata.deletion_timestamp.is_none())
@@ -792,8 +788,13 @@ impl DeclarativeProvider for KubernetesProvider {
         let (head_pod, head_node) = head;
         let head_uid = head_pod.metadata.uid.clone().unwrap_or_default();
         let hash = kuberay::setup_hash(&self.cfg);
-        let obs = self.observe_resource().await?;
-        if obs.settings.get("setup") != Some(&hash) {
+        let recorded = call(
+            "read the RayCluster",
+            self.rayclusters().get_opt(&self.cluster),
+        )
+        .await?
+        .and_then(|o| o.metadata.annotations?.get(SETUP_ANNOTATION).cloned());
+        if recorded != Some(format!("{hash}@{head_uid}")) {
             let t = self.head_transport(&head_node).await?;
             if !self.cfg.run.setup_commands.is_empty() {
                 pb.set_message(format!(
@@ -809,21 +810,21 @@ impl DeclarativeProvider for KubernetesProvider {
 
     async fn delete_resource(&self, pb: &ProgressBar) -> anyhow::Result<()> {
         let limit = self.cfg.setup.kubernetes.ready_timeout;
-        tracing::debug!(target: "daft::kube", namespace = %self.namespace, name = %self.cluster, "delete RayCluster (foreground)");
+        tracing::debug!(target: "daft::kube", namespace = %self.conn.namespace, name = %self.cluster, "delete RayCluster (foreground)");
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Foreground),
             ..Default::default()
         };
         match tokio::time::timeout(CALL_LIMIT, self.rayclusters().delete(&self.cluster, &dp)).await
         {
-            Err(_) => return Err(anyhow!("deleting the RayCluster: no answer within 30s")),
+            Err(_) => return Err(no_answer("delete the RayCluster")),
             Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
             Ok(Err(e)) => return Err(api_error(e, "delete the RayCluster")),
             Ok(Ok(_)) => {}
         }
         let start = Instant::now();
         loop {
-            let pods = self.pods_of(&self.cluster).await?;
+            let pods = self.cluster_pods().await?;
             let obj = call(
                 "read the RayCluster",
                 self.rayclusters().get_opt(&self.cluster),
@@ -859,8 +860,8 @@ impl DeclarativeProvider for KubernetesProvider {
     }
 }
 
-/// The context's clusters for `daft list` without a Kubernetes config: when a kubeconfig
-/// exists, the pods of daft's RayClusters in its current namespace. None without one.
+/// The Kubernetes clusters for `daft list` when a kubeconfig exists (None without one): the
+/// Kubernetes config's context and namespace, else the current context's daft pods.
 pub async fn list_current_context(
     cfg: Option<&Config>,
 ) -> Option<anyhow::Result<Vec<ObservedNode>>> {
@@ -871,19 +872,18 @@ pub async fn list_current_context(
     if !has_kubeconfig {
         return None;
     }
-    let cfg = match cfg {
-        Some(c) => c.clone(),
-        None => {
-            let text = "[setup]\nname = \"list\"\nprovider = \"kubernetes\"\n";
-            match Config::parse("(daft list)", text, std::path::Path::new(".")) {
-                Ok(c) => c,
-                Err(e) => return Some(Err(anyhow!("{e}"))),
-            }
-        }
+    let k = cfg.map(|c| &c.setup.kubernetes);
+    let file = cfg
+        .map(|c| c.display_path.as_str())
+        .unwrap_or("your kubeconfig");
+    let listed = async {
+        let c = connect(
+            k.and_then(|k| k.context.as_deref()),
+            k.and_then(|k| k.namespace.as_deref()),
+            file,
+        )
+        .await?;
+        list_nodes(&c, k.and_then(|k| k.existing.as_deref())).await
     };
-    let p = match KubernetesProvider::new(cfg).await {
-        Ok(p) => p,
-        Err(e) => return Some(Err(e)),
-    };
-    Some(p.list_nodes().await.context("listing Kubernetes clusters"))
+    Some(listed.await.context("listing Kubernetes clusters"))
 }
