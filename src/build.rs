@@ -18,8 +18,13 @@ pub struct BuildRequest<'a> {
     pub context: &'a Path,
     /// `registry/name:tag`.
     pub image: &'a str,
-    /// The registry speaks plain HTTP (a loopback registry).
-    pub insecure: bool,
+}
+
+impl BuildRequest<'_> {
+    /// The image's registry speaks plain HTTP (a loopback registry).
+    fn insecure(&self) -> bool {
+        insecure_registry(self.image.split('/').next().unwrap_or_default())
+    }
 }
 
 #[async_trait]
@@ -152,11 +157,19 @@ async fn run(program: &str, args: &[String]) -> anyhow::Result<()> {
 }
 
 /// A file path in the temp dir, removed when dropped.
-struct TempPath(PathBuf);
+pub struct TempPath(PathBuf);
 
 impl TempPath {
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.0
+    }
+
+    /// A new temporary file holding `text`.
+    pub fn with_text(text: &str) -> anyhow::Result<TempPath> {
+        let p = digest_file()?;
+        std::fs::write(p.path(), text)
+            .with_context(|| format!("cannot write {}", p.path().display()))?;
+        Ok(p)
     }
 }
 
@@ -201,7 +214,7 @@ async fn build_push_oci(
     run(tool, &args).await?;
     let d = digest_file()?;
     let mut args = vec!["push".to_string()];
-    if req.insecure {
+    if req.insecure() {
         args.push("--tls-verify=false".into());
     }
     args.extend([
@@ -286,6 +299,16 @@ pub fn split_reference(image: &str) -> anyhow::Result<(String, String, String)> 
     Ok((host.to_string(), repo.to_string(), tag.to_string()))
 }
 
+/// `http(s)://host`: plain HTTP for a registry on this machine, HTTPS for any other.
+pub fn registry_base(host: &str) -> String {
+    let scheme = if insecure_registry(host) {
+        "http"
+    } else {
+        "https"
+    };
+    format!("{scheme}://{host}")
+}
+
 /// The registry speaks plain HTTP: one on this machine.
 pub fn insecure_registry(host: &str) -> bool {
     let h = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
@@ -296,12 +319,7 @@ pub fn insecure_registry(host: &str) -> bool {
 /// the registry says it has no such tag, or cannot say (then the image is built).
 pub async fn remote_digest(image: &str) -> anyhow::Result<Option<String>> {
     let (host, repo, tag) = split_reference(image)?;
-    let scheme = if insecure_registry(&host) {
-        "http"
-    } else {
-        "https"
-    };
-    let url = format!("{scheme}://{host}/v2/{repo}/manifests/{tag}");
+    let url = format!("{}/v2/{repo}/manifests/{tag}", registry_base(&host));
     let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
                   application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
     let a = tokio::time::timeout(

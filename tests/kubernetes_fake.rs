@@ -44,6 +44,10 @@ impl Case {
             .timeout(Duration::from_secs(300));
         c
     }
+    /// `daft ARGS...` against `fake`, to its end.
+    fn run(&self, fake: &FakeApiServer, args: &[&str]) -> std::process::Output {
+        self.daft(fake).args(args).output().unwrap()
+    }
     fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path().join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -66,11 +70,7 @@ fn fake_apiserver_up_is_an_applied_raycluster_twice_a_noop_then_scaled_listed_an
     case.write("k8s.toml", &k8s_config("demo", 2, ""));
 
     // plan: a RayCluster to create, in the context's namespace.
-    let o = case
-        .daft(&fake)
-        .args(["plan", "-c", "k8s.toml"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["plan", "-c", "k8s.toml"]);
     assert!(o.status.success(), "{}", out(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("kubernetes fake/ray-test"), "{text}");
@@ -119,11 +119,7 @@ fn fake_apiserver_up_is_an_applied_raycluster_twice_a_noop_then_scaled_listed_an
     assert!(debug.contains("exec"), "{debug}");
 
     // up again: nothing to do.
-    let o = case
-        .daft(&fake)
-        .args(["up", "-c", "k8s.toml"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["up", "-c", "k8s.toml"]);
     assert!(o.status.success(), "{}", out(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("= keep       RayCluster demo"), "{stdout}");
@@ -131,11 +127,7 @@ fn fake_apiserver_up_is_an_applied_raycluster_twice_a_noop_then_scaled_listed_an
 
     // Four workers: the plan says what changes; up applies it.
     case.write("k8s.toml", &k8s_config("demo", 4, ""));
-    let o = case
-        .daft(&fake)
-        .args(["plan", "-c", "k8s.toml", "-o", "json"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["plan", "-c", "k8s.toml", "-o", "json"]);
     assert!(o.status.success(), "{}", out(&o));
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(plan["resource"]["action"]["action"], "update");
@@ -144,20 +136,12 @@ fn fake_apiserver_up_is_an_applied_raycluster_twice_a_noop_then_scaled_listed_an
         json!(["worker replicas 2 → 4"])
     );
     assert_eq!(plan["resource"]["pods"].as_array().unwrap().len(), 3);
-    let o = case
-        .daft(&fake)
-        .args(["up", "-c", "k8s.toml", "--wait-workers"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["up", "-c", "k8s.toml", "--wait-workers"]);
     assert!(o.status.success(), "{}", out(&o));
     assert_eq!(fake.pods("demo").len(), 5);
 
     // list: the pods, grouped by state, table and JSON.
-    let o = case
-        .daft(&fake)
-        .args(["list", "-c", "k8s.toml", "-o", "json"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["list", "-c", "k8s.toml", "-o", "json"]);
     assert!(o.status.success(), "{}", out(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rows = rows.as_array().unwrap();
@@ -166,21 +150,13 @@ fn fake_apiserver_up_is_an_applied_raycluster_twice_a_noop_then_scaled_listed_an
         .iter()
         .all(|r| r["provider"] == "kubernetes" && r["cluster"] == "demo"));
     assert_eq!(rows.iter().filter(|r| r["role"] == "head").count(), 1);
-    let o = case
-        .daft(&fake)
-        .args(["list", "-c", "k8s.toml"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["list", "-c", "k8s.toml"]);
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.starts_with("Running:"), "{table}");
     assert!(table.contains("pod (ready)"), "{table}");
 
     // down: foreground deletion, back when the pods are gone.
-    let o = case
-        .daft(&fake)
-        .args(["down", "-c", "k8s.toml", "--yes"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["down", "-c", "k8s.toml", "--yes"]);
     assert!(o.status.success(), "{}", out(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -195,11 +171,7 @@ fn fake_apiserver_up_is_an_applied_raycluster_twice_a_noop_then_scaled_listed_an
     );
     assert!(state["rayclusters"].as_array().unwrap().is_empty());
     assert!(state["pods"].as_array().unwrap().is_empty());
-    let o = case
-        .daft(&fake)
-        .args(["down", "-c", "k8s.toml", "--yes"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["down", "-c", "k8s.toml", "--yes"]);
     assert!(o.status.success(), "{}", out(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("Nothing to remove"));
 }
@@ -307,11 +279,7 @@ fn fake_apiserver_pods_that_cannot_start_rbac_and_a_missing_crd_are_clear_errors
         Duration::from_secs(30),
         &["KubeRay is not installed", "helm install kuberay-operator"],
     );
-    let o = case
-        .daft(&fake)
-        .args(["plan", "-c", "rbac.toml"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["plan", "-c", "rbac.toml"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
 
     // Wrong credentials: a 401 said as such.
@@ -451,11 +419,7 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
         "ports": { "8265": dash_port },
     }));
     case.write("k8s.toml", &k8s_config("ray-on-k8s", 1, ""));
-    let o = case
-        .daft(&fake)
-        .args(["up", "-c", "k8s.toml"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["up", "-c", "k8s.toml"]);
     assert!(o.status.success(), "{}", out(&o));
 
     // submit: the archive through exec's stdin, the job under its supervisor in the pod, its
@@ -499,11 +463,7 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
             .all(|e| e["protocol"] == "v5.channel.k8s.io" && e["container"] == "ray-head"),
         "{execs:?}"
     );
-    let o = case
-        .daft(&fake)
-        .args(["jobs", "-c", "k8s.toml", "-o", "json"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["jobs", "-c", "k8s.toml", "-o", "json"]);
     assert!(o.status.success(), "{}", out(&o));
     let jobs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let mut codes: Vec<i64> = jobs
@@ -560,19 +520,11 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
         "every forward went to one pod: {forwards:?} (before: {first:?})"
     );
     assert!(forwards.iter().all(|f| f["ports"] == json!([8265])));
-    let o = case
-        .daft(&fake)
-        .args(["dashboard", "-c", "k8s.toml", "--show-token"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["dashboard", "-c", "k8s.toml", "--show-token"]);
     assert!(o.status.success(), "{}", out(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), token);
 
-    let o = case
-        .daft(&fake)
-        .args(["down", "-c", "k8s.toml", "--yes"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["down", "-c", "k8s.toml", "--yes"]);
     assert!(o.status.success(), "{}", out(&o));
 
     // Bring your own cluster: a RayCluster someone else applied (no managed-by label).
@@ -594,11 +546,7 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
         "[setup]\nname = \"byo-view\"\nprovider = \"kubernetes\"\n\n[setup.kubernetes]\nexisting = \"byo\"\n",
     );
     for cmd in ["up", "down"] {
-        let o = case
-            .daft(&fake)
-            .args([cmd, "-c", "byo.toml", "--yes"])
-            .output()
-            .unwrap();
+        let o = case.run(&fake, &[cmd, "-c", "byo.toml", "--yes"]);
         assert_eq!(o.status.code(), Some(2), "{}", out(&o));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
@@ -606,22 +554,14 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
             "{err}"
         );
     }
-    let o = case
-        .daft(&fake)
-        .args(["plan", "-c", "byo.toml"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["plan", "-c", "byo.toml"]);
     assert!(o.status.success(), "{}", out(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("nothing daft may change"),
         "{}",
         out(&o)
     );
-    let o = case
-        .daft(&fake)
-        .args(["list", "-c", "byo.toml", "-o", "json"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["list", "-c", "byo.toml", "-o", "json"]);
     assert!(o.status.success(), "{}", out(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(
@@ -633,9 +573,9 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     let o = loop {
-        let o = case
-            .daft(&fake)
-            .args([
+        let o = case.run(
+            &fake,
+            &[
                 "submit",
                 "-c",
                 "byo.toml",
@@ -645,9 +585,8 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
                 "--",
                 "python",
                 "job.py",
-            ])
-            .output()
-            .unwrap();
+            ],
+        );
         // (Until the stand-in operator's head pod runs.)
         if o.status.success() || Instant::now() > deadline {
             break o;
@@ -662,11 +601,7 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
     );
     // A daft cluster of the same name as someone else's RayCluster: refused, nothing applied.
     case.write("clash.toml", &k8s_config("byo", 0, ""));
-    let o = case
-        .daft(&fake)
-        .args(["up", "-c", "clash.toml", "--yes"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["up", "-c", "clash.toml", "--yes"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("exists but was not created by daft"),
@@ -750,11 +685,7 @@ fn fake_apiserver_doctor_says_what_is_missing_and_how_to_fix_it() {
         "{crd}"
     );
     // The table a person reads.
-    let o = case
-        .daft(&fake)
-        .args(["doctor", "-c", "k8s.toml", "-f", "launch.toml"])
-        .output()
-        .unwrap();
+    let o = case.run(&fake, &["doctor", "-c", "k8s.toml", "-f", "launch.toml"]);
     assert_eq!(o.status.code(), Some(1));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(

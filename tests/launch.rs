@@ -151,6 +151,16 @@ fn launch_manifests_snapshot_and_validate_against_kubernetes_and_kuberay_schemas
     assert!(!o.status.success(), "an unknown field passed:\n{}", out(&o));
 }
 
+/// `daft ARGS...` in `dir`, to its end.
+fn daft_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::cargo_bin("daft")
+        .unwrap()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn launch_dry_run_prints_the_job_and_local_runs_the_command_here() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,12 +170,7 @@ fn launch_dry_run_prints_the_job_and_local_runs_the_command_here() {
     )
     .unwrap();
     std::fs::write(dir.path().join("requirements.txt"), "numpy\n").unwrap();
-    let o = Command::cargo_bin("daft")
-        .unwrap()
-        .current_dir(dir.path())
-        .args(["launch", "--dry-run"])
-        .output()
-        .unwrap();
+    let o = daft_in(dir.path(), &["launch", "--dry-run"]);
     assert!(o.status.success(), "{}", out(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -191,43 +196,31 @@ fn launch_dry_run_prints_the_job_and_local_runs_the_command_here() {
     assert_eq!(m["spec"]["backoffLimit"], 0);
 
     // --local: the same command here, its status passed through.
-    let o = Command::cargo_bin("daft")
-        .unwrap()
-        .current_dir(dir.path())
-        .args(["launch", "--local"])
-        .output()
-        .unwrap();
+    let o = daft_in(dir.path(), &["launch", "--local"]);
     assert_eq!(o.status.code(), Some(3), "{}", out(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("hello from hello"),
         "{}",
         out(&o)
     );
-    let o = Command::cargo_bin("daft")
-        .unwrap()
-        .current_dir(dir.path())
-        .args([
+    let o = daft_in(
+        dir.path(),
+        &[
             "launch",
             "--local",
             "--",
             "sh",
             "-c",
             "echo $GREETING-$DAFT_JOB_NAME",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(o.status.success(), "{}", out(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "hi-hello");
     // A sweep does not run here: said, exit 2.
     let with_sweep = std::fs::read_to_string(dir.path().join("launch.toml")).unwrap()
         + "[sweep]\n[sweep.parameters]\nlr = [1, 2]\n";
     std::fs::write(dir.path().join("launch.toml"), with_sweep).unwrap();
-    let o = Command::cargo_bin("daft")
-        .unwrap()
-        .current_dir(dir.path())
-        .args(["launch", "--local"])
-        .output()
-        .unwrap();
+    let o = daft_in(dir.path(), &["launch", "--local"]);
     assert_eq!(o.status.code(), Some(2), "{}", out(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("has a [sweep]"),
@@ -240,12 +233,7 @@ fn launch_dry_run_prints_the_job_and_local_runs_the_command_here() {
         "name = \"hello\"\ncommand = \"true\"\n",
     )
     .unwrap();
-    let o = Command::cargo_bin("daft")
-        .unwrap()
-        .current_dir(dir.path())
-        .args(["launch"])
-        .output()
-        .unwrap();
+    let o = daft_in(dir.path(), &["launch"]);
     assert_eq!(o.status.code(), Some(2), "{}", out(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("sets no `registry`"),

@@ -361,8 +361,7 @@ async fn launch_checks(cfg: &LaunchConfig, file: &str, checks: &mut Vec<Check>) 
         )),
         Some(reg) => {
             let host = reg.split('/').next().unwrap_or(reg);
-            let scheme = if crate::build::insecure_registry(host) { "http" } else { "https" };
-            let url = format!("{scheme}://{host}/v2/");
+            let url = format!("{}/v2/", crate::build::registry_base(host));
             let r = tokio::time::timeout(
                 std::time::Duration::from_secs(20),
                 crate::https::request("GET", &url, &[]),

@@ -28,21 +28,11 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let cfg = LaunchConfig::load(&args.file)?;
     if let Some(job) = &args.delete {
-        let c = connect(
-            cfg.context.as_deref(),
-            cfg.namespace.as_deref(),
-            &cfg.display_path,
-        )
-        .await?;
+        let c = connect_for(&cfg).await?;
         return delete(&c, &cfg, job).await;
     }
     if let Some(job) = &args.follow {
-        let c = connect(
-            cfg.context.as_deref(),
-            cfg.namespace.as_deref(),
-            &cfg.display_path,
-        )
-        .await?;
+        let c = connect_for(&cfg).await?;
         return follow(&c, &cfg, job, args.start_timeout, start, true).await;
     }
     let command = super::submit::job_command(&args.command, cfg.command.as_deref())?;
@@ -145,29 +135,27 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         }
         None => {
             let builder = crate::build::choose(cfg.builder).await?;
-            let written;
-            let dockerfile = match &cfg.dockerfile {
-                Some(p) => p.clone(),
-                None => {
-                    written =
-                        tempdir_file("Dockerfile", &manifests::dockerfile(&cfg, &cfg.project_dir))?;
-                    written.clone()
-                }
+            // (A generated Dockerfile is removed when the build is over, whatever its end.)
+            let generated = match &cfg.dockerfile {
+                Some(_) => None,
+                None => Some(crate::build::TempPath::with_text(&manifests::dockerfile(
+                    &cfg,
+                    &cfg.project_dir,
+                ))?),
+            };
+            let dockerfile = match (&cfg.dockerfile, &generated) {
+                (Some(p), _) => p.as_path(),
+                (None, g) => g.as_ref().expect("generated above").path(),
             };
             let t = Instant::now();
             eprintln!("daft: building {image_ref} with {}", builder.name());
-            let (host, _, _) = crate::build::split_reference(&image_ref)?;
             let d = builder
                 .build_and_push(&crate::build::BuildRequest {
-                    dockerfile: &dockerfile,
+                    dockerfile,
                     context: &cfg.project_dir,
                     image: &image_ref,
-                    insecure: crate::build::insecure_registry(&host),
                 })
                 .await?;
-            if cfg.dockerfile.is_none() {
-                let _ = std::fs::remove_file(&dockerfile);
-            }
             eprintln!(
                 "daft: built and pushed {image_ref} in {}",
                 elapsed(t.elapsed())
@@ -178,12 +166,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
     let pinned = format!("{image_ref}@{digest}");
     println!("image: {pinned}");
 
-    let c = connect(
-        cfg.context.as_deref(),
-        cfg.namespace.as_deref(),
-        &cfg.display_path,
-    )
-    .await?;
+    let c = connect_for(&cfg).await?;
     if let Some(sweep) = cfg.sweep.as_ref().filter(|s| s.katib.is_none()) {
         if args.detach {
             return Err(usage(
@@ -210,17 +193,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         &command,
         &annotations,
     );
-    let api = objects(&c, &cfg);
-    tracing::debug!(target: "daft::kube", namespace = %c.namespace, name = %job_name, "apply {} (field manager daft)", kind(&cfg));
-    call(
-        &format!("create the {}", kind(&cfg)),
-        api.patch(
-            &job_name,
-            &PatchParams::apply("daft").force(),
-            &Patch::Apply(&m),
-        ),
-    )
-    .await?;
+    apply(&c, &cfg, &job_name, &m).await?;
     println!(
         "job: {job_name} ({} in {}/{})",
         kind(&cfg),
@@ -267,7 +240,6 @@ async fn run_sweep(
         kind(cfg),
         sweep.max_parallel
     );
-    let api = objects(c, cfg);
     let mut pending = sweep.variants.iter().enumerate();
     let mut running = tokio::task::JoinSet::new();
     let mut rows: Vec<Option<SweepRow>> = vec![None; total];
@@ -292,14 +264,9 @@ async fn run_sweep(
             m["metadata"]["labels"]["daft.io/sweep"] = serde_json::json!(sweep.name);
             m["metadata"]["annotations"]["daft.io/variant"] =
                 serde_json::json!(serde_json::to_string(variant)?);
-            tracing::debug!(target: "daft::kube", name = %job, "apply {} (field manager daft)", kind(cfg));
-            call(
-                &format!("create the {}", kind(cfg)),
-                api.patch(&job, &PatchParams::apply("daft").force(), &Patch::Apply(&m)),
-            )
-            .await?;
+            apply(c, cfg, &job, &m).await?;
             eprintln!("[{}/{total}] {job} started ({})", i + 1, describe(variant));
-            let (c, vcfg) = (c.clone(), vcfg.clone());
+            let c = c.clone();
             running.spawn(async move {
                 let r = follow(&c, &vcfg, &job, start_timeout, Instant::now(), false).await;
                 (i, job, r)
@@ -367,6 +334,32 @@ fn katib(cfg: &LaunchConfig) -> Option<(&crate::sweep::Sweep, &crate::sweep::Kat
     Some((s, s.katib.as_ref()?))
 }
 
+/// The API server of the launch's `[kubernetes]` context and namespace.
+async fn connect_for(cfg: &LaunchConfig) -> anyhow::Result<Connection> {
+    connect(
+        cfg.context.as_deref(),
+        cfg.namespace.as_deref(),
+        &cfg.display_path,
+    )
+    .await
+}
+
+/// Create (or update) a launched object by server-side apply with field manager `daft`.
+async fn apply(
+    c: &Connection,
+    cfg: &LaunchConfig,
+    name: &str,
+    m: &serde_json::Value,
+) -> anyhow::Result<()> {
+    tracing::debug!(target: "daft::kube", namespace = %c.namespace, %name, "apply {} (field manager daft)", kind(cfg));
+    call(
+        &format!("create the {}", kind(cfg)),
+        objects(c, cfg).patch(name, &PatchParams::apply("daft").force(), &Patch::Apply(m)),
+    )
+    .await?;
+    Ok(())
+}
+
 fn kind(cfg: &LaunchConfig) -> &'static str {
     if katib(cfg).is_some() {
         "Experiment"
@@ -410,15 +403,6 @@ fn objects(c: &Connection, cfg: &LaunchConfig) -> Api<DynamicObject> {
         ApiResource::erase::<Job>(&())
     };
     Api::namespaced_with(c.client.clone(), &c.namespace, &ar)
-}
-
-fn tempdir_file(name: &str, text: &str) -> anyhow::Result<std::path::PathBuf> {
-    let n: u64 = rand::random();
-    let dir = std::env::temp_dir().join(format!("daft-launch-{}-{n:016x}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let p = dir.join(name);
-    std::fs::write(&p, text)?;
-    Ok(p)
 }
 
 /// The label selector of the job's pods (the Job's own, or the RayJob's cluster and submitter).
