@@ -670,20 +670,28 @@ def apply_object(store, ns, name, body, manager):
     return merged, old is None
 
 
-async def job_patch(request):
-    ns, name = request.match_info["ns"], request.match_info["name"]
-    if request.headers.get("Content-Type") != "application/apply-patch+yaml" or not request.query.get("fieldManager"):
-        return status(415, "UnsupportedMediaType", "server-side apply with a fieldManager only")
-    if not allowed("create", "jobs"):
-        return forbidden("create", "jobs", ns, "batch")
-    body = json.loads(await request.text())
-    if body.get("apiVersion") != "batch/v1" or body.get("kind") != "Job" or body["metadata"]["name"] != name:
-        return status(400, "BadRequest", "not this batch/v1 Job")
-    job, created = apply_object(STATE["jobs"], ns, name, body, request.query["fieldManager"])
-    if created:
-        pod = job_pod(ns, name, job, job["spec"]["template"])
-        asyncio.ensure_future(run_job_pod(ns, job, pod))
-    return web.json_response(public(job), status=201 if created else 200)
+def applier(api_version, kind, store, resource, group, on_create):
+    """A PATCH handler doing server-side apply of `kind` into STATE[store]; `on_create(ns, name,
+    obj)` plays the object's controller when the apply creates it."""
+    async def handler(request):
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        if request.headers.get("Content-Type") != "application/apply-patch+yaml" or not request.query.get("fieldManager"):
+            return status(415, "UnsupportedMediaType", "server-side apply with a fieldManager only")
+        if not allowed("create", resource):
+            return forbidden("create", resource, ns, group)
+        body = json.loads(await request.text())
+        if body.get("apiVersion") != api_version or body.get("kind") != kind or body["metadata"]["name"] != name:
+            return status(400, "BadRequest", f"not this {api_version} {kind}")
+        obj, created = apply_object(STATE.setdefault(store, {}), ns, name, body, request.query["fieldManager"])
+        if created:
+            on_create(ns, name, obj)
+        return web.json_response(public(obj), status=201 if created else 200)
+    return handler
+
+
+def start_job(ns, name, job):
+    pod = job_pod(ns, name, job, job["spec"]["template"])
+    asyncio.ensure_future(run_job_pod(ns, job, pod))
 
 
 async def job_get(request):
@@ -703,19 +711,6 @@ async def job_delete(request):
         if p["metadata"]["labels"].get("job-name") == name:
             STATE["pods"].pop(k)
     return web.json_response(public(j))
-
-
-async def rayjob_patch(request):
-    ns, name = request.match_info["ns"], request.match_info["name"]
-    if request.headers.get("Content-Type") != "application/apply-patch+yaml" or not request.query.get("fieldManager"):
-        return status(415, "UnsupportedMediaType", "server-side apply with a fieldManager only")
-    body = json.loads(await request.text())
-    if body.get("apiVersion") != "ray.io/v1" or body.get("kind") != "RayJob" or body["metadata"]["name"] != name:
-        return status(400, "BadRequest", "not this ray.io/v1 RayJob")
-    rj, created = apply_object(STATE["rayjobs"], ns, name, body, request.query["fieldManager"])
-    if created:
-        asyncio.ensure_future(run_rayjob(ns, name, rj))
-    return web.json_response(public(rj), status=201 if created else 200)
 
 
 async def run_rayjob(ns, name, rj):
@@ -739,21 +734,6 @@ async def run_rayjob(ns, name, rj):
         STATE["logs"][sub["metadata"]["name"]] += line
     sub["status"] = job_pod_status("Succeeded", code=0)
     STATE["pod_done"][sub["metadata"]["name"]].set()
-
-
-async def experiment_patch(request):
-    ns, name = request.match_info["ns"], request.match_info["name"]
-    if request.headers.get("Content-Type") != "application/apply-patch+yaml" or not request.query.get("fieldManager"):
-        return status(415, "UnsupportedMediaType", "server-side apply with a fieldManager only")
-    if CONF.get("no_katib"):
-        return status(404, "NotFound", "the server could not find the requested resource")
-    body = json.loads(await request.text())
-    if body.get("apiVersion") != "kubeflow.org/v1beta1" or body.get("kind") != "Experiment" or body["metadata"]["name"] != name:
-        return status(400, "BadRequest", "not this kubeflow.org/v1beta1 Experiment")
-    exp, created = apply_object(STATE.setdefault("experiments", {}), ns, name, body, request.query["fieldManager"])
-    if created:
-        asyncio.ensure_future(run_experiment(ns, name, exp))
-    return web.json_response(public(exp), status=201 if created else 200)
 
 
 async def run_experiment(ns, name, exp):
@@ -883,12 +863,15 @@ def main():
         web.get("/apis/batch/v1", discovery_batch),
         web.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", access_review),
         web.get(f"/apis/batch/v1{ns}/jobs/{{name}}", job_get),
-        web.patch(f"/apis/batch/v1{ns}/jobs/{{name}}", job_patch),
+        web.patch(f"/apis/batch/v1{ns}/jobs/{{name}}", applier("batch/v1", "Job", "jobs", "jobs", "batch", start_job)),
         web.delete(f"/apis/batch/v1{ns}/jobs/{{name}}", job_delete),
         web.get(f"/apis/ray.io/v1{ns}/rayjobs/{{name}}", rayjob_get),
         web.get(f"/apis/kubeflow.org/v1beta1{ns}/experiments/{{name}}", experiment_get),
-        web.patch(f"/apis/kubeflow.org/v1beta1{ns}/experiments/{{name}}", experiment_patch),
-        web.patch(f"/apis/ray.io/v1{ns}/rayjobs/{{name}}", rayjob_patch),
+        web.patch(f"/apis/kubeflow.org/v1beta1{ns}/experiments/{{name}}", applier(
+            "kubeflow.org/v1beta1", "Experiment", "experiments", "experiments", "kubeflow.org",
+            lambda ns_, n, o: asyncio.ensure_future(run_experiment(ns_, n, o)))),
+        web.patch(f"/apis/ray.io/v1{ns}/rayjobs/{{name}}", applier("ray.io/v1", "RayJob", "rayjobs", "rayjobs", "ray.io",
+                                                                    lambda ns_, n, o: asyncio.ensure_future(run_rayjob(ns_, n, o)))),
         web.get(f"/apis/ray.io/v1{ns}/rayclusters", raycluster_list),
         web.get(f"/apis/ray.io/v1{ns}/rayclusters/{{name}}", raycluster_get),
         web.patch(f"/apis/ray.io/v1{ns}/rayclusters/{{name}}", raycluster_patch),
