@@ -257,9 +257,16 @@ sys.exit(main())' start "$@"
     else
         set -- "$CLUSTER_DIR/venv/bin/ray" start "$@"
     fi
+    # Tied to this shell when it holds the node (see TIE).
+    if [ -n "$TIE" ] && command -v setpriv >/dev/null 2>&1; then
+        set -- setpriv --pdeathsig KILL "$@"
+    fi
     # (Ray must not inherit the node lock's descriptor: it would hold the lock as long as it runs.)
+    # Ray ≥ 2.60's `ray start --block` answers TERM by first asking the GCS to drain the node, up
+    # to RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S (30 s): with the head already gone (a cluster
+    # going down, a Slurm job ending) it would linger that long. daft stops whole nodes: no drain.
     # shellcheck disable=SC2086
-    setsid env $DAFT_RAY_ENV "$@" --temp-dir "$RAY_TMP" --disable-usage-stats --block $DAFT_RAY_ARGS \
+    setsid env RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0 $DAFT_RAY_ENV "$@" --temp-dir "$RAY_TMP" --disable-usage-stats --block $DAFT_RAY_ARGS \
         > "$NODE_DIR/ray.log" 2>&1 < /dev/null 7>&- &
     pid=$!
     echo "$pid" > "$NODE_DIR/ray.pid"
@@ -292,6 +299,14 @@ status() {
     if [ -f "$CLUSTER_DIR/members" ]; then sed 's/^/daft-member /' "$CLUSTER_DIR/members"; fi
 }
 
+# With `hold`, this shell stays as long as the node's Ray: Ray is tied to it (the kernel kills Ray
+# when this shell dies, even by SIGKILL), so a node whose `hold` is gone never keeps a Ray that
+# nothing stops. (Ray ties its own processes to `ray start` the same way.)
+case " $* " in
+    *" hold "*) TIE=1 ;;
+    *) TIE= ;;
+esac
+
 for action in "$@"; do
     case "$action" in
         install) install_env ;;
@@ -308,7 +323,9 @@ for action in "$@"; do
         hold)
             # Stay while this node's Ray runs (a batch job's life is its processes'); a TERM
             # stops Ray first.
-            trap 'stop_node "$NODE_DIR"; exit 0' TERM INT HUP
+            # Ignored from then on, by the stop's own commands too: Slurm signals every process
+            # of a job again as the job ends, and the stop must not be cut short.
+            trap 'trap "" TERM INT HUP; stop_node "$NODE_DIR"; exit 0' TERM INT HUP
             pid=$(cat "$NODE_DIR/ray.pid" 2>/dev/null || true)
             while alive "$pid"; do sleep 2 & wait $!; done
             ;;

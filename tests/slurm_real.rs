@@ -127,18 +127,58 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
-/// No process of the cluster's environment under `home` is left (within 20 s of `down`).
-fn assert_no_ray_left(home: &std::path::Path) {
-    let home = home.display().to_string();
+/// No process of the cluster's environment under `home` is left (within 20 s of `down`); when
+/// one is, the message shows each one's state, parent, group and session, and the tails of the
+/// allocation's, the nodes' and Slurm's logs.
+fn assert_no_ray_left(home: &std::path::Path, slurm: &Slurm) {
+    let envs = format!("{}/.daft/envs", home.display());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !common::procs_with(&format!("{home}/.daft/envs")).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "left behind: {:?}",
-            common::procs_with(&home)
-        );
+    while !common::procs_with(&envs).is_empty() {
+        if std::time::Instant::now() > deadline {
+            panic!("left behind:\n{}", leftover_report(home, slurm, &envs));
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+fn leftover_report(home: &std::path::Path, slurm: &Slurm, envs: &str) -> String {
+    let mut r = String::new();
+    for p in common::procs_with(envs) {
+        let pid = p.split(' ').next().unwrap_or_default();
+        // stat: pid (comm) state ppid pgrp session …
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().take(4).collect())
+            .unwrap_or_default();
+        r += &format!(
+            "[state ppid pgrp session] {fields:?} {}\n",
+            p.chars().take(300).collect::<String>()
+        );
+    }
+    let mut logs = Vec::new();
+    let mut stack = vec![home.join(".daft"), slurm.dir.path().join("log")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if path.is_dir() && name != "envs" && name != "venv" {
+                stack.push(path);
+            } else if name.ends_with(".log") {
+                logs.push(path);
+            }
+        }
+    }
+    for l in logs {
+        let text = std::fs::read_to_string(&l).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        r += &format!(
+            "--- {}\n{}\n",
+            l.display(),
+            lines[lines.len().saturating_sub(25)..].join("\n")
+        );
+    }
+    r
 }
 
 #[test]
@@ -429,7 +469,7 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
         .unwrap();
     assert!(down.status.success(), "{}", text(&down));
     assert_eq!(slurm.client("squeue", &["-h"]).trim(), "");
-    assert_no_ray_left(h);
+    assert_no_ray_left(h, &slurm);
 }
 
 #[test]
@@ -559,5 +599,5 @@ fn slurm_two_node_allocation_through_a_login_node_runs_the_head_and_a_worker() {
         .unwrap();
     assert!(down.status.success(), "{}", text(&down));
     assert_eq!(slurm.client("squeue", &["-h"]).trim(), "");
-    assert_no_ray_left(h);
+    assert_no_ray_left(h, &slurm);
 }
