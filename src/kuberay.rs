@@ -40,6 +40,11 @@ pub fn ray_version(cfg: &Config) -> String {
         .unwrap_or_else(|| DEFAULT_IMAGE_RAY_VERSION.to_string())
 }
 
+/// Ray ≥ 2.60 answers a pod's TERM by asking the GCS to drain the node, for up to 30 s. daft
+/// deletes a whole cluster at once (the GCS with it) or replaces every pod of it: a drain would
+/// only hold each pod that long (the templates' bootstrap does the same).
+const NO_DRAIN: (&str, &str) = ("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0");
+
 /// The RayCluster for `cfg` in `namespace`.
 pub fn raycluster(cfg: &Config, namespace: &str) -> Value {
     let k = &cfg.setup.kubernetes;
@@ -48,6 +53,7 @@ pub fn raycluster(cfg: &Config, namespace: &str) -> Value {
     let ray = ray_version(cfg);
     let env: Vec<Value> = TELEMETRY_OFF
         .iter()
+        .chain([&NO_DRAIN])
         .map(|(k, v)| json!({ "name": k, "value": v }))
         .collect();
     // Dependencies are installed when each pod starts, before KubeRay's own `ray start`.

@@ -66,7 +66,11 @@ fn hold_under(mode: &str, rounds: &str, want_status: Option<i64>) {
             .unwrap_or_default(),
     )
     .unwrap_or_else(|e| panic!("no report ({e}): {text}"));
-    assert_eq!(report["left"], serde_json::json!([]), "Ray outlived hold: {text}");
+    assert_eq!(
+        report["left"],
+        serde_json::json!([]),
+        "Ray outlived hold: {text}"
+    );
     let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
     let tmp = format!("/tmp/daft-{}/{tag}", uid.trim());
     match want_status {

@@ -66,7 +66,8 @@ fn k8s_config(name: &str, workers: u32, extra: &str) -> String {
 #[test]
 fn fake_apiserver_up_is_an_applied_raycluster_twice_a_noop_then_scaled_listed_and_deleted() {
     let case = Case::new();
-    let fake = case.fake(json!({}));
+    // (Its first watch is answered 410 Expired.)
+    let fake = case.fake(json!({"expire_watches": 1}));
     case.write("k8s.toml", &k8s_config("demo", 2, ""));
 
     // plan: a RayCluster to create, in the context's namespace.
@@ -117,6 +118,25 @@ fn fake_apiserver_up_is_an_applied_raycluster_twice_a_noop_then_scaled_listed_an
     let debug = String::from_utf8_lossy(&o.stderr);
     assert!(debug.contains("apply RayCluster"), "{debug}");
     assert!(debug.contains("exec"), "{debug}");
+    // The wait for the head pod watched the cluster's pods (from a list's resourceVersion) and
+    // was sent their changes; a watch answered 410 Expired was opened again.
+    let watches = state["watches"].as_array().unwrap();
+    assert_eq!(watches[0]["expired"], true, "{watches:?}");
+    let w = watches
+        .iter()
+        .find(|w| w["labelSelector"] == "ray.io/cluster=demo" && w["expired"] == false)
+        .unwrap_or_else(|| panic!("no watch of the cluster's pods after the 410: {watches:?}"));
+    assert!(
+        w["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .is_ok(),
+        "{w}"
+    );
+    assert!(w["sent"].as_u64().unwrap() >= 1, "{w}");
+    assert!(debug.contains("watch pods"), "{debug}");
+    assert!(!debug.contains("cannot watch pods"), "{debug}");
 
     // up again: nothing to do.
     let o = case.run(&fake, &["up", "-c", "k8s.toml"]);

@@ -318,38 +318,86 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// What a real build needs here: a registry on loopback; containers-storage in the test's
+/// directory (vfs, chroot isolation: what runs as root here; buildah and podman share it); a base
+/// image the test makes itself (a static busybox: nothing is pulled from anywhere).
+struct BuildLab {
+    registry: Registry,
+    env: Vec<(&'static str, String)>,
+}
+
+impl BuildLab {
+    fn start(root: &Path) -> BuildLab {
+        let registry = Registry::start(root);
+        let storage = root.join("storage.conf");
+        std::fs::write(
+            &storage,
+            format!(
+                "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/graph\"\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let lab = BuildLab {
+            registry,
+            env: vec![
+                ("CONTAINERS_STORAGE_CONF", storage.display().to_string()),
+                ("STORAGE_DRIVER", "vfs".to_string()),
+                ("BUILDAH_ISOLATION", "chroot".to_string()),
+            ],
+        };
+        lab.sh("c=$(buildah from scratch) && buildah copy $c /bin/busybox /bin/busybox >/dev/null && buildah run $c -- /bin/busybox --install -s /bin && buildah commit --quiet $c localhost/daft-test-base:1 >/dev/null && buildah rm $c >/dev/null");
+        lab
+    }
+
+    /// A shell command with the lab's storage settings; its stdout.
+    fn sh(&self, cmd: &str) -> String {
+        let mut c = StdCommand::new("sh");
+        c.arg("-c").arg(cmd).envs(self.env.iter().cloned());
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{cmd}: {}", out(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// The Kubernetes API server fake, its stand-in kubelet running images with buildah in the
+    /// lab's storage.
+    fn apiserver(&self, root: &Path) -> common::kube::FakeApiServer {
+        let benv: serde_json::Map<String, serde_json::Value> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        common::kube::FakeApiServer::start(
+            &root.join("apiserver"),
+            json!({ "home": root.join("pod-home").display().to_string(), "run_images_with": "buildah", "buildah_env": benv }),
+        )
+    }
+
+    /// daft in `project` against `fake`, as user alice, with the lab's storage settings.
+    fn daft(
+        &self,
+        project: &Path,
+        fake: &common::kube::FakeApiServer,
+        args: &[&str],
+    ) -> std::process::Output {
+        let mut c = Command::cargo_bin("daft").unwrap();
+        c.current_dir(project)
+            .env("KUBECONFIG", &fake.kubeconfig)
+            .env("HOME", project.parent().unwrap())
+            .env("USER", "alice")
+            .env("RUST_LOG", "warn")
+            .envs(self.env.iter().cloned())
+            .timeout(Duration::from_secs(300));
+        c.args(args).output().unwrap()
+    }
+}
+
 #[test]
 fn real_buildah_build_pushed_to_a_real_registry_runs_as_a_job_on_the_fake_apiserver() {
     let case = tempfile::tempdir().unwrap();
     let root = case.path();
-    let registry = Registry::start(root);
-    // buildah's own storage in the test's directory (vfs, chroot isolation: what runs as root here).
-    let storage = root.join("storage.conf");
-    std::fs::write(
-        &storage,
-        format!(
-            "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/graph\"\n",
-            root.display()
-        ),
-    )
-    .unwrap();
-    let buildah_env = [
-        ("CONTAINERS_STORAGE_CONF", storage.display().to_string()),
-        ("STORAGE_DRIVER", "vfs".to_string()),
-        ("BUILDAH_ISOLATION", "chroot".to_string()),
-    ];
-    let sh = |cmd: &str| {
-        let mut c = StdCommand::new("sh");
-        c.arg("-c").arg(cmd);
-        for (k, v) in &buildah_env {
-            c.env(k, v);
-        }
-        let o = c.output().unwrap();
-        assert!(o.status.success(), "{cmd}: {}", out(&o));
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
-    // A base image the test makes itself: a static busybox, nothing pulled from anywhere.
-    sh("c=$(buildah from scratch) && buildah copy $c /bin/busybox /bin/busybox >/dev/null && buildah run $c -- /bin/busybox --install -s /bin && buildah commit --quiet $c localhost/daft-test-base:1 >/dev/null && buildah rm $c >/dev/null");
+    let lab = BuildLab::start(root);
+    let registry = &lab.registry;
 
     // The project: a git repository with its own Dockerfile.
     let project = root.join("project");
@@ -372,28 +420,8 @@ fn real_buildah_build_pushed_to_a_real_registry_runs_as_a_job_on_the_fake_apiser
     git(&project, &["commit", "-q", "-m", "first"]);
     let commit = git(&project, &["rev-parse", "HEAD"]);
 
-    // (The fake's kubelet runs buildah with the same storage.)
-    let benv: serde_json::Map<String, serde_json::Value> = buildah_env
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    let fake = common::kube::FakeApiServer::start(
-        &root.join("apiserver"),
-        json!({ "home": root.join("pod-home").display().to_string(), "run_images_with": "buildah", "buildah_env": benv }),
-    );
-    let daft = |args: &[&str]| {
-        let mut c = Command::cargo_bin("daft").unwrap();
-        c.current_dir(&project)
-            .env("KUBECONFIG", &fake.kubeconfig)
-            .env("HOME", root)
-            .env("USER", "alice")
-            .env("RUST_LOG", "warn")
-            .timeout(Duration::from_secs(300));
-        for (k, v) in &buildah_env {
-            c.env(k, v);
-        }
-        c.args(args).output().unwrap()
-    };
+    let fake = lab.apiserver(root);
+    let daft = |args: &[&str]| lab.daft(&project, &fake, args);
 
     // 1. Built, pushed, run: the tag is the commit; the job runs in the image.
     let o = daft(&["launch"]);
@@ -472,6 +500,16 @@ fn real_buildah_build_pushed_to_a_real_registry_runs_as_a_job_on_the_fake_apiser
     assert_eq!(j["metadata"]["annotations"]["daft.io/git-branch"], "main");
     assert_eq!(j["metadata"]["annotations"]["daft.io/user"], "alice");
     assert_eq!(state["ran_images"], json!([format!("{image}@{digest}")]));
+    // Following it, daft watched the launch's pods (woken by their changes, not only by polls).
+    assert!(
+        state["watches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["labelSelector"] == "daft.io/launch=hello" && w["sent"].as_u64() >= Some(1)),
+        "{}",
+        state["watches"]
+    );
 
     // 2. Nothing changed: nothing built.
     let o = daft(&["launch", "--allow-unpushed"]);
@@ -688,6 +726,76 @@ fn real_buildah_build_pushed_to_a_real_registry_runs_as_a_job_on_the_fake_apiser
     assert!(
         String::from_utf8_lossy(&o.stderr)
             .contains("ExperimentMaxFailedTrialsReached: 3 trials failed"),
+        "{}",
+        out(&o)
+    );
+}
+
+#[test]
+fn real_podman_build_with_a_run_step_pushed_to_a_real_registry_runs_and_is_not_built_twice() {
+    let case = tempfile::tempdir().unwrap();
+    let root = case.path();
+    let lab = BuildLab::start(root);
+    // The project: its Dockerfile has a RUN step (podman runs it, chroot isolation).
+    let project = root.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("Dockerfile"),
+        "FROM localhost/daft-test-base:1\nCOPY . /app\nRUN echo built-by-a-run-step > /app/stamp\nWORKDIR /app\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("launch.toml"),
+        format!(
+            "name = \"pm\"\ncommand = \"cat /app/stamp\"\n\n[image]\nregistry = \"127.0.0.1:{}/team\"\ndockerfile = \"Dockerfile\"\nbuilder = \"podman\"\n",
+            lab.registry.port
+        ),
+    )
+    .unwrap();
+    git(&project, &["init", "-q", "-b", "main"]);
+    git(&project, &["add", "."]);
+    git(&project, &["commit", "-q", "-m", "first"]);
+    let commit = git(&project, &["rev-parse", "HEAD"]);
+    let fake = lab.apiserver(root);
+
+    let o = lab.daft(&project, &fake, &["launch", "--allow-unpushed"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("building") && stderr.contains("podman"),
+        "{}",
+        out(&o)
+    );
+    // The job ran in the image podman built: the RUN step's file is there.
+    assert!(stdout.contains("] built-by-a-run-step"), "{}", out(&o));
+    // The registry has the commit's tag, with the digest daft printed and the job refers to.
+    let image = format!("127.0.0.1:{}/team/pm:{commit}", lab.registry.port);
+    let digest = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("image: {image}@")))
+        .unwrap_or_else(|| panic!("no digest printed: {}", out(&o)))
+        .to_string();
+    let (code, head) = lab
+        .registry
+        .http("HEAD", &format!("/v2/team/pm/manifests/{commit}"));
+    assert_eq!(code, 200, "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains(&format!("docker-content-digest: {digest}")),
+        "{head}"
+    );
+    assert_eq!(
+        fake.state()["ran_images"],
+        json!([format!("{image}@{digest}")])
+    );
+
+    // Nothing changed: podman is not run again.
+    let o = lab.daft(&project, &fake, &["launch", "--allow-unpushed"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("nothing to build") && !stderr.contains("podman:"),
         "{}",
         out(&o)
     );

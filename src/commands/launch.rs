@@ -21,7 +21,7 @@ use crate::cli::LaunchArgs;
 use crate::config::launch::LaunchConfig;
 use crate::error::{usage, JobExit};
 use crate::launch::{self as manifests, Verdict};
-use crate::provider::kubernetes::{call, connect, pod_problem, Connection};
+use crate::provider::kubernetes::{call, connect, pod_problem, Connection, PodChanges};
 use crate::ui::elapsed;
 
 pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
@@ -420,6 +420,15 @@ fn pod_selectors(cfg: &LaunchConfig, job: &str, obj: Option<&DynamicObject>) -> 
     s
 }
 
+/// The label selector a watch of the job's pods uses: every pod daft's templates make carries
+/// the launch's label (Katib names its trials' pods by the experiment).
+fn watch_selector(cfg: &LaunchConfig, job: &str) -> String {
+    match katib(cfg) {
+        Some(_) => format!("katib.kubeflow.org/experiment={job}"),
+        None => format!("{}={}", manifests::LAUNCH_LABEL, cfg.name),
+    }
+}
+
 /// Follow a launched job: its pods' logs (each line prefixed with its pod), the reason a pod
 /// cannot start, the job's end; exit with its status.
 async fn follow(
@@ -440,6 +449,7 @@ async fn follow(
     let mut last_wait = String::new();
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    let mut changes = PodChanges::watch(pods.clone(), watch_selector(cfg, job));
     let verdict = loop {
         while let Ok(line) = rx.try_recv() {
             println!("{line}");
@@ -515,7 +525,7 @@ async fn follow(
             ));
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = changes.next(Duration::from_millis(500)) => {}
             _ = &mut interrupted, if interactive => {
                 return interrupted_job(c, cfg, job).await;
             }

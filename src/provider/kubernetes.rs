@@ -14,7 +14,7 @@ use indicatif::ProgressBar;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, LogParams, Patch,
-    PatchParams, PropagationPolicy,
+    PatchParams, PropagationPolicy, WatchEvent, WatchParams,
 };
 use kube::Api;
 
@@ -93,6 +93,83 @@ fn no_answer(what: &str) -> anyhow::Error {
         "cannot {what}: the Kubernetes API server did not answer within {}",
         humantime::format_duration(CALL_LIMIT)
     )
+}
+
+/// Wakes a waiting loop as soon as a pod it waits on changes, instead of at its next poll: a
+/// watch (`?watch=true`) on the pods of a label selector from a list's resourceVersion, opened
+/// again whenever it ends (the server's timeout, 410 Expired, a dropped connection). The loop
+/// still reads everything itself and bounds its own wait: a watch the server refuses or drops
+/// costs speed, never an answer.
+pub struct PodChanges {
+    rx: tokio::sync::mpsc::Receiver<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PodChanges {
+    pub fn watch(pods: Api<Pod>, selector: String) -> PodChanges {
+        use futures::StreamExt;
+        // (One pending wake-up is enough: a burst of events is one look.)
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            loop {
+                let from = ListParams::default().labels(&selector).limit(1);
+                let version = match tokio::time::timeout(CALL_LIMIT, pods.list(&from)).await {
+                    Ok(Ok(list)) => list.metadata.resource_version.unwrap_or_default(),
+                    _ => {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        continue;
+                    }
+                };
+                tracing::debug!(target: "daft::kube", %selector, %version, "watch pods");
+                let wp = WatchParams::default().labels(&selector).timeout(290);
+                match pods.watch(&wp, &version).await {
+                    Ok(events) => {
+                        let mut events = std::pin::pin!(events);
+                        while let Some(e) = events.next().await {
+                            match e {
+                                Ok(WatchEvent::Bookmark(_)) => {}
+                                Ok(WatchEvent::Error(status)) => {
+                                    // (410 Expired: a list gives a current version.)
+                                    tracing::debug!(target: "daft::kube", code = status.code, "watch ended: {}", status.message);
+                                    tokio::time::sleep(Duration::from_millis(500)).await;
+                                    break;
+                                }
+                                Ok(_) => {
+                                    let _ = tx.try_send(());
+                                }
+                                Err(e) => {
+                                    tracing::debug!(target: "daft::kube", "watch ended: {e}");
+                                    tokio::time::sleep(Duration::from_millis(500)).await;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(target: "daft::kube", "cannot watch pods: {e}");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                // (What changed between the watch's end and the next list: look again.)
+                let _ = tx.try_send(());
+            }
+        });
+        PodChanges { rx, task }
+    }
+
+    /// Returns when a watched pod changed, or after `max` at most.
+    pub async fn next(&mut self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.rx.recv()).await;
+    }
+}
+
+impl Drop for PodChanges {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// A client for a kubeconfig context (None: the current one, else in-cluster).
@@ -216,9 +293,14 @@ impl KubernetesProvider {
         ))
     }
 
+    /// The label selector of this RayCluster's pods.
+    fn pod_selector(&self) -> String {
+        format!("{RAY_CLUSTER_LABEL}={}", self.cluster)
+    }
+
     /// The pods of this RayCluster, as nodes.
     async fn cluster_pods(&self) -> anyhow::Result<Vec<(Pod, ObservedNode)>> {
-        let selector = format!("{RAY_CLUSTER_LABEL}={}", self.cluster);
+        let selector = self.pod_selector();
         tracing::debug!(target: "daft::kube", namespace = %self.conn.namespace, %selector, "list pods");
         let list = call(
             "list the cluster's pods",
@@ -732,6 +814,7 @@ impl DeclarativeProvider for KubernetesProvider {
         } else {
             "the head pod to be ready".to_string()
         };
+        let mut changes = PodChanges::watch(self.pods(), self.pod_selector());
         let head = loop {
             let pods = self.cluster_pods().await?;
             let live: Vec<&(Pod, ObservedNode)> = pods
@@ -782,7 +865,7 @@ impl DeclarativeProvider for KubernetesProvider {
                 "waiting up to {} for {what}: {why}",
                 humantime::format_duration(limit)
             ));
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            changes.next(Duration::from_secs(2)).await;
         };
         // The head is ready: its setup commands, once per head pod.
         let (head_pod, head_node) = head;
@@ -823,6 +906,7 @@ impl DeclarativeProvider for KubernetesProvider {
             Ok(Ok(_)) => {}
         }
         let start = Instant::now();
+        let mut changes = PodChanges::watch(self.pods(), self.pod_selector());
         loop {
             let pods = self.cluster_pods().await?;
             let obj = call(
@@ -855,7 +939,7 @@ impl DeclarativeProvider for KubernetesProvider {
                     ""
                 }
             ));
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            changes.next(Duration::from_secs(1)).await;
         }
     }
 }

@@ -8,7 +8,9 @@ else the test's scripted output and exit status; a RayJob walks through the stat
 scripts.
 
 It speaks the real wire protocol over HTTPS with bearer tokens: discovery, get/list of pods,
-events and RayClusters, server-side apply (`application/apply-patch+yaml`, per field manager),
+events and RayClusters, watch of pods (`?watch=true` from a list's resourceVersion: one JSON
+event per line, ADDED/MODIFIED/DELETED, an ERROR 410 Expired for a version it no longer has),
+server-side apply (`application/apply-patch+yaml`, per field manager),
 delete with propagation, pod logs, and the websocket exec (v5/v4.channel.k8s.io: stdin 0,
 stdout 1, stderr 2, status 3, close 255) and port-forward (data 2i, error 2i+1, each opened by
 its port, little-endian) subprotocols. A small stand-in for KubeRay's operator makes a
@@ -21,7 +23,7 @@ a pod port reaches the local port the test maps it to (the real Ray dashboard).
 
 Usage: fake_apiserver.py --port P --cert C --key K --token T --config FILE
 FILE (JSON): {"exec_env": {...}, "home": DIR, "ports": {"8265": 43123},
-              "forbid": [["create", "rayclusters"]], "no_crd": false}
+              "forbid": [["create", "rayclusters"]], "no_crd": false, "expire_watches": 0}
 """
 
 import argparse
@@ -117,10 +119,11 @@ def matches(labels, selector):
 
 # ---- the stand-in operator -------------------------------------------------------------
 
-def pod_status(fate, role, started):
-    """The status a pod of `fate` shows `started` seconds after it was made."""
+def pod_status(fate, role, started, t=None, ip=None):
+    """The status a pod of `fate` shows `started` seconds after it was made (`t`: its transition
+    time, `ip`: its address; both the pod's own, so an unchanged pod stays unchanged)."""
     ready_after = STATE["scenario"].get("ready_after", 0.5)
-    t = now()
+    t = t or now()
     scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": t}
     if fate == "unschedulable":
         return {"phase": "Pending", "conditions": [{
@@ -145,7 +148,7 @@ def pod_status(fate, role, started):
         return {"phase": "Pending", "conditions": [scheduled], "containerStatuses": [{
             "name": container, "image": "", "imageID": "", "ready": False, "restartCount": 0,
             "state": {"waiting": {"reason": "ContainerCreating"}}}]}
-    return {"phase": "Running", "podIP": "10.244.0.%d" % random.randint(2, 250), "startTime": t,
+    return {"phase": "Running", "podIP": ip or "10.244.0.%d" % random.randint(2, 250), "startTime": t,
             "conditions": [scheduled, {"type": "Initialized", "status": "True", "lastTransitionTime": t},
                            {"type": "ContainersReady", "status": "True", "lastTransitionTime": t},
                            {"type": "Ready", "status": "True", "lastTransitionTime": t}],
@@ -172,6 +175,7 @@ def make_pod(ns, cluster, rc, role, group=None):
            "spec": copy.deepcopy(template.get("spec", {})),
            "status": {"phase": "Pending"}}
     pod["_made"] = asyncio.get_event_loop().time()
+    pod["_ip"] = "10.244.0.%d" % random.randint(2, 250)
     pod["_fate"] = STATE["scenario"].get("head" if role == "head" else "workers", "ready")
     pod["_template"] = json.dumps(template, sort_keys=True)
     STATE["pods"][(ns, name)] = pod
@@ -245,7 +249,8 @@ async def operator_loop():
         for p in STATE["pods"].values():
             if p["_fate"] == "job":
                 continue  # (run by run_job_pod / run_rayjob)
-            p["status"] = pod_status(p["_fate"], p["metadata"]["labels"]["ray.io/node-type"], t - p["_made"])
+            p["status"] = pod_status(p["_fate"], p["metadata"]["labels"]["ray.io/node-type"], t - p["_made"],
+                                     p["metadata"]["creationTimestamp"], p["_ip"])
             for c in p["status"].get("containerStatuses", []):
                 c["image"] = next((x.get("image", "") for x in p["spec"].get("containers", [])
                                    if x["name"] == c["name"]), "")
@@ -253,6 +258,77 @@ async def operator_loop():
 
 def public(obj):
     return {k: v for k, v in obj.items() if not k.startswith("_")}
+
+
+# ---- resource versions and the watch of pods ------------------------------------------------
+# Pods change in place (the stand-in operator and kubelet); `observe` compares them with what it
+# saw last, gives each changed pod the next resourceVersion and logs the change as a watch event.
+
+WATCH = {"rev": 1, "seen": {}, "log": []}  # seen: key -> (text, object); log: (rev, type, ns, object)
+WATCH_LOG_MAX = 500
+
+
+def observe():
+    current = {}
+    for key, p in STATE["pods"].items():
+        obj = public(p)
+        meta = dict(obj["metadata"])
+        meta.pop("resourceVersion", None)
+        current[key] = (json.dumps(dict(obj, metadata=meta), sort_keys=True), p)
+    for key, (text, p) in current.items():
+        before = WATCH["seen"].get(key)
+        if before is None or before[0] != text:
+            WATCH["rev"] += 1
+            p["metadata"]["resourceVersion"] = str(WATCH["rev"])
+            WATCH["log"].append((WATCH["rev"], "ADDED" if before is None else "MODIFIED", key[0],
+                                 copy.deepcopy(public(p))))
+    for key in set(WATCH["seen"]) - set(current):
+        WATCH["rev"] += 1
+        gone = copy.deepcopy(public(WATCH["seen"][key][1]))
+        gone["metadata"]["resourceVersion"] = str(WATCH["rev"])
+        WATCH["log"].append((WATCH["rev"], "DELETED", key[0], gone))
+    WATCH["seen"] = {k: (text, p) for k, (text, p) in current.items()}
+    del WATCH["log"][:-WATCH_LOG_MAX]
+
+
+async def observer_loop():
+    while True:
+        await asyncio.sleep(0.05)
+        observe()
+
+
+async def pods_watch(request, ns, sel):
+    """`GET …/pods?watch=true`: the changes after `resourceVersion`, one JSON object per line,
+    until `timeoutSeconds` (or the client goes)."""
+    observe()
+    since = request.query.get("resourceVersion") or str(WATCH["rev"])
+    rev = int(since) if since.isdigit() else 0
+    timeout = min(int(request.query.get("timeoutSeconds", "300")), 300)
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    oldest = WATCH["log"][0][0] if WATCH["log"] else WATCH["rev"] + 1
+    # ("expire_watches": N in the config: the first N watches are answered 410, as a server
+    # that compacted its history does.)
+    expire = CONF.get("expire_watches", 0) > len(STATE.get("watches", []))
+    if expire or (rev < oldest - 1 and rev < WATCH["rev"]):
+        STATE.setdefault("watches", []).append({"namespace": ns, "labelSelector": sel,
+                                                "resourceVersion": since, "expired": True})
+        await resp.write((json.dumps({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": f"too old resource version: {rev} ({oldest - 1})", "reason": "Expired",
+            "code": 410}}) + "\n").encode())
+        return resp
+    record = {"namespace": ns, "labelSelector": sel, "resourceVersion": since, "sent": 0, "expired": False}
+    STATE.setdefault("watches", []).append(record)
+    deadline = asyncio.get_event_loop().time() + timeout
+    while asyncio.get_event_loop().time() < deadline:
+        for (r, kind, n, obj) in WATCH["log"]:
+            if r > rev and n == ns and matches(obj["metadata"].get("labels", {}), sel):
+                await resp.write((json.dumps({"type": kind, "object": obj}) + "\n").encode())
+                record["sent"] += 1
+        rev = max(rev, WATCH["rev"])
+        await asyncio.sleep(0.05)
+    return resp
 
 
 # ---- HTTP ----------------------------------------------------------------------------------
@@ -401,13 +477,20 @@ async def raycluster_delete(request):
 
 async def pods_list(request):
     ns = request.match_info["ns"]
-    if not allowed("list", "pods"):
-        return forbidden("list", "pods", ns)
+    verb = "watch" if request.query.get("watch") in ("true", "1") else "list"
+    if not allowed(verb, "pods"):
+        return forbidden(verb, "pods", ns)
     sel = request.query.get("labelSelector", "")
+    if verb == "watch":
+        return await pods_watch(request, ns, sel)
+    observe()
     items = [public(p) for (n, _), p in STATE["pods"].items()
              if n == ns and matches(p["metadata"].get("labels", {}), sel)]
-    return web.json_response({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"},
-                              "items": items})
+    limit = int(request.query.get("limit", "0") or 0)
+    if limit:
+        items = items[:limit]
+    return web.json_response({"apiVersion": "v1", "kind": "PodList",
+                              "metadata": {"resourceVersion": str(WATCH["rev"])}, "items": items})
 
 
 async def pod_get(request):
@@ -828,7 +911,7 @@ async def fake_state(request):
         "execs": STATE.get("execs", []), "forwards": STATE.get("forwards", []),
         "jobs": [public(j) for j in STATE["jobs"].values()],
         "rayjobs": [public(j) for j in STATE["rayjobs"].values()],
-        "ran_images": STATE.get("ran_images", []),
+        "ran_images": STATE.get("ran_images", []), "watches": STATE.get("watches", []),
         "experiments": [public(j) for j in STATE.get("experiments", {}).values()],
     })
 
@@ -890,6 +973,7 @@ def main():
 
     async def start_operator(app):
         app["operator"] = asyncio.ensure_future(operator_loop())
+        app["observer"] = asyncio.ensure_future(observer_loop())
 
     app.on_startup.append(start_operator)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
