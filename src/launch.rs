@@ -189,126 +189,158 @@ fn metadata(
     })
 }
 
-/// The `batch/v1` Job running `command` in `image` (a `tag@digest` reference).
-pub fn job(
-    cfg: &LaunchConfig,
-    job: &str,
-    namespace: &str,
-    image: &str,
-    command: &str,
-    ann: &BTreeMap<String, String>,
-) -> Value {
-    let mut container = json!({
-        "name": "main",
-        "image": image,
-        "command": ["/bin/sh", "-c", command],
-        "env": env(cfg, job),
-        "resources": resources(cfg),
-    });
-    if !cfg.secrets.is_empty() {
-        container["envFrom"] = env_from(cfg);
-    }
-    let mut pod = pod_spec(cfg, &container);
-    pod["restartPolicy"] = json!("Never");
-    let mut spec = json!({
-        "backoffLimit": cfg.backoff_limit,
-        "template": {
-            "metadata": { "labels": { MANAGED_BY: "daft", LAUNCH_LABEL: cfg.name }, "annotations": ann },
-            "spec": pod,
-        },
-    });
-    if let Some(t) = cfg.ttl_seconds_after_finished {
-        spec["ttlSecondsAfterFinished"] = json!(t);
-    }
-    json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": metadata(cfg, job, namespace, ann),
-        "spec": spec,
-    })
+/// The launch's sweep is one Katib Experiment.
+pub fn katib(cfg: &LaunchConfig) -> Option<(&crate::sweep::Sweep, &crate::sweep::KatibSpec)> {
+    let s = cfg.sweep.as_ref()?;
+    Some((s, s.katib.as_ref()?))
 }
 
-/// The KubeRay `RayJob`: a Ray cluster of `cfg.workers` workers in `image`, `command` as its
-/// entrypoint, shut down when the job ends.
-pub fn rayjob(
-    cfg: &LaunchConfig,
-    job: &str,
-    namespace: &str,
-    image: &str,
-    command: &str,
-    ann: &BTreeMap<String, String>,
-) -> Value {
-    let container = |name: &str, ports: bool| {
-        let mut c = json!({
-            "name": name,
+/// What every manifest of one launch shares: its config, its namespace, its image (a
+/// `tag@digest` reference), its command and its annotations (provenance).
+#[derive(Clone, Copy)]
+pub struct Manifests<'a> {
+    pub cfg: &'a LaunchConfig,
+    pub namespace: &'a str,
+    pub image: &'a str,
+    pub command: &'a str,
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+impl Manifests<'_> {
+    /// The object named `name` the launch runs as: a Katib Experiment for a Katib sweep, a
+    /// RayJob when it has workers, else a Job.
+    pub fn for_launch(&self, name: &str) -> Value {
+        if let Some((sweep, k)) = katib(self.cfg) {
+            self.katib_experiment(sweep, k, name)
+        } else if self.cfg.workers > 0 {
+            self.rayjob(name)
+        } else {
+            self.job(name)
+        }
+    }
+
+    /// The `batch/v1` Job running `command` in `image`.
+    pub fn job(&self, job: &str) -> Value {
+        let Manifests {
+            cfg,
+            namespace,
+            image,
+            command,
+            annotations: ann,
+        } = *self;
+        let mut container = json!({
+            "name": "main",
             "image": image,
+            "command": ["/bin/sh", "-c", command],
             "env": env(cfg, job),
             "resources": resources(cfg),
         });
         if !cfg.secrets.is_empty() {
-            c["envFrom"] = env_from(cfg);
+            container["envFrom"] = env_from(cfg);
         }
-        if ports {
-            c["ports"] = json!([
-                { "containerPort": 6379, "name": "gcs-server" },
-                { "containerPort": 8265, "name": "dashboard" },
-                { "containerPort": 10001, "name": "client" },
-            ]);
-        }
-        c
-    };
-    let labels = json!({ MANAGED_BY: "daft", LAUNCH_LABEL: cfg.name });
-    let mut spec = json!({
-        "entrypoint": command,
-        "submissionMode": "K8sJobMode",
-        "shutdownAfterJobFinishes": true,
-        "backoffLimit": cfg.backoff_limit,
-        "rayClusterSpec": {
-            "headGroupSpec": {
-                "rayStartParams": {},
-                "template": { "metadata": { "labels": labels }, "spec": pod_spec(cfg, &container("ray-head", true)) },
+        let mut pod = pod_spec(cfg, &container);
+        pod["restartPolicy"] = json!("Never");
+        let mut spec = json!({
+            "backoffLimit": cfg.backoff_limit,
+            "template": {
+                "metadata": { "labels": { MANAGED_BY: "daft", LAUNCH_LABEL: cfg.name }, "annotations": ann },
+                "spec": pod,
             },
-            "workerGroupSpecs": [{
-                "groupName": "workers",
-                "replicas": cfg.workers,
-                "minReplicas": cfg.workers,
-                "maxReplicas": cfg.workers,
-                "rayStartParams": {},
-                "template": { "metadata": { "labels": labels }, "spec": pod_spec(cfg, &container("ray-worker", false)) },
-            }],
-        },
-    });
-    if let Some(t) = cfg.ttl_seconds_after_finished {
-        spec["ttlSecondsAfterFinished"] = json!(t);
+        });
+        if let Some(t) = cfg.ttl_seconds_after_finished {
+            spec["ttlSecondsAfterFinished"] = json!(t);
+        }
+        json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": metadata(cfg, job, namespace, ann),
+            "spec": spec,
+        })
     }
-    json!({
-        "apiVersion": "ray.io/v1",
-        "kind": "RayJob",
-        "metadata": metadata(cfg, job, namespace, ann),
-        "spec": spec,
-    })
-}
 
-/// The Katib `Experiment` (`kubeflow.org/v1beta1`) of a `[sweep]` with `katib = true`: the
-/// sweep's space as Katib parameters, each trial a Job running `command` with
-/// `--name=value` for every parameter; the objective is the metric trials print.
-#[allow(clippy::too_many_arguments)]
-pub fn katib_experiment(
-    cfg: &LaunchConfig,
-    sweep: &crate::sweep::Sweep,
-    k: &crate::sweep::KatibSpec,
-    name: &str,
-    namespace: &str,
-    image: &str,
-    command: &str,
-    ann: &BTreeMap<String, String>,
-) -> Value {
-    use crate::sweep::Dist;
-    let as_text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let parameters: Vec<Value> = sweep
+    /// The KubeRay `RayJob`: a Ray cluster of `cfg.workers` workers in `image`, `command` as its
+    /// entrypoint, shut down when the job ends.
+    pub fn rayjob(&self, job: &str) -> Value {
+        let Manifests {
+            cfg,
+            namespace,
+            image,
+            command,
+            annotations: ann,
+        } = *self;
+        let container = |name: &str, ports: bool| {
+            let mut c = json!({
+                "name": name,
+                "image": image,
+                "env": env(cfg, job),
+                "resources": resources(cfg),
+            });
+            if !cfg.secrets.is_empty() {
+                c["envFrom"] = env_from(cfg);
+            }
+            if ports {
+                c["ports"] = json!([
+                    { "containerPort": 6379, "name": "gcs-server" },
+                    { "containerPort": 8265, "name": "dashboard" },
+                    { "containerPort": 10001, "name": "client" },
+                ]);
+            }
+            c
+        };
+        let labels = json!({ MANAGED_BY: "daft", LAUNCH_LABEL: cfg.name });
+        let mut spec = json!({
+            "entrypoint": command,
+            "submissionMode": "K8sJobMode",
+            "shutdownAfterJobFinishes": true,
+            "backoffLimit": cfg.backoff_limit,
+            "rayClusterSpec": {
+                "headGroupSpec": {
+                    "rayStartParams": {},
+                    "template": { "metadata": { "labels": labels }, "spec": pod_spec(cfg, &container("ray-head", true)) },
+                },
+                "workerGroupSpecs": [{
+                    "groupName": "workers",
+                    "replicas": cfg.workers,
+                    "minReplicas": cfg.workers,
+                    "maxReplicas": cfg.workers,
+                    "rayStartParams": {},
+                    "template": { "metadata": { "labels": labels }, "spec": pod_spec(cfg, &container("ray-worker", false)) },
+                }],
+            },
+        });
+        if let Some(t) = cfg.ttl_seconds_after_finished {
+            spec["ttlSecondsAfterFinished"] = json!(t);
+        }
+        json!({
+            "apiVersion": "ray.io/v1",
+            "kind": "RayJob",
+            "metadata": metadata(cfg, job, namespace, ann),
+            "spec": spec,
+        })
+    }
+
+    /// The Katib `Experiment` (`kubeflow.org/v1beta1`) of a `[sweep]` with `katib = true`: the
+    /// sweep's space as Katib parameters, each trial a Job running `command` with
+    /// `--name=value` for every parameter; the objective is the metric trials print.
+    pub fn katib_experiment(
+        &self,
+        sweep: &crate::sweep::Sweep,
+        k: &crate::sweep::KatibSpec,
+        name: &str,
+    ) -> Value {
+        let Manifests {
+            cfg,
+            namespace,
+            command,
+            annotations: ann,
+            ..
+        } = *self;
+        use crate::sweep::Dist;
+        let as_text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let parameters: Vec<Value> = sweep
         .space
         .iter()
         .map(|(n, d)| match d {
@@ -322,41 +354,46 @@ pub fn katib_experiment(
                 "feasibleSpace": { "list": [as_text(v)] } }),
         })
         .collect();
-    let mut trial_command = command.to_string();
-    for (n, _) in &sweep.space {
-        trial_command.push_str(&format!(" --{n}=${{trialParameters.{n}}}"));
-    }
-    let mut trial = job(cfg, name, namespace, image, &trial_command, ann);
-    // (Katib names and labels each trial's Job itself.)
-    let trial_spec = json!({ "apiVersion": "batch/v1", "kind": "Job", "spec": {
-        "backoffLimit": cfg.backoff_limit,
-        "template": trial["spec"]["template"].take(),
-    }});
-    let mut objective = json!({
-        "type": if k.maximize { "maximize" } else { "minimize" },
-        "objectiveMetricName": k.objective,
-    });
-    if let Some(g) = k.goal {
-        objective["goal"] = json!(g);
-    }
-    json!({
-        "apiVersion": "kubeflow.org/v1beta1",
-        "kind": "Experiment",
-        "metadata": metadata(cfg, name, namespace, ann),
-        "spec": {
-            "objective": objective,
-            "algorithm": { "algorithmName": k.algorithm },
-            "parallelTrialCount": sweep.max_parallel,
-            "maxTrialCount": k.max_trials,
-            "maxFailedTrialCount": k.max_failed,
-            "parameters": parameters,
-            "trialTemplate": {
-                "primaryContainerName": "main",
-                "trialParameters": sweep.space.iter().map(|(n, _)| json!({ "name": n, "reference": n })).collect::<Vec<_>>(),
-                "trialSpec": trial_spec,
+        let mut trial_command = command.to_string();
+        for (n, _) in &sweep.space {
+            trial_command.push_str(&format!(" --{n}=${{trialParameters.{n}}}"));
+        }
+        let mut trial = Manifests {
+            command: &trial_command,
+            ..*self
+        }
+        .job(name);
+        // (Katib names and labels each trial's Job itself.)
+        let trial_spec = json!({ "apiVersion": "batch/v1", "kind": "Job", "spec": {
+            "backoffLimit": cfg.backoff_limit,
+            "template": trial["spec"]["template"].take(),
+        }});
+        let mut objective = json!({
+            "type": if k.maximize { "maximize" } else { "minimize" },
+            "objectiveMetricName": k.objective,
+        });
+        if let Some(g) = k.goal {
+            objective["goal"] = json!(g);
+        }
+        json!({
+            "apiVersion": "kubeflow.org/v1beta1",
+            "kind": "Experiment",
+            "metadata": metadata(cfg, name, namespace, ann),
+            "spec": {
+                "objective": objective,
+                "algorithm": { "algorithmName": k.algorithm },
+                "parallelTrialCount": sweep.max_parallel,
+                "maxTrialCount": k.max_trials,
+                "maxFailedTrialCount": k.max_failed,
+                "parameters": parameters,
+                "trialTemplate": {
+                    "primaryContainerName": "main",
+                    "trialParameters": sweep.space.iter().map(|(n, _)| json!({ "name": n, "reference": n })).collect::<Vec<_>>(),
+                    "trialSpec": trial_spec,
+                },
             },
-        },
-    })
+        })
+    }
 }
 
 /// A Katib Experiment's status: its newest true condition decides (`Succeeded`, `Failed`);

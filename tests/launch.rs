@@ -13,6 +13,7 @@ use std::time::Duration;
 use assert_cmd::Command;
 use common::out;
 use daft::config::launch::LaunchConfig;
+use daft::launch::Manifests;
 use serde_json::json;
 
 #[allow(clippy::result_large_err)]
@@ -85,11 +86,14 @@ fn launch_manifests_snapshot_and_validate_against_kubernetes_and_kuberay_schemas
         let job = format!("{}-20261121-102640-x7k2", cfg.name);
         let ns = cfg.namespace.clone().unwrap_or_else(|| "default".into());
         let cmd = cfg.command.clone().unwrap();
-        let m = if cfg.workers > 0 {
-            daft::launch::rayjob(&cfg, &job, &ns, image, &cmd, &ann)
-        } else {
-            daft::launch::job(&cfg, &job, &ns, image, &cmd, &ann)
-        };
+        let m = Manifests {
+            cfg: &cfg,
+            namespace: &ns,
+            image,
+            command: &cmd,
+            annotations: &ann,
+        }
+        .for_launch(&job);
         insta::assert_snapshot!(
             format!("launch_{name}"),
             serde_json::to_string_pretty(&m).unwrap()
@@ -123,23 +127,28 @@ fn launch_manifests_snapshot_and_validate_against_kubernetes_and_kuberay_schemas
         k.sweep.clone().unwrap(),
         k.sweep.clone().unwrap().katib.unwrap(),
     );
-    let m = daft::launch::katib_experiment(
-        &k,
-        &sweep,
-        &spec,
-        "tune-20261121-102640-x7k2",
-        "default",
+    let m = Manifests {
+        cfg: &k,
+        namespace: "default",
         image,
-        "python train.py",
-        &ann,
-    );
+        command: "python train.py",
+        annotations: &ann,
+    }
+    .katib_experiment(&sweep, &spec, "tune-20261121-102640-x7k2");
     insta::assert_snapshot!(
         "launch_katib_experiment",
         serde_json::to_string_pretty(&m).unwrap()
     );
     // The check bites: an unknown field in the Job's pod is refused.
     let (_, cfg) = &shapes()[0];
-    let mut bad = daft::launch::job(cfg, "train-x", "ml", image, "true", &ann);
+    let mut bad = Manifests {
+        cfg,
+        namespace: "ml",
+        image,
+        command: "true",
+        annotations: &ann,
+    }
+    .job("train-x");
     bad["spec"]["template"]["spec"]["restartPolicyy"] = json!("Never");
     let path = dir.path().join("bad.json");
     std::fs::write(&path, bad.to_string()).unwrap();

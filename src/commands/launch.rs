@@ -20,7 +20,7 @@ use kube::Api;
 use crate::cli::LaunchArgs;
 use crate::config::launch::LaunchConfig;
 use crate::error::{usage, JobExit};
-use crate::launch::{self as manifests, Verdict};
+use crate::launch::{self as manifests, katib, Manifests, Verdict};
 use crate::provider::kubernetes::{call, connect, pod_problem, Connection, PodChanges};
 use crate::ui::elapsed;
 
@@ -94,14 +94,14 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
     );
     let namespace_hint = cfg.namespace.clone().unwrap_or_else(|| "default".into());
     if args.dry_run {
-        let m = manifest(
-            &cfg,
-            &job_name,
-            &namespace_hint,
-            &image_ref,
-            &command,
-            &annotations,
-        );
+        let m = Manifests {
+            cfg: &cfg,
+            namespace: &namespace_hint,
+            image: &image_ref,
+            command: &command,
+            annotations: &annotations,
+        }
+        .for_launch(&job_name);
         println!(
             "# image: {image_ref} (built from {}; digest known after the push)",
             cfg.base
@@ -185,14 +185,14 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         )
         .await;
     }
-    let m = manifest(
-        &cfg,
-        &job_name,
-        &c.namespace,
-        &pinned,
-        &command,
-        &annotations,
-    );
+    let m = Manifests {
+        cfg: &cfg,
+        namespace: &c.namespace,
+        image: &pinned,
+        command: &command,
+        annotations: &annotations,
+    }
+    .for_launch(&job_name);
     apply(&c, &cfg, &job_name, &m).await?;
     println!(
         "job: {job_name} ({} in {}/{})",
@@ -260,7 +260,14 @@ async fn run_sweep(
             let mut vcfg = cfg.clone();
             vcfg.env
                 .insert("DAFT_VARIANT".into(), serde_json::to_string(variant)?);
-            let mut m = manifest(&vcfg, &job, &c.namespace, image, &cmd, ann);
+            let mut m = Manifests {
+                cfg: &vcfg,
+                namespace: &c.namespace,
+                image,
+                command: &cmd,
+                annotations: ann,
+            }
+            .for_launch(&job);
             m["metadata"]["labels"]["daft.io/sweep"] = serde_json::json!(sweep.name);
             m["metadata"]["annotations"]["daft.io/variant"] =
                 serde_json::json!(serde_json::to_string(variant)?);
@@ -328,12 +335,6 @@ async fn run_sweep(
     Ok(())
 }
 
-/// The launch's sweep is one Katib Experiment.
-fn katib(cfg: &LaunchConfig) -> Option<(&crate::sweep::Sweep, &crate::sweep::KatibSpec)> {
-    let s = cfg.sweep.as_ref()?;
-    Some((s, s.katib.as_ref()?))
-}
-
 /// The API server of the launch's `[kubernetes]` context and namespace.
 async fn connect_for(cfg: &LaunchConfig) -> anyhow::Result<Connection> {
     connect(
@@ -367,24 +368,6 @@ fn kind(cfg: &LaunchConfig) -> &'static str {
         "RayJob"
     } else {
         "Job"
-    }
-}
-
-/// The Job, the RayJob when the launch has workers, or the Katib Experiment of a Katib sweep.
-fn manifest(
-    cfg: &LaunchConfig,
-    job: &str,
-    ns: &str,
-    image: &str,
-    command: &str,
-    ann: &std::collections::BTreeMap<String, String>,
-) -> serde_json::Value {
-    if let Some((sweep, k)) = katib(cfg) {
-        manifests::katib_experiment(cfg, sweep, k, job, ns, image, command, ann)
-    } else if cfg.workers > 0 {
-        manifests::rayjob(cfg, job, ns, image, command, ann)
-    } else {
-        manifests::job(cfg, job, ns, image, command, ann)
     }
 }
 
