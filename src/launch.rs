@@ -219,25 +219,26 @@ impl Manifests<'_> {
         }
     }
 
-    /// The `batch/v1` Job running `command` in `image`.
-    pub fn job(&self, job: &str) -> Value {
-        let Manifests {
-            cfg,
-            namespace,
-            image,
-            command,
-            annotations: ann,
-        } = *self;
-        let mut container = json!({
-            "name": "main",
-            "image": image,
-            "command": ["/bin/sh", "-c", command],
+    /// A container `name` of the launch's image, with its environment, resources and secrets.
+    fn container(&self, job: &str, name: &str) -> Value {
+        let cfg = self.cfg;
+        let mut c = json!({
+            "name": name,
+            "image": self.image,
             "env": env(cfg, job),
             "resources": resources(cfg),
         });
         if !cfg.secrets.is_empty() {
-            container["envFrom"] = env_from(cfg);
+            c["envFrom"] = env_from(cfg);
         }
+        c
+    }
+
+    /// The `batch/v1` Job running `command` in `image`.
+    pub fn job(&self, job: &str) -> Value {
+        let (cfg, ann) = (self.cfg, self.annotations);
+        let mut container = self.container(job, "main");
+        container["command"] = json!(["/bin/sh", "-c", self.command]);
         let mut pod = pod_spec(cfg, &container);
         pod["restartPolicy"] = json!("Never");
         let mut spec = json!({
@@ -253,7 +254,7 @@ impl Manifests<'_> {
         json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": metadata(cfg, job, namespace, ann),
+            "metadata": metadata(cfg, job, self.namespace, ann),
             "spec": spec,
         })
     }
@@ -261,42 +262,24 @@ impl Manifests<'_> {
     /// The KubeRay `RayJob`: a Ray cluster of `cfg.workers` workers in `image`, `command` as its
     /// entrypoint, shut down when the job ends.
     pub fn rayjob(&self, job: &str) -> Value {
-        let Manifests {
-            cfg,
-            namespace,
-            image,
-            command,
-            annotations: ann,
-        } = *self;
-        let container = |name: &str, ports: bool| {
-            let mut c = json!({
-                "name": name,
-                "image": image,
-                "env": env(cfg, job),
-                "resources": resources(cfg),
-            });
-            if !cfg.secrets.is_empty() {
-                c["envFrom"] = env_from(cfg);
-            }
-            if ports {
-                c["ports"] = json!([
-                    { "containerPort": 6379, "name": "gcs-server" },
-                    { "containerPort": 8265, "name": "dashboard" },
-                    { "containerPort": 10001, "name": "client" },
-                ]);
-            }
-            c
-        };
+        let cfg = self.cfg;
+        let mut head = self.container(job, "ray-head");
+        head["ports"] = json!([
+            { "containerPort": 6379, "name": "gcs-server" },
+            { "containerPort": 8265, "name": "dashboard" },
+            { "containerPort": 10001, "name": "client" },
+        ]);
+        let worker = self.container(job, "ray-worker");
         let labels = json!({ MANAGED_BY: "daft", LAUNCH_LABEL: cfg.name });
         let mut spec = json!({
-            "entrypoint": command,
+            "entrypoint": self.command,
             "submissionMode": "K8sJobMode",
             "shutdownAfterJobFinishes": true,
             "backoffLimit": cfg.backoff_limit,
             "rayClusterSpec": {
                 "headGroupSpec": {
                     "rayStartParams": {},
-                    "template": { "metadata": { "labels": labels }, "spec": pod_spec(cfg, &container("ray-head", true)) },
+                    "template": { "metadata": { "labels": labels }, "spec": pod_spec(cfg, &head) },
                 },
                 "workerGroupSpecs": [{
                     "groupName": "workers",
@@ -304,7 +287,7 @@ impl Manifests<'_> {
                     "minReplicas": cfg.workers,
                     "maxReplicas": cfg.workers,
                     "rayStartParams": {},
-                    "template": { "metadata": { "labels": labels }, "spec": pod_spec(cfg, &container("ray-worker", false)) },
+                    "template": { "metadata": { "labels": labels }, "spec": pod_spec(cfg, &worker) },
                 }],
             },
         });
@@ -314,7 +297,7 @@ impl Manifests<'_> {
         json!({
             "apiVersion": "ray.io/v1",
             "kind": "RayJob",
-            "metadata": metadata(cfg, job, namespace, ann),
+            "metadata": metadata(cfg, job, self.namespace, self.annotations),
             "spec": spec,
         })
     }

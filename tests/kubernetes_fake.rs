@@ -80,7 +80,9 @@ fn fake_apiserver_up_is_an_applied_raycluster_twice_a_noop_then_scaled_listed_an
         "{text}"
     );
 
-    // up: server-side apply by field manager daft, then the head pod ready.
+    // up: server-side apply by field manager daft, then the head pod ready (after 3 s: what
+    // changes meanwhile reaches the watch opened again after the 410).
+    fake.scenario(json!({"ready_after": 3.0}));
     let t = Instant::now();
     let o = case
         .daft(&fake)
@@ -137,6 +139,7 @@ fn fake_apiserver_up_is_an_applied_raycluster_twice_a_noop_then_scaled_listed_an
     assert!(w["sent"].as_u64().unwrap() >= 1, "{w}");
     assert!(debug.contains("watch pods"), "{debug}");
     assert!(!debug.contains("cannot watch pods"), "{debug}");
+    fake.scenario(json!({"ready_after": 0.5}));
 
     // up again: nothing to do.
     let o = case.run(&fake, &["up", "-c", "k8s.toml"]);
