@@ -175,20 +175,6 @@ fn env_from(cfg: &LaunchConfig) -> Value {
         .collect()
 }
 
-fn metadata(
-    cfg: &LaunchConfig,
-    job: &str,
-    namespace: &str,
-    ann: &BTreeMap<String, String>,
-) -> Value {
-    json!({
-        "name": job,
-        "namespace": namespace,
-        "labels": { MANAGED_BY: "daft", LAUNCH_LABEL: cfg.name },
-        "annotations": ann,
-    })
-}
-
 /// The launch's sweep is one Katib Experiment.
 pub fn katib(cfg: &LaunchConfig) -> Option<(&crate::sweep::Sweep, &crate::sweep::KatibSpec)> {
     let s = cfg.sweep.as_ref()?;
@@ -219,6 +205,21 @@ impl Manifests<'_> {
         }
     }
 
+    /// The labels of the launch's objects and of their pods.
+    fn labels(&self) -> Value {
+        json!({ MANAGED_BY: "daft", LAUNCH_LABEL: self.cfg.name })
+    }
+
+    /// The metadata of the launch's object `name`.
+    fn metadata(&self, name: &str) -> Value {
+        json!({
+            "name": name,
+            "namespace": self.namespace,
+            "labels": self.labels(),
+            "annotations": self.annotations,
+        })
+    }
+
     /// A container `name` of the launch's image, with its environment, resources and secrets.
     fn container(&self, job: &str, name: &str) -> Value {
         let cfg = self.cfg;
@@ -236,7 +237,7 @@ impl Manifests<'_> {
 
     /// The `batch/v1` Job running `command` in `image`.
     pub fn job(&self, job: &str) -> Value {
-        let (cfg, ann) = (self.cfg, self.annotations);
+        let cfg = self.cfg;
         let mut container = self.container(job, "main");
         container["command"] = json!(["/bin/sh", "-c", self.command]);
         let mut pod = pod_spec(cfg, &container);
@@ -244,7 +245,7 @@ impl Manifests<'_> {
         let mut spec = json!({
             "backoffLimit": cfg.backoff_limit,
             "template": {
-                "metadata": { "labels": { MANAGED_BY: "daft", LAUNCH_LABEL: cfg.name }, "annotations": ann },
+                "metadata": { "labels": self.labels(), "annotations": self.annotations },
                 "spec": pod,
             },
         });
@@ -254,7 +255,7 @@ impl Manifests<'_> {
         json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": metadata(cfg, job, self.namespace, ann),
+            "metadata": self.metadata(job),
             "spec": spec,
         })
     }
@@ -270,7 +271,7 @@ impl Manifests<'_> {
             { "containerPort": 10001, "name": "client" },
         ]);
         let worker = self.container(job, "ray-worker");
-        let labels = json!({ MANAGED_BY: "daft", LAUNCH_LABEL: cfg.name });
+        let labels = self.labels();
         let mut spec = json!({
             "entrypoint": self.command,
             "submissionMode": "K8sJobMode",
@@ -297,7 +298,7 @@ impl Manifests<'_> {
         json!({
             "apiVersion": "ray.io/v1",
             "kind": "RayJob",
-            "metadata": metadata(cfg, job, self.namespace, self.annotations),
+            "metadata": self.metadata(job),
             "spec": spec,
         })
     }
@@ -311,14 +312,8 @@ impl Manifests<'_> {
         k: &crate::sweep::KatibSpec,
         name: &str,
     ) -> Value {
-        let Manifests {
-            cfg,
-            namespace,
-            command,
-            annotations: ann,
-            ..
-        } = *self;
         use crate::sweep::Dist;
+        let cfg = self.cfg;
         let as_text = |v: &Value| match v {
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -337,7 +332,7 @@ impl Manifests<'_> {
                 "feasibleSpace": { "list": [as_text(v)] } }),
         })
         .collect();
-        let mut trial_command = command.to_string();
+        let mut trial_command = self.command.to_string();
         for (n, _) in &sweep.space {
             trial_command.push_str(&format!(" --{n}=${{trialParameters.{n}}}"));
         }
@@ -361,7 +356,7 @@ impl Manifests<'_> {
         json!({
             "apiVersion": "kubeflow.org/v1beta1",
             "kind": "Experiment",
-            "metadata": metadata(cfg, name, namespace, ann),
+            "metadata": self.metadata(name),
             "spec": {
                 "objective": objective,
                 "algorithm": { "algorithmName": k.algorithm },

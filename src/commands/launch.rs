@@ -392,7 +392,7 @@ fn objects(c: &Connection, cfg: &LaunchConfig) -> Api<DynamicObject> {
 fn pod_selectors(cfg: &LaunchConfig, job: &str, obj: Option<&DynamicObject>) -> Vec<String> {
     if katib(cfg).is_some() {
         // (Every trial's pod.)
-        return vec![format!("katib.kubeflow.org/experiment={job}")];
+        return vec![katib_pods(job)];
     }
     let mut s = vec![format!("job-name={job}")];
     if cfg.workers > 0 {
@@ -403,11 +403,16 @@ fn pod_selectors(cfg: &LaunchConfig, job: &str, obj: Option<&DynamicObject>) -> 
     s
 }
 
+/// The label selector of a Katib experiment's trial pods.
+fn katib_pods(experiment: &str) -> String {
+    format!("katib.kubeflow.org/experiment={experiment}")
+}
+
 /// The label selector a watch of the job's pods uses: every pod daft's templates make carries
 /// the launch's label (Katib names its trials' pods by the experiment).
 fn watch_selector(cfg: &LaunchConfig, job: &str) -> String {
     match katib(cfg) {
-        Some(_) => format!("katib.kubeflow.org/experiment={job}"),
+        Some(_) => katib_pods(job),
         None => format!("{}={}", manifests::LAUNCH_LABEL, cfg.name),
     }
 }

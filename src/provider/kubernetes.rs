@@ -150,9 +150,6 @@ impl PodChanges {
                         tokio::time::sleep(Duration::from_secs(2)).await;
                     }
                 }
-                if tx.is_closed() {
-                    return;
-                }
                 // (What changed between the watch's end and the next list: look again.)
                 let _ = tx.try_send(());
             }
