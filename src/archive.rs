@@ -35,13 +35,22 @@ impl Drop for Archive {
 /// The files to pack: `.gitignore` and `.daftignore` honoured, `.git` skipped, sorted by path.
 /// Symlinks that stay inside `dir` are packed as the file they point to; others are refused.
 pub fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    collect_with(dir, &[])
+}
+
+/// [`collect`], with more ignore files (gitignore rules) honoured besides.
+pub fn collect_with(dir: &Path, more_ignores: &[&str]) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let root = dir
         .canonicalize()
         .with_context(|| format!("the working directory {} does not exist", dir.display()))?;
     if !root.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
-    let walker = ignore::WalkBuilder::new(&root)
+    let mut walker = ignore::WalkBuilder::new(&root);
+    for name in more_ignores {
+        walker.add_custom_ignore_filename(name);
+    }
+    let walker = walker
         .hidden(false)
         .git_ignore(true)
         .git_global(false)
@@ -91,28 +100,44 @@ pub fn collect(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
-/// The content hash of a set of files: names, sizes, modes and bytes (not timestamps), sha256 hex.
-/// It names the archive, so the head can tell it already has this working directory without
+/// The content hash of a set of files: names, modes, bytes and sizes (not timestamps), sha256
+/// hex. It names the archive, so the head can tell it already has this working directory without
 /// anything being packed or sent.
 pub fn manifest_hash(files: &[(String, PathBuf)]) -> anyhow::Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     for (name, path) in files {
-        let meta = std::fs::metadata(path)?;
-        h.update(name.as_bytes());
-        h.update([0]);
-        h.update(meta.len().to_le_bytes());
-        h.update(unix_mode(&meta).to_le_bytes());
-        let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
+        hash_file(&mut h, name, path, &mut buf, |_| Ok(()))?;
     }
     Ok(hex::encode(h.finalize()))
+}
+
+/// One file into the manifest hash, each chunk read also handed to `sink` (the packer): what is
+/// hashed is exactly what was read. Returns the file's mode and the bytes read.
+fn hash_file(
+    h: &mut Sha256,
+    name: &str,
+    path: &Path,
+    buf: &mut [u8],
+    mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> anyhow::Result<(u32, u64)> {
+    let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mode = unix_mode(&f.metadata()?);
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(mode.to_le_bytes());
+    let mut len = 0u64;
+    loop {
+        let n = f.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        sink(&buf[..n])?;
+        len += n as u64;
+    }
+    h.update(len.to_le_bytes());
+    Ok((mode, len))
 }
 
 /// Pack `dir` into a zip under `tmp_dir`.
@@ -129,14 +154,19 @@ pub fn pack_files(
     tmp_dir: &Path,
 ) -> anyhow::Result<Archive> {
     std::fs::create_dir_all(tmp_dir)?;
-    let tmp = tmp_dir.join(format!("daft-{}-{}.zip", std::process::id(), nanos()));
-    let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let (file, tmp) = tempfile::Builder::new()
+        .prefix("daft-")
+        .suffix(".zip")
+        .tempfile_in(tmp_dir)
+        .with_context(|| format!("cannot create a zip in {}", tmp_dir.display()))?
+        .keep()
+        .context("cannot keep the zip")?;
     let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
     let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];
+    let mut packed = Sha256::new();
     for (name, path) in files {
         let meta = std::fs::metadata(path)?;
-        let mode = unix_mode(&meta);
         let len = meta.len();
         // Small or already-compressed files are stored; the rest deflated fast.
         let method = if len < 256 || is_compressed(name) {
@@ -147,21 +177,24 @@ pub fn pack_files(
         let mut opts = SimpleFileOptions::default()
             .compression_method(method)
             .last_modified_time(DateTime::default())
-            .unix_permissions(mode)
+            .unix_permissions(unix_mode(&meta))
             .large_file(len >= u32::MAX as u64);
         if method == CompressionMethod::Deflated {
             opts = opts.compression_level(Some(1));
         }
         zip.start_file(name.as_str(), opts)?;
-        let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            zip.write_all(&buf[..n])?;
-        }
-        bytes += len;
+        let (_, n) = hash_file(&mut packed, name, path, &mut buf, |chunk| {
+            zip.write_all(chunk)
+        })?;
+        bytes += n;
+    }
+    // The archive is named by the hash of what was hashed before: it must be what was packed.
+    if hex::encode(packed.finalize()) != hash {
+        let _ = std::fs::remove_file(&tmp);
+        bail!(
+            "the working directory changed while it was being packed; submit again once nothing \
+             writes into it (or list what changes in {IGNORE_FILE})"
+        );
     }
     let mut inner = zip.finish()?;
     inner.flush()?;
@@ -174,13 +207,6 @@ pub fn pack_files(
         bytes,
         zip_bytes,
     })
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
 }
 
 fn is_compressed(name: &str) -> bool {

@@ -1,6 +1,7 @@
 //! Building and pushing the project's image: one `Builder` trait, implemented by docker
 //! (buildx), buildah (daemonless) and podman; the registry asked first whether it already has
-//! the tag (a HEAD on the manifest), so an unchanged project builds nothing.
+//! the tag (a HEAD on the manifest, `registry`), so an unchanged project builds nothing. The
+//! build context is a staged copy of exactly the files the image's tag is computed from.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,7 +24,7 @@ pub struct BuildRequest<'a> {
 impl BuildRequest<'_> {
     /// The image's registry speaks plain HTTP (a loopback registry).
     fn insecure(&self) -> bool {
-        insecure_registry(self.image.split('/').next().unwrap_or_default())
+        crate::registry::insecure_registry(self.image.split('/').next().unwrap_or_default())
     }
 }
 
@@ -132,10 +133,25 @@ async fn run(program: &str, args: &[String]) -> anyhow::Result<()> {
     let pump = |r: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
         let name = name.clone();
         async move {
-            let mut lines = BufReader::new(r).lines();
+            // Read as bytes to the end, whatever they are (a line that is not UTF-8 must not
+            // stop the reading: the builder would block on a full pipe and never exit).
+            let mut reader = BufReader::new(r);
             let mut tail = Vec::new();
-            while let Ok(Some(l)) = lines.next_line().await {
-                eprintln!("  {name}: {l}");
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(target: "daft::build", "reading {name}'s output: {e}");
+                        break;
+                    }
+                }
+                let l = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string();
+                crate::note!("  {name}: {l}");
                 tail.push(l);
                 if tail.len() > 30 {
                     tail.remove(0);
@@ -156,8 +172,8 @@ async fn run(program: &str, args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A file path in the temp dir, removed when dropped.
-pub struct TempPath(PathBuf);
+/// A file in the temp dir (an unpredictable name, made by `tempfile`), removed when dropped.
+pub struct TempPath(tempfile::TempPath);
 
 impl TempPath {
     pub fn path(&self) -> &Path {
@@ -173,18 +189,63 @@ impl TempPath {
     }
 }
 
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+fn digest_file() -> anyhow::Result<TempPath> {
+    let f = tempfile::Builder::new()
+        .prefix("daft-build-")
+        .tempfile()
+        .context("cannot make a temporary file")?;
+    Ok(TempPath(f.into_temp_path()))
 }
 
-fn digest_file() -> anyhow::Result<TempPath> {
-    let n: u64 = rand::random();
-    Ok(TempPath(std::env::temp_dir().join(format!(
-        "daft-build-{}-{n:016x}",
-        std::process::id()
-    ))))
+/// The ignore file of image builds, honoured beside `.gitignore` and `.daftignore` (read with
+/// the same rules as those).
+pub const DOCKER_IGNORE: &str = ".dockerignore";
+
+/// The build context: a copy, in a temporary directory, of exactly the project's files that the
+/// image's tag is computed from (`.gitignore`, `.daftignore` and `.dockerignore` honoured), so an
+/// ignored `.env` never reaches the image and what was hashed is what is built.
+pub struct BuildContext {
+    dir: tempfile::TempDir,
+    /// The content hash of the staged files (names, sizes, modes, bytes).
+    pub hash: String,
+    pub files: usize,
+}
+
+impl BuildContext {
+    /// Stage `project`'s files (blocking: run it off the async runtime).
+    pub fn stage(project: &Path) -> anyhow::Result<BuildContext> {
+        let files = crate::archive::collect_with(project, &[DOCKER_IGNORE])?;
+        let dir = tempfile::Builder::new()
+            .prefix("daft-context-")
+            .tempdir()
+            .context("cannot make the build context's temporary directory")?;
+        let mut staged = Vec::with_capacity(files.len());
+        for (name, src) in files {
+            // (The builder is handed the filtered files: its own reading of the ignore file,
+            // by other rules, would make the image differ from what was hashed.)
+            if name == DOCKER_IGNORE {
+                continue;
+            }
+            let dst = dir.path().join(&name);
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::copy(&src, &dst)
+                .with_context(|| format!("cannot copy {} into the build context", src.display()))?;
+            staged.push((name, dst));
+        }
+        // Hashed from the copies: the bytes that are built, even if the project changes meanwhile.
+        let hash = crate::archive::manifest_hash(&staged)?;
+        Ok(BuildContext {
+            dir,
+            hash,
+            files: staged.len(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 fn read_digest(path: &Path) -> anyhow::Result<String> {
@@ -285,56 +346,5 @@ impl Builder for Docker {
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| anyhow!("docker buildx reported no image digest"))
-    }
-}
-
-/// `host[:port]/path/name:tag` split into (registry host, repository, tag).
-pub fn split_reference(image: &str) -> anyhow::Result<(String, String, String)> {
-    let (host, rest) = image
-        .split_once('/')
-        .ok_or_else(|| anyhow!("{image}: no registry host"))?;
-    let (repo, tag) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| anyhow!("{image}: no tag"))?;
-    Ok((host.to_string(), repo.to_string(), tag.to_string()))
-}
-
-/// `http(s)://host`: plain HTTP for a registry on this machine, HTTPS for any other.
-pub fn registry_base(host: &str) -> String {
-    let scheme = if insecure_registry(host) {
-        "http"
-    } else {
-        "https"
-    };
-    format!("{scheme}://{host}")
-}
-
-/// The registry speaks plain HTTP: one on this machine.
-pub fn insecure_registry(host: &str) -> bool {
-    let h = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-    crate::https::is_loopback(h)
-}
-
-/// The digest of `image` in its registry, if it has it (a HEAD on the manifest). None when
-/// the registry says it has no such tag, or cannot say (then the image is built).
-pub async fn remote_digest(image: &str) -> anyhow::Result<Option<String>> {
-    let (host, repo, tag) = split_reference(image)?;
-    let url = format!("{}/v2/{repo}/manifests/{tag}", registry_base(&host));
-    let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
-                  application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
-    let a = tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        crate::https::request("HEAD", &url, &[("Accept", accept)]),
-    )
-    .await
-    .map_err(|_| anyhow!("the registry {host} did not answer within 20s"))??;
-    match a.status {
-        200 => Ok(a.header("docker-content-digest").map(str::to_string)),
-        404 => Ok(None),
-        401 | 403 => {
-            tracing::debug!(target: "daft::build", %url, status = a.status, "the registry wants credentials to tell; building");
-            Ok(None)
-        }
-        s => Err(anyhow!("the registry {host} answered HTTP {s} for {url}")),
     }
 }

@@ -174,6 +174,10 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 
 /// The exit code for an error, and the text to print (None: print nothing).
 pub fn classify(err: &anyhow::Error) -> (i32, Option<String>) {
+    // `daft jobs | head -1`: the reader had what it wanted.
+    if crate::printer::is_output_closed(err) {
+        return (EXIT_OK, None);
+    }
     if let Some(c) = err.downcast_ref::<ConfigError>() {
         return (EXIT_USAGE, Some(c.render()));
     }

@@ -133,7 +133,7 @@ pub fn acquire(
                     ));
                 }
                 if !said {
-                    eprintln!(
+                    crate::note!(
                         "{who}; waiting for it, up to {} (Ctrl-C to stop; --no-wait-lock fails instead)",
                         humantime::format_duration(limit)
                     );

@@ -451,7 +451,14 @@ pub fn render(plan: &Plan, context: &str) -> String {
         let _ = writeln!(out, "{}", line.trim_end());
     }
     let s = plan.summary();
-    if plan.is_noop() {
+    if let Some((head, why)) = plan.unreachable_head() {
+        // Not "no changes": nothing could be observed behind the head.
+        let _ = writeln!(
+            out,
+            "Incomplete: the head {} could not be observed ({why}); `up` can set nothing up without it.",
+            head.id
+        );
+    } else if plan.is_noop() {
         let unreachable = if s.unreachable > 0 {
             format!(", {} unreachable", s.unreachable)
         } else {

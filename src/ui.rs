@@ -45,7 +45,7 @@ impl Progress {
     /// Print a line above the progress lines.
     pub fn println(&self, line: impl AsRef<str>) {
         if self.multi.is_hidden() {
-            eprintln!("{}", line.as_ref());
+            crate::note!("{}", line.as_ref());
         } else {
             let _ = self.multi.println(line.as_ref());
         }

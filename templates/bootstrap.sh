@@ -246,16 +246,56 @@ DAFT_WAIT_EOF
     fi
     # `ray start` swaps 127.0.0.1 for the machine's outward address, and Ray's servers then
     # listen on every interface; kept at 127.0.0.1, every one of them listens on loopback only.
-    # (The local provider's nodes; elsewhere `ray start` itself.)
+    # (The local provider's nodes; elsewhere `ray start` itself.) Every Ray process of the node
+    # must keep it so, not only `ray start`: the dashboard's job manager, its job supervisors and
+    # the drivers they run (Ray's Jobs API, `ray job submit`) connect to 127.0.0.1 too. A start-up
+    # hook in the cluster's environment (inert unless DAFT_RAY_LOOPBACK=1, which every process
+    # Ray starts inherits) keeps Ray's address helpers on loopback.
+    set -- "$CLUSTER_DIR/venv/bin/ray" start "$@"
+    loopback=
     if [ "$ip" = 127.0.0.1 ]; then
-        set -- "$CLUSTER_DIR/venv/bin/python" -c 'import sys
-import ray._private.services as services
-services.resolve_ip_for_localhost = lambda host: host
-from ray.scripts.scripts import main
-sys.argv[0] = "ray"
-sys.exit(main())' start "$@"
-    else
-        set -- "$CLUSTER_DIR/venv/bin/ray" start "$@"
+        site=$("$CLUSTER_DIR/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+            || fail "cannot find the site-packages of $CLUSTER_DIR/venv"
+        cat > "$site/_daft_ray_loopback.py" <<'PYEOF'
+# Written by daft's bootstrap: with DAFT_RAY_LOOPBACK=1 (a Ray node at 127.0.0.1), Ray's address
+# helpers keep 127.0.0.1 instead of swapping it for the machine's outward address, in every
+# process of the node (ray start, the dashboard and its job manager, workers, drivers).
+import os
+import sys
+
+if os.environ.get("DAFT_RAY_LOOPBACK") == "1":
+    import importlib.machinery
+
+    class _DaftRayLoopback:
+        def find_spec(self, name, path=None, target=None):
+            if name != "ray._private.services":
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is None or spec.loader is None:
+                return spec
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                run(module)
+                real = module.get_node_ip_address
+                module.resolve_ip_for_localhost = lambda host: host
+
+                def get_node_ip_address(address=None):
+                    import ray._private.worker as worker
+
+                    if worker._global_node is not None:
+                        return real(address)
+                    return "127.0.0.1"
+
+                module.get_node_ip_address = get_node_ip_address
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, _DaftRayLoopback())
+PYEOF
+        echo 'import _daft_ray_loopback' > "$site/_daft_ray_loopback.pth"
+        loopback=DAFT_RAY_LOOPBACK=1
     fi
     # Tied to this shell when it holds the node (see TIE).
     if [ -n "$TIE" ] && command -v setpriv >/dev/null 2>&1; then
@@ -266,7 +306,7 @@ sys.exit(main())' start "$@"
     # to RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S (30 s): with the head already gone (a cluster
     # going down, a Slurm job ending) it would linger that long. daft stops whole nodes: no drain.
     # shellcheck disable=SC2086
-    setsid env RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0 $DAFT_RAY_ENV "$@" --temp-dir "$RAY_TMP" --disable-usage-stats --block $DAFT_RAY_ARGS \
+    setsid env RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0 $loopback $DAFT_RAY_ENV "$@" --temp-dir "$RAY_TMP" --disable-usage-stats --block $DAFT_RAY_ARGS \
         > "$NODE_DIR/ray.log" 2>&1 < /dev/null 7>&- &
     pid=$!
     echo "$pid" > "$NODE_DIR/ray.pid"

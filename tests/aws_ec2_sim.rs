@@ -109,6 +109,9 @@ fn tail(s: &str) -> String {
 
 const PROBE: &str =
     "import ray\nray.init()\nprint('nodes=%d' % len([n for n in ray.nodes() if n['Alive']]))\n";
+/// The same, after a head was replaced by an `up` that does not wait for the workers: they rejoin
+/// the new head by themselves, in their own time (up to 90 s here).
+const PROBE_REJOINED: &str = "import ray, time\nray.init()\nend = time.time() + 90\nwhile True:\n    n = len([n for n in ray.nodes() if n['Alive']])\n    if n >= 3 or time.time() > end:\n        break\n    time.sleep(1)\nprint('nodes=%d' % n)\n";
 
 async fn ec2(sim: &Ec2Sim) -> aws_sdk_ec2::Client {
     let conf = aws_sdk_ec2::Config::builder()
@@ -176,6 +179,7 @@ async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_
     let job = case.dir.path().join("job");
     std::fs::create_dir_all(&job).unwrap();
     std::fs::write(job.join("probe.py"), PROBE).unwrap();
+    std::fs::write(job.join("probe_rejoined.py"), PROBE_REJOINED).unwrap();
     let job = job.to_str().unwrap().to_string();
 
     // 1. A waiting `up`: running + public address, SSH, user data, setup commands, workers.
@@ -288,7 +292,16 @@ async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_
         new_head.3, old_head.3,
         "the simulation recycles the released address"
     );
-    let (_, out, _) = case.run(&["submit", "-c", &cfg, "-w", &job, "--", "python", "probe.py"]);
+    let (_, out, _) = case.run(&[
+        "submit",
+        "-c",
+        &cfg,
+        "-w",
+        &job,
+        "--",
+        "python",
+        "probe_rejoined.py",
+    ]);
     assert!(out.contains("nodes=3"), "{out}");
 
     // 6. instance_type changes: head and workers replaced.

@@ -259,12 +259,35 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Registry {
+        Self::start_with(dir, "")
+    }
+
+    /// A registry that wants a login (HTTP Basic against an htpasswd file, as Distribution
+    /// does it): `user`/`password`.
+    fn start_with_login(dir: &Path, user: &str, password: &str) -> Registry {
+        let o = StdCommand::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .expect("htpasswd (Debian's apache2-utils; .ci/setup installs it)");
+        assert!(o.status.success(), "{}", out(&o));
+        let file = dir.join("htpasswd");
+        std::fs::write(&file, &o.stdout).unwrap();
+        Self::start_with(
+            dir,
+            &format!(
+                "auth:\n  htpasswd:\n    realm: daft-test\n    path: {}\n",
+                file.display()
+            ),
+        )
+    }
+
+    fn start_with(dir: &Path, extra: &str) -> Registry {
         let port = common::free_port("127.0.0.1");
         let cfg = dir.join("registry.yml");
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
                 dir.join("registry-data").display()
             ),
         )
@@ -281,8 +304,16 @@ impl Registry {
     }
     /// (status, headers and body) of a request to the registry's HTTP API.
     fn http(&self, method: &str, path: &str) -> (u16, String) {
+        self.http_as(method, path, None)
+    }
+
+    /// The same, as `user:password` (HTTP Basic).
+    fn http_as(&self, method: &str, path: &str, login: Option<&str>) -> (u16, String) {
         let mut c = StdCommand::new("curl");
         c.args(["-sS", "-i", "--max-time", "20"]);
+        if let Some(l) = login {
+            c.args(["-u", l]);
+        }
         // (`-X HEAD` would wait for a body.)
         if method == "HEAD" {
             c.arg("-I");
@@ -337,7 +368,10 @@ struct BuildLab {
 
 impl BuildLab {
     fn start(root: &Path) -> BuildLab {
-        let registry = Registry::start(root);
+        Self::with_registry(root, Registry::start(root))
+    }
+
+    fn with_registry(root: &Path, registry: Registry) -> BuildLab {
         let storage = root.join("storage.conf");
         std::fs::write(
             &storage,
@@ -903,4 +937,207 @@ fn the_auto_builder_passes_over_a_docker_client_without_an_engine() {
     assert_eq!(builder["detail"], "buildah", "{builder}");
     // (No kubeconfig here: said, with the fix; exit 1.)
     assert_eq!(o.status.code(), Some(1));
+}
+
+/// The files of an image as the registry serves it (every layer's tar, listed), read as `login`.
+fn image_files(registry: &Registry, repo: &str, tag: &str, login: &str) -> Vec<String> {
+    let (code, manifest) =
+        registry.http_as("GET", &format!("/v2/{repo}/manifests/{tag}"), Some(login));
+    assert_eq!(code, 200, "{manifest}");
+    let body = &manifest[manifest.find("\r\n\r\n").unwrap() + 4..];
+    let m: serde_json::Value = serde_json::from_str(body).unwrap();
+    let mut files = Vec::new();
+    for l in m["layers"].as_array().unwrap() {
+        let digest = l["digest"].as_str().unwrap();
+        let o = StdCommand::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "curl -sS --fail --max-time 60 -u {login} http://127.0.0.1:{}/v2/{repo}/blobs/{digest} | tar -tzf - 2>/dev/null || curl -sS --fail --max-time 60 -u {login} http://127.0.0.1:{}/v2/{repo}/blobs/{digest} | tar -tf -",
+                registry.port, registry.port
+            ))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "layer {digest}: {}", out(&o));
+        files.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| l.trim_start_matches("./").to_string()),
+        );
+    }
+    files
+}
+
+/// The image holds exactly the files its tag is computed from: a gitignored `.env` and a
+/// `.dockerignore`d directory stay out, a tracked file goes in; an ignored file's change keeps
+/// the tag, a tracked one's changes it; and a registry that wants a login (the real
+/// docker-registry with htpasswd) is asked with the credentials of the auth file, so an unchanged
+/// project is not built again.
+#[test]
+fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_rebuilt() {
+    let case = tempfile::tempdir().unwrap();
+    let root = case.path();
+    let registry = Registry::start_with_login(root, "alice", "s3cret-pw");
+    let mut lab = BuildLab::with_registry(root, registry);
+    let auth = root.join("auth.json");
+    use base64::Engine;
+    std::fs::write(
+        &auth,
+        json!({ "auths": { format!("127.0.0.1:{}", lab.registry.port): {
+            "auth": base64::engine::general_purpose::STANDARD.encode("alice:s3cret-pw")
+        }}})
+        .to_string(),
+    )
+    .unwrap();
+    // daft and buildah read the same auth file.
+    lab.env
+        .push(("REGISTRY_AUTH_FILE", auth.display().to_string()));
+
+    let project = root.join("project");
+    std::fs::create_dir_all(project.join("data")).unwrap();
+    std::fs::write(
+        project.join("Dockerfile"),
+        "FROM localhost/daft-test-base:1\nCOPY . /app\nWORKDIR /app\n",
+    )
+    .unwrap();
+    std::fs::write(project.join("main.sh"), "echo tracked-ran\n").unwrap();
+    std::fs::write(project.join(".gitignore"), ".env\n").unwrap();
+    std::fs::write(project.join(".env"), "API_TOKEN=do-not-ship\n").unwrap();
+    std::fs::write(project.join(".dockerignore"), "data\n").unwrap();
+    std::fs::write(project.join("data/big.bin"), "not for the image\n").unwrap();
+    std::fs::write(
+        project.join("launch.toml"),
+        format!(
+            "name = \"ctx\"\ncommand = \"sh /app/main.sh\"\n\n[image]\nregistry = \"127.0.0.1:{}/team\"\ndockerfile = \"Dockerfile\"\nbuilder = \"buildah\"\n",
+            lab.registry.port
+        ),
+    )
+    .unwrap();
+    git(&project, &["init", "-q", "-b", "main"]);
+    git(&project, &["add", "."]);
+    git(&project, &["commit", "-q", "-m", "first"]);
+    let commit = git(&project, &["rev-parse", "HEAD"]);
+    let fake = lab.apiserver(root);
+    let daft = |args: &[&str]| lab.daft(&project, &fake, args);
+    let image_of = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("image: "))
+            .map(|l| l.split('@').next().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no image line: {}", out(o)))
+    };
+
+    // 1. Built and pushed (the push itself needs the login: buildah reads the auth file).
+    let o = daft(&["launch", "--allow-unpushed"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("building"),
+        "{}",
+        out(&o)
+    );
+    let first = image_of(&o);
+    assert!(first.ends_with(&format!(":{commit}")), "{first}");
+    let files = image_files(&lab.registry, "team/ctx", &commit, "alice:s3cret-pw");
+    assert!(files.iter().any(|f| f == "app/main.sh"), "{files:?}");
+    assert!(files.iter().any(|f| f == "app/Dockerfile"), "{files:?}");
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.contains(".env") || f.contains("data/big.bin")),
+        "an ignored file is in the pushed image: {files:?}"
+    );
+    // Without the login the registry tells nothing: it really wants one.
+    let (code, _) = lab
+        .registry
+        .http("HEAD", &format!("/v2/team/ctx/manifests/{commit}"));
+    assert_eq!(code, 401);
+
+    // 2. Unchanged: the registry is asked with the auth file's login and nothing is built.
+    let o = daft(&["launch", "--allow-unpushed"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("in the registry already") && !stderr.contains("building"),
+        "{}",
+        out(&o)
+    );
+
+    // 3. An ignored file changes: same tag, nothing built.
+    std::fs::write(project.join(".env"), "API_TOKEN=another\n").unwrap();
+    let o = daft(&["launch", "--allow-unpushed"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(image_of(&o), first, "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("in the registry already"),
+        "{}",
+        out(&o)
+    );
+
+    // 4. A tracked file changes: another tag, built, and the image has the change.
+    std::fs::write(project.join("main.sh"), "echo tracked-changed\n").unwrap();
+    let o = daft(&["launch", "--allow-unpushed", "--allow-dirty"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let second = image_of(&o);
+    assert_ne!(second, first);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("tracked-changed"),
+        "{}",
+        out(&o)
+    );
+}
+
+/// A builder whose output is not UTF-8 (and more than a pipe holds) does not hang `launch`: its
+/// output is read to the end, the build's failure reported with its last lines.
+#[test]
+fn a_builder_writing_invalid_utf8_does_not_hang_launch() {
+    let case = tempfile::tempdir().unwrap();
+    let root = case.path();
+    let registry = Registry::start(root);
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    // A stand-in buildah: a line that is not UTF-8, then 256 KiB more (past any pipe's buffer).
+    std::fs::write(
+        bin.join("buildah"),
+        "#!/bin/sh\nprintf 'bad \\377\\376 bytes\\n'\nhead -c 262144 /dev/zero | tr '\\0' 'x' | fold -w 100\necho\necho 'the last line'\nexit 3\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("buildah"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let project = root.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("main.sh"), "echo hi\n").unwrap();
+    std::fs::write(
+        project.join("launch.toml"),
+        format!(
+            "name = \"utf\"\ncommand = \"sh main.sh\"\n\n[image]\nregistry = \"127.0.0.1:{}/team\"\nbuilder = \"buildah\"\n",
+            registry.port
+        ),
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    let o = Command::cargo_bin("daft")
+        .unwrap()
+        .current_dir(&project)
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("HOME", root)
+        .env("RUST_LOG", "warn")
+        .timeout(Duration::from_secs(120))
+        .args(["launch"])
+        .output()
+        .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "launch took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("bad \u{fffd}\u{fffd} bytes"), "{}", out(&o));
+    assert!(
+        stderr.contains("buildah bud failed") && stderr.contains("the last line"),
+        "{}",
+        out(&o)
+    );
 }

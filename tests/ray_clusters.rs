@@ -49,7 +49,13 @@ impl Env {
     }
 
     fn daft(&self) -> Command {
-        let mut c = Command::cargo_bin("daft").unwrap();
+        let mut c = Command::from_std(self.std_daft());
+        c.timeout(Duration::from_secs(900));
+        c
+    }
+    /// The same daft as a plain process (for its own stdout, such as a closed pipe).
+    fn std_daft(&self) -> StdCommand {
+        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"));
         c.current_dir(self.dir.path())
             .env("DAFT_HOME", self.home())
             .env("HOME", self.dir.path())
@@ -57,8 +63,7 @@ impl Env {
             .env("DAFT_SSH_DEADLINE_SECS", "20")
             // (`[run] env_from_local` of the local test's config.)
             .env("FROM_LOCAL", "local-default")
-            .env("RUST_LOG", "warn")
-            .timeout(Duration::from_secs(900));
+            .env("RUST_LOG", "warn");
         c
     }
     /// `daft ARGS...`, which must succeed.
@@ -541,6 +546,146 @@ fn assert_refused_without_token(python: &Path, address: &str) {
     );
 }
 
+/// `daft ARGS` writing into a pipe whose reader is already gone (`| head -1` after its line):
+/// it must end at once, with status 0 and no panic.
+fn assert_ends_quietly_on_a_closed_pipe(env: &Env, args: &[&str]) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let t = Instant::now();
+    let o = env
+        .std_daft()
+        .args(args)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "daft {args:?} into a closed pipe: {err}"
+    );
+    assert!(!err.contains("panicked"), "daft {args:?} panicked: {err}");
+    assert!(
+        !err.contains("Reconnecting"),
+        "daft {args:?} took its closed stdout for a lost connection: {err}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "daft {args:?} took {:?}",
+        t.elapsed()
+    );
+}
+
+/// `daft logs -f`, `jobs`, `list`, `plan` into `head -1`: each ends at once, status 0.
+fn pipes_end_quietly(env: &Env, cfg: &str) {
+    // A job that prints for a long time: following it into `head -1` ends after its first line.
+    let chatty = env.write(
+        "chatty/main.py",
+        "import time\nfor i in range(100000):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n",
+    );
+    let sub = env.ok(&[
+        "submit",
+        "-c",
+        cfg,
+        "-d",
+        "-w",
+        chatty.parent().unwrap().to_str().unwrap(),
+        "--",
+        "python",
+        "main.py",
+    ]);
+    let job = String::from_utf8_lossy(&sub.stdout).trim().to_string();
+    for args in [
+        vec!["logs", "-c", cfg, "-f", job.as_str()],
+        vec!["jobs", "-c", cfg],
+        vec!["jobs", "-c", cfg, "--output", "json"],
+        vec!["list", "-c", cfg],
+        vec!["plan", "-c", cfg],
+    ] {
+        assert_ends_quietly_on_a_closed_pipe(env, &args);
+    }
+    // And through a real `head -1`, which closes the pipe after the first line.
+    let daft = assert_cmd::cargo::cargo_bin("daft");
+    let t = Instant::now();
+    let o = StdCommand::new("timeout")
+        .arg("60")
+        .arg("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} logs -c {cfg} -f {job} | head -1",
+            daft.display()
+        ))
+        .current_dir(env.dir.path())
+        .env("DAFT_HOME", env.home())
+        .env("HOME", env.dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("line "), "{}", out(&o));
+    assert!(
+        t.elapsed() < Duration::from_secs(60) && o.status.code() == Some(0),
+        "`daft logs -f | head -1` did not end: {}",
+        out(&o)
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("panicked"),
+        "{}",
+        out(&o)
+    );
+    env.ok(&["cancel", "-c", cfg, &job]);
+}
+
+/// Ray's own Jobs API (`ray job submit`, what the Jobs SDK and `JobSubmissionClient` use) works
+/// against the address `daft dashboard` gives, with the cluster's token.
+fn ray_job_submit_works(env: &Env, cfg: &str, ray: &Path, token: &str) {
+    let dash = env.ok(&["dashboard", "-c", cfg, "--no-browser"]);
+    let text = String::from_utf8_lossy(&dash.stdout);
+    let url = text
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no dashboard address in {text}"))
+        .trim_end_matches(['/', ',', ')'])
+        .to_string();
+    ray_job_submit_to(env, &url, ray, token);
+}
+
+/// `ray job submit --address URL -- python -c 'print(6 * 7)'` succeeds and prints 42.
+fn ray_job_submit_to(env: &Env, url: &str, ray: &Path, token: &str) {
+    let t = Instant::now();
+    let o = StdCommand::new("timeout")
+        .arg("180")
+        .arg(ray)
+        .args([
+            "job",
+            "submit",
+            "--address",
+            url,
+            "--",
+            "python",
+            "-c",
+            "print(6 * 7)",
+        ])
+        .env("RAY_AUTH_MODE", "token")
+        .env("RAY_AUTH_TOKEN", token)
+        .env_remove("RAY_AUTH_TOKEN_PATH")
+        .env("RAY_USAGE_STATS_ENABLED", "0")
+        .env("HOME", env.dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success() && text.lines().any(|l| l.trim() == "42"),
+        "`ray job submit --address {url}` failed after {:?}: {text}",
+        t.elapsed()
+    );
+    assert!(text.contains("succeeded"), "{text}");
+}
+
 const NODES_SCRIPT: &str = "import os, ray\nray.init()\nprint('nodes=%d' % len([n for n in ray.nodes() if n['Alive']]))\nprint('cwd-is-job-dir=%s' % os.getcwd().endswith('/work'))\n";
 
 #[test]
@@ -660,6 +805,24 @@ fn local_cluster_up_submit_noop_down() {
     );
     assert_eq!(fail.status.code(), Some(3), "{}", out(&fail));
     jobs_on(&env, cfg);
+    pipes_end_quietly(&env, cfg);
+    ray_job_submit_works(
+        &env,
+        cfg,
+        &env.home().join("clusters/t-local/venv/bin/ray"),
+        token.trim(),
+    );
+    // Ray's Jobs API started more of Ray's processes (the job's supervisor and driver): every
+    // listener of the cluster is still on loopback.
+    for (addr, who) in &listeners_of(&tmps) {
+        let loopback = addr.starts_with("127.0.0.1:")
+            || addr.starts_with("[0000000000000000FFFF00000100007F]:")
+            || addr.starts_with("[00000000000000000000000001000000]:");
+        assert!(
+            loopback,
+            "{addr} is bound beyond loopback by {who} (after ray job submit)"
+        );
+    }
 
     // The example Daft job really runs on the cluster.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/daft-job");
@@ -997,6 +1160,13 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
         anon.starts_with("HTTP/1.") && anon.contains(" 401 ") && anon.contains("token"),
         "{anon}"
     );
+    // Ray's own Jobs API through the tunnel.
+    ray_job_submit_to(
+        &env,
+        &format!("http://127.0.0.1:{port}"),
+        &head_dir.join("venv/bin/ray"),
+        token,
+    );
     let _ = dash.kill();
     let _ = dash.wait();
 
@@ -1130,6 +1300,60 @@ fn ssh_host_that_refuses_is_named_in_the_plan_within_seconds() {
     assert_stdout(&o, "refused");
 }
 
+/// A head that cannot be reached makes an incomplete plan: it says so in its summary (not "No
+/// changes") and exits 1, as `up` on it would fail.
+#[test]
+fn plan_whose_head_cannot_be_reached_says_it_is_incomplete_and_exits_1() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new();
+    // (Its user and key only: the head in the config is an address where nothing listens.)
+    let a = Sshd::start("127.0.0.2");
+    let port = common::free_port("127.0.0.4");
+    let cfg = env.write(
+        "t-nohead.toml",
+        &format!(
+            "[setup]\nname = \"t-nohead\"\nprovider = \"ssh\"\nssh_user = \"{}\"\nssh_private_key = \"{}\"\n\n[setup.ssh]\nhead = \"127.0.0.4:{port}\"\nworkers = []\n",
+            a.user,
+            a.key.display(),
+        ),
+    );
+    let t = Instant::now();
+    let o = env
+        .daft()
+        .env_remove("DAFT_SSH_DEADLINE_SECS")
+        .args(["plan", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "plan took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert_stdout(
+        &o,
+        &format!("Incomplete: the head 127.0.0.4:{port} could not be observed"),
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(!stdout.contains("No changes"), "{}", out(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("the plan is incomplete") && stderr.contains("refused"),
+        "{}",
+        out(&o)
+    );
+    // JSON says it too.
+    let j = env
+        .daft()
+        .env_remove("DAFT_SSH_DEADLINE_SECS")
+        .args(["plan", "-c", cfg.to_str().unwrap(), "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(j.status.code(), Some(1), "{}", out(&j));
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    assert_eq!(v["complete"], false, "{v}");
+}
+
 /// The worker's sshd goes away under a running cluster: `plan` answers within a bound and names
 /// it, `down` stops the head and reports the worker (exit 1), `down --force` forgets it.
 #[test]
@@ -1255,15 +1479,26 @@ fn failing_setup_command_is_named_with_host_and_output() {
         &env,
         &a,
         &[],
-        "\"echo fine\", \"echo broken-step-output >&2; exit 4\"",
+        // (Secrets in its command line: a flag's, a password's, a header's.)
+        "\"echo fine\", \"true --token tok-SECRET-1 -p pw-SECRET-2 -H 'Authorization: Bearer bearer-SECRET-3'; echo broken-step-output >&2; exit 4\"",
     );
     let _down = env.down_on_panic(cfg.to_str().unwrap());
     let o = env
         .daft()
+        .env("RUST_LOG", "debug")
         .args(["up", "-c", cfg.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let all = out(&o);
+    assert!(
+        !all.contains("SECRET-"),
+        "a secret of the setup command is in the error or the debug log: {all}"
+    );
+    assert!(
+        all.contains("--token ***") && all.contains("Bearer ***"),
+        "{all}"
+    );
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
         e.contains("setup command 2")

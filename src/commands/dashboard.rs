@@ -37,7 +37,7 @@ pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     if cfg.setup.provider == ProviderKind::Local {
         let (provider, head) = super::running_head(&cfg, None).await?;
         if let DashboardRoute::Direct { url } = provider.dashboard_route(&head) {
-            println!("Ray dashboard of {:?}: {url}{token_hint}", cfg.setup.name);
+            crate::outln!("Ray dashboard of {:?}: {url}{token_hint}", cfg.setup.name)?;
             if !args.no_browser {
                 let _ = webbrowser::open(&url);
             }
@@ -78,10 +78,10 @@ pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     } else {
         "forwarded over SSH to the head"
     };
-    println!(
+    crate::outln!(
         "Ray dashboard of {:?}: {url}  ({via}; Ctrl-C to stop){token_hint}",
         cfg.setup.name
-    );
+    )?;
     if !args.no_browser {
         let _ = webbrowser::open(&url);
     }
@@ -119,7 +119,7 @@ async fn show_token(
             }
         ));
     }
-    println!("{token}");
+    crate::outln!("{token}")?;
     Ok(())
 }
 
@@ -144,8 +144,8 @@ async fn serve_when_connected(listener: TcpListener, connecting: Connecting) -> 
                     return Err(anyhow!(err));
                 }
             }
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("\ndaft: dashboard tunnel closed");
+            _ = crate::interrupt::interrupted() => {
+                crate::note!("\ndaft: dashboard tunnel closed");
                 return Ok(());
             }
         }
@@ -168,7 +168,7 @@ async fn forward(
                 tracing::debug!(%peer, "tunnel closed: {e}");
             }
         }
-        Err(e) => eprintln!("daft: cannot reach the dashboard: {e:#}"),
+        Err(e) => crate::note!("daft: cannot reach the dashboard: {e:#}"),
     }
 }
 

@@ -111,12 +111,12 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<()> {
         ));
     }
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&checks)?),
-        OutputFormat::Text => print!("{}", render(&checks)),
+        OutputFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&checks)?)?,
+        OutputFormat::Text => crate::out!("{}", render(&checks))?,
     }
     let missing = checks.iter().filter(|c| !c.ok).count();
     if missing > 0 {
-        eprintln!("daft: {missing} check(s) failed");
+        crate::note!("daft: {missing} check(s) failed");
         return Err(JobExit(1).into());
     }
     Ok(())
@@ -361,7 +361,7 @@ async fn launch_checks(cfg: &LaunchConfig, file: &str, checks: &mut Vec<Check>) 
         )),
         Some(reg) => {
             let host = reg.split('/').next().unwrap_or(reg);
-            let url = format!("{}/v2/", crate::build::registry_base(host));
+            let url = format!("{}/v2/", crate::registry::registry_base(host));
             let r = tokio::time::timeout(
                 std::time::Duration::from_secs(20),
                 crate::https::request("GET", &url, &[]),

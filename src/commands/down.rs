@@ -26,14 +26,14 @@ pub async fn run(args: &DownArgs) -> anyhow::Result<()> {
     let desired = DesiredCluster::empty(&cfg.setup.name);
     let p = plan(&desired, &observed);
     if p.actions.is_empty() {
-        println!(
+        crate::outln!(
             "Nothing to remove: cluster {:?} has no nodes ({}).",
             cfg.setup.name,
             provider.context()
-        );
+        )?;
         return Ok(());
     }
-    print!("{}", render(&p, &provider.context()));
+    crate::out!("{}", render(&p, &provider.context()))?;
     super::up::confirm_destruction(&p, args.yes, "down")?;
     let ui = Progress::new();
     let opts = UpOptions {
@@ -42,13 +42,13 @@ pub async fn run(args: &DownArgs) -> anyhow::Result<()> {
         ..UpOptions::default()
     };
     let report = apply(provider, &desired, &observed, &p, opts, &ui).await?;
-    println!(
+    crate::outln!(
         "Cluster {:?} is down: {} node(s) and {} other resource(s) removed in {}.",
         cfg.setup.name,
         report.terminated.len(),
         report.support_deleted.len(),
         elapsed(start.elapsed())
-    );
+    )?;
     Ok(())
 }
 
@@ -63,14 +63,14 @@ async fn down_resource(
     let have = p.observe_resource().await?;
     let plan = plan_resource(&cfg.setup.name, None, &have);
     if plan.action == ResourceAction::Absent && have.pods.is_empty() {
-        println!(
+        crate::outln!(
             "Nothing to remove: cluster {:?} has no RayCluster ({}).",
             cfg.setup.name,
             p.context()
-        );
+        )?;
         return Ok(());
     }
-    print!("{}", render_resource(&plan, &p.context(), None));
+    crate::out!("{}", render_resource(&plan, &p.context(), None))?;
     if let ResourceAction::Refuse { reason } = &plan.action {
         return Err(anyhow::anyhow!("nothing was removed: {reason}"));
     }
@@ -87,12 +87,12 @@ async fn down_resource(
     );
     p.delete_resource(&pb).await?;
     crate::ui::done(&pb, format!("deleted {} {}", plan.kind, plan.name));
-    println!(
+    crate::outln!(
         "Cluster {:?} is down: RayCluster {} and its {} pod(s) deleted in {}.",
         cfg.setup.name,
         plan.name,
         plan.pods.len(),
         elapsed(start.elapsed())
-    );
+    )?;
     Ok(())
 }

@@ -41,7 +41,7 @@ pub fn run(args: &InitConfigArgs) -> anyhow::Result<()> {
         } else {
             format!(" -f {}", path.display())
         };
-        println!(
+        crate::outln!(
             "Wrote {}.\nEdit it: {}set `registry` under [image] (where the image is pushed).\n\
              Then run: daft launch{flag} --dry-run   (to preview)   and   daft launch{flag}",
             path.display(),
@@ -50,13 +50,13 @@ pub fn run(args: &InitConfigArgs) -> anyhow::Result<()> {
             } else {
                 "set `name`, "
             }
-        );
+        )?;
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "{}",
         message(&path.display().to_string(), provider, args.name.is_some())
-    );
+    )?;
     Ok(())
 }
 

@@ -137,6 +137,8 @@ pub fn resolve<'a>(jobs: &'a [JobRecord], word: &str) -> anyhow::Result<&'a JobR
 struct Counting<W> {
     inner: W,
     count: u64,
+    /// Writing here failed (our own stdout or stderr was closed): not the connection's fault.
+    failed: bool,
 }
 
 impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<W> {
@@ -146,13 +148,19 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<W> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &r {
-            self.count += *n as u64;
+        match &r {
+            Poll::Ready(Ok(n)) => self.count += *n as u64,
+            Poll::Ready(Err(_)) => self.failed = true,
+            Poll::Pending => {}
         }
         r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        if let Poll::Ready(Err(_)) = &r {
+            self.failed = true;
+        }
+        r
     }
     fn poll_shutdown(
         mut self: Pin<&mut Self>,
@@ -178,10 +186,12 @@ pub async fn follow(
     let mut out = Counting {
         inner: tokio::io::stdout(),
         count: 0,
+        failed: false,
     };
     let mut err = Counting {
         inner: tokio::io::stderr(),
         count: 0,
+        failed: false,
     };
     loop {
         let (o, e) = (out.count.to_string(), err.count.to_string());
@@ -194,14 +204,18 @@ pub async fn follow(
         );
         match head.transport.run_cmd(&cmd, &mut out, &mut err).await {
             Ok(status) => return Ok(status),
+            // Our own output was closed (`daft logs -f JOB | head`): the reader is done, and
+            // reconnecting would only fail again. The job goes on.
+            Err(_) if out.failed => return Err(anyhow::Error::new(crate::printer::OutputClosed)),
+            Err(e) if err.failed => return Err(e.context("cannot write to standard error")),
             Err(e) if follow => {
-                eprintln!(
+                crate::note!(
                     "\ndaft: lost the connection to the head ({e:#}); the job goes on. \
                      Reconnecting, for up to {}",
                     humantime::format_duration(RECONNECT_FOR)
                 );
                 head = reconnect(cfg, key.clone()).await?;
-                eprintln!("daft: reconnected; the output goes on where it stopped");
+                crate::note!("daft: reconnected; the output goes on where it stopped");
             }
             Err(e) => return Err(e),
         }
@@ -253,13 +267,13 @@ pub async fn list(args: &JobsArgs) -> anyhow::Result<()> {
     let head = connect(&cfg, key).await?;
     let jobs = records(&head).await?;
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&jobs)?),
+        OutputFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&jobs)?)?,
         OutputFormat::Text => {
             if jobs.is_empty() {
-                println!("No jobs on cluster {:?} yet.", cfg.setup.name);
+                crate::outln!("No jobs on cluster {:?} yet.", cfg.setup.name)?;
                 return Ok(());
             }
-            println!("{}", table(&jobs));
+            crate::outln!("{}", table(&jobs))?;
         }
     }
     Ok(())
@@ -322,14 +336,14 @@ pub async fn cancel(args: &CancelArgs) -> anyhow::Result<()> {
         }
     }
     match cancel_job(&head, &job.dir).await?.as_str() {
-        "ended" => println!(
+        "ended" => crate::outln!(
             "Job {} had already ended ({}).",
             job.id,
             job.exit_status
                 .map(|c| format!("exit status {c}"))
                 .unwrap_or_else(|| job.state.clone())
-        ),
-        _ => println!("Job {} cancelled.", job.id),
+        )?,
+        _ => crate::outln!("Job {} cancelled.", job.id)?,
     }
     Ok(())
 }
@@ -399,13 +413,13 @@ pub async fn pull(args: &PullArgs) -> anyhow::Result<()> {
         fetched += 1;
         bytes += data.len() as u64;
     }
-    println!(
+    crate::outln!(
         "Pulled job {} to {}: {fetched} file(s) ({}) copied, {same} unchanged, in {}",
         job.id,
         dest.display(),
         crate::archive::human_bytes(bytes),
         crate::ui::elapsed(t0.elapsed())
-    );
+    )?;
     Ok(())
 }
 

@@ -61,21 +61,20 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
     } = &provenance
     {
         if !args.allow_unpushed && !crate::git::on_a_remote(&cfg.project_dir, c) {
-            eprintln!(
+            crate::note!(
                 "daft: warning: commit {} is on no remote: others cannot see the code this job runs \
                  (push it, or pass --allow-unpushed to silence this)",
                 &c[..c.len().min(12)]
             );
         }
     }
+    // The build context: the files the tag is computed from, and nothing else.
     let dir = cfg.project_dir.clone();
-    let files_hash = tokio::task::spawn_blocking(move || {
-        let files = crate::archive::collect(&dir)?;
-        crate::archive::manifest_hash(&files)
-    })
-    .await
-    .context("reading the project failed")??;
-    let tag = manifests::image_tag(&provenance, &files_hash);
+    let context = tokio::task::spawn_blocking(move || crate::build::BuildContext::stage(&dir))
+        .await
+        .context("reading the project failed")??;
+    tracing::debug!(target: "daft::build", files = context.files, hash = %context.hash, dir = %context.path().display(), "build context");
+    let tag = manifests::image_tag(&provenance, &context.hash);
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
@@ -102,21 +101,21 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
             annotations: &annotations,
         }
         .for_launch(&job_name);
-        println!(
+        crate::outln!(
             "# image: {image_ref} (built from {}; digest known after the push)",
             cfg.base
-        );
+        )?;
         if cfg.dockerfile.is_none() {
-            println!(
+            crate::outln!(
                 "# Dockerfile daft would write:\n{}",
-                manifests::dockerfile(&cfg, &cfg.project_dir)
+                manifests::dockerfile(&cfg, context.path())
                     .lines()
                     .map(|l| format!("#   {l}"))
                     .collect::<Vec<_>>()
                     .join("\n")
-            );
+            )?;
         }
-        println!("{}", serde_json::to_string_pretty(&m)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&m)?)?;
         return Ok(());
     }
     let Some(_) = registry else {
@@ -128,9 +127,9 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
     };
 
     // The image: built unless the registry has the tag already.
-    let digest = match crate::build::remote_digest(&image_ref).await? {
+    let digest = match crate::registry::remote_digest(&image_ref).await? {
         Some(d) => {
-            eprintln!("daft: {image_ref} is in the registry already ({d}): nothing to build");
+            crate::note!("daft: {image_ref} is in the registry already ({d}): nothing to build");
             d
         }
         None => {
@@ -140,7 +139,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
                 Some(_) => None,
                 None => Some(crate::build::TempPath::with_text(&manifests::dockerfile(
                     &cfg,
-                    &cfg.project_dir,
+                    context.path(),
                 ))?),
             };
             let dockerfile = match (&cfg.dockerfile, &generated) {
@@ -148,15 +147,15 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
                 (None, g) => g.as_ref().expect("generated above").path(),
             };
             let t = Instant::now();
-            eprintln!("daft: building {image_ref} with {}", builder.name());
+            crate::note!("daft: building {image_ref} with {}", builder.name());
             let d = builder
                 .build_and_push(&crate::build::BuildRequest {
                     dockerfile,
-                    context: &cfg.project_dir,
+                    context: context.path(),
                     image: &image_ref,
                 })
                 .await?;
-            eprintln!(
+            crate::note!(
                 "daft: built and pushed {image_ref} in {}",
                 elapsed(t.elapsed())
             );
@@ -164,7 +163,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         }
     };
     let pinned = format!("{image_ref}@{digest}");
-    println!("image: {pinned}");
+    crate::outln!("image: {pinned}")?;
 
     let c = connect_for(&cfg).await?;
     if let Some(sweep) = cfg.sweep.as_ref().filter(|s| s.katib.is_none()) {
@@ -194,14 +193,14 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
     }
     .for_launch(&job_name);
     apply(&c, &cfg, &job_name, &m).await?;
-    println!(
+    crate::outln!(
         "job: {job_name} ({} in {}/{})",
         kind(&cfg),
         c.context,
         c.namespace
-    );
+    )?;
     if args.detach {
-        eprintln!(
+        crate::note!(
             "daft: it runs on. Follow it: daft launch -f {f} --follow {job_name}   Delete it: daft launch -f {f} --delete {job_name}",
             f = cfg.display_path
         );
@@ -234,7 +233,7 @@ async fn run_sweep(
     use crate::sweep::{as_args, describe};
     let t0 = Instant::now();
     let total = sweep.variants.len();
-    eprintln!(
+    crate::note!(
         "daft: sweep {:?}: {total} {}(s), {} at a time",
         sweep.name,
         kind(cfg),
@@ -242,6 +241,8 @@ async fn run_sweep(
     );
     let mut pending = sweep.variants.iter().enumerate();
     let mut running = tokio::task::JoinSet::new();
+    // Which variant each follower task follows (a panicked one is reported, not "not run").
+    let mut tasks: std::collections::HashMap<tokio::task::Id, (usize, String)> = Default::default();
     let mut rows: Vec<Option<SweepRow>> = vec![None; total];
     let mut stopping = false;
     loop {
@@ -272,35 +273,51 @@ async fn run_sweep(
             m["metadata"]["annotations"]["daft.io/variant"] =
                 serde_json::json!(serde_json::to_string(variant)?);
             apply(c, cfg, &job, &m).await?;
-            eprintln!("[{}/{total}] {job} started ({})", i + 1, describe(variant));
+            crate::note!("[{}/{total}] {job} started ({})", i + 1, describe(variant));
             let c = c.clone();
-            running.spawn(async move {
-                let r = follow(&c, &vcfg, &job, start_timeout, Instant::now(), false).await;
-                (i, job, r)
+            let name = job.clone();
+            let handle = running.spawn(async move {
+                follow(&c, &vcfg, &name, start_timeout, Instant::now(), false).await
             });
+            tasks.insert(handle.id(), (i, job));
         }
         if running.is_empty() {
             break;
         }
         tokio::select! {
-            done = running.join_next() => {
-                let Some(Ok((i, job, r))) = done else { continue };
-                let state = match &r {
-                    Ok(()) => "succeeded".to_string(),
-                    Err(e) if e.downcast_ref::<JobExit>().is_some() => "failed".to_string(),
-                    Err(e) => format!("failed: {e:#}"),
+            done = running.join_next_with_id() => {
+                let Some(done) = done else { continue };
+                let (id, r) = match done {
+                    Ok((id, r)) => (id, Ok(r)),
+                    Err(e) => (e.id(), Err(e)),
                 };
-                eprintln!("[{}/{total}] {job} {state}", i + 1);
+                let Some((i, job)) = tasks.remove(&id) else { continue };
+                let state = match r {
+                    Ok(Ok(())) => "succeeded".to_string(),
+                    Ok(Err(e)) if e.downcast_ref::<JobExit>().is_some() => "failed".to_string(),
+                    Ok(Err(e)) => format!("failed: {e:#}"),
+                    Err(e) if e.is_cancelled() => continue,
+                    Err(e) => format!("failed: daft's follower of it stopped ({e})"),
+                };
+                crate::note!("[{}/{total}] {job} {state}", i + 1);
                 rows[i] = Some(SweepRow { job, variant: describe(&sweep.variants[i]), state });
             }
-            _ = tokio::signal::ctrl_c(), if !stopping => {
+            _ = crate::interrupt::interrupted(), if !stopping => {
                 stopping = true;
-                eprintln!(
-                    "\ndaft: starting no more jobs (Ctrl-C); the {} running keep running (`daft launch -f {} --delete JOB` stops one)",
-                    running.len(),
-                    cfg.display_path
-                );
                 running.abort_all();
+                // The same as `daft submit --sweep`: the running jobs are stopped, no more start.
+                crate::note!(
+                    "\ndaft: stopping the sweep (Ctrl-C): deleting {} running job(s), starting no more",
+                    tasks.len()
+                );
+                for (i, job) in tasks.values() {
+                    let state = match tokio::time::timeout(STOP_WITHIN, delete(c, cfg, job)).await {
+                        Ok(Ok(())) => "cancelled".to_string(),
+                        Ok(Err(e)) => format!("not stopped: {e:#}"),
+                        Err(_) => format!("not stopped within {}s", STOP_WITHIN.as_secs()),
+                    };
+                    rows[*i] = Some(SweepRow { job: job.clone(), variant: describe(&sweep.variants[*i]), state });
+                }
             }
         }
     }
@@ -322,8 +339,8 @@ async fn run_sweep(
         }
         table.add_row(vec![(i + 1).to_string(), job, variant, state]);
     }
-    println!("{table}");
-    eprintln!(
+    crate::outln!("{table}")?;
+    crate::note!(
         "daft: sweep {:?}: {} of {total} succeeded in {}",
         sweep.name,
         total - failed,
@@ -435,12 +452,12 @@ async fn follow(
     let began = Instant::now();
     let mut started = false;
     let mut last_wait = String::new();
-    let interrupted = tokio::signal::ctrl_c();
+    let interrupted = crate::interrupt::interrupted();
     tokio::pin!(interrupted);
     let mut changes = PodChanges::watch(pods.clone(), watch_selector(cfg, job));
     let verdict = loop {
         while let Ok(line) = rx.try_recv() {
-            println!("{line}");
+            crate::outln!("{line}")?;
         }
         let obj = call(&format!("read the {}", kind(cfg)), api.get_opt(job)).await?;
         let Some(obj) = obj else {
@@ -489,7 +506,7 @@ async fn follow(
                         ));
                     }
                     if problem.text != last_wait {
-                        eprintln!(
+                        crate::note!(
                             "daft: waiting up to {} for the job to start: {}",
                             humantime::format_duration(start_timeout),
                             problem.text
@@ -526,18 +543,18 @@ async fn follow(
     .await;
     drop(tx);
     while let Some(line) = rx.recv().await {
-        println!("{line}");
+        crate::outln!("{line}")?;
     }
     match verdict {
         Verdict::Succeeded => {
             if katib(cfg).is_some() {
                 if let Ok(Some(o)) = api.get_opt(job).await {
                     if let Some(best) = manifests::katib_best(&o.data["status"]) {
-                        println!("best trial: {best}");
+                        crate::outln!("best trial: {best}")?;
                     }
                 }
             }
-            eprintln!(
+            crate::note!(
                 "daft: {} {job} succeeded in {}",
                 kind(cfg),
                 elapsed(start.elapsed())
@@ -545,7 +562,7 @@ async fn follow(
             Ok(())
         }
         Verdict::Failed(why) => {
-            eprintln!("daft: {} {job} failed: {why}", kind(cfg));
+            crate::note!("daft: {} {job} failed: {why}", kind(cfg));
             Err(JobExit(1).into())
         }
         Verdict::Running(_) => unreachable!("the loop ends on an ending"),
@@ -572,23 +589,27 @@ async fn stream_logs(pods: Api<Pod>, name: String, tx: tokio::sync::mpsc::Unboun
     }
 }
 
-/// Ctrl-C while following: on a terminal, ask whether to delete the job; without one, leave it.
+/// How long stopping a job on Ctrl-C may take before daft says it could not.
+const STOP_WITHIN: Duration = Duration::from_secs(30);
+
+/// Ctrl-C while following: the job is deleted (its pods stop), as `daft submit` cancels its job.
 async fn interrupted_job(c: &Connection, cfg: &LaunchConfig, job: &str) -> anyhow::Result<()> {
-    eprintln!();
-    match crate::ui::confirm(&format!("Delete {} {job} (its pods stop)?", kind(cfg)))? {
-        Some(true) => {
-            delete(c, cfg, job).await?;
-            Err(JobExit(130).into())
-        }
-        _ => {
-            eprintln!(
-                "daft: {} {job} keeps running. Follow it: daft launch -f {f} --follow {job}   Delete it: daft launch -f {f} --delete {job}",
-                kind(cfg),
-                f = cfg.display_path
-            );
-            Err(JobExit(130).into())
-        }
+    crate::note!("\ndaft: stopping {} {job} (Ctrl-C)", kind(cfg));
+    match tokio::time::timeout(STOP_WITHIN, delete(c, cfg, job)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => crate::note!(
+            "daft: could not delete {} {job} ({e:#}); `daft launch -f {f} --delete {job}` tries again",
+            kind(cfg),
+            f = cfg.display_path
+        ),
+        Err(_) => crate::note!(
+            "daft: {} {job} was not deleted within {}s; `daft launch -f {f} --delete {job}` tries again",
+            kind(cfg),
+            STOP_WITHIN.as_secs(),
+            f = cfg.display_path
+        ),
     }
+    Err(JobExit(130).into())
 }
 
 /// Delete a launched job and its pods (foreground), waiting until they are gone.
@@ -602,7 +623,7 @@ async fn delete(c: &Connection, cfg: &LaunchConfig, job: &str) -> anyhow::Result
     match tokio::time::timeout(Duration::from_secs(30), api.delete(job, &dp)).await {
         Err(_) => return Err(anyhow!("deleting {job}: no answer within 30s")),
         Ok(Err(kube::Error::Api(s))) if s.code == 404 => {
-            println!("{} {job} does not exist (already deleted?)", kind(cfg));
+            crate::outln!("{} {job} does not exist (already deleted?)", kind(cfg))?;
             return Ok(());
         }
         Ok(Err(e)) => {
@@ -623,7 +644,7 @@ async fn delete(c: &Connection, cfg: &LaunchConfig, job: &str) -> anyhow::Result
         .await?;
         let obj = call("read the job", api.get_opt(job)).await?;
         if left.items.is_empty() && obj.is_none() {
-            println!("Deleted {} {job} and its pods.", kind(cfg));
+            crate::outln!("Deleted {} {job} and its pods.", kind(cfg))?;
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -642,7 +663,7 @@ async fn run_local(cfg: &LaunchConfig, command: &str) -> anyhow::Result<()> {
         return run_local_ray(cfg, command).await;
     }
     let t = Instant::now();
-    eprintln!(
+    crate::note!(
         "daft: running {command:?} here in {}",
         cfg.project_dir.display()
     );
@@ -657,20 +678,20 @@ async fn run_local(cfg: &LaunchConfig, command: &str) -> anyhow::Result<()> {
         .context("cannot run /bin/sh")?;
     let status = tokio::select! {
         s = child.wait() => s?,
-        _ = tokio::signal::ctrl_c() => {
+        _ = crate::interrupt::interrupted() => {
             let _ = child.kill().await;
             return Err(JobExit(130).into());
         }
     };
     let code = status.code().unwrap_or(1);
     if code != 0 {
-        eprintln!(
+        crate::note!(
             "daft: the job exited with status {code} after {}",
             elapsed(t.elapsed())
         );
         return Err(JobExit(code).into());
     }
-    eprintln!("daft: the job succeeded in {}", elapsed(t.elapsed()));
+    crate::note!("daft: the job succeeded in {}", elapsed(t.elapsed()));
     Ok(())
 }
 
@@ -703,7 +724,7 @@ async fn run_local_ray(cfg: &LaunchConfig, command: &str) -> anyhow::Result<()> 
     let config = || ConfigArg {
         config: path.clone(),
     };
-    eprintln!(
+    crate::note!(
         "daft: --local with {} worker(s): a Ray cluster on this machine for this run ({})",
         cfg.workers,
         path.display()
@@ -743,7 +764,7 @@ async fn run_local_ray(cfg: &LaunchConfig, command: &str) -> anyhow::Result<()> 
     })
     .await;
     if let Err(e) = &down {
-        eprintln!(
+        crate::note!(
             "daft: taking the local Ray cluster down failed: {e:#} (`daft down -c {}` tries again)",
             path.display()
         );

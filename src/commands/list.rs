@@ -77,7 +77,7 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
             match crate::provider::kubernetes::list_current_context(k8s_cfg).await {
                 Some(Ok(nodes)) => rows.extend(nodes.iter().map(|n| Row::new("kubernetes", n))),
                 Some(Err(e)) if k8s_cfg.is_some() => return Err(e),
-                Some(Err(e)) => eprintln!("daft: skipping Kubernetes: {e:#}"),
+                Some(Err(e)) => crate::note!("daft: skipping Kubernetes: {e:#}"),
                 None => {}
             }
         }
@@ -108,8 +108,8 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
         (a.state, &a.cluster, &a.role, &a.id).cmp(&(b.state, &b.cluster, &b.role, &b.id))
     });
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        OutputFormat::Text => print!("{}", render(&rows)),
+        OutputFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&rows)?)?,
+        OutputFormat::Text => crate::out!("{}", render(&rows))?,
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        crate::interrupt::install();
         match cmd {
             Command::InitConfig(_) => unreachable!("handled above"),
             Command::Plan(a) => plan::run(&a).await,
@@ -96,8 +97,28 @@ pub async fn running_head(
     key: Option<std::path::PathBuf>,
 ) -> anyhow::Result<(Arc<dyn Provider>, crate::model::ObservedNode)> {
     let (provider, observed) = observe(cfg, key).await?;
-    let head = provider::alive_head(&observed)
-        .cloned()
-        .ok_or_else(|| not_up(cfg))?;
+    let head = match provider::alive_head(&observed) {
+        Some(h) => h.clone(),
+        None => {
+            return Err(match provider::head_not_running(&observed) {
+                Some(h) => match h.unreachable_reason() {
+                    Some(why) => anyhow::anyhow!(
+                        "the head of cluster {:?} ({}) could not be reached: {why}",
+                        cfg.setup.name,
+                        h.id
+                    ),
+                    None => anyhow::anyhow!(
+                        "the head of cluster {:?} ({}) is {}, not running; `daft up -c {}` \
+                         finishes or restarts it",
+                        cfg.setup.name,
+                        h.id,
+                        format!("{:?}", h.state).to_lowercase(),
+                        cfg.display_path
+                    ),
+                },
+                None => not_up(cfg),
+            })
+        }
+    };
     Ok((provider, head))
 }

@@ -13,12 +13,10 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
             let have = p.observe_resource().await?;
             let plan = plan_resource(&cfg.setup.name, Some(&want), &have);
             match args.output {
-                OutputFormat::Text => {
-                    print!(
-                        "{}",
-                        render_resource(&plan, &p.context(), Some(want.workers))
-                    )
-                }
+                OutputFormat::Text => crate::out!(
+                    "{}",
+                    render_resource(&plan, &p.context(), Some(want.workers))
+                )?,
                 OutputFormat::Json => {
                     let v = serde_json::json!({
                         "cluster": plan.cluster,
@@ -26,24 +24,24 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
                         "resource": plan,
                         "noop": plan.is_noop(),
                     });
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    crate::outln!("{}", serde_json::to_string_pretty(&v)?)?;
                 }
             }
             return Ok(());
         }
         Backend::ReadOnly(p, why) => {
             match args.output {
-                OutputFormat::Text => println!(
+                OutputFormat::Text => crate::outln!(
                     "Plan for cluster {:?} ({}): nothing daft may change: {why}",
                     cfg.setup.name,
                     p.context()
-                ),
-                OutputFormat::Json => println!(
+                )?,
+                OutputFormat::Json => crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "cluster": cfg.setup.name, "context": p.context(), "read_only": why, "noop": true,
                     }))?
-                ),
+                )?,
             }
             return Ok(());
         }
@@ -52,7 +50,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let desired = provider.desired().await;
     let p = plan(&desired, &observed);
     match args.output {
-        OutputFormat::Text => print!("{}", render(&p, &provider.context())),
+        OutputFormat::Text => crate::out!("{}", render(&p, &provider.context()))?,
         OutputFormat::Json => {
             let v = serde_json::json!({
                 "cluster": p.cluster,
@@ -60,9 +58,18 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
                 "actions": p.actions,
                 "summary": p.summary(),
                 "noop": p.is_noop(),
+                "complete": p.unreachable_head().is_none(),
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&v)?)?;
         }
+    }
+    // A plan that could not see the head is no plan: say so, exit 1 (as `up` would fail).
+    if let Some((head, why)) = p.unreachable_head() {
+        return Err(anyhow::anyhow!(
+            "the plan is incomplete: the head {} of cluster {:?} could not be observed ({why})",
+            head.id,
+            cfg.setup.name
+        ));
     }
     Ok(())
 }

@@ -106,7 +106,7 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         .capture(&format!("test -f {} && echo present", dquote(&remote_zip)))
         .await?;
     if present.stdout.trim() == "present" {
-        eprintln!(
+        crate::note!(
             "daft: the head already has this working directory ({} file(s), {short}); nothing sent",
             files.len()
         );
@@ -115,7 +115,7 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || pack_files(&files, hash, &daft_home().join("tmp")))
                 .await
                 .context("packing failed")??;
-        eprintln!(
+        crate::note!(
             "daft: packed {} file(s), {} ({} zipped) in {}",
             archive.files,
             human_bytes(archive.bytes),
@@ -124,7 +124,7 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         );
         let t1 = Instant::now();
         transport.send_file(&archive.path, &remote_zip).await?;
-        eprintln!(
+        crate::note!(
             "daft: sent {} to {} in {}",
             human_bytes(archive.zip_bytes),
             transport.describe(),
@@ -147,13 +147,13 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     }
     let name = job_name(args);
     let (job_id, job_dir) = job.start(&name, &command, None).await?;
-    eprintln!(
+    crate::note!(
         "daft: job {job_id} ({name}) on {}: {command}",
         transport.describe(),
     );
     if args.detach {
-        println!("{job_id}");
-        eprintln!(
+        crate::outln!("{job_id}")?;
+        crate::note!(
             "daft: it runs on without this connection. Follow it: daft logs -f {job_id}   \
              Stop it: daft cancel {job_id}   All jobs: daft jobs"
         );
@@ -167,18 +167,18 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     tokio::pin!(following);
     let status = tokio::select! {
         r = &mut following => r?,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("\ndaft: stopping the job (Ctrl-C)");
+        _ = crate::interrupt::interrupted() => {
+            crate::note!("\ndaft: stopping the job (Ctrl-C)");
             let head = jobs::Head { transport: transport.clone(), cluster_dir: cluster_dir.clone() };
             let stop = tokio::time::timeout(std::time::Duration::from_secs(30), jobs::cancel_job(&head, &job_dir)).await;
             if !matches!(stop, Ok(Ok(_))) {
-                eprintln!("daft: could not confirm the job stopped; `daft cancel {job_id}` tries again");
+                crate::note!("daft: could not confirm the job stopped; `daft cancel {job_id}` tries again");
             }
             130
         }
     };
     if status != 0 {
-        eprintln!(
+        crate::note!(
             "daft: job {job_id} exited with status {status}; its output is kept in {job_dir} \
              (`daft logs {job_id}`)"
         );
@@ -186,6 +186,9 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How long stopping a sweep's jobs on Ctrl-C may take before daft leaves them to `daft cancel`.
+const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Where `[run] sync` directories land in a job's working directory.
 pub const SYNC_DIR: &str = ".daft-sync";
@@ -361,7 +364,7 @@ async fn run_sweep(
         transport: job.transport.clone(),
         cluster_dir: job.cluster_dir.clone(),
     };
-    eprintln!(
+    crate::note!(
         "daft: sweep {:?}: {total} job(s), {} at a time, on {}",
         sweep.name,
         sweep.max_parallel,
@@ -395,13 +398,15 @@ async fn run_sweep(
                 env_input: job.env_input(),
             })
             .await?;
-        eprintln!(
+        crate::note!(
             "daft: sweep {:?} is job array {id}: {total} task(s), {} at a time",
-            sweep.name, sweep.max_parallel
+            sweep.name,
+            sweep.max_parallel
         );
         array_id = Some(id);
         pending = sweep.variants[..0].iter().enumerate();
     }
+    let mut stop_by: Option<Instant> = None;
     loop {
         while !interrupted && running.len() < sweep.max_parallel {
             let Some((i, variant)) = pending.next() else {
@@ -411,7 +416,7 @@ async fn run_sweep(
             let (id, _) = job
                 .start(&name, &command_of(variant), Some(variant))
                 .await?;
-            eprintln!(
+            crate::note!(
                 "[{}/{total}] {name} started ({}): {id}",
                 i + 1,
                 describe(variant)
@@ -421,24 +426,41 @@ async fn run_sweep(
         if running.is_empty() {
             break;
         }
+        // Stopping is bounded: what has not ended by then is named and left to `daft cancel`.
+        if stop_by.is_some_and(|d| Instant::now() > d) {
+            crate::note!(
+                "daft: {} job(s) of the sweep did not end within {}s of Ctrl-C: {}; `daft jobs` shows them, `daft cancel JOB` stops one",
+                running.len(),
+                STOP_WITHIN.as_secs(),
+                running.iter().map(|r| r.1.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            break;
+        }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
+            _ = crate::interrupt::interrupted(), if !interrupted => {
                 interrupted = true;
-                eprintln!("\ndaft: stopping the sweep (Ctrl-C): cancelling {} running job(s), starting no more", running.len());
+                stop_by = Some(Instant::now() + STOP_WITHIN);
+                crate::note!("\ndaft: stopping the sweep (Ctrl-C): cancelling {} running job(s), starting no more", running.len());
                 let records = jobs::records(&head).await?;
                 if let (Some(arrays), Some(id)) = (arrays, &array_id) {
                     // Marked first: what the tasks record on their way out is a cancellation.
                     for (_, jid, _, _) in &running {
                         if let Some(r) = records.iter().find(|r| &r.id == jid) {
-                            let _ = job.transport.write_file(b"", &format!("{}/cancelled", r.dir)).await;
+                            if let Err(e) = job.transport.write_file(b"", &format!("{}/cancelled", r.dir)).await {
+                                crate::note!("daft: could not mark job {jid} as cancelled: {e:#}");
+                            }
                         }
                     }
                     arrays.cancel_array(id).await?;
                 }
                 for (_, id, _, _) in &running {
                     if let Some(r) = records.iter().find(|r| &r.id == id) {
-                        let _ = jobs::cancel_job(&head, &r.dir).await;
+                        match tokio::time::timeout(std::time::Duration::from_secs(30), jobs::cancel_job(&head, &r.dir)).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => crate::note!("daft: could not cancel job {id}: {e:#}; `daft cancel {id}` tries again"),
+                            Err(_) => crate::note!("daft: job {id} did not confirm its cancellation within 30s; `daft cancel {id}` tries again"),
+                        }
                     }
                 }
             }
@@ -451,7 +473,7 @@ async fn run_sweep(
                 // A task of the array has started.
                 started = Instant::now();
                 said = true;
-                eprintln!(
+                crate::note!(
                     "[{}/{total}] {}-{} started ({}): {}",
                     i + 1,
                     sweep.name,
@@ -464,7 +486,7 @@ async fn run_sweep(
                 Some(r) if !matches!(r.state.as_str(), "queued" | "running") => {
                     let took = elapsed(started.elapsed());
                     let name = format!("{}-{}", sweep.name, i + 1);
-                    eprintln!(
+                    crate::note!(
                         "[{}/{total}] {name} {} in {took}{}",
                         i + 1,
                         r.state,
@@ -499,12 +521,14 @@ async fn run_sweep(
         ]);
     }
     match output {
-        crate::cli::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        crate::cli::OutputFormat::Text => println!("{t}"),
+        crate::cli::OutputFormat::Json => {
+            crate::outln!("{}", serde_json::to_string_pretty(&rows)?)?
+        }
+        crate::cli::OutputFormat::Text => crate::outln!("{t}")?,
     }
     let failed = rows.iter().filter(|r| r.state != "succeeded").count();
     let not_started = total - rows.len();
-    eprintln!(
+    crate::note!(
         "daft: sweep {:?}: {} of {total} succeeded{}{} in {}",
         sweep.name,
         rows.len() - failed,

@@ -37,12 +37,12 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
             }
         }
     }
-    print!("{}", render(&p, &provider.context()));
+    crate::out!("{}", render(&p, &provider.context()))?;
     if let Some((head, why)) = p.unreachable_head() {
         return Err(crate::apply::unreachable_head(&head.id, why));
     }
     if p.is_noop() {
-        println!("{}", up_to_date(&cfg.setup.name, start));
+        crate::outln!("{}", up_to_date(&cfg.setup.name, start))?;
         return Ok(());
     }
     confirm_destruction(&p, args.yes, "up")?;
@@ -66,7 +66,7 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|h| h.public_ip.clone())
         .unwrap_or_else(|| "-".into());
-    println!(
+    crate::outln!(
         "Cluster {:?} is up: 1 head + {} worker(s); {} created, {} updated, {} removed in {}. Head: {head}.",
         cfg.setup.name,
         desired.workers.saturating_sub(report.shortfall),
@@ -74,8 +74,8 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
         report.updated.len(),
         report.terminated.len(),
         elapsed(start.elapsed()),
-    );
-    print_next_steps(&cfg);
+    )?;
+    print_next_steps(&cfg)?;
     if report.shortfall > 0 {
         return Err(anyhow!(
             "{} worker(s) could not be launched (not enough capacity); run `daft up` again to fill the gap",
@@ -96,15 +96,15 @@ async fn up_resource(
     let want = p.desired_resource();
     let have = p.observe_resource().await?;
     let plan = plan_resource(&cfg.setup.name, Some(&want), &have);
-    print!(
+    crate::out!(
         "{}",
         render_resource(&plan, &p.context(), Some(want.workers))
-    );
+    )?;
     if let ResourceAction::Refuse { reason } = &plan.action {
         return Err(anyhow!("nothing was changed: {reason}"));
     }
     if plan.is_noop() {
-        println!("{}", up_to_date(&cfg.setup.name, start));
+        crate::outln!("{}", up_to_date(&cfg.setup.name, start))?;
         return Ok(());
     }
     confirm(
@@ -121,13 +121,13 @@ async fn up_resource(
     p.apply_resource(&want, &pb).await?;
     if args.no_wait {
         crate::ui::done(&pb, "applied");
-        println!(
+        crate::outln!(
             "Cluster {:?}: RayCluster {} applied in {}; not waiting for its pods (--no-wait). `daft list -c {}` shows them.",
             cfg.setup.name,
             want.name,
             elapsed(start.elapsed()),
             cfg.display_path
-        );
+        )?;
         return Ok(());
     }
     let opts = UpOptions {
@@ -136,7 +136,7 @@ async fn up_resource(
     };
     let head = p.wait_ready(&want, opts, &pb).await?;
     crate::ui::done(&pb, format!("head pod {} ready", head.id));
-    println!(
+    crate::outln!(
         "Cluster {:?} is up: RayCluster {} with 1 head + {} worker(s) asked for; {} in {}. Head pod: {}.",
         cfg.setup.name,
         want.name,
@@ -147,8 +147,8 @@ async fn up_resource(
         },
         elapsed(start.elapsed()),
         head.id
-    );
-    print_next_steps(cfg);
+    )?;
+    print_next_steps(cfg)?;
     Ok(())
 }
 
@@ -185,13 +185,13 @@ fn up_to_date(name: &str, start: Instant) -> String {
 }
 
 /// What to run next, once a cluster is up.
-fn print_next_steps(cfg: &crate::config::Config) {
+fn print_next_steps(cfg: &crate::config::Config) -> anyhow::Result<()> {
     let flag = if cfg.display_path == crate::config::DEFAULT_CONFIG {
         String::new()
     } else {
         format!(" -c {}", cfg.display_path)
     };
-    println!(
+    crate::outln!(
         "Next: daft submit{flag} -w DIR -- python main.py   (dashboard: daft dashboard{flag})"
-    );
+    )
 }

@@ -779,7 +779,16 @@ impl NodeProvider for AwsProvider {
                 kind: "security-group".into(),
                 name: self.sg_name(),
                 id: None,
-                rules: self.wanted_rules().await.ok(),
+                // Without the caller's address the rules cannot be compared: said, not hidden.
+                rules: match self.wanted_rules().await {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        crate::note!(
+                            "daft: warning: the security group's SSH rules are not checked for drift: {e}"
+                        );
+                        None
+                    }
+                },
             }],
         }
     }
@@ -1044,12 +1053,7 @@ impl NodeProvider for AwsProvider {
         // 2. SSH (the instance is still booting), its host key pinned under its id.
         let t = self.connect(&node.id, &ip, true, Some(pb.clone())).await?;
         // 3. The user data's bootstrap: its recorded exit status, or Ray alive.
-        let wait = Duration::from_secs(
-            std::env::var("DAFT_USER_DATA_WAIT_SECS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(900),
-        );
+        let wait = crate::wait::env_secs("DAFT_USER_DATA_WAIT_SECS", Duration::from_secs(900));
         pb.set_message(format!(
             "waiting for the user data to install the environment and start Ray on {ip}, up to {}",
             humantime::format_duration(wait)
@@ -1279,12 +1283,7 @@ impl AwsProvider {
         node: &ObservedNode,
         pb: &ProgressBar,
     ) -> anyhow::Result<ObservedNode> {
-        let limit = Duration::from_secs(
-            std::env::var("DAFT_INSTANCE_WAIT_SECS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(300),
-        );
+        let limit = crate::wait::env_secs("DAFT_INSTANCE_WAIT_SECS", Duration::from_secs(300));
         let start = Instant::now();
         let mut n = node.clone();
         loop {

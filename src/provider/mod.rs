@@ -283,7 +283,14 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// The head among observed nodes that is alive.
+/// The head among observed nodes that runs (not pending, stopped or unreachable).
 pub fn alive_head(obs: &Observed) -> Option<&ObservedNode> {
-    obs.alive().find(|n| n.role == Role::Head)
+    obs.alive()
+        .find(|n| n.role == Role::Head && n.state == crate::model::NodeState::Running)
+}
+
+/// A head that is there but does not run (pending, stopping, stopped, unreachable).
+pub fn head_not_running(obs: &Observed) -> Option<&ObservedNode> {
+    obs.alive()
+        .find(|n| n.role == Role::Head && n.state != crate::model::NodeState::Running)
 }

@@ -366,18 +366,14 @@ impl SlurmProvider {
 /// A line above the progress bars, or on stderr when they are hidden (no terminal).
 fn say(pb: &ProgressBar, line: String) {
     if pb.is_hidden() {
-        eprintln!("{line}");
+        crate::note!("{line}");
     } else {
         pb.println(line);
     }
 }
 
 fn queue_wait() -> Duration {
-    std::env::var("DAFT_SLURM_QUEUE_WAIT_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(QUEUE_WAIT)
+    crate::wait::env_secs("DAFT_SLURM_QUEUE_WAIT_SECS", QUEUE_WAIT)
 }
 
 /// `daft:<cluster> spec=… setup=… k=v…` → its fields.
@@ -610,6 +606,8 @@ impl NodeProvider for SlurmProvider {
         let wait = queue_wait();
         let deadline = Instant::now() + wait;
         let mut last_reason = String::new();
+        // Asked less and less often (from 0.5 s to every 3 s): slurmctld is shared.
+        let mut delays = crate::wait::delays(Duration::from_millis(500), Duration::from_secs(3));
         // 1. Through the queue, saying why it waits.
         loop {
             match self.job_state(t.as_ref(), &node.id).await? {
@@ -663,7 +661,7 @@ impl NodeProvider for SlurmProvider {
                     }
                 );
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(3))).await;
         }
         // 3. setup_commands, then the setup hash in the allocation's comment.
         if !self.cfg.run.setup_commands.is_empty() {
@@ -705,6 +703,7 @@ impl NodeProvider for SlurmProvider {
         // Gone when it has left the queue (its batch script stops Ray by PID first).
         let limit = Duration::from_secs(180);
         let deadline = Instant::now() + limit;
+        let mut delays = crate::wait::delays(Duration::from_millis(500), Duration::from_secs(5));
         for n in nodes {
             pb.set_message(format!(
                 "waiting for Slurm job {} to leave the queue, up to {}",
@@ -719,7 +718,7 @@ impl NodeProvider for SlurmProvider {
                         humantime::format_duration(limit)
                     );
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
             }
             let _ = t
                 .capture(&format!(

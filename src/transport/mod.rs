@@ -188,6 +188,89 @@ pub async fn capture_guarded(
 /// Mask what looks like a secret in a command before it is logged: values of variables whose
 /// names say TOKEN, SECRET, PASSWORD, PASSWD, KEY or CREDENTIAL, and passwords in URLs.
 pub fn redact(s: &str) -> String {
+    redact_words(&redact_assignments(s))
+}
+
+/// Words that make a flag's value or a name's value a secret.
+const SECRET_WORDS: [&str; 7] = [
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "KEY",
+    "CREDENTIAL",
+    "AUTH",
+];
+
+/// `--token X`, `--password=X`, `-p X` (a password, unless it is a port), `Bearer X` and
+/// `Basic X` (an `Authorization` header's credentials): the value masked, quotes kept.
+fn redact_words(s: &str) -> String {
+    #[derive(PartialEq)]
+    enum Next {
+        Plain,
+        Secret,
+        PortOrSecret,
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut next = Next::Plain;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let ws = rest.len() - rest.trim_start().len();
+        out.push_str(&rest[..ws]);
+        rest = &rest[ws..];
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..end];
+        rest = &rest[end..];
+        // The word without the quotes around it.
+        let core = word.trim_matches(|c: char| c == '\'' || c == '"');
+        let lead = word.find(core).unwrap_or(0);
+        let (pre, post) = (&word[..lead], &word[lead + core.len()..]);
+        let is_port = |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == ':');
+        match next {
+            Next::Secret if !core.is_empty() && core != "***" => {
+                out.push_str(pre);
+                out.push_str("***");
+                out.push_str(post);
+                next = Next::Plain;
+                continue;
+            }
+            Next::PortOrSecret if !is_port(core) && !core.starts_with('-') => {
+                out.push_str(pre);
+                out.push_str("***");
+                out.push_str(post);
+                next = Next::Plain;
+                continue;
+            }
+            _ => {}
+        }
+        next = Next::Plain;
+        let flag = core.trim_start_matches('-');
+        let upper = flag.to_ascii_uppercase();
+        let secret_name = |n: &str| SECRET_WORDS.iter().any(|w| n.contains(w));
+        if core.starts_with("--") || (core.starts_with('-') && flag.len() > 1) {
+            if let Some((name, value)) = flag.split_once('=') {
+                if secret_name(&name.to_ascii_uppercase()) && !value.is_empty() && value != "***" {
+                    let keep = word.len() - post.len() - value.len();
+                    out.push_str(&word[..keep]);
+                    out.push_str("***");
+                    out.push_str(post);
+                    continue;
+                }
+            } else if secret_name(&upper) {
+                next = Next::Secret;
+            }
+        } else if core == "-p" {
+            next = Next::PortOrSecret;
+        } else if upper == "BEARER" || upper == "BASIC" || upper == "TOKEN" {
+            next = Next::Secret;
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// `NAME=value` where NAME looks secret, and `scheme://user:password@host`.
+fn redact_assignments(s: &str) -> String {
     static WORDS: [&str; 6] = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"];
     let mut out = String::with_capacity(s.len());
     let bytes = s.as_bytes();
@@ -290,6 +373,41 @@ mod tests {
             redact("echo héllo https://pypi.org/simple"),
             "echo héllo https://pypi.org/simple"
         );
+    }
+
+    #[test]
+    fn redaction_of_flags_and_headers() {
+        use super::redact;
+        let cases = [
+            (
+                "hf download --token hf_abc model",
+                "hf download --token *** model",
+            ),
+            (
+                "tool --api-key=k123 --verbose",
+                "tool --api-key=*** --verbose",
+            ),
+            ("mysql -u root -p s3cr3t db", "mysql -u root -p *** db"),
+            ("ssh -p 2222 host", "ssh -p 2222 host"),
+            ("docker run -p 8080:80 img", "docker run -p 8080:80 img"),
+            (
+                "curl -H 'Authorization: Bearer eyJhbGci.x.y' https://api",
+                "curl -H 'Authorization: Bearer ***' https://api",
+            ),
+            (
+                "curl -H \"Authorization: Basic dXNlcjpwdw==\" x",
+                "curl -H \"Authorization: Basic ***\" x",
+            ),
+            ("login --password \"two words\"", "login --password \"***"),
+            (
+                "git clone https://x/r.git --depth 1",
+                "git clone https://x/r.git --depth 1",
+            ),
+        ];
+        for (raw, want) in cases {
+            let got = redact(raw);
+            assert!(got.starts_with(want), "{raw:?} -> {got:?}, want {want:?}");
+        }
     }
 
     #[test]

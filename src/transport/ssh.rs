@@ -113,11 +113,7 @@ impl SshTarget {
     /// (default 5 minutes), saying so on `progress`.
     pub fn booting(mut self, progress: Option<indicatif::ProgressBar>) -> Self {
         self.booting = true;
-        self.deadline = std::env::var("DAFT_SSH_DEADLINE_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(Duration::from_secs(300));
+        self.deadline = crate::wait::env_secs("DAFT_SSH_DEADLINE_SECS", Duration::from_secs(300));
         self.progress = progress;
         self
     }
@@ -331,7 +327,7 @@ impl SshTransport {
             );
             match &target.progress {
                 Some(pb) => pb.set_message(msg),
-                None if !said && target.booting => eprintln!("daft: {msg}"),
+                None if !said && target.booting => crate::note!("daft: {msg}"),
                 None => {}
             }
             said = true;
