@@ -9,15 +9,9 @@ use crate::model::{short_hash, Role};
 use crate::templates::BOOTSTRAP;
 use std::time::Duration;
 
-use crate::transport::{capture_guarded, redact, shell_quote, Captured, RemoteCommand, Transport};
-
-/// The environment telemetry switches every process daft starts gets.
-pub const TELEMETRY_OFF: [(&str, &str); 4] = [
-    ("RAY_USAGE_STATS_ENABLED", "0"),
-    ("DO_NOT_TRACK", "1"),
-    ("SCARF_NO_ANALYTICS", "true"),
-    ("DAFT_ANALYTICS_ENABLED", "0"),
-];
+use crate::model::TELEMETRY_OFF;
+use crate::shell::{dquote, shell_quote};
+use crate::transport::{capture_guarded, redact, Captured, RemoteCommand, Transport};
 
 /// The pip requirements of the cluster's environment, one per line.
 pub fn requirements(cfg: &Config) -> String {
@@ -335,16 +329,6 @@ pub async fn run_setup_commands(
         }
     }
     Ok(())
-}
-
-/// Double-quote a path that may start with `$HOME`.
-pub fn dquote(s: &str) -> String {
-    format!(
-        "\"{}\"",
-        s.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('`', "\\`")
-    )
 }
 
 pub fn indent(s: &str) -> String {

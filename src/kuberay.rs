@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::bootstrap::TELEMETRY_OFF;
 use crate::config::{Config, DEFAULT_IMAGE_RAY_VERSION};
 use crate::model::DesiredResource;
+use crate::model::TELEMETRY_OFF;
 
 /// The label every object daft creates carries, with this value.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -59,10 +59,7 @@ pub fn raycluster(cfg: &Config, namespace: &str) -> Value {
     // Dependencies are installed when each pod starts, before KubeRay's own `ray start`.
     let deps = &cfg.setup.dependencies;
     let install = (!deps.is_empty()).then(|| {
-        let quoted: Vec<String> = deps
-            .iter()
-            .map(|d| crate::transport::shell_quote(d))
-            .collect();
+        let quoted: Vec<String> = deps.iter().map(|d| crate::shell::shell_quote(d)).collect();
         format!(
             "pip install --no-cache-dir {} && exec /bin/bash -c \"$KUBERAY_GEN_RAY_START_CMD\"",
             quoted.join(" ")

@@ -149,7 +149,7 @@ pub fn acquire(
     let holder = Holder {
         pid: std::process::id(),
         command: command.to_string(),
-        since: crate::provider::now_secs(),
+        since: crate::time::now_secs(),
     };
     file.set_len(0)?;
     file.rewind()?;

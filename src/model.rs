@@ -258,3 +258,11 @@ pub struct ObservedResource {
     /// words).
     pub pods: Vec<ObservedNode>,
 }
+
+/// The environment telemetry switches every process daft starts gets.
+pub const TELEMETRY_OFF: [(&str, &str); 4] = [
+    ("RAY_USAGE_STATS_ENABLED", "0"),
+    ("DO_NOT_TRACK", "1"),
+    ("SCARF_NO_ANALYTICS", "true"),
+    ("DAFT_ANALYTICS_ENABLED", "0"),
+];

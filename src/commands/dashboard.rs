@@ -101,7 +101,7 @@ async fn show_token(
             // (KubeRay gives its pods the token in their environment.)
             format!(
                 "cat {} 2>/dev/null || printenv RAY_AUTH_TOKEN || true",
-                bootstrap::dquote(&path)
+                crate::shell::dquote(&path)
             ),
             format!("read the cluster's Ray token ({path})"),
         ))

@@ -16,7 +16,7 @@ use crate::cli::{DoctorArgs, OutputFormat};
 use crate::config::launch::{LaunchConfig, DEFAULT_LAUNCH};
 use crate::config::{Config, ProviderKind, DEFAULT_CONFIG};
 use crate::error::JobExit;
-use crate::provider::kubernetes::{call, connect, Connection};
+use crate::kube_api::{call, connect, Connection};
 
 /// One check's outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -248,7 +248,7 @@ async fn reachable(c: &Connection, file: &str, checks: &mut Vec<Check>) -> bool 
 }
 
 async fn crds(c: &Connection, file: &str, resources: &[&str], checks: &mut Vec<Check>) {
-    let served = crate::provider::kubernetes::served_resources(c, "ray.io/v1").await;
+    let served = crate::kube_api::served_resources(c, "ray.io/v1").await;
     for res in resources {
         checks.push(check(
             "KubeRay CRD",
@@ -257,7 +257,7 @@ async fn crds(c: &Connection, file: &str, resources: &[&str], checks: &mut Vec<C
                 Ok(have) if have.iter().any(|h| h == res) => Ok(format!("{res}.ray.io served")),
                 Ok(_) => Err((
                     format!("the cluster serves no {res}.ray.io"),
-                    crate::provider::kubernetes::INSTALL_KUBERAY.into(),
+                    crate::kube_api::INSTALL_KUBERAY.into(),
                 )),
                 Err(e) => Err((
                     format!("{e:#}"),

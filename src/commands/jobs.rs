@@ -15,12 +15,12 @@ use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWrite;
 
-use crate::bootstrap::dquote;
 use crate::cli::{CancelArgs, JobsArgs, LogsArgs, OutputFormat, PullArgs};
 use crate::config::Config;
 use crate::error::JobExit;
+use crate::shell::{dquote, shell_quote};
 use crate::templates::JOBS;
-use crate::transport::{shell_quote, RemoteCommand, Transport};
+use crate::transport::{RemoteCommand, Transport};
 
 /// A job's record on the head, with its state.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

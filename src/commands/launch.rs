@@ -20,8 +20,9 @@ use kube::Api;
 use crate::cli::LaunchArgs;
 use crate::config::launch::LaunchConfig;
 use crate::error::{usage, JobExit};
+use crate::kube_api::{call, connect, Connection, PodChanges};
 use crate::launch::{self as manifests, katib, Manifests, Verdict};
-use crate::provider::kubernetes::{call, connect, pod_problem, Connection, PodChanges};
+use crate::provider::kubernetes::pod_problem;
 use crate::ui::elapsed;
 
 pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
@@ -255,7 +256,7 @@ async fn run_sweep(
             if sweep.args {
                 for a in as_args(variant) {
                     cmd.push(' ');
-                    cmd.push_str(&crate::transport::shell_quote(&a));
+                    cmd.push_str(&crate::shell::shell_quote(&a));
                 }
             }
             let mut vcfg = cfg.clone();
@@ -626,12 +627,7 @@ async fn delete(c: &Connection, cfg: &LaunchConfig, job: &str) -> anyhow::Result
             crate::outln!("{} {job} does not exist (already deleted?)", kind(cfg))?;
             return Ok(());
         }
-        Ok(Err(e)) => {
-            return Err(crate::provider::kubernetes::api_error(
-                e,
-                &format!("delete {job}"),
-            ))
-        }
+        Ok(Err(e)) => return Err(crate::kube_api::api_error(e, &format!("delete {job}"))),
         Ok(Ok(_)) => {}
     }
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.namespace);
@@ -704,7 +700,7 @@ async fn run_local_ray(cfg: &LaunchConfig, command: &str) -> anyhow::Result<()> 
             .local_addr()?
             .port())
     };
-    let dir = crate::provider::daft_home().join("launch-local");
+    let dir = crate::paths::daft_home().join("launch-local");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(format!("{}.toml", cfg.name));
     std::fs::write(

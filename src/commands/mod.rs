@@ -72,7 +72,7 @@ pub async fn lock(
     let cfg = cfg.clone();
     let wait = (!no_wait).then_some(crate::lock::DEFAULT_WAIT);
     tokio::task::spawn_blocking(move || {
-        crate::lock::acquire(&provider::daft_home(), &cfg, command, wait)
+        crate::lock::acquire(&crate::paths::daft_home(), &cfg, command, wait)
     })
     .await?
 }

@@ -10,13 +10,14 @@ use anyhow::{anyhow, Context};
 
 use super::jobs;
 use crate::archive::{collect, human_bytes, manifest_hash, pack_files};
-use crate::bootstrap::{dquote, TELEMETRY_OFF};
 use crate::cli::SubmitArgs;
 use crate::config::is_env_name;
 use crate::error::{usage, JobExit};
-use crate::provider::daft_home;
+use crate::model::TELEMETRY_OFF;
+use crate::paths::daft_home;
+use crate::shell::{dquote, shell_quote};
 use crate::templates::UNPACK;
-use crate::transport::{shell_quote, RemoteCommand};
+use crate::transport::RemoteCommand;
 use crate::ui::elapsed;
 
 pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {

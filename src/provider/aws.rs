@@ -29,12 +29,13 @@ use aws_smithy_types::config_bag::ConfigBag;
 use base64::Engine;
 use indicatif::ProgressBar;
 
-use super::{daft_home, DashboardRoute, LaunchRequest, NodeProvider, Provider};
+use super::{DashboardRoute, LaunchRequest, NodeProvider, Provider};
 use crate::bootstrap::{self, NodeParams};
 use crate::config::{Config, HostAddr};
 use crate::model::{
     DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource,
 };
+use crate::paths::daft_home;
 use crate::transport::ssh::{SshTarget, SshTransport};
 use crate::transport::Transport;
 
@@ -605,13 +606,13 @@ pub fn user_data_script(
          chmod 755 \"$f\"\n\
          if [ \"$(id -un)\" = {u} ]; then sh -c {r} \"$f\" {c}; else su - {u} -c {rq}; fi\n",
         b = b64(bootstrap),
-        u = crate::transport::shell_quote(user),
-        r = crate::transport::shell_quote(&run),
-        c = crate::transport::shell_quote(cluster),
-        rq = crate::transport::shell_quote(&format!(
+        u = crate::shell::shell_quote(user),
+        r = crate::shell::shell_quote(&run),
+        c = crate::shell::shell_quote(cluster),
+        rq = crate::shell::shell_quote(&format!(
             "sh -c {} \"$0\" {}",
-            crate::transport::shell_quote(&run),
-            crate::transport::shell_quote(cluster)
+            crate::shell::shell_quote(&run),
+            crate::shell::shell_quote(cluster)
         )),
     ));
     s
@@ -1008,7 +1009,7 @@ impl NodeProvider for AwsProvider {
                     let err = aws_err("RunInstances", e);
                     let again = self.query().await?;
                     let since = before.elapsed().as_secs() + 5;
-                    let now = super::now_secs();
+                    let now = crate::time::now_secs();
                     let appeared: Vec<ObservedNode> = again
                         .nodes
                         .into_iter()
@@ -1074,7 +1075,7 @@ impl NodeProvider for AwsProvider {
             let exit = t
                 .capture(&format!(
                     "cat {} 2>/dev/null || true",
-                    bootstrap::dquote(&exit_file)
+                    crate::shell::dquote(&exit_file)
                 ))
                 .await?;
             let code = exit.stdout.trim();

@@ -13,10 +13,12 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::{daft_home, now_secs, DashboardRoute, LaunchRequest, NodeProvider, Provider};
+use super::{DashboardRoute, LaunchRequest, NodeProvider, Provider};
 use crate::bootstrap::{self, NodeParams};
 use crate::config::{Config, HostAddr};
 use crate::model::{short_hash, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
+use crate::paths::daft_home;
+use crate::time::now_secs;
 use crate::transport::local::LocalTransport;
 use crate::transport::ssh::{SshError, SshTarget, SshTransport};
 use crate::transport::Transport;

@@ -231,17 +231,6 @@ impl Backend {
     }
 }
 
-/// daft's own directory on this machine: `$DAFT_HOME`, else `~/.daft`.
-pub fn daft_home() -> PathBuf {
-    if let Some(h) = std::env::var_os("DAFT_HOME") {
-        return PathBuf::from(h);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".daft")
-}
-
 /// The back-end a config names.
 pub async fn backend(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Backend> {
     Ok(match cfg.setup.provider {
@@ -273,14 +262,6 @@ pub async fn backend(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Backe
 /// The provider a config names (its common verbs).
 pub async fn for_config(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Arc<dyn Provider>> {
     Ok(backend(cfg, key).await?.provider())
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The head among observed nodes that runs (not pending, stopped or unreachable).

@@ -17,16 +17,16 @@ use async_trait::async_trait;
 use indicatif::ProgressBar;
 use tokio::sync::Mutex;
 
-use super::{
-    daft_home, ArrayRequest, DashboardRoute, JobArrays, LaunchRequest, NodeProvider, Provider,
-};
-use crate::bootstrap::{self, dquote, NodeParams};
+use super::{ArrayRequest, DashboardRoute, JobArrays, LaunchRequest, NodeProvider, Provider};
+use crate::bootstrap::{self, NodeParams};
 use crate::config::Config;
 use crate::model::{DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
+use crate::paths::daft_home;
+use crate::shell::{dquote, shell_quote};
 use crate::templates::SLURM_BATCH;
 use crate::transport::local::LocalTransport;
 use crate::transport::ssh::{SshTarget, SshTransport};
-use crate::transport::{shell_quote, RemoteCommand, Transport};
+use crate::transport::{RemoteCommand, Transport};
 
 pub struct SlurmProvider {
     cfg: Config,
@@ -590,7 +590,7 @@ impl NodeProvider for SlurmProvider {
             joined_head: None,
             public_ip: None,
             private_ip: None,
-            created: super::now_secs(),
+            created: crate::time::now_secs(),
             detail: BTreeMap::new(),
         }])
     }
@@ -738,7 +738,7 @@ impl JobArrays for SlurmProvider {
     async fn submit_array(&self, req: &ArrayRequest<'_>) -> anyhow::Result<String> {
         let t = self.transport().await?;
         let dir = self.abs_dir(t.as_ref()).await?;
-        let stamp = format!("{}-{}", req.name, super::now_secs());
+        let stamp = format!("{}-{}", req.name, crate::time::now_secs());
         let list = format!("{dir}/sweep-{stamp}.jobs");
         t.write_file(format!("{}\n", req.job_dirs.join("\n")).as_bytes(), &list)
             .await?;

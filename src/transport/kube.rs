@@ -13,7 +13,7 @@ use kube::Api;
 use tokio::io::AsyncWriteExt;
 
 use super::{RemoteCommand, Sink, Transport, TunnelStream};
-use crate::bootstrap::dquote;
+use crate::shell::dquote;
 
 /// Scripts longer than this go on stdin rather than in the exec request's URL.
 const INLINE_SCRIPT: usize = 2048;
@@ -48,7 +48,7 @@ impl KubeTransport {
             .pods
             .list(&ListParams::default().labels(&selector))
             .await
-            .map_err(|e| crate::provider::kubernetes::api_error(e, "list the head pod"))?;
+            .map_err(|e| crate::kube_api::api_error(e, "list the head pod"))?;
         let pod = list
             .items
             .into_iter()
@@ -110,7 +110,7 @@ impl KubeTransport {
             .pods
             .exec(&pod, argv, &ap)
             .await
-            .map_err(|e| crate::provider::kubernetes::api_error(e, "exec in the head pod"))?;
+            .map_err(|e| crate::kube_api::api_error(e, "exec in the head pod"))?;
         let mut stdin = proc.stdin().context("exec without stdin")?;
         let mut out = proc.stdout().context("exec without stdout")?;
         let mut err = proc.stderr().context("exec without stderr")?;
@@ -226,9 +226,11 @@ impl Transport for KubeTransport {
     async fn open_tunnel(&self, _host: &str, port: u16) -> anyhow::Result<Box<dyn TunnelStream>> {
         let (pod, _) = self.head().await?;
         tracing::debug!(target: "daft::kube", %pod, namespace = %self.namespace, port, "port-forward");
-        let mut pf = self.pods.portforward(&pod, &[port]).await.map_err(|e| {
-            crate::provider::kubernetes::api_error(e, "port-forward to the head pod")
-        })?;
+        let mut pf = self
+            .pods
+            .portforward(&pod, &[port])
+            .await
+            .map_err(|e| crate::kube_api::api_error(e, "port-forward to the head pod"))?;
         let stream = pf
             .take_stream(port)
             .ok_or_else(|| anyhow!("the port-forward to {pod}:{port} has no stream"))?;

@@ -155,7 +155,7 @@ pub fn guarded(script: &str, limit: std::time::Duration) -> String {
          if [ -s \"$f\" ]; then s={TIMED_OUT}; fi\n\
          rm -f \"$f\"\n\
          exit \"$s\"",
-        q = shell_quote(script),
+        q = crate::shell::shell_quote(script),
     )
 }
 
@@ -330,29 +330,8 @@ fn redact_assignments(s: &str) -> String {
     out
 }
 
-/// Quote a string for a POSIX shell.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("abc"), "abc");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("$HOME"), "'$HOME'");
-    }
 
     #[test]
     fn redaction() {

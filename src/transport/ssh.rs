@@ -512,7 +512,10 @@ impl SshTransport {
         if let Some((dir, _)) = remote.rsplit_once('/') {
             if !dir.is_empty() {
                 let c = self
-                    .capture(&format!("umask 077; mkdir -p {}", super::shell_quote(dir)))
+                    .capture(&format!(
+                        "umask 077; mkdir -p {}",
+                        crate::shell::shell_quote(dir)
+                    ))
                     .await?;
                 if c.status != 0 {
                     return Err(anyhow!(
