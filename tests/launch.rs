@@ -1083,6 +1083,89 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
         "{}",
         out(&o)
     );
+
+    // 5. Ctrl-C while following a job: the Job is deleted (as `daft submit` cancels its job) and
+    // daft ends within a bound, status 130.
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"))
+        .current_dir(&project)
+        .env("KUBECONFIG", &fake.kubeconfig)
+        .env("HOME", project.parent().unwrap())
+        .env("USER", "alice")
+        .env("RUST_LOG", "warn")
+        .envs(lab.env.iter().cloned())
+        .args([
+            "launch",
+            "--allow-unpushed",
+            "--allow-dirty",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 600",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut job = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the job did not start within 180 s");
+        if let Some(j) = line.strip_prefix("job: ") {
+            job = j.split_whitespace().next().map(str::to_string);
+        }
+        if line.ends_with("] started") {
+            break;
+        }
+    }
+    let job = job.expect("daft named the job");
+    StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("launch did not end within 60 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let said = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&said.stderr);
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!("stopping Job {job} (Ctrl-C)")),
+        "{err}"
+    );
+    let state = fake.state();
+    assert!(
+        !state["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["metadata"]["name"] == job.as_str()),
+        "the interrupted Job {job} is still there: {}",
+        state["jobs"]
+    );
 }
 
 /// A builder whose output is not UTF-8 (and more than a pipe holds) does not hang `launch`: its

@@ -357,6 +357,7 @@ fn jobs_on(env: &Env, cfg: &str) {
     assert_eq!(find(&jobs, &id)["state"], "cancelled");
     provenance_on(env, cfg);
     sweep_on(env, cfg);
+    sweep_interrupted_on(env, cfg);
     // A word that names no job is a usage error.
     let none = env
         .daft()
@@ -412,6 +413,98 @@ fn sweep_on(env: &Env, cfg: &str) {
         assert_eq!(j.said["variant"], j.said["file"]);
     }
     assert!(common::most_at_once(&ran) <= 2, "more than two at once");
+}
+
+/// Ctrl-C during `submit --sweep`: the running jobs are cancelled, no more start, and daft ends
+/// within a bound with status 130.
+fn sweep_interrupted_on(env: &Env, cfg: &str) {
+    let dir = env.write(
+        "sleepy/job.py",
+        "import time\nprint('up', flush=True)\ntime.sleep(600)\n",
+    );
+    let sweep = env.write(
+        "sleepy.toml",
+        "[sweep]\nname = \"sleepy\"\nmax_parallel = 2\n[sweep.parameters]\nn = [1, 2, 3, 4]\n",
+    );
+    let mut child = env
+        .std_daft()
+        .args([
+            "submit",
+            "-c",
+            cfg,
+            "-w",
+            dir.parent().unwrap().to_str().unwrap(),
+            "--sweep",
+            sweep.to_str().unwrap(),
+            "--",
+            "python",
+            "job.py",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Two jobs run (each printed "up").
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let running = |jobs: &serde_json::Value| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["name"].as_str().is_some_and(|n| n.starts_with("sleepy-")))
+            .filter(|j| {
+                std::fs::read_to_string(Path::new(j["dir"].as_str().unwrap()).join("stdout.log"))
+                    .unwrap_or_default()
+                    .contains("up")
+            })
+            .count()
+    };
+    loop {
+        let listed = env.ok(&["jobs", "-c", cfg, "-o", "json"]);
+        let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+        if running(&jobs) >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sweep's jobs did not start: {jobs}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("submit --sweep did not end within 90 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let said = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&said.stderr);
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("stopping the sweep (Ctrl-C)"), "{err}");
+    let listed = env.ok(&["jobs", "-c", cfg, "-o", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let sleepy: Vec<&serde_json::Value> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["name"].as_str().is_some_and(|n| n.starts_with("sleepy-")))
+        .collect();
+    assert_eq!(
+        sleepy.len(),
+        2,
+        "only the two running jobs were started: {jobs}"
+    );
+    for j in sleepy {
+        assert_eq!(j["state"], "cancelled", "{j}");
+    }
 }
 
 /// The job record of the newest job, read from its job.json on the (local) head.
@@ -1167,8 +1260,38 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
         &head_dir.join("venv/bin/ray"),
         token,
     );
-    let _ = dash.kill();
-    let _ = dash.wait();
+    // Ctrl-C closes the tunnel at once: status 0, the port free again.
+    StdCommand::new("kill")
+        .args(["-INT", &dash.id().to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = dash.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = dash.kill();
+            panic!("daft dashboard did not end within 10 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said = dash.wait_with_output().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&said.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&said.stderr).contains("tunnel closed"),
+        "{}",
+        String::from_utf8_lossy(&said.stderr)
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the tunnel's port still answers after Ctrl-C"
+    );
 
     // Nothing changed: nothing to do.
     let noop = env.daft().args(["up", "-c", cfg]).output().unwrap();

@@ -347,6 +347,9 @@ async fn run_sweep(
         total - failed,
         elapsed(t0.elapsed())
     );
+    if stopping {
+        return Err(JobExit(130).into());
+    }
     if failed > 0 {
         return Err(JobExit(1).into());
     }
