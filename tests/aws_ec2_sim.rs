@@ -172,6 +172,7 @@ async fn alive(sim: &Ec2Sim) -> Vec<(String, String, String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (network namespaces), moto_server, sshd and Ray from PyPI"]
 async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_rejoin_down() {
     let sim = Ec2Sim::start(3.0);
     let case = Case::new(&sim);

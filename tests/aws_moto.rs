@@ -161,6 +161,7 @@ fn ok(c: &mut Command) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
 async fn lifecycle_create_noop_scale_replace_down() {
     let case = Case::new("moto-life");
     let cfg = case.config(2, "m7g.medium", "");
@@ -355,6 +356,7 @@ async fn lifecycle_create_noop_scale_replace_down() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
 async fn list_table_and_json() {
     // A region of its own, so the listing holds only this test's cluster.
     let mut case = Case::new("moto-list");
@@ -406,6 +408,7 @@ async fn list_table_and_json() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
 async fn scale_500_workers_api_calls_grow_with_batches() {
     let case = Case::new("moto-scale");
     let cfg = case.config(500, "m7g.medium", "");
@@ -450,6 +453,7 @@ async fn scale_500_workers_api_calls_grow_with_batches() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
 async fn bad_image_fails_with_the_aws_message_and_what_to_do() {
     let case = Case::new("moto-badimg");
     let cfg = case.config(1, "m7g.medium", "image_id = \"ami-0000000000000dead\"");
@@ -477,6 +481,7 @@ async fn bad_image_fails_with_the_aws_message_and_what_to_do() {
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
 fn missing_credentials_say_how_to_provide_them() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -506,6 +511,7 @@ fn missing_credentials_say_how_to_provide_them() {
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
 fn bootstrap_user_data_runs_on_this_machine() {
     // The exact user data the AWS provider renders, executed here in a scratch HOME (settings
     // pointed at loopback): it installs uv's environment with Ray and starts a Ray head.
@@ -618,6 +624,7 @@ fn spawn(case: &Case, args: &[&str]) -> std::process::Child {
 /// `up` and `down` killed with SIGKILL at 20 points spread over their run: nothing is ever
 /// untagged, the next `up` converges to exactly the desired nodes, and `down` leaves nothing.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
 async fn sigkill_at_20_points_of_up_and_down_then_converges_and_down_leaves_nothing() {
     let case = Case::new("moto-kill");
     let cfg = case.config(3, "m7g.medium", "");
@@ -699,6 +706,7 @@ async fn sigkill_at_20_points_of_up_and_down_then_converges_and_down_leaves_noth
 /// Two `up`s of one cluster started together: the lock makes the second wait for the first
 /// (and say so), then find the cluster built: exactly the desired nodes.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
 async fn two_ups_at_once_launch_exactly_the_desired_nodes() {
     let case = Case::new("moto-race");
     let cfg = case.config(2, "m7g.medium", "");
@@ -750,6 +758,7 @@ async fn two_ups_at_once_launch_exactly_the_desired_nodes() {
 /// The security group is reconciled on every `up`: a missing SSH rule is restored, a changed
 /// `ssh_ingress_cidrs` applied (the old range revoked); the plan shows both.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
 async fn security_group_rules_are_reconciled_and_planned() {
     let case = Case::new("moto-sg");
     let write = |cidr: &str| {
@@ -828,6 +837,7 @@ async fn security_group_rules_are_reconciled_and_planned() {
 /// over HTTPS (here a TLS server on loopback, trusted through SSL_CERT_FILE); when the lookup
 /// fails, the error says how to set the CIDRs.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
 async fn callers_address_is_looked_up_over_https_and_a_failure_says_what_to_set() {
     let case = Case::new("moto-myip");
     let p = case.dir.path().join("aws.toml");
@@ -907,6 +917,7 @@ async fn callers_address_is_looked_up_over_https_and_a_failure_says_what_to_set(
 /// A plain `daft list` (no config in the directory, as the seed's) shows the AWS clusters of
 /// the AWS configuration's region when credentials are there.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
 async fn plain_list_shows_the_aws_clusters_of_the_configured_region() {
     let mut case = Case::new("moto-plainlist");
     case.region = "ap-southeast-2";

@@ -88,6 +88,7 @@ fn hold_under(mode: &str, rounds: &str, want_status: Option<i64>) {
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (a PID namespace of its own)"]
 fn hold_stops_a_term_ignoring_ray_when_every_process_is_signalled_again_and_again() {
     // Cancelled: TERM to every process of the job, then 29 times more, 100 ms apart (the job's
     // end signals them again; every `sleep` of the stop is hit). hold stops Ray and ends well.
@@ -95,6 +96,7 @@ fn hold_stops_a_term_ignoring_ray_when_every_process_is_signalled_again_and_agai
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (a PID namespace of its own)"]
 fn hold_killed_outright_takes_its_ray_with_it() {
     // SIGKILL to hold alone (the end of Slurm's KillWait, a step whose srun is gone): it stops
     // nothing, yet Ray, tied to it, goes too.

@@ -61,6 +61,7 @@ const SHAPES: [(&str, &str); 4] = [
 ];
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs python3 with jsonschema and PyYAML"]
 fn raycluster_manifests_snapshot_and_validate_against_kuberays_crd() {
     let mut all = Vec::new();
     for (name, text) in SHAPES {
@@ -84,6 +85,7 @@ fn raycluster_manifests_snapshot_and_validate_against_kuberays_crd() {
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs python3 with jsonschema and PyYAML"]
 fn the_crd_check_refuses_what_the_api_server_would() {
     let cfg = config(SHAPES[0].1);
     let good = daft::kuberay::raycluster(&cfg, "default");

@@ -72,6 +72,7 @@ fn shapes() -> Vec<(&'static str, LaunchConfig)> {
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs kubernetes-validate and python3 with jsonschema"]
 fn launch_manifests_snapshot_and_validate_against_kubernetes_and_kuberay_schemas() {
     let dir = tempfile::tempdir().unwrap();
     let tag = daft::launch::ImageTag {
@@ -436,6 +437,7 @@ impl BuildLab {
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root, buildah, docker-registry and python3 with aiohttp"]
 fn real_buildah_build_pushed_to_a_real_registry_runs_as_a_job_on_the_fake_apiserver() {
     let case = tempfile::tempdir().unwrap();
     let root = case.path();
@@ -775,6 +777,7 @@ fn real_buildah_build_pushed_to_a_real_registry_runs_as_a_job_on_the_fake_apiser
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root, podman, buildah, docker-registry and python3 with aiohttp"]
 fn real_podman_build_with_a_run_step_pushed_to_a_real_registry_runs_and_is_not_built_twice() {
     let case = tempfile::tempdir().unwrap();
     let root = case.path();
@@ -845,6 +848,7 @@ fn real_podman_build_with_a_run_step_pushed_to_a_real_registry_runs_and_is_not_b
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs Ray from PyPI"]
 fn launch_local_with_workers_runs_on_a_local_ray_cluster_it_takes_down_after() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("project");
@@ -973,6 +977,7 @@ fn image_files(registry: &Registry, repo: &str, tag: &str, login: &str) -> Vec<S
 /// docker-registry with htpasswd) is asked with the credentials of the auth file, so an unchanged
 /// project is not built again.
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root, buildah, docker-registry, htpasswd and python3 with aiohttp"]
 fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_rebuilt() {
     let case = tempfile::tempdir().unwrap();
     let root = case.path();
@@ -1171,6 +1176,7 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
 /// A builder whose output is not UTF-8 (and more than a pipe holds) does not hang `launch`: its
 /// output is read to the end, the build's failure reported with its last lines.
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs docker-registry"]
 fn a_builder_writing_invalid_utf8_does_not_hang_launch() {
     let case = tempfile::tempdir().unwrap();
     let root = case.path();

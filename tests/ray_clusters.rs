@@ -782,6 +782,7 @@ fn ray_job_submit_to(env: &Env, url: &str, ray: &Path, token: &str) {
 const NODES_SCRIPT: &str = "import os, ray\nray.init()\nprint('nodes=%d' % len([n for n in ray.nodes() if n['Alive']]))\nprint('cwd-is-job-dir=%s' % os.getcwd().endswith('/work'))\n";
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs sshd and Ray from PyPI"]
 fn local_cluster_up_submit_noop_down() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
@@ -1088,6 +1089,7 @@ fn pid_runs(pid: &str) -> bool {
 /// A spec change replaces a node in its own place (same node directory on the same machine):
 /// the old Ray is stopped before the new one starts, and the new one runs as asked.
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs sshd and Ray from PyPI"]
 fn local_head_is_replaced_in_place_when_its_ray_port_changes() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
@@ -1172,6 +1174,7 @@ fn ssh_config_named(
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs sshd and Ray from PyPI"]
 fn ssh_hosts_cluster_up_submit_dashboard_down() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
@@ -1328,6 +1331,7 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
 /// found within seconds (a refused port of an existing host is not waited for like a booting
 /// instance); the rest of the cluster stays plannable.
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs sshd and Ray from PyPI"]
 fn ssh_submit_goes_on_when_its_connection_is_cut_and_the_job_keeps_running() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
@@ -1396,6 +1400,7 @@ fn ssh_submit_goes_on_when_its_connection_is_cut_and_the_job_keeps_running() {
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs sshd and Ray from PyPI"]
 fn ssh_host_that_refuses_is_named_in_the_plan_within_seconds() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
@@ -1426,6 +1431,7 @@ fn ssh_host_that_refuses_is_named_in_the_plan_within_seconds() {
 /// A head that cannot be reached makes an incomplete plan: it says so in its summary (not "No
 /// changes") and exits 1, as `up` on it would fail.
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs sshd and Ray from PyPI"]
 fn plan_whose_head_cannot_be_reached_says_it_is_incomplete_and_exits_1() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
@@ -1480,6 +1486,7 @@ fn plan_whose_head_cannot_be_reached_says_it_is_incomplete_and_exits_1() {
 /// The worker's sshd goes away under a running cluster: `plan` answers within a bound and names
 /// it, `down` stops the head and reports the worker (exit 1), `down --force` forgets it.
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs sshd and Ray from PyPI"]
 fn ssh_worker_gone_plan_names_it_down_reports_it_force_forgets_it() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
@@ -1564,6 +1571,7 @@ fn ssh_worker_gone_plan_names_it_down_reports_it_force_forgets_it() {
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs sshd and Ray from PyPI"]
 fn ssh_host_without_python3_is_named_with_the_step() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
@@ -1594,6 +1602,7 @@ fn ssh_host_without_python3_is_named_with_the_step() {
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs sshd and Ray from PyPI"]
 fn failing_setup_command_is_named_with_host_and_output() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
@@ -1654,6 +1663,7 @@ fn failing_setup_command_is_named_with_host_and_output() {
 /// Setup commands get no stdin (one that reads it sees end-of-file at once) and a time limit:
 /// one that never ends fails `up` within `command_timeout`, with a message saying so.
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs sshd and Ray from PyPI"]
 fn setup_command_reading_stdin_ends_and_one_that_never_ends_times_out() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
@@ -1724,6 +1734,7 @@ fn left_in(tmps: &[String]) -> Vec<String> {
 /// they leave behind go on); then one `up` converges to exactly a head and a worker, and `down`
 /// leaves no Ray process. Then two `up`s started together: still exactly two nodes.
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs sshd and Ray from PyPI"]
 fn ssh_hosts_sigkill_at_20_points_then_converge_and_two_ups_at_once() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();

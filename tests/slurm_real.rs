@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::slurm::Slurm;
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root, slurm-wlm and munge"]
 fn real_slurm_queues_runs_and_limits_an_array() {
     let slurm = Slurm::start(2);
     let d = slurm.dir.path();
@@ -182,6 +183,7 @@ fn leftover_report(home: &std::path::Path, slurm: &Slurm, envs: &str) -> String 
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root, slurm-wlm and munge"]
 fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
     // The allocation's node is this machine at 127.0.0.2, with an sshd there (jobs, setup
     // commands and the dashboard reach the head node over SSH); the node and this machine
@@ -473,6 +475,7 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root, slurm-wlm and munge"]
 fn slurm_refusal_is_slurms_own_message_and_exit_1() {
     let slurm = Slurm::start(1);
     let home = tempfile::tempdir().unwrap();
@@ -499,6 +502,7 @@ fn slurm_refusal_is_slurms_own_message_and_exit_1() {
 }
 
 #[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root, slurm-wlm and munge"]
 fn slurm_two_node_allocation_through_a_login_node_runs_the_head_and_a_worker() {
     // Two Slurm nodes, each a network namespace of its own with an sshd on port 22; one shared
     // home (as a cluster's nodes share it).

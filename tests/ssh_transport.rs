@@ -38,6 +38,7 @@ async fn connect(s: &Sshd, known: &std::path::Path) -> SshTransport {
 }
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn run_streams_in_order_with_exit_status() {
     let s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
@@ -80,6 +81,7 @@ async fn run_streams_in_order_with_exit_status() {
 }
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn rsa_key_uses_sha2_signatures() {
     let s = Sshd::start_with(
         "127.0.0.2",
@@ -97,6 +99,7 @@ fn sha(data: &[u8]) -> String {
 }
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn send_50_mb_file_intact() {
     let s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
@@ -117,6 +120,7 @@ async fn send_50_mb_file_intact() {
 }
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn send_2000_file_tree_intact_and_unpacked_safely() {
     let s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
@@ -151,6 +155,7 @@ async fn send_2000_file_tree_intact_and_unpacked_safely() {
 }
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn zip_with_dotdot_is_rejected_and_writes_nothing_outside() {
     use std::io::Write;
     let s = Sshd::start("127.0.0.2");
@@ -207,6 +212,7 @@ async fn http_server(addr: &str) -> (u16, tokio::task::JoinHandle<()>) {
 }
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn forward_concurrent_http_requests() {
     let s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
@@ -235,6 +241,7 @@ async fn forward_concurrent_http_requests() {
 }
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn dashboard_serve_forwards_through_the_tunnel() {
     let s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
@@ -268,6 +275,7 @@ async fn dashboard_serve_forwards_through_the_tunnel() {
 // --- faults: each a clear error, none hangs past the deadline ---
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn wrong_key_is_authentication_failed() {
     let s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
@@ -284,6 +292,7 @@ async fn wrong_key_is_authentication_failed() {
 }
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn world_readable_key_is_refused_with_chmod() {
     use std::os::unix::fs::PermissionsExt;
     let s = Sshd::start("127.0.0.2");
@@ -303,6 +312,7 @@ async fn world_readable_key_is_refused_with_chmod() {
 }
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn unknown_host_is_pinned_and_a_changed_key_is_refused() {
     let mut s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
@@ -348,6 +358,7 @@ async fn unknown_host_is_pinned_and_a_changed_key_is_refused() {
 }
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn nothing_listening_is_refused_within_the_deadline() {
     let k = tempfile::tempdir().unwrap();
     let port = common::free_port("127.0.0.2");
@@ -381,6 +392,7 @@ async fn nothing_listening_is_refused_within_the_deadline() {
 }
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn sshd_killed_mid_transfer_is_a_clear_error() {
     let mut s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
@@ -414,6 +426,7 @@ async fn sshd_killed_mid_transfer_is_a_clear_error() {
 /// A port that accepts TCP and never speaks SSH: a clear error within a bound (an existing
 /// host is not waited for like a booting one); once sshd answers there, a retry connects.
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn silent_port_is_a_clear_error_within_a_bound_and_a_retry_succeeds() {
     let s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
@@ -450,6 +463,7 @@ async fn silent_port_is_a_clear_error_within_a_bound_and_a_retry_succeeds() {
 /// A refused port of a machine that is still booting is waited out (saying so), and the
 /// connection made once sshd starts; an existing host's refused port fails after a few tries.
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn booting_host_is_waited_for_and_an_existing_one_fails_fast() {
     let k = tempfile::tempdir().unwrap();
     let mut s = Sshd::start("127.0.0.2");
@@ -493,6 +507,7 @@ async fn booting_host_is_waited_for_and_an_existing_one_fails_fast() {
 }
 
 #[tokio::test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
 async fn encrypted_key_without_terminal_says_use_the_agent() {
     let s = Sshd::start("127.0.0.2");
     let k = tempfile::tempdir().unwrap();
