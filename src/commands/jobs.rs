@@ -393,25 +393,26 @@ pub async fn pull(args: &PullArgs) -> anyhow::Result<()> {
             return Err(anyhow!("the head listed an unsafe path {:?}", e.path));
         }
         let local = dest.join(rel);
-        if let Ok(data) = std::fs::read(&local) {
-            use sha2::Digest;
-            if data.len() as u64 == e.size && hex::encode(sha2::Sha256::digest(&data)) == e.sha256 {
-                same += 1;
-                continue;
-            }
+        // The local copy's hash, streamed off the async runtime.
+        let (path, size, want) = (local.clone(), e.size, e.sha256.clone());
+        let unchanged =
+            tokio::task::spawn_blocking(move || same_file(&path, size, &want).unwrap_or(false))
+                .await?;
+        if unchanged {
+            same += 1;
+            continue;
         }
-        let data = head
-            .transport
-            .read_file(&format!("{}/{}", job.dir, e.path))
-            .await?;
         if let Some(parent) = local.parent() {
-            std::fs::create_dir_all(parent)
+            tokio::fs::create_dir_all(parent)
+                .await
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(&local, &data)
-            .with_context(|| format!("cannot write {}", local.display()))?;
+        let n = head
+            .transport
+            .fetch_file(&format!("{}/{}", job.dir, e.path), &local)
+            .await?;
         fetched += 1;
-        bytes += data.len() as u64;
+        bytes += n;
     }
     crate::outln!(
         "Pulled job {} to {}: {fetched} file(s) ({}) copied, {same} unchanged, in {}",
@@ -421,6 +422,26 @@ pub async fn pull(args: &PullArgs) -> anyhow::Result<()> {
         crate::ui::elapsed(t0.elapsed())
     )?;
     Ok(())
+}
+
+/// `path` has `size` bytes whose SHA-256 is `sha256` (read in chunks, never whole).
+fn same_file(path: &std::path::Path, size: u64, sha256: &str) -> std::io::Result<bool> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    if f.metadata()?.len() != size {
+        return Ok(false);
+    }
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()) == sha256)
 }
 
 #[cfg(test)]

@@ -49,7 +49,11 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
     }
 
     // Provenance: what the image is built from.
-    let provenance = crate::git::provenance(&cfg.project_dir);
+    // (git runs as subprocesses: off the async runtime.)
+    let provenance = {
+        let dir = cfg.project_dir.clone();
+        tokio::task::spawn_blocking(move || crate::git::provenance(&dir)).await?
+    };
     if let Some(e) = crate::git::refuse_dirty(
         &provenance,
         args.allow_dirty,
@@ -61,7 +65,10 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         commit: Some(c), ..
     } = &provenance
     {
-        if !args.allow_unpushed && !crate::git::on_a_remote(&cfg.project_dir, c) {
+        let (dir, commit) = (cfg.project_dir.clone(), c.clone());
+        let pushed =
+            tokio::task::spawn_blocking(move || crate::git::on_a_remote(&dir, &commit)).await?;
+        if !args.allow_unpushed && !pushed {
             crate::note!(
                 "daft: warning: commit {} is on no remote: others cannot see the code this job runs \
                  (push it, or pass --allow-unpushed to silence this)",

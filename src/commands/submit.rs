@@ -61,7 +61,10 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let provenance = crate::git::provenance(&args.working_dir);
+    let provenance = {
+        let dir = args.working_dir.clone();
+        tokio::task::spawn_blocking(move || crate::git::provenance(&dir)).await?
+    };
     if let Some(e) = crate::git::refuse_dirty(
         &provenance,
         args.allow_dirty,

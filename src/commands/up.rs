@@ -167,7 +167,8 @@ pub fn confirm(destroys: bool, yes: bool, cmd: &str, question: &str) -> anyhow::
     if !destroys || yes {
         return Ok(());
     }
-    match crate::ui::confirm(question)? {
+    // (The terminal is read off the async runtime's threads.)
+    match tokio::task::block_in_place(|| crate::ui::confirm(question))? {
         Some(true) => Ok(()),
         Some(false) => Err(usage("nothing was changed (not confirmed)")),
         None => Err(usage(format!(

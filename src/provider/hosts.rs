@@ -55,7 +55,8 @@ pub struct HostsProvider {
     mode: Mode,
     key: Option<PathBuf>,
     local_home: PathBuf,
-    conns: Mutex<HashMap<String, Arc<dyn Transport>>>,
+    /// One connection per host, made once even when several tasks ask at the same time.
+    conns: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<dyn Transport>>>>>,
 }
 
 impl HostsProvider {
@@ -100,25 +101,29 @@ impl HostsProvider {
             Mode::Local => "local".to_string(),
             Mode::Ssh => node_id.to_string(),
         };
-        if let Some(t) = self.conns.lock().await.get(&key) {
-            return Ok(t.clone());
-        }
-        let t: Arc<dyn Transport> = match self.mode {
-            Mode::Local => Arc::new(LocalTransport::new(self.local_home.clone())),
-            Mode::Ssh => {
-                let addr = crate::config::parse_host(node_id)
-                    .map_err(|e| anyhow!("bad host {node_id}: {e}"))?;
-                let target = SshTarget::new(
-                    addr,
-                    &self.cfg.setup.ssh_user,
-                    self.key.clone(),
-                    &self.local_home,
-                );
-                Arc::new(SshTransport::connect(target).await?)
-            }
-        };
-        self.conns.lock().await.insert(key, t.clone());
-        Ok(t)
+        // The host's cell, taken under the lock; the connection made outside it (other hosts
+        // connect meanwhile), once: a second task for the same host waits for the first's.
+        let cell = self.conns.lock().await.entry(key).or_default().clone();
+        let t = cell
+            .get_or_try_init(|| async {
+                let t: Arc<dyn Transport> = match self.mode {
+                    Mode::Local => Arc::new(LocalTransport::new(self.local_home.clone())),
+                    Mode::Ssh => {
+                        let addr = crate::config::parse_host(node_id)
+                            .map_err(|e| anyhow!("bad host {node_id}: {e}"))?;
+                        let target = SshTarget::new(
+                            addr,
+                            &self.cfg.setup.ssh_user,
+                            self.key.clone(),
+                            &self.local_home,
+                        );
+                        Arc::new(SshTransport::connect(target).await?)
+                    }
+                };
+                anyhow::Ok(t)
+            })
+            .await?;
+        Ok(t.clone())
     }
 
     fn spec(&self, role: Role) -> NodeSpec {

@@ -114,8 +114,22 @@ pub trait Transport: Send + Sync {
     /// Write bytes to a file on the node.
     async fn write_file(&self, data: &[u8], remote: &str) -> anyhow::Result<()>;
 
-    /// A file's whole content from the node (`daft pull`).
+    /// A file's whole content from the node.
     async fn read_file(&self, remote: &str) -> anyhow::Result<Vec<u8>>;
+
+    /// Copy a file from the node to `local` (through `local.part`, moved into place at the end);
+    /// its size. Transports that can stream do, so a large file is never held in memory.
+    async fn fetch_file(&self, remote: &str, local: &Path) -> anyhow::Result<u64> {
+        let data = self.read_file(remote).await?;
+        let part = part_path(local);
+        tokio::fs::write(&part, &data)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", part.display()))?;
+        tokio::fs::rename(&part, local)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot move {} into place: {e}", local.display()))?;
+        Ok(data.len() as u64)
+    }
 
     /// Open a connection from the node to `host:port` (a tunnel).
     async fn open_tunnel(&self, host: &str, port: u16) -> anyhow::Result<Box<dyn TunnelStream>>;
@@ -426,4 +440,11 @@ mod tests {
             .unwrap();
         assert_eq!(out.status.code(), Some(7));
     }
+}
+
+/// Where a file being fetched to `local` is written until it is whole.
+pub fn part_path(local: &Path) -> std::path::PathBuf {
+    let mut name = local.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    local.with_file_name(name)
 }

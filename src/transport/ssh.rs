@@ -202,14 +202,22 @@ pub struct SshTransport {
 
 /// Keys read in this run, by path: an encrypted key's passphrase is asked once, however many
 /// hosts are connected to at once (the lock is held while asking).
-static KEYS: Mutex<Vec<(PathBuf, Arc<keys::PrivateKey>)>> = Mutex::new(Vec::new());
+static KEYS: tokio::sync::Mutex<Vec<(PathBuf, Arc<keys::PrivateKey>)>> =
+    tokio::sync::Mutex::const_new(Vec::new());
 
-fn load_key_once(path: &Path) -> anyhow::Result<Arc<keys::PrivateKey>> {
-    let mut cache = KEYS.lock().unwrap_or_else(|e| e.into_inner());
+async fn load_key_once(path: &Path) -> anyhow::Result<Arc<keys::PrivateKey>> {
+    // (An async lock: the connections waiting for the passphrase wait without holding threads.)
+    let mut cache = KEYS.lock().await;
     if let Some((_, k)) = cache.iter().find(|(p, _)| p == path) {
         return Ok(k.clone());
     }
-    let k = Arc::new(load_key(path)?);
+    // Reading the file and asking the passphrase block: off the async runtime.
+    let owned = path.to_path_buf();
+    let k = Arc::new(
+        tokio::task::spawn_blocking(move || load_key(&owned))
+            .await
+            .context("reading the key stopped")??,
+    );
     cache.push((path.to_path_buf(), k.clone()));
     Ok(k)
 }
@@ -262,7 +270,7 @@ impl SshTransport {
     /// Connect and authenticate, retrying refused and timed-out connections until the deadline.
     pub async fn connect(target: SshTarget) -> anyhow::Result<SshTransport> {
         let key = match &target.key {
-            Some(p) => Some(load_key_once(p)?),
+            Some(p) => Some(load_key_once(p).await?),
             None => None,
         };
         let start = Instant::now();
@@ -664,6 +672,29 @@ impl Transport for SshTransport {
         sftp.read(remote.clone())
             .await
             .with_context(|| format!("cannot read {remote} on {}", self.describe()))
+    }
+
+    async fn fetch_file(&self, remote: &str, local: &Path) -> anyhow::Result<u64> {
+        let remote = self.abs(remote).await?;
+        tracing::debug!(target: "daft::remote", host = %self.describe(), from = %remote, to = %local.display(), "sftp get (streamed)");
+        let sftp = self.sftp().await?;
+        let mut src = sftp
+            .open(remote.clone())
+            .await
+            .with_context(|| format!("cannot open {remote} on {}", self.describe()))?;
+        let part = super::part_path(local);
+        let mut dst = tokio::fs::File::create(&part)
+            .await
+            .with_context(|| format!("cannot create {}", part.display()))?;
+        let n = tokio::io::copy(&mut src, &mut dst)
+            .await
+            .with_context(|| format!("copying {remote} from {} failed", self.describe()))?;
+        dst.flush().await?;
+        drop(dst);
+        tokio::fs::rename(&part, local)
+            .await
+            .with_context(|| format!("cannot move {} into place", local.display()))?;
+        Ok(n)
     }
 
     async fn open_tunnel(&self, host: &str, port: u16) -> anyhow::Result<Box<dyn TunnelStream>> {
