@@ -50,13 +50,16 @@ struct NodeRecord {
     ports: BTreeMap<String, u16>,
 }
 
+/// A host's connection, made once.
+type OnceTransport = tokio::sync::OnceCell<Arc<dyn Transport>>;
+
 pub struct HostsProvider {
     cfg: Config,
     mode: Mode,
     key: Option<PathBuf>,
     local_home: PathBuf,
     /// One connection per host, made once even when several tasks ask at the same time.
-    conns: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<dyn Transport>>>>>,
+    conns: Mutex<HashMap<String, Arc<OnceTransport>>>,
 }
 
 impl HostsProvider {

@@ -344,6 +344,13 @@ fn redact_assignments(s: &str) -> String {
     out
 }
 
+/// Where a file being fetched to `local` is written until it is whole.
+pub fn part_path(local: &Path) -> std::path::PathBuf {
+    let mut name = local.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    local.with_file_name(name)
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -440,11 +447,4 @@ mod tests {
             .unwrap();
         assert_eq!(out.status.code(), Some(7));
     }
-}
-
-/// Where a file being fetched to `local` is written until it is whole.
-pub fn part_path(local: &Path) -> std::path::PathBuf {
-    let mut name = local.file_name().unwrap_or_default().to_os_string();
-    name.push(".part");
-    local.with_file_name(name)
 }
