@@ -70,6 +70,13 @@ pub fn render_config(provider: ProviderKind, name: Option<&str>) -> String {
     for key in irrelevant_keys(provider) {
         text = drop_key_block(&text, key);
     }
+    if matches!(provider, ProviderKind::Ssh | ProviderKind::Slurm) {
+        // Your own machines: the user is yours, as plain `ssh` would take it.
+        text = text.replace(
+            "# optional, defaults to \"ec2-user\": the user daft logs in as over SSH\nssh_user = \"ec2-user\"",
+            "# optional, defaults to your user name on this machine ($USER): the user daft logs in as over SSH\n# ssh_user = \"alice\"",
+        );
+    }
     let section = match provider {
         ProviderKind::Aws => SECTION_AWS,
         ProviderKind::Ssh => SECTION_SSH,

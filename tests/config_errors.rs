@@ -325,6 +325,14 @@ bad_config!(
     "[setup]\nname = \"demo\"\nprovider = \"slurm\"\n[setup.slurm]\npartition = \"gpu --wrap=x\"\n"
 );
 bad_config!(
+    slurm_unknown_node_access,
+    "[setup]\nname = \"demo\"\nprovider = \"slurm\"\n[setup.slurm]\nnode_access = \"rsh\"\n"
+);
+bad_config!(
+    slurm_node_ssh_port_without_ssh_access,
+    "[setup]\nname = \"demo\"\nprovider = \"slurm\"\n[setup.slurm]\nnode_ssh_port = 2222\n"
+);
+bad_config!(
     slurm_extra_flag_not_a_flag,
     "[setup]\nname = \"demo\"\nprovider = \"slurm\"\n[setup.slurm]\nextra_flags = [\"--exclusive\", \"rm -rf /\"]\n"
 );
@@ -415,4 +423,31 @@ fn a_kubernetes_config_gets_its_defaults() {
     assert_eq!(k.tolerations[0].value.as_deref(), Some("ml"));
     assert_eq!(k.tolerations[0].effect, None);
     assert_eq!(c.setup.number_of_workers, 2);
+}
+
+/// `ssh_user` left out: EC2's `ec2-user` on AWS, your own user name on your own hosts and Slurm.
+#[test]
+fn ssh_user_defaults_to_ec2_user_on_aws_and_to_the_local_user_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |text: &str| {
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        daft::config::Config::load(&p).unwrap()
+    };
+    let aws = load("[setup]\nname = \"demo\"\nprovider = \"aws\"\n");
+    assert_eq!(aws.setup.ssh_user, "ec2-user");
+    let me = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "root".into());
+    let slurm = load("[setup]\nname = \"demo\"\nprovider = \"slurm\"\n");
+    assert_eq!(slurm.setup.ssh_user, me);
+    assert_eq!(
+        slurm.setup.slurm.node_access,
+        daft::config::NodeAccess::Srun
+    );
+    let ssh =
+        load("[setup]\nname = \"demo\"\nprovider = \"ssh\"\n[setup.ssh]\nhead = \"10.0.0.1\"\n");
+    assert_eq!(ssh.setup.ssh_user, me);
+    let given = load("[setup]\nname = \"demo\"\nprovider = \"ssh\"\nssh_user = \"ubuntu\"\n[setup.ssh]\nhead = \"10.0.0.1\"\n");
+    assert_eq!(given.setup.ssh_user, "ubuntu");
 }

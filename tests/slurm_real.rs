@@ -185,22 +185,25 @@ fn leftover_report(home: &std::path::Path, slurm: &Slurm, envs: &str) -> String 
 #[test]
 #[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root, slurm-wlm and munge"]
 fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
-    // The allocation's node is this machine at 127.0.0.2, with an sshd there (jobs, setup
-    // commands and the dashboard reach the head node over SSH); the node and this machine
-    // share the user's home, as a cluster's nodes and login node do.
-    let node = common::Sshd::start("127.0.0.2");
+    // The allocation's node is this machine at 127.0.0.2, with no sshd there: jobs, setup
+    // commands, files and the dashboard reach the head node through Slurm itself (srun, the
+    // template's default), as at sites that allow no SSH into compute nodes. The node and this
+    // machine share the user's home, as a cluster's nodes and login node do.
+    let home = tempfile::tempdir().unwrap();
     // (4 CPUs as Slurm counts them, whatever this machine has: config_overrides.)
     let slurm = Slurm::start_at(4, "127.0.0.2");
-    let h = node.home.as_path();
+    let h = home.path();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.2", 22)).is_err(),
+        "something listens for SSH on the node: this test is about nodes without it"
+    );
     let cfg = h.join("slurm.toml");
     let write_cfg = |time: &str| {
+        // (No ssh_user, key or port: the template's defaults.)
         std::fs::write(
             &cfg,
             format!(
-                "[setup]\nname = \"t-slurm\"\nprovider = \"slurm\"\nssh_user = \"{user}\"\nssh_private_key = \"{key}\"\n\n[setup.slurm]\ntime = \"{time}\"\ncpus_per_task = 1\nnode_ssh_port = {port}\npre_commands = [\"export DAFT_TEST_PRE=loaded\"]\n\n[run]\nsetup_commands = [\"echo set-up > $HOME/setup-marker\"]\n",
-                user = node.user,
-                key = node.key.display(),
-                port = node.port,
+                "[setup]\nname = \"t-slurm\"\nprovider = \"slurm\"\n\n[setup.slurm]\ntime = \"{time}\"\ncpus_per_task = 1\npre_commands = [\"export DAFT_TEST_PRE=loaded\"]\n\n[run]\nsetup_commands = [\"echo set-up > $HOME/setup-marker\"]\n",
             ),
         )
         .unwrap();
@@ -300,6 +303,33 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
         String::from_utf8_lossy(&sub.stdout).contains("job-pre=loaded ray-pre=loaded"),
         "{}",
         text(&sub)
+    );
+    // The job's exit status passes through srun; its output is there for `logs`.
+    let failing = daft(h, &slurm)
+        .args([
+            "submit",
+            "-c",
+            c,
+            "-w",
+            job.to_str().unwrap(),
+            "--name",
+            "seven",
+            "--",
+            "python",
+            "-c",
+            "print('about to exit'); import sys; sys.exit(7)",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(failing.status.code(), Some(7), "{}", text(&failing));
+    let logs = daft(h, &slurm)
+        .args(["logs", "-c", c, "seven"])
+        .output()
+        .unwrap();
+    assert!(
+        logs.status.success() && String::from_utf8_lossy(&logs.stdout).contains("about to exit"),
+        "{}",
+        text(&logs)
     );
 
     // The dashboard through the tunnel, with the cluster's token.
@@ -533,7 +563,7 @@ fn slurm_two_node_allocation_through_a_login_node_runs_the_head_and_a_worker() {
     std::fs::write(
         &cfg,
         format!(
-            "[setup]\nname = \"t-slurm2\"\nprovider = \"slurm\"\nnumber_of_workers = 1\nssh_user = \"{}\"\nssh_private_key = \"{}\"\n\n[setup.slurm]\nlogin = \"{}\"\ntime = \"0:30:00\"\ncpus_per_task = 1\n",
+            "[setup]\nname = \"t-slurm2\"\nprovider = \"slurm\"\nnumber_of_workers = 1\nssh_user = \"{}\"\nssh_private_key = \"{}\"\n\n[setup.slurm]\nlogin = \"{}\"\nnode_access = \"ssh\"\ntime = \"0:30:00\"\ncpus_per_task = 1\n",
             sshds[0].user,
             sshds[0].key.display(),
             login.host()

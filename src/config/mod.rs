@@ -55,7 +55,20 @@ fn default_region() -> String {
     "us-west-2".into()
 }
 fn default_ssh_user() -> String {
-    "ec2-user".into()
+    String::new()
+}
+
+/// `ssh_user` when the file gives none: EC2's `ec2-user` on AWS; elsewhere (your own hosts, a
+/// Slurm cluster) your user name on this machine, as plain `ssh` would use.
+pub fn default_ssh_user_for(provider: ProviderKind) -> String {
+    match provider {
+        ProviderKind::Aws => "ec2-user".into(),
+        _ => ["USER", "LOGNAME"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok())
+            .find(|u| !u.is_empty())
+            .unwrap_or_else(|| "root".into()),
+    }
 }
 fn default_workers() -> i64 {
     2
@@ -358,9 +371,22 @@ pub struct SlurmFile {
     #[serde(default)]
     pub extra_flags: Vec<String>,
     #[serde(default)]
+    pub node_access: Option<String>,
+    #[serde(default)]
     pub node_ssh_port: Option<i64>,
     #[serde(default)]
     pub pre_commands: Vec<String>,
+}
+
+/// How daft reaches a Slurm allocation's nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodeAccess {
+    /// Through Slurm itself (`srun --jobid=ID --overlap -w NODE …` from the submit host or the
+    /// login node): no SSH into compute nodes needed, as many sites allow none.
+    #[default]
+    Srun,
+    /// Over SSH to the node (through the login node when there is one).
+    Ssh,
 }
 
 /// Where and how the Slurm allocation is asked for.
@@ -372,7 +398,9 @@ pub struct SlurmSetup {
     pub options: Vec<(String, String)>,
     /// `extra_flags`, as given (each one argument, starting with `-`).
     pub extra_flags: Vec<String>,
-    /// The port of the compute nodes' sshd (jobs and the dashboard reach the head node over SSH).
+    /// How commands, files and the dashboard reach the allocation's nodes.
+    pub node_access: NodeAccess,
+    /// The port of the compute nodes' sshd (with `node_access = "ssh"`).
     pub node_ssh_port: u16,
     /// Shell lines every node runs before Ray starts, and every job before it runs
     /// (`module load …`, doodad's SSS_PRE_CMDS).
@@ -994,9 +1022,12 @@ impl Checker<'_> {
         f: ConfigFile,
         base: &Path,
     ) -> Result<Config, ConfigError> {
-        let s = f.setup;
+        let mut s = f.setup;
         let f_slurm_presets = f.slurm.clone().map(|t| t.presets).unwrap_or_default();
         let v = |p: &[&str]| self.value_span(doc, p);
+        if v(&["setup", "ssh_user"]).is_none() {
+            s.ssh_user = default_ssh_user_for(s.provider);
+        }
 
         // name
         let name = s.name.trim().to_string();
@@ -1438,6 +1469,7 @@ impl Checker<'_> {
                 f.gpus = f.gpus.or(p.gpus);
                 f.constraint = f.constraint.or(p.constraint);
                 f.node_ssh_port = f.node_ssh_port.or(p.node_ssh_port);
+                f.node_access = f.node_access.or(p.node_access);
                 if f.pre_commands.is_empty() {
                     f.pre_commands = p.pre_commands;
                 }
@@ -1505,6 +1537,28 @@ impl Checker<'_> {
                         .help("write each flag as one entry, like extra_flags = [\"--exclusive\", \"--mail-type=END\"]"));
                 }
             }
+            let node_access = match f.node_access.as_deref() {
+                None | Some("srun") => NodeAccess::Srun,
+                Some("ssh") => NodeAccess::Ssh,
+                Some(other) => {
+                    return Err(self
+                        .err(
+                            v(&["setup", "slurm", "node_access"]),
+                            format!("`setup.slurm.node_access` = {other:?} is not a way to reach the nodes"),
+                        )
+                        .label("expected \"srun\" or \"ssh\"")
+                        .help("\"srun\" (the default) reaches the nodes through Slurm itself; \"ssh\" over SSH, where the site allows SSH into your allocation's nodes"))
+                }
+            };
+            if node_access == NodeAccess::Srun && f.node_ssh_port.is_some() {
+                return Err(self
+                    .err(
+                        v(&["setup", "slurm", "node_ssh_port"]),
+                        "`setup.slurm.node_ssh_port` is for nodes reached over SSH",
+                    )
+                    .label("the nodes are reached through srun")
+                    .help("add node_access = \"ssh\" to [setup.slurm] to reach them over SSH, or leave node_ssh_port out"));
+            }
             let node_ssh_port = match f.node_ssh_port {
                 None => 22,
                 Some(p) => u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
@@ -1528,6 +1582,7 @@ impl Checker<'_> {
                 login,
                 options,
                 extra_flags: f.extra_flags.clone(),
+                node_access,
                 node_ssh_port,
                 pre_commands: f.pre_commands.clone(),
             }

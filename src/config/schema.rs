@@ -187,6 +187,7 @@ pub const KEYS: &[Key] = &[
         false,
         "[\"--exclusive\"]",
     ),
+    k("setup.slurm", "node_access", Ty::Str, false, "\"srun\""),
     k("setup.slurm", "node_ssh_port", Ty::Int, false, "22"),
     k("setup.ssh", "head", Ty::Str, true, "\"10.0.0.1\""),
     k(

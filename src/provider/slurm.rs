@@ -336,6 +336,12 @@ impl SlurmProvider {
     async fn node_transport(&self, id: &str) -> anyhow::Result<Arc<dyn Transport>> {
         let login = self.transport().await?;
         let (node, addr) = self.head_node(login.as_ref(), id).await?;
+        if self.cfg.setup.slurm.node_access == crate::config::NodeAccess::Srun {
+            // Through Slurm itself: a job step on the head node, started where sbatch runs.
+            return Ok(Arc::new(crate::transport::srun::SrunTransport::new(
+                login, id, &node,
+            )));
+        }
         let mut target = SshTarget::new(
             crate::config::HostAddr {
                 host: addr,

@@ -137,6 +137,38 @@ impl Transport for LocalTransport {
             .with_context(|| format!("cannot read {}", src.display()))
     }
 
+    async fn open_command_stream(
+        &self,
+        command: &RemoteCommand,
+    ) -> anyhow::Result<Box<dyn TunnelStream>> {
+        tracing::debug!(target: "daft::remote", host = "local", command = %command.shown, "stream");
+        let cwd = self.home.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&command.text)
+            .current_dir(&cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start `sh` on this machine")?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let shown = command.shown.clone();
+        // The process lives as long as its stream: reaped (and its stderr logged) when it ends.
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                tracing::debug!(target: "daft::remote", command = %shown, "stderr: {l}");
+            }
+            let _ = child.wait().await;
+        });
+        Ok(Box::new(tokio::io::join(stdout, stdin)))
+    }
+
     async fn open_tunnel(&self, host: &str, port: u16) -> anyhow::Result<Box<dyn TunnelStream>> {
         let s = tokio::net::TcpStream::connect((host, port))
             .await

@@ -4,6 +4,7 @@
 
 pub mod kube;
 pub mod local;
+pub mod srun;
 pub mod ssh;
 
 use std::path::Path;
@@ -133,6 +134,20 @@ pub trait Transport: Send + Sync {
 
     /// Open a connection from the node to `host:port` (a tunnel).
     async fn open_tunnel(&self, host: &str, port: u16) -> anyhow::Result<Box<dyn TunnelStream>>;
+
+    /// Start a command whose stdin and stdout are a byte stream (as `ssh -W` is): what a
+    /// transport that reaches a node through another one (srun) tunnels over. Its stderr is
+    /// logged (debug).
+    async fn open_command_stream(
+        &self,
+        command: &RemoteCommand,
+    ) -> anyhow::Result<Box<dyn TunnelStream>> {
+        anyhow::bail!(
+            "{} cannot carry a byte stream through a command ({})",
+            self.describe(),
+            command.shown
+        )
+    }
 
     /// Run a command and collect its output.
     async fn capture(&self, command: &str) -> anyhow::Result<Captured> {

@@ -697,6 +697,20 @@ impl Transport for SshTransport {
         Ok(n)
     }
 
+    async fn open_command_stream(
+        &self,
+        command: &RemoteCommand,
+    ) -> anyhow::Result<Box<dyn TunnelStream>> {
+        tracing::debug!(target: "daft::remote", host = %self.describe(), command = %command.shown, "stream");
+        let ch = self
+            .handle
+            .channel_open_session()
+            .await
+            .with_context(|| format!("lost the SSH connection to {}", self.describe()))?;
+        ch.exec(true, command.text.as_str()).await?;
+        Ok(Box::new(ch.into_stream()))
+    }
+
     async fn open_tunnel(&self, host: &str, port: u16) -> anyhow::Result<Box<dyn TunnelStream>> {
         tracing::debug!(target: "daft::remote", via = %self.describe(), %host, port, "direct-tcpip");
         let ch = self
