@@ -1089,7 +1089,34 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
         out(&o)
     );
 
-    // 5. Ctrl-C while following a job: the Job is deleted (as `daft submit` cancels its job) and
+    // 5. A pod's log stream cut short while the pod runs is opened again: every line once.
+    fake.scenario(json!({"cut_log_streams": 1}));
+    let o = daft(&[
+        "launch",
+        "--allow-unpushed",
+        "--allow-dirty",
+        "--",
+        "sh",
+        "-c",
+        "echo line-one; sleep 4; echo line-two; sleep 2; echo line-three",
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for l in ["line-one", "line-two", "line-three"] {
+        assert_eq!(
+            stdout.matches(&format!("] {l}")).count(),
+            1,
+            "{l}: {}",
+            out(&o)
+        );
+    }
+    assert_eq!(
+        fake.state()["cut_streams"].as_array().map(Vec::len),
+        Some(1),
+        "the fake did not cut the stream: the test shows nothing"
+    );
+
+    // 6. Ctrl-C while following a job: the Job is deleted (as `daft submit` cancels its job) and
     // daft ends within a bound, status 130.
     let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"))
         .current_dir(&project)

@@ -580,23 +580,64 @@ async fn follow(
     }
 }
 
-/// One pod's log, followed to its end, line by line with the pod's name in front.
+/// How often a pod's log stream that ended while the pod still runs is opened again.
+const LOG_REOPENS: usize = 20;
+
+/// One pod's log, followed to its end, line by line with the pod's name in front. A stream that
+/// ends while the pod still runs (an API server or kubelet dropping it) is opened again, from the
+/// start, its lines already printed skipped; once the pod has ended, one last read brings what
+/// the stream missed.
 async fn stream_logs(pods: Api<Pod>, name: String, tx: tokio::sync::mpsc::UnboundedSender<String>) {
-    let lp = LogParams {
-        follow: true,
-        ..Default::default()
+    let mut printed = 0usize;
+    let mut send = |i: usize, l: &str| {
+        if i >= printed {
+            let _ = tx.send(format!("[{name}] {l}"));
+            printed = i + 1;
+        }
     };
-    tracing::debug!(target: "daft::kube", pod = %name, "follow pod log");
-    match pods.log_stream(&name, &lp).await {
-        Ok(stream) => {
-            let mut lines = stream.lines();
-            while let Some(Ok(l)) = lines.next().await {
-                let _ = tx.send(format!("[{name}] {l}"));
+    for attempt in 0..=LOG_REOPENS {
+        let ended = pod_ended(&pods, &name).await;
+        let lp = LogParams {
+            follow: !ended,
+            ..Default::default()
+        };
+        tracing::debug!(target: "daft::kube", pod = %name, attempt, follow = !ended, "pod log");
+        match call("read the pod's log", pods.log_stream(&name, &lp)).await {
+            Ok(stream) => {
+                let mut lines = stream.lines();
+                let mut i = 0usize;
+                while let Some(Ok(l)) = lines.next().await {
+                    send(i, &l);
+                    i += 1;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(format!(
+                    "[{name}] (daft: cannot read this pod's log: {e:#})"
+                ));
+                return;
             }
         }
-        Err(e) => {
-            let _ = tx.send(format!("[{name}] (daft: cannot read this pod's log: {e})"));
+        if ended {
+            return;
         }
+        // The stream ended: over, or cut short while the pod runs on?
+        if !pod_ended(&pods, &name).await {
+            tracing::debug!(target: "daft::kube", pod = %name, "the log stream ended while the pod runs: opening it again");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// The pod has ended (Succeeded or Failed), or is gone.
+async fn pod_ended(pods: &Api<Pod>, name: &str) -> bool {
+    match call("read the pod", pods.get_opt(name)).await {
+        Ok(Some(p)) => matches!(
+            p.status.and_then(|s| s.phase).as_deref(),
+            Some("Succeeded" | "Failed")
+        ),
+        Ok(None) => true,
+        Err(_) => true,
     }
 }
 

@@ -868,6 +868,12 @@ async def pod_log_follow(request, name, text_now):
         if len(text) > sent:
             await resp.write(text[sent:].encode())
             sent = len(text)
+            # Scripted: a stream cut short after its first lines (an API server or kubelet that
+            # drops a long log stream); the client must open it again.
+            if STATE["scenario"].get("cut_log_streams", 0) > 0:
+                STATE["scenario"]["cut_log_streams"] -= 1
+                STATE.setdefault("cut_streams", []).append(name)
+                break
         if done is None or (done.is_set() and sent >= len(STATE["logs"].get(name, ""))):
             break
         await asyncio.sleep(0.1)
@@ -913,6 +919,7 @@ async def fake_state(request):
         "rayjobs": [public(j) for j in STATE["rayjobs"].values()],
         "ran_images": STATE.get("ran_images", []), "watches": STATE.get("watches", []),
         "experiments": [public(j) for j in STATE.get("experiments", {}).values()],
+        "cut_streams": STATE.get("cut_streams", []),
     })
 
 
