@@ -745,38 +745,7 @@ fn ray_job_submit_works(env: &Env, cfg: &str, ray: &Path, token: &str) {
 
 /// `ray job submit --address URL -- python -c 'print(6 * 7)'` succeeds and prints 42.
 fn ray_job_submit_to(env: &Env, url: &str, ray: &Path, token: &str) {
-    let t = Instant::now();
-    let o = StdCommand::new("timeout")
-        .arg("180")
-        .arg(ray)
-        .args([
-            "job",
-            "submit",
-            "--address",
-            url,
-            "--",
-            "python",
-            "-c",
-            "print(6 * 7)",
-        ])
-        .env("RAY_AUTH_MODE", "token")
-        .env("RAY_AUTH_TOKEN", token)
-        .env_remove("RAY_AUTH_TOKEN_PATH")
-        .env("RAY_USAGE_STATS_ENABLED", "0")
-        .env("HOME", env.dir.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        o.status.success() && text.lines().any(|l| l.trim() == "42"),
-        "`ray job submit --address {url}` failed after {:?}: {text}",
-        t.elapsed()
-    );
-    assert!(text.contains("succeeded"), "{text}");
+    common::ray_job_submit(url, ray, token, env.dir.path());
 }
 
 const NODES_SCRIPT: &str = "import os, ray\nray.init()\nprint('nodes=%d' % len([n for n in ray.nodes() if n['Alive']]))\nprint('cwd-is-job-dir=%s' % os.getcwd().endswith('/work'))\n";

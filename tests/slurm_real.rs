@@ -353,9 +353,16 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
         .unwrap();
     let token = std::fs::read_to_string(h.join(".daft/clusters/t-slurm/ray-token")).unwrap();
     let body = common::dashboard_version(port, Some(token.trim()));
+    assert!(body.contains("ray_version"), "{body}");
+    // Ray's own Jobs API through the same tunnel (a relay step of the allocation).
+    common::ray_job_submit(
+        &format!("http://127.0.0.1:{port}"),
+        &h.join(".daft/clusters/t-slurm/venv/bin/ray"),
+        token.trim(),
+        h,
+    );
     let _ = dash.kill();
     let _ = dash.wait();
-    assert!(body.contains("ray_version"), "{body}");
 
     // A sweep is one job array: 6 tasks, 2 at a time, each with its variant; one fails.
     let sweep_dir = h.join("sweepjob");

@@ -480,3 +480,40 @@ pub fn procs_with(needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// Ray's own Jobs API against a daft cluster's dashboard at `url` (with the cluster's token):
+/// `ray job submit --address URL -- python -c 'print(6 * 7)'` succeeds and prints 42.
+pub fn ray_job_submit(url: &str, ray: &std::path::Path, token: &str, home: &std::path::Path) {
+    let t = std::time::Instant::now();
+    let o = std::process::Command::new("timeout")
+        .arg("180")
+        .arg(ray)
+        .args([
+            "job",
+            "submit",
+            "--address",
+            url,
+            "--",
+            "python",
+            "-c",
+            "print(6 * 7)",
+        ])
+        .env("RAY_AUTH_MODE", "token")
+        .env("RAY_AUTH_TOKEN", token)
+        .env_remove("RAY_AUTH_TOKEN_PATH")
+        .env("RAY_USAGE_STATS_ENABLED", "0")
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success() && text.lines().any(|l| l.trim() == "42"),
+        "`ray job submit --address {url}` failed after {:?}: {text}",
+        t.elapsed()
+    );
+    assert!(text.contains("succeeded"), "{text}");
+}
