@@ -26,6 +26,7 @@ pub mod planner;
 pub mod printer;
 pub mod provider;
 pub mod registry;
+pub mod scheduler;
 pub mod shell;
 pub mod sweep;
 pub mod templates;

@@ -1198,6 +1198,94 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
         "the interrupted Job {job} is still there: {}",
         state["jobs"]
     );
+
+    // 7. Ctrl-C during a [sweep]: its running Jobs are deleted, no more start (the same
+    // scheduler as `daft submit --sweep`), status 130.
+    let before = fake.state()["jobs"].as_array().unwrap().len();
+    std::fs::write(
+        project.join("launch.toml"),
+        format!(
+            "name = \"ctx\"\ncommand = \"sleep 600\"\n\n[image]\nregistry = \"127.0.0.1:{}/team\"\ndockerfile = \"Dockerfile\"\nbuilder = \"buildah\"\n\n[sweep]\nmax_parallel = 2\n[sweep.parameters]\nn = [1, 2, 3]\n",
+            lab.registry.port
+        ),
+    )
+    .unwrap();
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"))
+        .current_dir(&project)
+        .env("KUBECONFIG", &fake.kubeconfig)
+        .env("HOME", project.parent().unwrap())
+        .env("USER", "alice")
+        .env("RUST_LOG", "warn")
+        .envs(lab.env.iter().cloned())
+        .args(["launch", "--allow-unpushed", "--allow-dirty"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut said = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while said
+        .iter()
+        .filter(|l: &&String| l.contains(" started ("))
+        .count()
+        < 2
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        said.push(
+            rx.recv_timeout(left)
+                .unwrap_or_else(|_| panic!("two sweep jobs did not start: {said:?}")),
+        );
+    }
+    // (Both running: their pods are up.)
+    std::thread::sleep(Duration::from_secs(2));
+    StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("the sweep did not end within 90 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rest: Vec<String> = rx.try_iter().collect();
+    said.extend(rest);
+    assert_eq!(status.code(), Some(130), "{said:?}");
+    assert!(
+        said.iter()
+            .any(|l| l.contains("stopping the sweep (Ctrl-C)")),
+        "{said:?}"
+    );
+    assert!(
+        !said
+            .iter()
+            .any(|l| l.starts_with("[3/3]") && l.contains(" started (")),
+        "a job started after Ctrl-C: {said:?}"
+    );
+    let jobs = fake.state()["jobs"].as_array().unwrap().clone();
+    assert_eq!(
+        jobs.len(),
+        before,
+        "the sweep's Jobs were not deleted (or a third one started): {jobs:?}"
+    );
 }
 
 /// A builder whose output is not UTF-8 (and more than a pipe holds) does not hang `launch`: its

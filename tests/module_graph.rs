@@ -28,7 +28,7 @@ const FLOORS: &[&[&str]] = &[
         "wait",
     ],
     &["error"],
-    &["git", "planner", "registry", "sweep"],
+    &["git", "planner", "registry", "scheduler", "sweep"],
     &["config"],
     &["build", "cli", "kuberay", "lock", "templates"],
     &["launch", "transport"],

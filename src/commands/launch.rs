@@ -224,6 +224,127 @@ struct SweepRow {
     state: String,
 }
 
+/// A `[sweep]`'s jobs on Kubernetes, for the scheduler: each a Job (or RayJob) applied and
+/// followed by a task of its own; stopped by deleting it.
+struct LaunchSweep<'a> {
+    c: &'a Connection,
+    cfg: &'a LaunchConfig,
+    sweep: &'a crate::sweep::Sweep,
+    base: &'a str,
+    image: &'a str,
+    command: &'a str,
+    ann: &'a std::collections::BTreeMap<String, String>,
+    start_timeout: Duration,
+    followers: tokio::task::JoinSet<anyhow::Result<()>>,
+    /// Which variant (and job) each follower follows: a panicked one is reported, not "not run".
+    tasks: std::collections::HashMap<tokio::task::Id, (usize, String)>,
+    rows: Vec<Option<SweepRow>>,
+}
+
+#[async_trait::async_trait]
+impl crate::scheduler::SweepJobs for LaunchSweep<'_> {
+    async fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        use crate::sweep::{as_args, describe};
+        let variant = &self.sweep.variants[i];
+        let total = self.rows.len();
+        let job = format!("{}-{}", self.base, i + 1);
+        let mut cmd = self.command.to_string();
+        if self.sweep.args {
+            for a in as_args(variant) {
+                cmd.push(' ');
+                cmd.push_str(&crate::shell::shell_quote(&a));
+            }
+        }
+        let mut vcfg = self.cfg.clone();
+        vcfg.env
+            .insert("DAFT_VARIANT".into(), serde_json::to_string(variant)?);
+        let mut m = Manifests {
+            cfg: &vcfg,
+            namespace: &self.c.namespace,
+            image: self.image,
+            command: &cmd,
+            annotations: self.ann,
+        }
+        .for_launch(&job);
+        m["metadata"]["labels"]["daft.io/sweep"] = serde_json::json!(self.sweep.name);
+        m["metadata"]["annotations"]["daft.io/variant"] =
+            serde_json::json!(serde_json::to_string(variant)?);
+        apply(self.c, self.cfg, &job, &m).await?;
+        crate::note!("[{}/{total}] {job} started ({})", i + 1, describe(variant));
+        let c = self.c.clone();
+        let name = job.clone();
+        let start_timeout = self.start_timeout;
+        let handle = self.followers.spawn(async move {
+            follow(&c, &vcfg, &name, start_timeout, Instant::now(), false).await
+        });
+        self.tasks.insert(handle.id(), (i, job));
+        Ok(())
+    }
+
+    async fn wait(
+        &mut self,
+        _running: &std::collections::BTreeSet<usize>,
+        within: Duration,
+    ) -> anyhow::Result<Vec<usize>> {
+        let Ok(Some(done)) = tokio::time::timeout(within, self.followers.join_next_with_id()).await
+        else {
+            return Ok(Vec::new());
+        };
+        let (id, r) = match done {
+            Ok((id, r)) => (id, Ok(r)),
+            Err(e) => (e.id(), Err(e)),
+        };
+        let Some((i, job)) = self.tasks.remove(&id) else {
+            return Ok(Vec::new());
+        };
+        let state = match r {
+            Ok(Ok(())) => "succeeded".to_string(),
+            Ok(Err(e)) if e.downcast_ref::<JobExit>().is_some() => "failed".to_string(),
+            Ok(Err(e)) => format!("failed: {e:#}"),
+            Err(e) => format!("failed: daft's follower of it stopped ({e})"),
+        };
+        crate::note!("[{}/{}] {job} {state}", i + 1, self.rows.len());
+        self.rows[i] = Some(SweepRow {
+            job,
+            variant: crate::sweep::describe(&self.sweep.variants[i]),
+            state,
+        });
+        Ok(vec![i])
+    }
+
+    /// Delete the running jobs (their pods stop), each within a bound.
+    async fn stop(
+        &mut self,
+        _running: &std::collections::BTreeSet<usize>,
+    ) -> anyhow::Result<Vec<usize>> {
+        self.followers.abort_all();
+        let mut ended = Vec::new();
+        for (_, (i, job)) in self.tasks.drain() {
+            let state =
+                match tokio::time::timeout(STOP_WITHIN, delete(self.c, self.cfg, &job)).await {
+                    Ok(Ok(())) => "cancelled".to_string(),
+                    Ok(Err(e)) => format!("not stopped: {e:#}"),
+                    Err(_) => format!("not stopped within {}s", STOP_WITHIN.as_secs()),
+                };
+            self.rows[i] = Some(SweepRow {
+                job,
+                variant: crate::sweep::describe(&self.sweep.variants[i]),
+                state,
+            });
+            ended.push(i);
+        }
+        Ok(ended)
+    }
+
+    fn name(&self, i: usize) -> String {
+        self.tasks
+            .values()
+            .find(|(j, _)| *j == i)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// A `[sweep]` on Kubernetes: one Job (or RayJob) per variant, `max_parallel` at a time, each
 /// handed its variant (`DAFT_VARIANT`, and `--key=value` arguments with `args = true`); their
 /// logs followed; a summary; exit 1 if any failed.
@@ -238,7 +359,7 @@ async fn run_sweep(
     ann: &std::collections::BTreeMap<String, String>,
     start_timeout: Duration,
 ) -> anyhow::Result<()> {
-    use crate::sweep::{as_args, describe};
+    use crate::sweep::describe;
     let t0 = Instant::now();
     let total = sweep.variants.len();
     crate::note!(
@@ -247,88 +368,31 @@ async fn run_sweep(
         kind(cfg),
         sweep.max_parallel
     );
-    let mut pending = sweep.variants.iter().enumerate();
-    let mut running = tokio::task::JoinSet::new();
-    // Which variant each follower task follows (a panicked one is reported, not "not run").
-    let mut tasks: std::collections::HashMap<tokio::task::Id, (usize, String)> = Default::default();
-    let mut rows: Vec<Option<SweepRow>> = vec![None; total];
-    let mut stopping = false;
-    loop {
-        while !stopping && running.len() < sweep.max_parallel {
-            let Some((i, variant)) = pending.next() else {
-                break;
-            };
-            let job = format!("{base}-{}", i + 1);
-            let mut cmd = command.to_string();
-            if sweep.args {
-                for a in as_args(variant) {
-                    cmd.push(' ');
-                    cmd.push_str(&crate::shell::shell_quote(&a));
-                }
-            }
-            let mut vcfg = cfg.clone();
-            vcfg.env
-                .insert("DAFT_VARIANT".into(), serde_json::to_string(variant)?);
-            let mut m = Manifests {
-                cfg: &vcfg,
-                namespace: &c.namespace,
-                image,
-                command: &cmd,
-                annotations: ann,
-            }
-            .for_launch(&job);
-            m["metadata"]["labels"]["daft.io/sweep"] = serde_json::json!(sweep.name);
-            m["metadata"]["annotations"]["daft.io/variant"] =
-                serde_json::json!(serde_json::to_string(variant)?);
-            apply(c, cfg, &job, &m).await?;
-            crate::note!("[{}/{total}] {job} started ({})", i + 1, describe(variant));
-            let c = c.clone();
-            let name = job.clone();
-            let handle = running.spawn(async move {
-                follow(&c, &vcfg, &name, start_timeout, Instant::now(), false).await
-            });
-            tasks.insert(handle.id(), (i, job));
-        }
-        if running.is_empty() {
-            break;
-        }
-        tokio::select! {
-            done = running.join_next_with_id() => {
-                let Some(done) = done else { continue };
-                let (id, r) = match done {
-                    Ok((id, r)) => (id, Ok(r)),
-                    Err(e) => (e.id(), Err(e)),
-                };
-                let Some((i, job)) = tasks.remove(&id) else { continue };
-                let state = match r {
-                    Ok(Ok(())) => "succeeded".to_string(),
-                    Ok(Err(e)) if e.downcast_ref::<JobExit>().is_some() => "failed".to_string(),
-                    Ok(Err(e)) => format!("failed: {e:#}"),
-                    Err(e) if e.is_cancelled() => continue,
-                    Err(e) => format!("failed: daft's follower of it stopped ({e})"),
-                };
-                crate::note!("[{}/{total}] {job} {state}", i + 1);
-                rows[i] = Some(SweepRow { job, variant: describe(&sweep.variants[i]), state });
-            }
-            _ = crate::interrupt::interrupted(), if !stopping => {
-                stopping = true;
-                running.abort_all();
-                // The same as `daft submit --sweep`: the running jobs are stopped, no more start.
-                crate::note!(
-                    "\ndaft: stopping the sweep (Ctrl-C): deleting {} running job(s), starting no more",
-                    tasks.len()
-                );
-                for (i, job) in tasks.values() {
-                    let state = match tokio::time::timeout(STOP_WITHIN, delete(c, cfg, job)).await {
-                        Ok(Ok(())) => "cancelled".to_string(),
-                        Ok(Err(e)) => format!("not stopped: {e:#}"),
-                        Err(_) => format!("not stopped within {}s", STOP_WITHIN.as_secs()),
-                    };
-                    rows[*i] = Some(SweepRow { job: job.clone(), variant: describe(&sweep.variants[*i]), state });
-                }
-            }
-        }
-    }
+    let mut run = LaunchSweep {
+        c,
+        cfg,
+        sweep,
+        base,
+        image,
+        command,
+        ann,
+        start_timeout,
+        followers: tokio::task::JoinSet::new(),
+        tasks: Default::default(),
+        rows: vec![None; total],
+    };
+    let outcome = crate::scheduler::run(
+        &mut run,
+        total,
+        sweep.max_parallel,
+        Default::default(),
+        Duration::from_millis(500),
+        STOP_WITHIN,
+        crate::interrupt::token(),
+    )
+    .await?;
+    let stopping = outcome.interrupted;
+    let rows = std::mem::take(&mut run.rows);
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
     table.set_header(vec!["#", "job", "variant", "state"]);

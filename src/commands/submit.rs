@@ -4,7 +4,7 @@
 //! follow its output (reconnecting if the connection drops) unless `--detach`.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 
@@ -343,6 +343,132 @@ struct SweepRow {
     exit_status: Option<i32>,
 }
 
+/// A sweep's jobs on the cluster's head, for the scheduler: each started under its supervisor
+/// (or all at once as the back-end's job array), their ends read from the head's job records.
+struct SubmitSweep<'a> {
+    job: &'a Prepared,
+    sweep: &'a crate::sweep::Sweep,
+    commands: Vec<String>,
+    head: jobs::Head,
+    /// Per variant: (job id, since when it runs, whether its start was said).
+    ids: BTreeMap<usize, (String, Instant, bool)>,
+    rows: Vec<Option<SweepRow>>,
+    arrays: Option<(&'a dyn crate::provider::JobArrays, String)>,
+}
+
+#[async_trait::async_trait]
+impl crate::scheduler::SweepJobs for SubmitSweep<'_> {
+    async fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        let variant = &self.sweep.variants[i];
+        let name = format!("{}-{}", self.sweep.name, i + 1);
+        let (id, _) = self
+            .job
+            .start(&name, &self.commands[i], Some(variant))
+            .await?;
+        crate::note!(
+            "[{}/{}] {name} started ({}): {id}",
+            i + 1,
+            self.rows.len(),
+            crate::sweep::describe(variant)
+        );
+        self.ids.insert(i, (id, Instant::now(), true));
+        Ok(())
+    }
+
+    async fn wait(
+        &mut self,
+        running: &std::collections::BTreeSet<usize>,
+        within: Duration,
+    ) -> anyhow::Result<Vec<usize>> {
+        tokio::time::sleep(within).await;
+        let records = jobs::records(&self.head).await?;
+        let total = self.rows.len();
+        let mut ended = Vec::new();
+        for &i in running {
+            let Some((id, started, said)) = self.ids.get_mut(&i) else {
+                continue;
+            };
+            let rec = records.iter().find(|r| &r.id == id);
+            if let Some(r) = rec.filter(|r| !*said && r.started.is_some()) {
+                // A task of the array has started.
+                *started = Instant::now();
+                *said = true;
+                crate::note!(
+                    "[{}/{total}] {}-{} started ({}): {}",
+                    i + 1,
+                    self.sweep.name,
+                    i + 1,
+                    crate::sweep::describe(&self.sweep.variants[i]),
+                    r.id
+                );
+            }
+            if let Some(r) = rec.filter(|r| !matches!(r.state.as_str(), "queued" | "running")) {
+                let took = elapsed(started.elapsed());
+                let name = format!("{}-{}", self.sweep.name, i + 1);
+                crate::note!(
+                    "[{}/{total}] {name} {} in {took}{}",
+                    i + 1,
+                    r.state,
+                    r.exit_status
+                        .map(|c| format!(" (exit status {c})"))
+                        .unwrap_or_default()
+                );
+                self.rows[i] = Some(SweepRow {
+                    job: name,
+                    variant: crate::sweep::describe(&self.sweep.variants[i]),
+                    state: r.state.clone(),
+                    duration: took,
+                    exit_status: r.exit_status,
+                });
+                ended.push(i);
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Cancel the running jobs (an array's tasks through the back-end); they end as `wait`
+    /// reads their records (cancelled).
+    async fn stop(
+        &mut self,
+        running: &std::collections::BTreeSet<usize>,
+    ) -> anyhow::Result<Vec<usize>> {
+        let records = jobs::records(&self.head).await?;
+        let dir_of = |i: &usize| {
+            let id = &self.ids.get(i)?.0;
+            records
+                .iter()
+                .find(|r| &r.id == id)
+                .map(|r| (id.clone(), r.dir.clone()))
+        };
+        if let Some((arrays, array)) = &self.arrays {
+            // Marked first: what the tasks record on their way out is a cancellation.
+            for (id, dir) in running.iter().filter_map(dir_of) {
+                if let Err(e) = self
+                    .job
+                    .transport
+                    .write_file(b"", &format!("{dir}/cancelled"))
+                    .await
+                {
+                    crate::note!("daft: could not mark job {id} as cancelled: {e:#}");
+                }
+            }
+            arrays.cancel_array(array).await?;
+        }
+        for (id, dir) in running.iter().filter_map(dir_of) {
+            match tokio::time::timeout(Duration::from_secs(30), jobs::cancel_job(&self.head, &dir)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => crate::note!("daft: could not cancel job {id}: {e:#}; `daft cancel {id}` tries again"),
+                Err(_) => crate::note!("daft: job {id} did not confirm its cancellation within 30s; `daft cancel {id}` tries again"),
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    fn name(&self, i: usize) -> String {
+        self.ids.get(&i).map(|j| j.0.clone()).unwrap_or_default()
+    }
+}
+
 /// Start a sweep's jobs, `max_parallel` at a time; one line per job as it starts and ends; a
 /// summary table. Fails (exit 1) when any job did not succeed.
 async fn run_sweep(
@@ -352,7 +478,7 @@ async fn run_sweep(
     output: crate::cli::OutputFormat,
     arrays: Option<&dyn crate::provider::JobArrays>,
 ) -> anyhow::Result<()> {
-    use crate::sweep::{as_args, describe};
+    use crate::sweep::as_args;
     let total = sweep.variants.len();
     let command_of = |variant: &BTreeMap<String, serde_json::Value>| {
         let mut cmd = command.to_string();
@@ -375,21 +501,25 @@ async fn run_sweep(
         job.transport.describe()
     );
     let t0 = Instant::now();
-    let mut pending = sweep.variants.iter().enumerate();
-    // (index, job id, started, said it started)
-    let mut running: Vec<(usize, String, Instant, bool)> = Vec::new();
-    let mut rows: Vec<Option<SweepRow>> = vec![None; total];
-    let mut interrupted = false;
-    let mut array_id = None;
+    let commands: Vec<String> = sweep.variants.iter().map(command_of).collect();
+    let mut run = SubmitSweep {
+        job,
+        sweep,
+        commands,
+        head,
+        ids: Default::default(),
+        rows: vec![None; total],
+        arrays: None,
+    };
+    let mut started = std::collections::BTreeSet::new();
     if let Some(arrays) = arrays {
         // The back-end's own job array: every variant's job prepared, one submission.
         let mut dirs = Vec::new();
         for (i, variant) in sweep.variants.iter().enumerate() {
             let name = format!("{}-{}", sweep.name, i + 1);
-            let (id, dir) = job
-                .prepare(&name, &command_of(variant), Some(variant))
-                .await?;
-            running.push((i, id, Instant::now(), false));
+            let (id, dir) = job.prepare(&name, &run.commands[i], Some(variant)).await?;
+            run.ids.insert(i, (id, Instant::now(), false));
+            started.insert(i);
             dirs.push(dir);
         }
         let script = array_script(&job.cluster_dir, &job.remote_zip, &job.sync_names);
@@ -407,110 +537,23 @@ async fn run_sweep(
             sweep.name,
             sweep.max_parallel
         );
-        array_id = Some(id);
-        pending = sweep.variants[..0].iter().enumerate();
+        run.arrays = Some((arrays, id));
     }
-    let mut stop_by: Option<Instant> = None;
-    loop {
-        while !interrupted && running.len() < sweep.max_parallel {
-            let Some((i, variant)) = pending.next() else {
-                break;
-            };
-            let name = format!("{}-{}", sweep.name, i + 1);
-            let (id, _) = job
-                .start(&name, &command_of(variant), Some(variant))
-                .await?;
-            crate::note!(
-                "[{}/{total}] {name} started ({}): {id}",
-                i + 1,
-                describe(variant)
-            );
-            running.push((i, id, Instant::now(), true));
-        }
-        if running.is_empty() {
-            break;
-        }
-        // Stopping is bounded: what has not ended by then is named and left to `daft cancel`.
-        if stop_by.is_some_and(|d| Instant::now() > d) {
-            crate::note!(
-                "daft: {} job(s) of the sweep did not end within {}s of Ctrl-C: {}; `daft jobs` shows them, `daft cancel JOB` stops one",
-                running.len(),
-                STOP_WITHIN.as_secs(),
-                running.iter().map(|r| r.1.as_str()).collect::<Vec<_>>().join(", ")
-            );
-            break;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-            _ = crate::interrupt::interrupted(), if !interrupted => {
-                interrupted = true;
-                stop_by = Some(Instant::now() + STOP_WITHIN);
-                crate::note!("\ndaft: stopping the sweep (Ctrl-C): cancelling {} running job(s), starting no more", running.len());
-                let records = jobs::records(&head).await?;
-                if let (Some(arrays), Some(id)) = (arrays, &array_id) {
-                    // Marked first: what the tasks record on their way out is a cancellation.
-                    for (_, jid, _, _) in &running {
-                        if let Some(r) = records.iter().find(|r| &r.id == jid) {
-                            if let Err(e) = job.transport.write_file(b"", &format!("{}/cancelled", r.dir)).await {
-                                crate::note!("daft: could not mark job {jid} as cancelled: {e:#}");
-                            }
-                        }
-                    }
-                    arrays.cancel_array(id).await?;
-                }
-                for (_, id, _, _) in &running {
-                    if let Some(r) = records.iter().find(|r| &r.id == id) {
-                        match tokio::time::timeout(std::time::Duration::from_secs(30), jobs::cancel_job(&head, &r.dir)).await {
-                            Ok(Ok(_)) => {}
-                            Ok(Err(e)) => crate::note!("daft: could not cancel job {id}: {e:#}; `daft cancel {id}` tries again"),
-                            Err(_) => crate::note!("daft: job {id} did not confirm its cancellation within 30s; `daft cancel {id}` tries again"),
-                        }
-                    }
-                }
-            }
-        }
-        let records = jobs::records(&head).await?;
-        let mut still = Vec::new();
-        for (i, id, mut started, mut said) in running.drain(..) {
-            let rec = records.iter().find(|r| r.id == id);
-            if let Some(r) = rec.filter(|r| !said && r.started.is_some()) {
-                // A task of the array has started.
-                started = Instant::now();
-                said = true;
-                crate::note!(
-                    "[{}/{total}] {}-{} started ({}): {}",
-                    i + 1,
-                    sweep.name,
-                    i + 1,
-                    describe(&sweep.variants[i]),
-                    r.id
-                );
-            }
-            match rec {
-                Some(r) if !matches!(r.state.as_str(), "queued" | "running") => {
-                    let took = elapsed(started.elapsed());
-                    let name = format!("{}-{}", sweep.name, i + 1);
-                    crate::note!(
-                        "[{}/{total}] {name} {} in {took}{}",
-                        i + 1,
-                        r.state,
-                        r.exit_status
-                            .map(|c| format!(" (exit status {c})"))
-                            .unwrap_or_default()
-                    );
-                    rows[i] = Some(SweepRow {
-                        job: name,
-                        variant: describe(&sweep.variants[i]),
-                        state: r.state.clone(),
-                        duration: took,
-                        exit_status: r.exit_status,
-                    });
-                }
-                _ => still.push((i, id, started, said)),
-            }
-        }
-        running = still;
+    let outcome = crate::scheduler::run(
+        &mut run,
+        total,
+        sweep.max_parallel,
+        started,
+        Duration::from_millis(500),
+        STOP_WITHIN,
+        crate::interrupt::token(),
+    )
+    .await?;
+    if !outcome.left_running.is_empty() {
+        crate::note!("daft: `daft jobs` shows them, `daft cancel JOB` stops one");
     }
+    let interrupted = outcome.interrupted;
+    let rows = run.rows;
     let rows: Vec<SweepRow> = rows.into_iter().flatten().collect();
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
