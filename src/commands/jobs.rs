@@ -224,14 +224,14 @@ pub async fn follow(
 
 async fn reconnect(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Head> {
     let deadline = Instant::now() + RECONNECT_FOR;
-    let mut delay = Duration::from_secs(1);
+    let mut delays = crate::wait::delays(Duration::from_secs(1), Duration::from_secs(15));
     loop {
+        let delay = delays.next().unwrap_or(Duration::from_secs(15));
         match connect(cfg, key.clone()).await {
             Ok(h) => return Ok(h),
             Err(e) if Instant::now() + delay < deadline => {
                 tracing::debug!("reconnecting: {e:#}");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(15));
             }
             Err(e) => {
                 return Err(e.context(format!(

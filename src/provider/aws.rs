@@ -1197,7 +1197,7 @@ impl NodeProvider for AwsProvider {
         }
         pb.set_message(format!("deleting {id}"));
         let start = Instant::now();
-        let mut delay = Duration::from_secs(2);
+        let mut delays = crate::wait::delays(Duration::from_secs(2), Duration::from_secs(15));
         loop {
             match self
                 .client
@@ -1217,8 +1217,7 @@ impl NodeProvider for AwsProvider {
                         return Ok(());
                     }
                     if code == "DependencyViolation" && start.elapsed() < Duration::from_secs(300) {
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(15));
+                        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(15))).await;
                         continue;
                     }
                     return Err(aws_err("DeleteSecurityGroup", e));
