@@ -1138,19 +1138,7 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::lines_of(child.stdout.take().unwrap());
     let mut job = None;
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     loop {
@@ -1166,21 +1154,7 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
         }
     }
     let job = job.expect("daft named the job");
-    StdCommand::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let t = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("launch did not end within 60 s of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = common::interrupt_and_wait(&mut child, Duration::from_secs(60), "launch");
     let said = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&said.stderr);
     assert_eq!(status.code(), Some(130), "{err}");
@@ -1222,19 +1196,7 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::lines_of(child.stderr.take().unwrap());
     let mut said = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     while said
@@ -1251,21 +1213,7 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
     }
     // (Both running: their pods are up.)
     std::thread::sleep(Duration::from_secs(2));
-    StdCommand::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let t = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(90) {
-            let _ = child.kill();
-            panic!("the sweep did not end within 90 s of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = common::interrupt_and_wait(&mut child, Duration::from_secs(90), "the sweep");
     let rest: Vec<String> = rx.try_iter().collect();
     said.extend(rest);
     assert_eq!(status.code(), Some(130), "{said:?}");

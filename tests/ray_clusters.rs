@@ -470,21 +470,7 @@ fn sweep_interrupted_on(env: &Env, cfg: &str) {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    StdCommand::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(90) {
-            let _ = child.kill();
-            panic!("submit --sweep did not end within 90 s of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = common::interrupt_and_wait(&mut child, Duration::from_secs(90), "submit --sweep");
     let said = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&said.stderr);
     assert_eq!(status.code(), Some(130), "{err}");
@@ -1233,21 +1219,7 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
         token,
     );
     // Ctrl-C closes the tunnel at once: status 0, the port free again.
-    StdCommand::new("kill")
-        .args(["-INT", &dash.id().to_string()])
-        .status()
-        .unwrap();
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = dash.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(10) {
-            let _ = dash.kill();
-            panic!("daft dashboard did not end within 10 s of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = common::interrupt_and_wait(&mut dash, Duration::from_secs(10), "daft dashboard");
     let said = dash.wait_with_output().unwrap();
     assert_eq!(
         status.code(),

@@ -517,3 +517,41 @@ pub fn ray_job_submit(url: &str, ray: &std::path::Path, token: &str, home: &std:
     );
     assert!(text.contains("succeeded"), "{text}");
 }
+
+/// Ctrl-C for a child process (SIGINT, as a terminal sends it), then its end within `bound`;
+/// past it the child is killed and the test fails, naming `what`.
+pub fn interrupt_and_wait(
+    child: &mut std::process::Child,
+    bound: std::time::Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if t.elapsed() > bound {
+            let _ = child.kill();
+            panic!("{what} did not end within {bound:?} of Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The lines of a child's pipe as they come, on a channel (read by a thread of their own).
+pub fn lines_of(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
