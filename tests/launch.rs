@@ -1132,7 +1132,7 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
             "--",
             "sh",
             "-c",
-            "echo started; sleep 600",
+            "echo started; sleep 617",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1172,6 +1172,7 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
         "the interrupted Job {job} is still there: {}",
         state["jobs"]
     );
+    assert_gone("sleep 617");
 
     // 7. Ctrl-C during a [sweep]: its running Jobs are deleted, no more start (the same
     // scheduler as `daft submit --sweep`), status 130.
@@ -1179,7 +1180,7 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
     std::fs::write(
         project.join("launch.toml"),
         format!(
-            "name = \"ctx\"\ncommand = \"sleep 600\"\n\n[image]\nregistry = \"127.0.0.1:{}/team\"\ndockerfile = \"Dockerfile\"\nbuilder = \"buildah\"\n\n[sweep]\nmax_parallel = 2\n[sweep.parameters]\nn = [1, 2, 3]\n",
+            "name = \"ctx\"\ncommand = \"sleep 618\"\n\n[image]\nregistry = \"127.0.0.1:{}/team\"\ndockerfile = \"Dockerfile\"\nbuilder = \"buildah\"\n\n[sweep]\nmax_parallel = 2\n[sweep.parameters]\nn = [1, 2, 3]\n",
             lab.registry.port
         ),
     )
@@ -1234,6 +1235,20 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
         before,
         "the sweep's Jobs were not deleted (or a third one started): {jobs:?}"
     );
+    assert_gone("sleep 618");
+}
+
+/// No process running `what` is left within 15 s (a deleted pod's container stops).
+fn assert_gone(what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !common::procs_with(what).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what:?} still runs after its pod was deleted: {:?}",
+            common::procs_with(what)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A builder whose output is not UTF-8 (and more than a pipe holds) does not hang `launch`: its

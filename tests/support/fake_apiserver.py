@@ -32,6 +32,7 @@ import copy
 import datetime
 import json
 import os
+import signal
 import random
 import ssl
 import string
@@ -701,8 +702,11 @@ async def run_job_pod(ns, job, pod):
             for k, v in env.items():
                 args += ["--env", f"{k}={v}"]
             args += [ctr, "--"] + container.get("command", []) + container.get("args", [])
+            # (Its own process group: deleting the pod stops it all, as a kubelet does.)
             proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, env=benv,
-                                                        stderr=asyncio.subprocess.STDOUT)
+                                                        stderr=asyncio.subprocess.STDOUT,
+                                                        start_new_session=True)
+            STATE.setdefault("procs", {})[name] = proc
             while True:
                 line = await proc.stdout.readline()
                 if not line:
@@ -793,7 +797,18 @@ async def job_delete(request):
     for k, p in list(STATE["pods"].items()):
         if p["metadata"]["labels"].get("job-name") == name:
             STATE["pods"].pop(k)
+            stop_pod_process(k[1])
     return web.json_response(public(j))
+
+
+def stop_pod_process(pod):
+    """A deleted pod's container stops (its whole process group), as a kubelet stops it."""
+    proc = STATE.get("procs", {}).pop(pod, None)
+    if proc is not None and proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 async def run_rayjob(ns, name, rj):
