@@ -54,10 +54,5 @@ pub async fn interrupted() {
     token().cancelled().await
 }
 
-/// Whether daft has been interrupted.
-pub fn is_interrupted() -> bool {
-    token().is_cancelled()
-}
-
 // (Tested through the processes that use it: the Ctrl-C tests send SIGINT to real daft
 // commands; `scheduler`'s tests use a token of their own, as the process-wide one is shared.)

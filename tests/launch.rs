@@ -424,15 +424,21 @@ impl BuildLab {
         fake: &common::kube::FakeApiServer,
         args: &[&str],
     ) -> std::process::Output {
-        let mut c = Command::cargo_bin("daft").unwrap();
+        let mut c = Command::from_std(self.command(project, fake));
+        c.timeout(Duration::from_secs(300));
+        c.args(args).output().unwrap()
+    }
+
+    /// The same daft as a plain process (to be spawned, its pipes read as they come).
+    fn command(&self, project: &Path, fake: &common::kube::FakeApiServer) -> StdCommand {
+        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"));
         c.current_dir(project)
             .env("KUBECONFIG", &fake.kubeconfig)
             .env("HOME", project.parent().unwrap())
             .env("USER", "alice")
             .env("RUST_LOG", "warn")
-            .envs(self.env.iter().cloned())
-            .timeout(Duration::from_secs(300));
-        c.args(args).output().unwrap()
+            .envs(self.env.iter().cloned());
+        c
     }
 }
 
@@ -1118,13 +1124,8 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
 
     // 6. Ctrl-C while following a job: the Job is deleted (as `daft submit` cancels its job) and
     // daft ends within a bound, status 130.
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"))
-        .current_dir(&project)
-        .env("KUBECONFIG", &fake.kubeconfig)
-        .env("HOME", project.parent().unwrap())
-        .env("USER", "alice")
-        .env("RUST_LOG", "warn")
-        .envs(lab.env.iter().cloned())
+    let mut child = lab
+        .command(&project, &fake)
         .args([
             "launch",
             "--allow-unpushed",
@@ -1185,13 +1186,8 @@ fn real_buildah_image_has_exactly_the_hashed_files_and_a_login_registry_is_not_r
         ),
     )
     .unwrap();
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("daft"))
-        .current_dir(&project)
-        .env("KUBECONFIG", &fake.kubeconfig)
-        .env("HOME", project.parent().unwrap())
-        .env("USER", "alice")
-        .env("RUST_LOG", "warn")
-        .envs(lab.env.iter().cloned())
+    let mut child = lab
+        .command(&project, &fake)
         .args(["launch", "--allow-unpushed", "--allow-dirty"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

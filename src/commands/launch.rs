@@ -659,8 +659,9 @@ async fn stream_logs(pods: Api<Pod>, name: String, tx: tokio::sync::mpsc::Unboun
             printed = i + 1;
         }
     };
+    // (Followed once the pod runs; after a stream that ended early, the pod's phase decides.)
+    let mut ended = false;
     for attempt in 0..=LOG_REOPENS {
-        let ended = pod_ended(&pods, &name).await;
         let lp = LogParams {
             follow: !ended,
             ..Default::default()
@@ -685,8 +686,10 @@ async fn stream_logs(pods: Api<Pod>, name: String, tx: tokio::sync::mpsc::Unboun
         if ended {
             return;
         }
-        // The stream ended: over, or cut short while the pod runs on?
-        if !pod_ended(&pods, &name).await {
+        // The stream ended: over (one last read brings what it missed), or cut short while the
+        // pod runs on (opened again)?
+        ended = pod_ended(&pods, &name).await;
+        if !ended {
             tracing::debug!(target: "daft::kube", pod = %name, "the log stream ended while the pod runs: opening it again");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -20,10 +20,10 @@ use kube::Api;
 
 use super::{DashboardRoute, DeclarativeProvider, Provider, UpOptions};
 use crate::config::Config;
-pub use crate::kube_api::{
-    api_error, call, connect, served_resources, Connection, PodChanges, INSTALL_KUBERAY,
+use crate::kube_api::{
+    api_error, call, connect, no_answer, served_resources, Connection, PodChanges, CALL_LIMIT,
+    INSTALL_KUBERAY,
 };
-use crate::kube_api::{no_answer, CALL_LIMIT};
 use crate::kuberay::{
     self, CLUSTER_LABEL, MANAGED_BY, RAY_CLUSTER_LABEL, RAY_NODE_TYPE_LABEL, SETUP_ANNOTATION,
 };
