@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::config::{Config, DEFAULT_IMAGE_RAY_VERSION};
+use crate::config::{Config, KubernetesSetup, DEFAULT_IMAGE_RAY_VERSION};
 use crate::model::DesiredResource;
 use crate::model::TELEMETRY_OFF;
 
@@ -46,8 +46,7 @@ pub fn ray_version(cfg: &Config) -> String {
 const NO_DRAIN: (&str, &str) = ("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0");
 
 /// The RayCluster for `cfg` in `namespace`.
-pub fn raycluster(cfg: &Config, namespace: &str) -> Value {
-    let k = &cfg.setup.kubernetes;
+pub fn raycluster(cfg: &Config, k: &KubernetesSetup, namespace: &str) -> Value {
     let name = &cfg.setup.name;
     let labels = json!({ MANAGED_BY: "daft", CLUSTER_LABEL: name });
     let ray = ray_version(cfg);
@@ -227,8 +226,8 @@ pub fn setup_hash(cfg: &Config) -> String {
 }
 
 /// The RayCluster `cfg` asks for, as the planner sees it.
-pub fn desired(cfg: &Config, namespace: &str) -> DesiredResource {
-    let manifest = raycluster(cfg, namespace);
+pub fn desired(cfg: &Config, k: &KubernetesSetup, namespace: &str) -> DesiredResource {
+    let manifest = raycluster(cfg, k, namespace);
     let mut settings = settings(&manifest);
     settings.insert("setup".into(), setup_hash(cfg));
     DesiredResource {

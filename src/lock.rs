@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ProviderKind};
+use crate::config::{Config, ProviderSetup};
 
 /// Who holds a lock.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,36 +40,21 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(30 * 60);
 
 /// The file that locks `cfg`'s cluster: per provider, place and name.
 pub fn lock_path(home: &Path, cfg: &Config) -> PathBuf {
-    let place = match cfg.setup.provider {
-        ProviderKind::Aws => cfg.setup.region.clone(),
-        ProviderKind::Ssh => cfg
-            .setup
-            .ssh
-            .as_ref()
-            .map(|h| h.head.to_string())
-            .unwrap_or_default(),
-        ProviderKind::Local => cfg.setup.local.address.to_string(),
-        ProviderKind::Kubernetes => format!(
+    let place = match &cfg.setup.provider {
+        ProviderSetup::Aws(a) => a.region.clone(),
+        ProviderSetup::Ssh(h) => h.head.to_string(),
+        ProviderSetup::Local(l) => l.address.to_string(),
+        ProviderSetup::Kubernetes(k) => format!(
             "{}/{}",
-            cfg.setup.kubernetes.context.as_deref().unwrap_or("current"),
-            cfg.setup
-                .kubernetes
-                .namespace
-                .as_deref()
-                .unwrap_or("default")
+            k.context.as_deref().unwrap_or("current"),
+            k.namespace.as_deref().unwrap_or("default")
         ),
-        ProviderKind::Slurm => cfg
-            .setup
-            .slurm
-            .login
-            .as_ref()
-            .map(|h| h.to_string())
-            .unwrap_or_default(),
+        ProviderSetup::Slurm(s) => s.login.as_ref().map(|h| h.to_string()).unwrap_or_default(),
     };
     let key = crate::model::short_hash([place.as_str()]);
     home.join("locks").join(format!(
         "{}-{}-{}.lock",
-        cfg.setup.provider.as_str(),
+        cfg.setup.provider.kind().as_str(),
         cfg.setup.name,
         &key[..8]
     ))

@@ -53,11 +53,14 @@ fn regex_escape(s: &str) -> String {
 fn good_config_loads() {
     let c = Config::parse("good.toml", GOOD, Path::new(".")).unwrap();
     assert_eq!(c.setup.name, "demo");
-    assert_eq!(c.setup.region, "us-west-2");
+    let daft::config::ProviderSetup::Aws(aws) = &c.setup.provider else {
+        panic!("not an AWS setup: {:?}", c.setup.provider)
+    };
+    assert_eq!(aws.region, "us-west-2");
     assert_eq!(c.setup.ssh_user, "ec2-user");
     assert_eq!(c.setup.number_of_workers, 2);
-    assert_eq!(c.setup.instance_type, "m7g.medium");
-    assert!(c.setup.image_id.is_none());
+    assert_eq!(aws.instance_type, "m7g.medium");
+    assert!(aws.image_id.is_none());
     assert!(c.setup.dependencies.is_empty());
 }
 
@@ -363,7 +366,10 @@ fn a_slurm_preset_fills_what_setup_slurm_leaves_out() {
         Path::new("."),
     )
     .unwrap_or_else(|e| panic!("{}", e.render()));
-    let opts: Vec<(String, String)> = c.setup.slurm.options.clone();
+    let daft::config::ProviderSetup::Slurm(slurm) = &c.setup.provider else {
+        panic!("not a Slurm setup: {:?}", c.setup.provider)
+    };
+    let opts: Vec<(String, String)> = slurm.options.clone();
     assert!(
         opts.contains(&("--partition".into(), "gpu".into())),
         "{opts:?}"
@@ -376,7 +382,7 @@ fn a_slurm_preset_fills_what_setup_slurm_leaves_out() {
         opts.contains(&("--gpus-per-node".into(), "a100:2".into())),
         "{opts:?}"
     );
-    assert_eq!(c.setup.slurm.extra_flags, ["--exclusive"]);
+    assert_eq!(slurm.extra_flags, ["--exclusive"]);
 }
 
 bad_config!(
@@ -416,7 +422,9 @@ fn a_kubernetes_config_gets_its_defaults() {
         Path::new("."),
     )
     .unwrap_or_else(|e| panic!("{}", e.render()));
-    let k = &c.setup.kubernetes;
+    let daft::config::ProviderSetup::Kubernetes(k) = &c.setup.provider else {
+        panic!("not a Kubernetes setup: {:?}", c.setup.provider)
+    };
     assert_eq!(k.image, "rayproject/ray:2.60.0-py312-gpu");
     assert_eq!((k.head_cpu.as_str(), k.head_memory.as_str()), ("2", "4Gi"));
     assert_eq!(k.ready_timeout, std::time::Duration::from_secs(600));
@@ -441,9 +449,10 @@ fn ssh_user_defaults_to_ec2_user_on_aws_and_to_the_local_user_elsewhere() {
         .unwrap_or_else(|_| "root".into());
     let slurm = load("[setup]\nname = \"demo\"\nprovider = \"slurm\"\n");
     assert_eq!(slurm.setup.ssh_user, me);
-    assert_eq!(
-        slurm.setup.slurm.node_access,
-        daft::config::NodeAccess::Srun
+    assert!(
+        matches!(&slurm.setup.provider, daft::config::ProviderSetup::Slurm(s) if s.node_access == daft::config::NodeAccess::Srun),
+        "{:?}",
+        slurm.setup.provider
     );
     let ssh =
         load("[setup]\nname = \"demo\"\nprovider = \"ssh\"\n[setup.ssh]\nhead = \"10.0.0.1\"\n");

@@ -63,7 +63,7 @@ fn every_template_loads_once_filled() {
         );
         let c = Config::parse("t.toml", &fill(&text), Path::new("."))
             .unwrap_or_else(|e| panic!("{p:?}: {}", e.render()));
-        assert_eq!(c.setup.provider, p);
+        assert_eq!(c.setup.provider.kind(), p);
         assert_eq!(c.setup.name, "filled");
         // (Slurm: the head alone in its allocation, in this version.)
         let workers = if p == ProviderKind::Slurm { 0 } else { 2 };
@@ -154,7 +154,7 @@ fn custom_file_provider_and_name() {
     // Named and local: it loads as written.
     let c = Config::load(&dir.path().join("my-cluster.toml")).unwrap();
     assert_eq!(c.setup.name, "demo");
-    assert_eq!(c.setup.provider, ProviderKind::Local);
+    assert_eq!(c.setup.provider.kind(), ProviderKind::Local);
 }
 
 #[test]

@@ -29,12 +29,12 @@ pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
         return show_token(&cfg, key).await;
     }
     // SSH hosts and local clusters use Ray's token authentication (EC2: the security group).
-    let token_hint = if cfg.setup.provider == ProviderKind::Aws {
+    let token_hint = if cfg.setup.provider.kind() == ProviderKind::Aws {
         ""
     } else {
         "\nThe dashboard asks for the cluster's token once: `daft dashboard --show-token` prints it."
     };
-    if cfg.setup.provider == ProviderKind::Local {
+    if cfg.setup.provider.kind() == ProviderKind::Local {
         let (provider, head) = super::running_head(&cfg, None).await?;
         if let DashboardRoute::Direct { url } = provider.dashboard_route(&head) {
             crate::outln!("Ray dashboard of {:?}: {url}{token_hint}", cfg.setup.name)?;
@@ -73,7 +73,7 @@ pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     .boxed()
     .shared();
     let url = format!("http://127.0.0.1:{}", args.port);
-    let via = if cfg.setup.provider == ProviderKind::Kubernetes {
+    let via = if cfg.setup.provider.kind() == ProviderKind::Kubernetes {
         "through the Kubernetes API server's port-forward to the head pod"
     } else {
         "forwarded over SSH to the head"
@@ -112,7 +112,7 @@ async fn show_token(
             "cluster {:?} has no Ray token ({path} on {} is missing): {}",
             cfg.setup.name,
             t.describe(),
-            if cfg.setup.provider == ProviderKind::Aws {
+            if cfg.setup.provider.kind() == ProviderKind::Aws {
                 "EC2 clusters rely on their security group instead"
             } else {
                 "it was started by an older daft; `daft up` restarts it with one"

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::cli::{DoctorArgs, OutputFormat};
 use crate::config::launch::{LaunchConfig, DEFAULT_LAUNCH};
-use crate::config::{Config, ProviderKind, DEFAULT_CONFIG};
+use crate::config::{Config, ProviderSetup, DEFAULT_CONFIG};
 use crate::error::JobExit;
 use crate::kube_api::{call, connect, Connection};
 
@@ -140,14 +140,14 @@ pub fn render(checks: &[Check]) -> String {
 }
 
 async fn cluster_checks(cfg: &Config, file: &str, checks: &mut Vec<Check>) {
-    match cfg.setup.provider {
-        ProviderKind::Aws => {
-            let r = crate::provider::aws::client(&cfg.setup.region).await;
+    match &cfg.setup.provider {
+        ProviderSetup::Aws(a) => {
+            let r = crate::provider::aws::client(&a.region).await;
             checks.push(check(
                 "AWS credentials",
                 file,
                 match r {
-                    Ok(_) => Ok(format!("found (region {})", cfg.setup.region)),
+                    Ok(_) => Ok(format!("found (region {})", a.region)),
                     Err(e) => Err((
                         format!("{e:#}"),
                         "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws configure` / `aws sso login`".into(),
@@ -156,10 +156,9 @@ async fn cluster_checks(cfg: &Config, file: &str, checks: &mut Vec<Check>) {
             ));
             key_check(cfg, file, checks);
         }
-        ProviderKind::Ssh | ProviderKind::Slurm => key_check(cfg, file, checks),
-        ProviderKind::Local => {}
-        ProviderKind::Kubernetes => {
-            let k = &cfg.setup.kubernetes;
+        ProviderSetup::Ssh(_) | ProviderSetup::Slurm(_) => key_check(cfg, file, checks),
+        ProviderSetup::Local(_) => {}
+        ProviderSetup::Kubernetes(k) => {
             match connect(k.context.as_deref(), k.namespace.as_deref(), file).await {
                 Err(e) => checks.push(check(
                     "kubeconfig context",

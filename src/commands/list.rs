@@ -61,9 +61,9 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
         rows.push(Row::new("local", &n));
     }
     if let Some(cfg) = &cfg {
-        if matches!(cfg.setup.provider, ProviderKind::Ssh | ProviderKind::Slurm) {
+        if matches!(cfg.setup.provider.kind(), ProviderKind::Ssh | ProviderKind::Slurm) {
             let (_, obs) = super::observe(cfg, args.key.identity.clone()).await?;
-            let p = cfg.setup.provider.as_str();
+            let p = cfg.setup.provider.kind().as_str();
             rows.extend(obs.nodes.iter().map(|n| Row::new(p, n)));
         }
     }
@@ -72,7 +72,7 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
     if !args.local_only {
         let k8s_cfg = cfg
             .as_ref()
-            .filter(|c| c.setup.provider == ProviderKind::Kubernetes);
+            .filter(|c| c.setup.provider.kind() == ProviderKind::Kubernetes);
         if k8s_cfg.is_some() || cfg.is_none() {
             match crate::provider::kubernetes::list_current_context(k8s_cfg).await {
                 Some(Ok(nodes)) => rows.extend(nodes.iter().map(|n| Row::new("kubernetes", n))),
@@ -88,11 +88,8 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
         aws::all_regions(cfg.as_ref()).await?
     } else if let Some(r) = &args.region {
         vec![r.clone()]
-    } else if let Some(cfg) = cfg
-        .as_ref()
-        .filter(|c| c.setup.provider == ProviderKind::Aws)
-    {
-        vec![cfg.setup.region.clone()]
+    } else if let Some(crate::config::ProviderSetup::Aws(a)) = cfg.as_ref().map(|c| &c.setup.provider) {
+        vec![a.region.clone()]
     } else if cfg.is_none() {
         // A plain `daft list`: the AWS configuration's region, when it has credentials.
         aws::configured_region().await.into_iter().collect()

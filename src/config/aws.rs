@@ -2,7 +2,7 @@
 
 use super::*;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsFile {
     #[serde(default)]
@@ -11,8 +11,13 @@ pub struct AwsFile {
     pub ssh_ingress_cidrs: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AwsSetup {
+    /// `[setup] region`, `instance_type`, `image_id` (top-level keys, as the seed's file has them).
+    pub region: String,
+    pub instance_type: String,
+    /// None: the current Amazon Linux image for the type's architecture.
+    pub image_id: Option<String>,
     pub key_name: Option<String>,
     /// Empty: the caller's public address /32.
     pub ssh_ingress_cidrs: Vec<String>,
@@ -25,29 +30,31 @@ impl Checker<'_> {
         doc: &Document<String>,
         s: &SetupFile,
     ) -> Result<AwsSetup, ConfigError> {
-        Ok(match &s.aws {
-            None => AwsSetup::default(),
-            Some(a) => {
-                for (i, c) in a.ssh_ingress_cidrs.iter().enumerate() {
-                    let span = self.element_span(doc, &["setup", "aws", "ssh_ingress_cidrs"], i);
-                    if !is_cidr(c) {
-                        return Err(self
+        let a = s.aws.clone().unwrap_or_default();
+        for (i, c) in a.ssh_ingress_cidrs.iter().enumerate() {
+            let span = self.element_span(doc, &["setup", "aws", "ssh_ingress_cidrs"], i);
+            if !is_cidr(c) {
+                return Err(self
                             .err(span, format!("`setup.aws.ssh_ingress_cidrs` entry {c:?} is not an IPv4 CIDR block"))
                             .label("expected a.b.c.d/n")
                             .help("write blocks like \"203.0.113.7/32\"; leave the list out to allow only your current public address"));
-                    }
-                    if c.ends_with("/0") {
-                        return Err(self
-                            .err(span, "`setup.aws.ssh_ingress_cidrs` would open SSH to the whole internet")
-                            .label("0.0.0.0/0 is refused")
-                            .help("list the networks you connect from, such as \"203.0.113.0/24\""));
-                    }
-                }
-                AwsSetup {
-                    key_name: a.key_name.clone(),
-                    ssh_ingress_cidrs: a.ssh_ingress_cidrs.clone(),
-                }
             }
+            if c.ends_with("/0") {
+                return Err(self
+                    .err(
+                        span,
+                        "`setup.aws.ssh_ingress_cidrs` would open SSH to the whole internet",
+                    )
+                    .label("0.0.0.0/0 is refused")
+                    .help("list the networks you connect from, such as \"203.0.113.0/24\""));
+            }
+        }
+        Ok(AwsSetup {
+            region: s.region.clone(),
+            instance_type: s.instance_type.clone(),
+            image_id: s.image_id.clone(),
+            key_name: a.key_name.clone(),
+            ssh_ingress_cidrs: a.ssh_ingress_cidrs.clone(),
         })
     }
 }

@@ -70,16 +70,16 @@ impl Checker<'_> {
         &self,
         doc: &Document<String>,
         s: &SetupFile,
-    ) -> Result<Option<SshHosts>, ConfigError> {
+    ) -> Result<SshHosts, ConfigError> {
         let v = |p: &[&str]| self.value_span(doc, p);
-        Ok(match (&s.ssh, s.provider) {
-            (None, ProviderKind::Ssh) => {
+        Ok(match &s.ssh {
+            None => {
                 return Err(self
                     .err(v(&["setup", "provider"]), "provider = \"ssh\" needs a [setup.ssh] table with the hosts")
                     .label("no [setup.ssh] in this file")
                     .help("add\n[setup.ssh]\nhead = \"10.0.0.1\"\nworkers = [\"10.0.0.2\", \"10.0.0.3:2222\"]"));
             }
-            (Some(h), _) => {
+            Some(h) => {
                 let head =
                     self.parse_host(&h.head, v(&["setup", "ssh", "head"]), "setup.ssh.head")?;
                 let mut seen = HashSet::from([head.clone()]);
@@ -95,9 +95,8 @@ impl Checker<'_> {
                     }
                     workers.push(addr);
                 }
-                Some(SshHosts { head, workers })
+                SshHosts { head, workers }
             }
-            (None, _) => None,
         })
     }
 

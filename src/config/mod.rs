@@ -189,13 +189,9 @@ pub struct Run {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setup {
     pub name: String,
-    pub provider: ProviderKind,
-    pub region: String,
     pub ssh_user: String,
     pub ssh_private_key: Option<PathBuf>,
     pub number_of_workers: u32,
-    pub instance_type: String,
-    pub image_id: Option<String>,
     pub dependencies: Vec<String>,
     pub python_version: Option<String>,
     pub ray_version: Option<String>,
@@ -203,27 +199,30 @@ pub struct Setup {
     pub command_timeout: std::time::Duration,
     /// Nodes set up or stopped at once.
     pub max_parallel: usize,
-    pub ssh: Option<SshHosts>,
-    pub local: LocalSetup,
-    pub aws: AwsSetup,
-    pub slurm: SlurmSetup,
-    pub kubernetes: KubernetesSetup,
+    /// The back-end and its own settings.
+    pub provider: ProviderSetup,
 }
 
-impl Setup {
-    /// Whether `[setup.slurm]` sets `key` (its sbatch option is in the allocation's request).
-    pub fn slurm_key_given(&self, key: &str) -> bool {
-        let flag = match key {
-            "partition" => "--partition",
-            "account" => "--account",
-            "time" => "--time",
-            "qos" => "--qos",
-            "mem" => "--mem",
-            "gpus" => "--gpus-per-node",
-            "constraint" => "--constraint",
-            _ => return false,
-        };
-        self.slurm.options.iter().any(|(f, _)| f == flag)
+/// The back-end a config names, with its own section's settings (and only its own: a provider
+/// never sees another's keys, and no provider has to assume its section is there).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderSetup {
+    Local(LocalSetup),
+    Ssh(SshHosts),
+    Aws(AwsSetup),
+    Slurm(SlurmSetup),
+    Kubernetes(KubernetesSetup),
+}
+
+impl ProviderSetup {
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            ProviderSetup::Local(_) => ProviderKind::Local,
+            ProviderSetup::Ssh(_) => ProviderKind::Ssh,
+            ProviderSetup::Aws(_) => ProviderKind::Aws,
+            ProviderSetup::Slurm(_) => ProviderKind::Slurm,
+            ProviderSetup::Kubernetes(_) => ProviderKind::Kubernetes,
+        }
     }
 }
 
@@ -659,13 +658,19 @@ impl Checker<'_> {
                     )));
             }
         }
-        let ssh = self.check_ssh(doc, &s)?;
-        let local = self.check_local(doc, &s)?;
-        let aws = self.check_aws(doc, &s)?;
-
-        // [setup.slurm]: values that become `#SBATCH` lines: one line each, flags as flags.
-        let slurm = self.check_slurm(doc, &s, &f_slurm_presets)?;
-        let kubernetes = self.check_kubernetes(doc, &s, &name)?;
+        // The provider's own section (another provider's was refused above).
+        let provider = match s.provider {
+            ProviderKind::Local => ProviderSetup::Local(self.check_local(doc, &s)?),
+            ProviderKind::Ssh => ProviderSetup::Ssh(self.check_ssh(doc, &s)?),
+            ProviderKind::Aws => ProviderSetup::Aws(self.check_aws(doc, &s)?),
+            // [setup.slurm]: values that become `#SBATCH` lines: one line each, flags as flags.
+            ProviderKind::Slurm => {
+                ProviderSetup::Slurm(self.check_slurm(doc, &s, &f_slurm_presets)?)
+            }
+            ProviderKind::Kubernetes => {
+                ProviderSetup::Kubernetes(self.check_kubernetes(doc, &s, &name)?)
+            }
+        };
         // [run] sync: existing directories, each under a name of its own.
         let mut run = f.run.clone();
         let mut names = std::collections::BTreeSet::new();
@@ -698,23 +703,15 @@ impl Checker<'_> {
             display_path: self.file.to_string(),
             setup: Setup {
                 name,
-                provider: s.provider,
-                region: s.region,
                 ssh_user: s.ssh_user,
                 ssh_private_key,
                 number_of_workers,
-                instance_type: s.instance_type,
-                image_id: s.image_id,
                 dependencies: s.dependencies,
                 python_version: s.python_version,
                 ray_version: s.ray_version,
                 command_timeout,
                 max_parallel: s.max_parallel as usize,
-                ssh,
-                local,
-                aws,
-                slurm,
-                kubernetes,
+                provider,
             },
             run,
             source: self.source.to_string(),

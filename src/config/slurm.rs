@@ -223,3 +223,20 @@ impl Checker<'_> {
         })
     }
 }
+
+impl SlurmSetup {
+    /// Whether `[setup.slurm]` sets `key` (its sbatch option is in the allocation's request).
+    pub fn key_given(&self, key: &str) -> bool {
+        let flag = match key {
+            "partition" => "--partition",
+            "account" => "--account",
+            "time" => "--time",
+            "qos" => "--qos",
+            "mem" => "--mem",
+            "gpus" => "--gpus-per-node",
+            "constraint" => "--constraint",
+            _ => return false,
+        };
+        self.options.iter().any(|(f, _)| f == flag)
+    }
+}

@@ -31,7 +31,7 @@ use indicatif::ProgressBar;
 
 use super::{DashboardRoute, LaunchRequest, NodeProvider, Provider};
 use crate::bootstrap::{self, NodeParams};
-use crate::config::{Config, HostAddr};
+use crate::config::{AwsSetup, Config, HostAddr, ProviderSetup};
 use crate::model::{
     DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource,
 };
@@ -263,7 +263,10 @@ pub async fn configured_region() -> Option<String> {
 /// The regions this account can use.
 pub async fn all_regions(cfg: Option<&Config>) -> anyhow::Result<Vec<String>> {
     let region = cfg
-        .map(|c| c.setup.region.clone())
+        .and_then(|c| match &c.setup.provider {
+            ProviderSetup::Aws(a) => Some(a.region.clone()),
+            _ => None,
+        })
         .unwrap_or_else(|| "us-west-2".into());
     let c = client(&region).await?;
     let out = c
@@ -295,6 +298,8 @@ pub fn architecture(instance_type: &str) -> &'static str {
 
 pub struct AwsProvider {
     cfg: Config,
+    /// `[setup.aws]` with the top-level region, instance type and image.
+    aws: AwsSetup,
     client: Client,
     key: Option<PathBuf>,
     /// Who may reach SSH: the config's CIDRs, else this machine's public address /32, looked up
@@ -304,11 +309,12 @@ pub struct AwsProvider {
 }
 
 impl AwsProvider {
-    pub async fn new(cfg: Config, key: Option<PathBuf>) -> anyhow::Result<Self> {
-        let client = client(&cfg.setup.region).await?;
+    pub async fn new(cfg: Config, aws: AwsSetup, key: Option<PathBuf>) -> anyhow::Result<Self> {
+        let client = client(&aws.region).await?;
         let key = key.or_else(|| cfg.setup.ssh_private_key.clone());
         Ok(AwsProvider {
             cfg,
+            aws,
             client,
             key,
             ssh_cidrs: tokio::sync::OnceCell::new(),
@@ -321,8 +327,8 @@ impl AwsProvider {
         let cidrs = self
             .ssh_cidrs
             .get_or_init(|| async {
-                if !self.cfg.setup.aws.ssh_ingress_cidrs.is_empty() {
-                    return Ok(self.cfg.setup.aws.ssh_ingress_cidrs.clone());
+                if !self.aws.ssh_ingress_cidrs.is_empty() {
+                    return Ok(self.aws.ssh_ingress_cidrs.clone());
                 }
                 public_ip()
                     .await
@@ -353,10 +359,10 @@ impl AwsProvider {
     }
 
     fn image_spec(&self) -> String {
-        self.cfg.setup.image_id.clone().unwrap_or_else(|| {
+        self.aws.image_id.clone().unwrap_or_else(|| {
             format!(
                 "auto:al2023-{}",
-                architecture(&self.cfg.setup.instance_type)
+                architecture(&self.aws.instance_type)
             )
         })
     }
@@ -365,7 +371,7 @@ impl AwsProvider {
         NodeSpec::new(
             role,
             [
-                ("instance_type", self.cfg.setup.instance_type.clone()),
+                ("instance_type", self.aws.instance_type.clone()),
                 ("image_id", self.image_spec()),
                 ("ssh_user", self.cfg.setup.ssh_user.clone()),
             ],
@@ -389,10 +395,10 @@ impl AwsProvider {
 
     /// The image to launch: `image_id`, else the newest Amazon Linux 2023 for the architecture.
     async fn resolve_image(&self) -> anyhow::Result<String> {
-        if let Some(id) = &self.cfg.setup.image_id {
+        if let Some(id) = &self.aws.image_id {
             return Ok(id.clone());
         }
-        let arch = architecture(&self.cfg.setup.instance_type);
+        let arch = architecture(&self.aws.instance_type);
         let out = self
             .client
             .describe_images()
@@ -412,7 +418,7 @@ impl AwsProvider {
         let img = images.last().and_then(|i| i.image_id()).ok_or_else(|| {
             anyhow!(
                 "no Amazon Linux 2023 {arch} image found in {}; set image_id in the config",
-                self.cfg.setup.region
+                self.aws.region
             )
         })?;
         tracing::debug!(image = img, arch, "resolved image");
@@ -422,7 +428,7 @@ impl AwsProvider {
     /// The key pair to launch with: `[setup.aws] key_name` if it exists, else the public half of
     /// the private key imported under a name derived from its fingerprint.
     async fn key_pair(&self) -> anyhow::Result<String> {
-        if let Some(name) = &self.cfg.setup.aws.key_name {
+        if let Some(name) = &self.aws.key_name {
             self.client
                 .describe_key_pairs()
                 .key_names(name)
@@ -737,7 +743,7 @@ fn observed_rules(g: &aws_sdk_ec2::types::SecurityGroup) -> Vec<String> {
 #[async_trait]
 impl Provider for AwsProvider {
     fn context(&self) -> String {
-        format!("aws {}", self.cfg.setup.region)
+        format!("aws {}", self.aws.region)
     }
 
     async fn query(&self) -> anyhow::Result<Observed> {
@@ -809,7 +815,7 @@ impl NodeProvider for AwsProvider {
         let vpc_id = vpc.vpcs().first().and_then(|v| v.vpc_id()).ok_or_else(|| {
             anyhow!(
                 "region {} has no default VPC; create one with `aws ec2 create-default-vpc`",
-                self.cfg.setup.region
+                self.aws.region
             )
         })?;
         let rules = self.wanted_rules().await.map_err(|e| anyhow!("{e}"))?;
@@ -933,7 +939,7 @@ impl NodeProvider for AwsProvider {
             let sent = loop {
                 let token = client_token(
                     self.name(),
-                    &self.cfg.setup.region,
+                    &self.aws.region,
                     req.role,
                     &req.spec.hash(),
                     req.seen,
@@ -946,7 +952,7 @@ impl NodeProvider for AwsProvider {
                     .client
                     .run_instances()
                     .image_id(&image)
-                    .instance_type(InstanceType::from(self.cfg.setup.instance_type.as_str()))
+                    .instance_type(InstanceType::from(self.aws.instance_type.as_str()))
                     // All or nothing per batch (moto honours only MinCount; EC2 answers a batch it
                     // cannot fill with InsufficientInstanceCapacity). Batches that did launch are
                     // kept and the shortfall reported; the next `up` fills the gap.

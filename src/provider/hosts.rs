@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use super::{DashboardRoute, LaunchRequest, NodeProvider, Provider};
 use crate::bootstrap::{self, NodeParams};
-use crate::config::{Config, HostAddr};
+use crate::config::{Config, HostAddr, LocalSetup, SshHosts};
 use crate::model::{short_hash, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
 use crate::paths::daft_home;
 use crate::time::now_secs;
@@ -23,10 +23,11 @@ use crate::transport::local::LocalTransport;
 use crate::transport::ssh::{SshError, SshTarget, SshTransport};
 use crate::transport::Transport;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which of the two, with its own section of the config.
+#[derive(Debug, Clone, PartialEq)]
 enum Mode {
-    Local,
-    Ssh,
+    Local(LocalSetup),
+    Ssh(SshHosts),
 }
 
 /// What the bootstrap script records about a node (its `node.json`).
@@ -63,21 +64,21 @@ pub struct HostsProvider {
 }
 
 impl HostsProvider {
-    pub fn local(cfg: Config) -> Self {
+    pub fn local(cfg: Config, local: LocalSetup) -> Self {
         HostsProvider {
             cfg,
-            mode: Mode::Local,
+            mode: Mode::Local(local),
             key: None,
             local_home: daft_home(),
             conns: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn ssh(cfg: Config, key: Option<PathBuf>) -> Self {
+    pub fn ssh(cfg: Config, hosts: SshHosts, key: Option<PathBuf>) -> Self {
         let key = key.or_else(|| cfg.setup.ssh_private_key.clone());
         HostsProvider {
             cfg,
-            mode: Mode::Ssh,
+            mode: Mode::Ssh(hosts),
             key,
             local_home: daft_home(),
             conns: Mutex::new(HashMap::new()),
@@ -88,21 +89,19 @@ impl HostsProvider {
         &self.cfg.setup.name
     }
 
-    fn hosts(&self) -> (HostAddr, Vec<HostAddr>) {
-        let h = self
-            .cfg
-            .setup
-            .ssh
-            .as_ref()
-            .expect("ssh provider has [setup.ssh]");
-        (h.head.clone(), h.workers.clone())
+    /// The head and worker hosts (none for this machine).
+    fn hosts(&self) -> (Option<&HostAddr>, &[HostAddr]) {
+        match &self.mode {
+            Mode::Ssh(h) => (Some(&h.head), &h.workers),
+            Mode::Local(_) => (None, &[]),
+        }
     }
 
     /// The transport for a node id (local: this machine; ssh: the node's host).
     async fn transport(&self, node_id: &str) -> anyhow::Result<Arc<dyn Transport>> {
         let key = match self.mode {
-            Mode::Local => "local".to_string(),
-            Mode::Ssh => node_id.to_string(),
+            Mode::Local(_) => "local".to_string(),
+            Mode::Ssh(_) => node_id.to_string(),
         };
         // The host's cell, taken under the lock; the connection made outside it (other hosts
         // connect meanwhile), once: a second task for the same host waits for the first's.
@@ -110,8 +109,8 @@ impl HostsProvider {
         let t = cell
             .get_or_try_init(|| async {
                 let t: Arc<dyn Transport> = match self.mode {
-                    Mode::Local => Arc::new(LocalTransport::new(self.local_home.clone())),
-                    Mode::Ssh => {
+                    Mode::Local(_) => Arc::new(LocalTransport::new(self.local_home.clone())),
+                    Mode::Ssh(_) => {
                         let addr = crate::config::parse_host(node_id)
                             .map_err(|e| anyhow!("bad host {node_id}: {e}"))?;
                         let target = SshTarget::new(
@@ -130,20 +129,17 @@ impl HostsProvider {
     }
 
     fn spec(&self, role: Role) -> NodeSpec {
-        match self.mode {
+        match &self.mode {
             // The ports a node's Ray runs with: a change restarts the cluster on the new ones.
-            Mode::Local => NodeSpec::new(
+            Mode::Local(l) => NodeSpec::new(
                 role,
                 [
-                    ("address", self.cfg.setup.local.address.to_string()),
-                    ("ray_port", self.cfg.setup.local.ray_port.to_string()),
-                    (
-                        "dashboard_port",
-                        self.cfg.setup.local.dashboard_port.to_string(),
-                    ),
+                    ("address", l.address.to_string()),
+                    ("ray_port", l.ray_port.to_string()),
+                    ("dashboard_port", l.dashboard_port.to_string()),
                 ],
             ),
-            Mode::Ssh => NodeSpec::new(role, [("ssh_user", self.cfg.setup.ssh_user.clone())]),
+            Mode::Ssh(_) => NodeSpec::new(role, [("ssh_user", self.cfg.setup.ssh_user.clone())]),
         }
     }
 
@@ -162,12 +158,9 @@ impl HostsProvider {
     }
 
     fn head_address(&self, head: &ObservedNode) -> String {
-        match self.mode {
-            Mode::Local => format!(
-                "{}:{}",
-                self.cfg.setup.local.address, self.cfg.setup.local.ray_port
-            ),
-            Mode::Ssh => {
+        match &self.mode {
+            Mode::Local(l) => format!("{}:{}", l.address, l.ray_port),
+            Mode::Ssh(_) => {
                 let ip = head.private_ip.clone().unwrap_or_else(|| head.id.clone());
                 format!("{ip}:6379")
             }
@@ -216,10 +209,9 @@ impl HostsProvider {
 
     /// A host that could not be asked, as an unreachable node (of the role the config gives it).
     fn unreachable_node(&self, host: &str, err: &anyhow::Error) -> ObservedNode {
-        let role = match self.mode {
-            Mode::Ssh if self.hosts().0.to_string() == host => Role::Head,
-            Mode::Ssh => Role::Worker,
-            Mode::Local => Role::Head,
+        let role = match self.hosts().0 {
+            Some(head) if head.to_string() != host => Role::Worker,
+            _ => Role::Head,
         };
         let reason = err
             .chain()
@@ -267,7 +259,7 @@ impl HostsProvider {
                 }
                 // A host that cannot be reached is one node we cannot ask, not a failure of
                 // the whole cluster: the plan shows it, the others stay manageable.
-                Err(e) if self.mode == Mode::Ssh && is_unreachable(&e) => {
+                Err(e) if matches!(self.mode, Mode::Ssh(_)) && is_unreachable(&e) => {
                     tracing::warn!("host {h} is unreachable: {e:#}");
                     nodes.push(self.unreachable_node(&h, &e));
                 }
@@ -278,8 +270,8 @@ impl HostsProvider {
         Ok((nodes, members))
     }
 
-    fn free_port(&self) -> anyhow::Result<u16> {
-        let l = std::net::TcpListener::bind((self.cfg.setup.local.address, 0))
+    fn free_port(address: std::net::IpAddr) -> anyhow::Result<u16> {
+        let l = std::net::TcpListener::bind((address, 0))
             .or_else(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
             .context("cannot find a free port")?;
         Ok(l.local_addr()?.port())
@@ -289,10 +281,10 @@ impl HostsProvider {
 #[async_trait]
 impl Provider for HostsProvider {
     fn context(&self) -> String {
-        match self.mode {
-            Mode::Local => format!("local, {}", self.cfg.setup.local.address),
-            Mode::Ssh => {
-                let (_, w) = self.hosts();
+        match &self.mode {
+            Mode::Local(l) => format!("local, {}", l.address),
+            Mode::Ssh(h) => {
+                let w = &h.workers;
                 format!(
                     "ssh, {} host{}",
                     w.len() + 1,
@@ -303,14 +295,13 @@ impl Provider for HostsProvider {
     }
 
     async fn query(&self) -> anyhow::Result<Observed> {
-        let nodes = match self.mode {
-            Mode::Local => self.status("local").await?.0,
-            Mode::Ssh => {
+        let nodes = match &self.mode {
+            Mode::Local(_) => self.status("local").await?.0,
+            Mode::Ssh(h) => {
                 // Every configured host at once; the head's answer also lists the hosts that
                 // were members before (removed from the config since), asked in a second round.
-                let (head, workers) = self.hosts();
-                let hosts: Vec<String> = std::iter::once(&head)
-                    .chain(workers.iter())
+                let hosts: Vec<String> = std::iter::once(&h.head)
+                    .chain(h.workers.iter())
                     .map(|h| h.to_string())
                     .collect();
                 let (mut nodes, members) = self.observe_hosts(&hosts).await?;
@@ -338,14 +329,11 @@ impl Provider for HostsProvider {
     }
 
     fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute {
-        match self.mode {
-            Mode::Local => DashboardRoute::Direct {
-                url: format!(
-                    "http://{}:{}",
-                    self.cfg.setup.local.address, self.cfg.setup.local.dashboard_port
-                ),
+        match &self.mode {
+            Mode::Local(l) => DashboardRoute::Direct {
+                url: format!("http://{}:{}", l.address, l.dashboard_port),
             },
-            Mode::Ssh => {
+            Mode::Ssh(_) => {
                 let _ = head;
                 DashboardRoute::Tunnel {
                     host: "127.0.0.1".into(),
@@ -359,10 +347,10 @@ impl Provider for HostsProvider {
 #[async_trait]
 impl NodeProvider for HostsProvider {
     async fn desired(&self) -> DesiredCluster {
-        let workers = match self.mode {
-            Mode::Local => self.cfg.setup.number_of_workers,
+        let workers = match &self.mode {
+            Mode::Local(_) => self.cfg.setup.number_of_workers,
             // The hosts are the cluster: every listed worker host runs a worker.
-            Mode::Ssh => self.hosts().1.len() as u32,
+            Mode::Ssh(h) => h.workers.len() as u32,
         };
         DesiredCluster {
             name: self.name().to_string(),
@@ -386,9 +374,9 @@ impl NodeProvider for HostsProvider {
         // Nothing to launch: pick node ids (local) or hosts (ssh) that carry no node that stays.
         let taken = req.taken;
         let mut ids = Vec::new();
-        match (self.mode, req.role) {
-            (Mode::Local, Role::Head) => ids.push("head".to_string()),
-            (Mode::Local, Role::Worker) => {
+        match (&self.mode, req.role) {
+            (Mode::Local(_), Role::Head) => ids.push("head".to_string()),
+            (Mode::Local(_), Role::Worker) => {
                 let mut k = 1;
                 while ids.len() < req.count as usize {
                     let id = format!("worker-{k}");
@@ -398,9 +386,9 @@ impl NodeProvider for HostsProvider {
                     k += 1;
                 }
             }
-            (Mode::Ssh, Role::Head) => ids.push(self.hosts().0.to_string()),
-            (Mode::Ssh, Role::Worker) => {
-                for h in self.hosts().1 {
+            (Mode::Ssh(h), Role::Head) => ids.push(h.head.to_string()),
+            (Mode::Ssh(h), Role::Worker) => {
+                for h in &h.workers {
                     let id = h.to_string();
                     if ids.len() < req.count as usize && !taken.contains(&id) {
                         ids.push(id);
@@ -411,9 +399,9 @@ impl NodeProvider for HostsProvider {
         Ok(ids
             .into_iter()
             .map(|id| {
-                let ip = match self.mode {
-                    Mode::Local => Some(self.cfg.setup.local.address.to_string()),
-                    Mode::Ssh => crate::config::parse_host(&id).ok().map(|h| h.host),
+                let ip = match &self.mode {
+                    Mode::Local(l) => Some(l.address.to_string()),
+                    Mode::Ssh(_) => crate::config::parse_host(&id).ok().map(|h| h.host),
                 };
                 ObservedNode {
                     id,
@@ -447,22 +435,23 @@ impl NodeProvider for HostsProvider {
         if node.role == Role::Worker {
             p.head_id = Some(head.id.clone());
         }
-        match self.mode {
-            Mode::Local => {
-                p.node_ip = Some(self.cfg.setup.local.address.to_string());
-                p.ray_port = self.cfg.setup.local.ray_port;
-                p.dashboard_host = self.cfg.setup.local.address.to_string();
-                p.dashboard_port = self.cfg.setup.local.dashboard_port;
-                let agent = self.free_port()?;
+        match &self.mode {
+            Mode::Local(l) => {
+                let free = || Self::free_port(l.address);
+                p.node_ip = Some(l.address.to_string());
+                p.ray_port = l.ray_port;
+                p.dashboard_host = l.address.to_string();
+                p.dashboard_port = l.dashboard_port;
+                let agent = free()?;
                 ports.insert("dashboard_agent".to_string(), agent);
                 p.ray_args = format!("--dashboard-agent-listen-port {agent}");
                 if node.role == Role::Head {
-                    let client = self.free_port()?;
+                    let client = free()?;
                     p.ray_args
                         .push_str(&format!(" --ray-client-server-port {client}"));
                     // Ray's metrics servers (fixed ports otherwise): one local cluster's do
                     // not stop another's.
-                    let (autoscaler, dashboard) = (self.free_port()?, self.free_port()?);
+                    let (autoscaler, dashboard) = (free()?, free()?);
                     p.ray_env = format!(
                         "AUTOSCALER_METRIC_PORT={autoscaler} DASHBOARD_METRIC_PORT={dashboard}"
                     );
@@ -470,7 +459,7 @@ impl NodeProvider for HostsProvider {
                     ports.insert("dashboard".into(), p.dashboard_port);
                 }
             }
-            Mode::Ssh => {
+            Mode::Ssh(_) => {
                 let host = crate::config::parse_host(&node.id)
                     .map(|h| h.host)
                     .unwrap_or_default();
@@ -505,7 +494,7 @@ impl NodeProvider for HostsProvider {
             // The cluster's Ray token: the head keeps it (local workers share its directory).
             bootstrap::ensure_head_token(t.as_ref(), self.name()).await?;
         }
-        if node.role == Role::Worker && self.mode == Mode::Ssh {
+        if node.role == Role::Worker && matches!(self.mode, Mode::Ssh(_)) {
             // The cluster's Ray token, from the head (whose set-up gives it one first thing).
             pb.set_message(format!(
                 "waiting for the head's Ray token, up to {}",
@@ -557,7 +546,7 @@ impl NodeProvider for HostsProvider {
     ) -> anyhow::Result<()> {
         pb.set_message("stopping Ray");
         // SSH hosts: the head keeps the member list a stopped worker leaves.
-        let head_id = (self.mode == Mode::Ssh).then(|| self.hosts().0.to_string());
+        let head_id = self.hosts().0.map(|h| h.to_string());
         let head_id = &head_id;
         let stops: Vec<_> = nodes
             .iter()

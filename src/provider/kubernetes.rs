@@ -19,7 +19,7 @@ use kube::api::{
 use kube::Api;
 
 use super::{DashboardRoute, DeclarativeProvider, Provider, UpOptions};
-use crate::config::Config;
+use crate::config::{Config, KubernetesSetup};
 use crate::kube_api::{
     api_error, call, connect, no_answer, served_resources, Connection, PodChanges, CALL_LIMIT,
     INSTALL_KUBERAY,
@@ -39,6 +39,8 @@ pub struct KubernetesProvider {
     conn: Connection,
     /// The RayCluster's name: `existing`, else the cluster's.
     cluster: String,
+    /// `[setup.kubernetes]`.
+    k: KubernetesSetup,
 }
 
 fn raycluster_resource() -> ApiResource {
@@ -49,8 +51,7 @@ fn raycluster_resource() -> ApiResource {
 }
 
 impl KubernetesProvider {
-    pub async fn new(cfg: Config) -> anyhow::Result<Self> {
-        let k = &cfg.setup.kubernetes;
+    pub async fn new(cfg: Config, k: KubernetesSetup) -> anyhow::Result<Self> {
         let conn = connect(
             k.context.as_deref(),
             k.namespace.as_deref(),
@@ -58,7 +59,12 @@ impl KubernetesProvider {
         )
         .await?;
         let cluster = k.existing.clone().unwrap_or_else(|| cfg.setup.name.clone());
-        Ok(KubernetesProvider { cfg, conn, cluster })
+        Ok(KubernetesProvider {
+            cfg,
+            k,
+            conn,
+            cluster,
+        })
     }
 
     fn rayclusters(&self) -> Api<DynamicObject> {
@@ -515,7 +521,7 @@ impl Provider for KubernetesProvider {
 #[async_trait]
 impl DeclarativeProvider for KubernetesProvider {
     fn desired_resource(&self) -> DesiredResource {
-        kuberay::desired(&self.cfg, &self.conn.namespace)
+        kuberay::desired(&self.cfg, &self.k, &self.conn.namespace)
     }
 
     async fn observe_resource(&self) -> anyhow::Result<ObservedResource> {
@@ -558,7 +564,7 @@ impl DeclarativeProvider for KubernetesProvider {
 
     async fn apply_resource(&self, want: &DesiredResource, pb: &ProgressBar) -> anyhow::Result<()> {
         // A RayCluster still being deleted is gone before its successor is made.
-        let deadline = Instant::now() + self.cfg.setup.kubernetes.ready_timeout;
+        let deadline = Instant::now() + self.k.ready_timeout;
         loop {
             let current = call(
                 "read the RayCluster",
@@ -571,7 +577,7 @@ impl DeclarativeProvider for KubernetesProvider {
                         return Err(anyhow!(
                             "RayCluster {} is still being deleted after {}; try again once it is gone",
                             self.cluster,
-                            humantime::format_duration(self.cfg.setup.kubernetes.ready_timeout)
+                            humantime::format_duration(self.k.ready_timeout)
                         ));
                     }
                     pb.set_message("waiting for the previous RayCluster to be deleted");
@@ -603,7 +609,7 @@ impl DeclarativeProvider for KubernetesProvider {
         opts: UpOptions,
         pb: &ProgressBar,
     ) -> anyhow::Result<ObservedNode> {
-        let limit = self.cfg.setup.kubernetes.ready_timeout;
+        let limit = self.k.ready_timeout;
         let start = Instant::now();
         let what = if opts.wait_workers {
             format!("the head and {} worker pod(s) to be ready", want.workers)
@@ -688,7 +694,7 @@ impl DeclarativeProvider for KubernetesProvider {
     }
 
     async fn delete_resource(&self, pb: &ProgressBar) -> anyhow::Result<()> {
-        let limit = self.cfg.setup.kubernetes.ready_timeout;
+        let limit = self.k.ready_timeout;
         tracing::debug!(target: "daft::kube", namespace = %self.conn.namespace, name = %self.cluster, "delete RayCluster (foreground)");
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Foreground),
@@ -752,7 +758,10 @@ pub async fn list_current_context(
     if !has_kubeconfig {
         return None;
     }
-    let k = cfg.map(|c| &c.setup.kubernetes);
+    let k = cfg.and_then(|c| match &c.setup.provider {
+        crate::config::ProviderSetup::Kubernetes(k) => Some(k),
+        _ => None,
+    });
     let file = cfg
         .map(|c| c.display_path.as_str())
         .unwrap_or("your kubeconfig");

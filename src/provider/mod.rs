@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use indicatif::ProgressBar;
 
-use crate::config::{Config, ProviderKind};
+use crate::config::{Config, ProviderSetup};
 use crate::model::{
     DesiredCluster, DesiredResource, NodeSpec, Observed, ObservedNode, ObservedResource, Role,
     SupportResource,
@@ -233,18 +233,27 @@ impl Backend {
 
 /// The back-end a config names.
 pub async fn backend(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Backend> {
-    Ok(match cfg.setup.provider {
-        ProviderKind::Local => Backend::Nodes(Arc::new(hosts::HostsProvider::local(cfg.clone()))),
-        ProviderKind::Ssh => Backend::Nodes(Arc::new(hosts::HostsProvider::ssh(cfg.clone(), key))),
-        ProviderKind::Aws => {
-            Backend::Nodes(Arc::new(aws::AwsProvider::new(cfg.clone(), key).await?))
-        }
-        ProviderKind::Slurm => {
-            Backend::Nodes(Arc::new(slurm::SlurmProvider::new(cfg.clone(), key)))
-        }
-        ProviderKind::Kubernetes => {
-            let p = Arc::new(kubernetes::KubernetesProvider::new(cfg.clone()).await?);
-            match &cfg.setup.kubernetes.existing {
+    Ok(match &cfg.setup.provider {
+        ProviderSetup::Local(l) => Backend::Nodes(Arc::new(hosts::HostsProvider::local(
+            cfg.clone(),
+            l.clone(),
+        ))),
+        ProviderSetup::Ssh(h) => Backend::Nodes(Arc::new(hosts::HostsProvider::ssh(
+            cfg.clone(),
+            h.clone(),
+            key,
+        ))),
+        ProviderSetup::Aws(a) => Backend::Nodes(Arc::new(
+            aws::AwsProvider::new(cfg.clone(), a.clone(), key).await?,
+        )),
+        ProviderSetup::Slurm(s) => Backend::Nodes(Arc::new(slurm::SlurmProvider::new(
+            cfg.clone(),
+            s.clone(),
+            key,
+        ))),
+        ProviderSetup::Kubernetes(k) => {
+            let p = Arc::new(kubernetes::KubernetesProvider::new(cfg.clone(), k.clone()).await?);
+            match &k.existing {
                 Some(name) => Backend::ReadOnly(
                     p,
                     format!(

@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 
 use super::{ArrayRequest, DashboardRoute, JobArrays, LaunchRequest, NodeProvider, Provider};
 use crate::bootstrap::{self, NodeParams};
-use crate::config::Config;
+use crate::config::{Config, SlurmSetup};
 use crate::model::{DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
 use crate::paths::daft_home;
 use crate::shell::{dquote, shell_quote};
@@ -30,6 +30,8 @@ use crate::transport::{RemoteCommand, Transport};
 
 pub struct SlurmProvider {
     cfg: Config,
+    /// `[setup.slurm]`.
+    slurm: SlurmSetup,
     key: Option<PathBuf>,
     conn: Mutex<Option<Arc<dyn Transport>>>,
 }
@@ -38,11 +40,12 @@ pub struct SlurmProvider {
 const QUEUE_WAIT: Duration = Duration::from_secs(3600);
 
 impl SlurmProvider {
-    pub fn new(cfg: Config, key: Option<PathBuf>) -> Self {
+    pub fn new(cfg: Config, slurm: SlurmSetup, key: Option<PathBuf>) -> Self {
         // `-i KEY`, else the config's `ssh_private_key` (else ssh-agent).
         let key = key.or_else(|| cfg.setup.ssh_private_key.clone());
         SlurmProvider {
             cfg,
+            slurm,
             key,
             conn: Mutex::new(None),
         }
@@ -62,7 +65,7 @@ impl SlurmProvider {
         if let Some(t) = conn.as_ref() {
             return Ok(t.clone());
         }
-        let t: Arc<dyn Transport> = match &self.cfg.setup.slurm.login {
+        let t: Arc<dyn Transport> = match &self.slurm.login {
             None => Arc::new(LocalTransport::new(daft_home())),
             Some(addr) => {
                 let target = SshTarget::new(
@@ -119,7 +122,7 @@ impl SlurmProvider {
 
     /// The allocation's settings: what the plan compares.
     fn spec(&self) -> NodeSpec {
-        let s = &self.cfg.setup.slurm;
+        let s = &self.slurm;
         let mut launch: Vec<(&'static str, String)> =
             vec![("nodes", (1 + self.cfg.setup.number_of_workers).to_string())];
         for (flag, value) in &s.options {
@@ -217,7 +220,7 @@ impl SlurmProvider {
 
     /// `#SBATCH` lines of `[setup.slurm]`'s options and extra flags.
     fn sbatch_options(&self) -> Vec<String> {
-        let s = &self.cfg.setup.slurm;
+        let s = &self.slurm;
         s.options
             .iter()
             .map(|(flag, value)| format!("#SBATCH {flag}={value}"))
@@ -293,7 +296,7 @@ impl SlurmProvider {
         .iter()
         .find(|(word, _)| lower.contains(word))
         .map(|(_, key)| *key)
-        .filter(|key| self.cfg.setup.slurm_key_given(key));
+        .filter(|key| self.slurm.key_given(key));
         let slurm_says = msg
             .rsplit_once("): ")
             .map(|(_, m)| m.trim().to_string())
@@ -336,7 +339,7 @@ impl SlurmProvider {
     async fn node_transport(&self, id: &str) -> anyhow::Result<Arc<dyn Transport>> {
         let login = self.transport().await?;
         let (node, addr) = self.head_node(login.as_ref(), id).await?;
-        if self.cfg.setup.slurm.node_access == crate::config::NodeAccess::Srun {
+        if self.slurm.node_access == crate::config::NodeAccess::Srun {
             // Through Slurm itself: a job step on the head node, started where sbatch runs.
             return Ok(Arc::new(crate::transport::srun::SrunTransport::new(
                 login, id, &node,
@@ -345,13 +348,13 @@ impl SlurmProvider {
         let mut target = SshTarget::new(
             crate::config::HostAddr {
                 host: addr,
-                port: self.cfg.setup.slurm.node_ssh_port,
+                port: self.slurm.node_ssh_port,
             },
             &self.cfg.setup.ssh_user,
             self.key.clone(),
             &daft_home(),
         );
-        if self.cfg.setup.slurm.login.is_some() {
+        if self.slurm.login.is_some() {
             target.via = Some(crate::transport::ssh::Via(login.clone()));
         }
         let t = SshTransport::connect(target).await.with_context(|| {
@@ -396,7 +399,7 @@ fn parse_comment(c: &str) -> Option<(String, BTreeMap<String, String>)> {
 #[async_trait]
 impl Provider for SlurmProvider {
     fn context(&self) -> String {
-        match &self.cfg.setup.slurm.login {
+        match &self.slurm.login {
             Some(h) => format!("slurm via {h}"),
             None => "slurm on this machine".into(),
         }
@@ -529,7 +532,7 @@ impl NodeProvider for SlurmProvider {
         // The cluster's Ray token, its nodes' pre-commands, then the head's bootstrap and the
         // batch script, beside it.
         bootstrap::ensure_head_token(t.as_ref(), self.name()).await?;
-        let pre = self.cfg.setup.slurm.pre_commands.join("\n");
+        let pre = self.slurm.pre_commands.join("\n");
         t.write_file(
             format!("{pre}\n").trim_start().as_bytes(),
             &format!("{}/clusters/{}/pre.sh", t.daft_home(), self.name()),
