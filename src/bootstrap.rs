@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Context};
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::model::{short_hash, Role};
@@ -36,6 +37,105 @@ pub fn setup_hash(cfg: &Config) -> String {
     let env = env_hash(cfg);
     let cmds = cfg.run.setup_commands.join("\n");
     short_hash([env.as_str(), cmds.as_str()])
+}
+
+/// A node's record on its host (`node.json`): written by the bootstrap (the settings carry
+/// it, made by [`NodeRecord::json`] only), read back by `status`. Back-ends that keep their
+/// records elsewhere (EC2 tags, a Slurm comment) write only the cluster and role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    pub cluster: String,
+    pub role: Role,
+    /// The back-end whose record this is, where several share a node directory layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub spec_hash: String,
+    /// None until set-up (environment, Ray, setup_commands) has succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined_head: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub created: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub launch: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, u16>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl NodeRecord {
+    /// The record of a node whose back-end keeps the rest itself: its cluster and role.
+    pub fn minimal(cluster: &str, role: Role, provider: Option<&str>) -> Self {
+        NodeRecord {
+            id: String::new(),
+            cluster: cluster.to_string(),
+            role,
+            provider: provider.map(str::to_string),
+            spec_hash: String::new(),
+            setup_hash: None,
+            joined_head: None,
+            created: 0,
+            launch: BTreeMap::new(),
+            ip: None,
+            ports: BTreeMap::new(),
+        }
+    }
+
+    /// `node.json` as the bootstrap writes it: one line of JSON.
+    pub fn json(&self) -> String {
+        // A struct of strings, numbers and string maps always serializes.
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// What the bootstrap says on its standard output, one line each (the node protocol; parsed
+/// here only).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Said {
+    /// `daft-node alive|dead JSON`: a node of the cluster on this host, and whether its Ray runs.
+    Node {
+        alive: bool,
+        record: Box<NodeRecord>,
+    },
+    /// `daft-member HOST`: a host in the cluster's member list (the head keeps it).
+    Member(String),
+    /// `daft-step: TEXT`: the step the script is at (the last one names where it failed).
+    Step(String),
+}
+
+/// The lines of the bootstrap's output that are protocol; a node record that cannot be read is
+/// skipped with a warning (another daft version's, a hand-edited file).
+pub fn said(stdout: &str) -> Vec<Said> {
+    let mut out = Vec::new();
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("daft-node ") {
+            let (state, json) = rest.split_once(' ').unwrap_or((rest, "{}"));
+            match serde_json::from_str::<NodeRecord>(json) {
+                Ok(record) => out.push(Said::Node {
+                    alive: state == "alive",
+                    record: Box::new(record),
+                }),
+                Err(e) => tracing::warn!("ignoring an unreadable node record: {e}"),
+            }
+        } else if let Some(host) = line.strip_prefix("daft-member ") {
+            let host = host.trim();
+            if !host.is_empty() {
+                out.push(Said::Member(host.to_string()));
+            }
+        } else if let Some(step) = line.strip_prefix("daft-step: ") {
+            out.push(Said::Step(step.to_string()));
+        }
+    }
+    out
 }
 
 /// Settings for one node's run of the bootstrap script.
@@ -191,13 +291,14 @@ pub async fn run(
         ));
     };
     if out.status != 0 {
-        let step = out
-            .stdout
-            .lines()
+        let step = said(&out.stdout)
+            .into_iter()
             .rev()
-            .find_map(|l| l.strip_prefix("daft-step: "))
-            .unwrap_or(actions.join(" ").as_str())
-            .to_string();
+            .find_map(|s| match s {
+                Said::Step(s) => Some(s),
+                _ => None,
+            })
+            .unwrap_or_else(|| actions.join(" "));
         return Err(anyhow!(
             "setting up {} ({}) failed at step \"{step}\" with exit status {}:\n{}",
             params.node,
@@ -336,4 +437,52 @@ pub fn indent(s: &str) -> String {
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_protocol_reads_nodes_members_and_steps_and_skips_the_rest() {
+        let rec = NodeRecord {
+            id: "10.0.0.2".into(),
+            setup_hash: Some("abc".into()),
+            ports: BTreeMap::from([("ray".to_string(), 6379)]),
+            ..NodeRecord::minimal("c", Role::Worker, None)
+        };
+        let out = format!(
+            "uv says hi\ndaft-step: starting Ray (worker)\ndaft-node alive {}\ndaft-node dead {}\n\
+             daft-node alive {{not json\ndaft-member 10.0.0.2:22\ndaft-member \n",
+            rec.json(),
+            NodeRecord::minimal("c", Role::Head, Some("slurm")).json()
+        );
+        assert_eq!(
+            said(&out),
+            [
+                Said::Step("starting Ray (worker)".into()),
+                Said::Node {
+                    alive: true,
+                    record: Box::new(rec)
+                },
+                Said::Node {
+                    alive: false,
+                    record: Box::new(NodeRecord::minimal("c", Role::Head, Some("slurm")))
+                },
+                Said::Member("10.0.0.2:22".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_minimal_record_is_the_cluster_and_role_only() {
+        assert_eq!(
+            NodeRecord::minimal("c", Role::Head, None).json(),
+            r#"{"cluster":"c","role":"head"}"#
+        );
+        assert_eq!(
+            NodeRecord::minimal("c", Role::Worker, Some("slurm")).json(),
+            r#"{"cluster":"c","role":"worker","provider":"slurm"}"#
+        );
+    }
 }

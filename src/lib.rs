@@ -27,6 +27,7 @@ pub mod printer;
 pub mod provider;
 pub mod registry;
 pub mod scheduler;
+pub mod setup;
 pub mod shell;
 pub mod sweep;
 pub mod templates;

@@ -61,7 +61,10 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
         rows.push(Row::new("local", &n));
     }
     if let Some(cfg) = &cfg {
-        if matches!(cfg.setup.provider.kind(), ProviderKind::Ssh | ProviderKind::Slurm) {
+        if matches!(
+            cfg.setup.provider.kind(),
+            ProviderKind::Ssh | ProviderKind::Slurm
+        ) {
             let (_, obs) = super::observe(cfg, args.key.identity.clone()).await?;
             let p = cfg.setup.provider.kind().as_str();
             rows.extend(obs.nodes.iter().map(|n| Row::new(p, n)));
@@ -88,7 +91,9 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
         aws::all_regions(cfg.as_ref()).await?
     } else if let Some(r) = &args.region {
         vec![r.clone()]
-    } else if let Some(crate::config::ProviderSetup::Aws(a)) = cfg.as_ref().map(|c| &c.setup.provider) {
+    } else if let Some(crate::config::ProviderSetup::Aws(a)) =
+        cfg.as_ref().map(|c| &c.setup.provider)
+    {
         vec![a.region.clone()]
     } else if cfg.is_none() {
         // A plain `daft list`: the AWS configuration's region, when it has credentials.

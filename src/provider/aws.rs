@@ -30,12 +30,13 @@ use base64::Engine;
 use indicatif::ProgressBar;
 
 use super::{DashboardRoute, LaunchRequest, NodeProvider, Provider};
-use crate::bootstrap::{self, NodeParams};
+use crate::bootstrap::{self, NodeParams, NodeRecord, Said};
 use crate::config::{AwsSetup, Config, HostAddr, ProviderSetup};
 use crate::model::{
     DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource,
 };
 use crate::paths::daft_home;
+use crate::setup::{self, Bootstrap, NodeSetup, SetupRecord};
 use crate::transport::ssh::{SshTarget, SshTransport};
 use crate::transport::Transport;
 
@@ -359,12 +360,10 @@ impl AwsProvider {
     }
 
     fn image_spec(&self) -> String {
-        self.aws.image_id.clone().unwrap_or_else(|| {
-            format!(
-                "auto:al2023-{}",
-                architecture(&self.aws.instance_type)
-            )
-        })
+        self.aws
+            .image_id
+            .clone()
+            .unwrap_or_else(|| format!("auto:al2023-{}", architecture(&self.aws.instance_type)))
     }
 
     fn spec(&self, role: Role) -> NodeSpec {
@@ -568,11 +567,7 @@ pub fn node_params(cfg: &Config, role: Role, head: Option<&ObservedNode>) -> Nod
         ray_env: String::new(),
         ray_auth: false,
         ray_tmp: role.as_str().to_string(),
-        node_json: format!(
-            "{{\"cluster\":\"{}\",\"role\":\"{}\"}}",
-            cfg.setup.name,
-            role.as_str()
-        ),
+        node_json: NodeRecord::minimal(&cfg.setup.name, role, None).json(),
         node_json_pending: String::new(),
         member: None,
         from_env: vec![],
@@ -1075,7 +1070,10 @@ impl NodeProvider for AwsProvider {
         let deadline = Instant::now() + wait;
         loop {
             let st = bootstrap::run(t.as_ref(), &params, &["status"], bootstrap::QUICK).await?;
-            if st.stdout.lines().any(|l| l.starts_with("daft-node alive")) {
+            let alive = bootstrap::said(&st.stdout)
+                .iter()
+                .any(|s| matches!(s, Said::Node { alive: true, .. }));
+            if alive {
                 break;
             }
             let exit = t
@@ -1113,49 +1111,37 @@ impl NodeProvider for AwsProvider {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         // 4. Updates in place, and workers that must join another head: run the bootstrap
-        //    again with the current settings (it restarts Ray only when they changed).
+        //    again with the current settings (it restarts Ray only when they changed); then
+        //    the head's setup commands, then the record (the node's tags).
         let want_setup = bootstrap::setup_hash(&self.cfg);
         let setup_changed =
             node.setup_hash.is_some() && node.setup_hash.as_deref() != Some(want_setup.as_str());
         let rejoin = node.role == Role::Worker && node.joined_head.as_deref() != Some(&head.id);
-        if setup_changed || rejoin {
-            pb.set_message(if rejoin {
-                format!("joining the head {}", head.id)
-            } else {
-                "updating the environment".to_string()
-            });
-            let p = node_params(&self.cfg, node.role, Some(head));
-            bootstrap::run(
-                t.as_ref(),
-                &p,
-                &["install", "start"],
-                self.cfg.setup.command_timeout,
-            )
-            .await?;
-        }
-        if node.role == Role::Head {
-            pb.set_message("running setup_commands");
-            bootstrap::run_setup_commands(t.as_ref(), &self.cfg, &t.daft_home()).await?;
-        }
-        // 5. Only now is the node set up: record it.
-        let mut tags = vec![Tag::builder().key(TAG_SETUP).value(&want_setup).build()];
-        if node.role == Role::Worker {
-            tags.push(Tag::builder().key(TAG_HEAD).value(&head.id).build());
-        }
-        self.client
-            .create_tags()
-            .resources(&node.id)
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(|e| aws_err("CreateTags", e))?;
-        let mut done = node.clone();
-        done.setup_hash = Some(want_setup);
-        if node.role == Role::Worker {
-            done.joined_head = Some(head.id.clone());
-        }
-        done.state = NodeState::Running;
-        Ok(done)
+        let bootstrap = if setup_changed || rejoin {
+            Bootstrap::Run {
+                params: Box::new(node_params(&self.cfg, node.role, Some(head))),
+                doing: if rejoin {
+                    format!("joining the head {}", head.id)
+                } else {
+                    "updating the environment".to_string()
+                },
+            }
+        } else {
+            Bootstrap::Done
+        };
+        setup::set_up(
+            &self.cfg,
+            NodeSetup {
+                node: &node,
+                head,
+                hash: &want_setup,
+                bootstrap,
+            },
+            || async { Ok(t.clone()) },
+            self,
+            pb,
+        )
+        .await
     }
 
     async fn terminate(
@@ -1328,6 +1314,30 @@ impl AwsProvider {
                 .next()
                 .ok_or_else(|| anyhow!("{} vanished while daft waited for it", node.id))?;
         }
+    }
+}
+
+/// An EC2 node's set-up is recorded in its tags: the setup hash, and a worker's head.
+#[async_trait]
+impl SetupRecord for AwsProvider {
+    async fn record(
+        &self,
+        node: &ObservedNode,
+        head: &ObservedNode,
+        hash: &str,
+    ) -> anyhow::Result<()> {
+        let mut tags = vec![Tag::builder().key(TAG_SETUP).value(hash).build()];
+        if node.role == Role::Worker {
+            tags.push(Tag::builder().key(TAG_HEAD).value(&head.id).build());
+        }
+        self.client
+            .create_tags()
+            .resources(&node.id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| aws_err("CreateTags", e))?;
+        Ok(())
     }
 }
 

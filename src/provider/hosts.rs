@@ -10,14 +10,14 @@ use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 use indicatif::ProgressBar;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::{DashboardRoute, LaunchRequest, NodeProvider, Provider};
-use crate::bootstrap::{self, NodeParams};
+use crate::bootstrap::{self, NodeParams, NodeRecord, Said};
 use crate::config::{Config, HostAddr, LocalSetup, SshHosts};
 use crate::model::{short_hash, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
 use crate::paths::daft_home;
+use crate::setup::{self, Bootstrap, NodeSetup, SetupRecord};
 use crate::time::now_secs;
 use crate::transport::local::LocalTransport;
 use crate::transport::ssh::{SshError, SshTarget, SshTransport};
@@ -28,27 +28,6 @@ use crate::transport::Transport;
 enum Mode {
     Local(LocalSetup),
     Ssh(SshHosts),
-}
-
-/// What the bootstrap script records about a node (its `node.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct NodeRecord {
-    id: String,
-    cluster: String,
-    role: Role,
-    spec_hash: String,
-    /// None until setup (environment, Ray, setup_commands) has succeeded.
-    #[serde(default)]
-    setup_hash: Option<String>,
-    #[serde(default)]
-    joined_head: Option<String>,
-    created: u64,
-    #[serde(default)]
-    launch: BTreeMap<String, String>,
-    #[serde(default)]
-    ip: Option<String>,
-    #[serde(default)]
-    ports: BTreeMap<String, u16>,
 }
 
 /// A host's connection, made once.
@@ -469,27 +448,29 @@ impl NodeProvider for HostsProvider {
             }
         }
         let setup_hash = bootstrap::setup_hash(&self.cfg);
-        let ip = node.private_ip.clone();
         // The setup hash is recorded only once setup has succeeded: for a head with
-        // setup_commands, after them (a failed one is run again by the next `up`).
-        let after_commands = node.role == Role::Head && !self.cfg.run.setup_commands.is_empty();
-        let mut rec = NodeRecord {
+        // setup_commands, after them (a failed one is run again by the next `up`); otherwise
+        // the bootstrap records it as Ray starts.
+        let after_commands = setup::commands_follow(&self.cfg, node.role);
+        let rec = NodeRecord {
             id: node.id.clone(),
             cluster: self.name().to_string(),
             role: node.role,
+            provider: None,
             spec_hash: node.spec_hash.clone(),
             setup_hash: (!after_commands).then(|| setup_hash.clone()),
             joined_head: (node.role == Role::Worker).then(|| head.id.clone()),
             created: node.created,
             launch: node.launch.clone(),
-            ip: ip.clone(),
+            ip: node.private_ip.clone(),
             ports,
         };
-        p.node_json = serde_json::to_string(&rec)?;
-        p.node_json_pending = serde_json::to_string(&NodeRecord {
+        p.node_json = rec.json();
+        p.node_json_pending = NodeRecord {
             setup_hash: None,
             ..rec.clone()
-        })?;
+        }
+        .json();
         if node.role == Role::Head {
             // The cluster's Ray token: the head keeps it (local workers share its directory).
             bootstrap::ensure_head_token(t.as_ref(), self.name()).await?;
@@ -508,34 +489,34 @@ impl NodeProvider for HostsProvider {
             // not know (and the worker waits for the head's Ray port anyway).
             self.member_list(&head.id, &node.id, "add-member").await?;
         }
+        let record = NodeFile {
+            t: t.clone(),
+            params: p.clone(),
+            record: rec,
+            written: !after_commands,
+        };
         // One command for both steps (each command costs the host's login-shell start-up).
-        pb.set_message(format!(
+        let doing = format!(
             "installing the environment and starting Ray on {}",
             t.describe()
-        ));
-        bootstrap::run(
-            t.as_ref(),
-            &p,
-            &["install", "start"],
-            self.cfg.setup.command_timeout,
+        );
+        let bootstrap = Bootstrap::Run {
+            params: Box::new(p),
+            doing,
+        };
+        setup::set_up(
+            &self.cfg,
+            NodeSetup {
+                node,
+                head,
+                hash: &setup_hash,
+                bootstrap,
+            },
+            || async { Ok(t.clone()) },
+            &record,
+            pb,
         )
-        .await?;
-        if node.role == Role::Head {
-            if !self.cfg.run.setup_commands.is_empty() {
-                pb.set_message("running setup_commands");
-            }
-            bootstrap::run_setup_commands(t.as_ref(), &self.cfg, &t.daft_home()).await?;
-        }
-        if after_commands {
-            rec.setup_hash = Some(setup_hash.clone());
-            p.node_json = serde_json::to_string(&rec)?;
-            bootstrap::run(t.as_ref(), &p, &["record"], bootstrap::QUICK).await?;
-        }
-        let mut done = node.clone();
-        done.state = NodeState::Running;
-        done.setup_hash = Some(setup_hash);
-        done.joined_head = rec.joined_head;
-        Ok(done)
+        .await
     }
 
     async fn terminate(
@@ -608,33 +589,51 @@ impl NodeProvider for HostsProvider {
     }
 }
 
-/// The `daft-member HOST` lines of the script's `status`.
+/// A node's `node.json` on its host, as its set-up's record: rewritten with the setup hash
+/// once the head's setup commands ran (unless the bootstrap already wrote it so as Ray started).
+struct NodeFile {
+    t: Arc<dyn Transport>,
+    params: NodeParams,
+    record: NodeRecord,
+    written: bool,
+}
+
+#[async_trait]
+impl SetupRecord for NodeFile {
+    async fn record(&self, _: &ObservedNode, _: &ObservedNode, hash: &str) -> anyhow::Result<()> {
+        if self.written {
+            return Ok(());
+        }
+        let mut p = self.params.clone();
+        p.node_json = NodeRecord {
+            setup_hash: Some(hash.to_string()),
+            ..self.record.clone()
+        }
+        .json();
+        bootstrap::run(self.t.as_ref(), &p, &["record"], bootstrap::QUICK).await?;
+        Ok(())
+    }
+}
+
+/// The member hosts the script's `status` lists.
 fn parse_members(stdout: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("daft-member "))
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(str::to_string)
+    bootstrap::said(stdout)
+        .into_iter()
+        .filter_map(|s| match s {
+            Said::Member(h) => Some(h),
+            _ => None,
+        })
         .collect()
 }
 
-/// Parse the bootstrap script's `status` lines into nodes of `cluster`.
+/// The nodes of `cluster` the script's `status` lists.
 fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
     let mut nodes = Vec::new();
-    for line in stdout.lines() {
-        let Some(rest) = line.strip_prefix("daft-node ") else {
+    for said in bootstrap::said(stdout) {
+        let Said::Node { alive, record: rec } = said else {
             continue;
         };
-        let (state, json) = rest.split_once(' ').unwrap_or((rest, "{}"));
-        let rec: NodeRecord = match serde_json::from_str(json) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("ignoring an unreadable node record: {e}");
-                continue;
-            }
-        };
-        if rec.cluster != cluster {
+        if rec.cluster != cluster || rec.id.is_empty() {
             continue;
         }
         let mut detail: BTreeMap<String, String> = rec
@@ -647,7 +646,7 @@ fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
             id: rec.id.clone(),
             cluster: rec.cluster,
             role: rec.role,
-            state: if state == "alive" {
+            state: if alive {
                 NodeState::Running
             } else {
                 NodeState::Stopped

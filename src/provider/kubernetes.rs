@@ -230,6 +230,20 @@ echo "${{RAY_ADDRESS:-127.0.0.1:6379}}" > "$CL/ray-address""#,
     }
 }
 
+/// A RayCluster's set-up is recorded in its annotation, per head pod (a new head pod runs the
+/// setup commands again).
+struct HeadAnnotation<'a> {
+    provider: &'a KubernetesProvider,
+    head_uid: String,
+}
+
+#[async_trait]
+impl crate::setup::SetupRecord for HeadAnnotation<'_> {
+    async fn record(&self, _: &ObservedNode, _: &ObservedNode, hash: &str) -> anyhow::Result<()> {
+        self.provider.record_setup(hash, &self.head_uid).await
+    }
+}
+
 /// The pods of every RayCluster daft made in the connection's namespace, and of `existing`
 /// (for `daft list`).
 pub async fn list_nodes(
@@ -680,15 +694,23 @@ impl DeclarativeProvider for KubernetesProvider {
         .await?
         .and_then(|o| o.metadata.annotations?.get(SETUP_ANNOTATION).cloned());
         if recorded != Some(format!("{hash}@{head_uid}")) {
-            let t = self.head_transport(&head_node).await?;
-            if !self.cfg.run.setup_commands.is_empty() {
-                pb.set_message(format!(
-                    "running {} setup command(s) on the head pod",
-                    self.cfg.run.setup_commands.len()
-                ));
-            }
-            crate::bootstrap::run_setup_commands(t.as_ref(), &self.cfg, &t.daft_home()).await?;
-            self.record_setup(&hash, &head_uid).await?;
+            let record = HeadAnnotation {
+                provider: self,
+                head_uid,
+            };
+            crate::setup::set_up(
+                &self.cfg,
+                crate::setup::NodeSetup {
+                    node: &head_node,
+                    head: &head_node,
+                    hash: &hash,
+                    bootstrap: crate::setup::Bootstrap::Done,
+                },
+                || self.head_transport(&head_node),
+                &record,
+                pb,
+            )
+            .await?;
         }
         Ok(head_node)
     }

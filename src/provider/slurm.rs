@@ -18,10 +18,11 @@ use indicatif::ProgressBar;
 use tokio::sync::Mutex;
 
 use super::{ArrayRequest, DashboardRoute, JobArrays, LaunchRequest, NodeProvider, Provider};
-use crate::bootstrap::{self, NodeParams};
+use crate::bootstrap::{self, NodeParams, NodeRecord};
 use crate::config::{Config, SlurmSetup};
 use crate::model::{DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
 use crate::paths::daft_home;
+use crate::setup::{self, Bootstrap, NodeSetup, SetupRecord};
 use crate::shell::{dquote, shell_quote};
 use crate::templates::SLURM_BATCH;
 use crate::transport::local::LocalTransport;
@@ -204,10 +205,7 @@ impl SlurmProvider {
             ray_auth: true,
             // Under the node user's /tmp/daft-UID: this cluster's own (short: Ray's socket paths).
             ray_tmp: format!("{}-h", self.tmp_tag(t)),
-            node_json: format!(
-                "{{\"cluster\":\"{}\",\"role\":\"head\",\"provider\":\"slurm\"}}",
-                self.name()
-            ),
+            node_json: NodeRecord::minimal(self.name(), Role::Head, Some("slurm")).json(),
             ..Default::default()
         }
     }
@@ -554,10 +552,7 @@ impl NodeProvider for SlurmProvider {
                 "DAFT_HEAD_ID",
                 "DAFT_RAY_TMP",
             ],
-            node_json: format!(
-                "{{\"cluster\":\"{}\",\"role\":\"worker\",\"provider\":\"slurm\"}}",
-                self.name()
-            ),
+            node_json: NodeRecord::minimal(self.name(), Role::Worker, Some("slurm")).json(),
             ..params
         };
         t.write_file(
@@ -673,28 +668,20 @@ impl NodeProvider for SlurmProvider {
             tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(3))).await;
         }
         // 3. setup_commands, then the setup hash in the allocation's comment.
-        if !self.cfg.run.setup_commands.is_empty() {
-            pb.set_message("running setup_commands");
-        }
-        if !self.cfg.run.setup_commands.is_empty() {
-            let ht = self.node_transport(&node.id).await?;
-            bootstrap::run_setup_commands(ht.as_ref(), &self.cfg, &ht.daft_home()).await?;
-        }
-        let setup = bootstrap::setup_hash(&self.cfg);
-        self.slurm(
-            t.as_ref(),
-            &[
-                "scontrol".into(),
-                "update".into(),
-                format!("JobId={}", node.id),
-                format!("Comment={}", self.comment(&node.spec_hash, Some(&setup))),
-            ],
+        let hash = bootstrap::setup_hash(&self.cfg);
+        setup::set_up(
+            &self.cfg,
+            NodeSetup {
+                node,
+                head: node,
+                hash: &hash,
+                bootstrap: Bootstrap::Done,
+            },
+            || self.node_transport(&node.id),
+            self,
+            pb,
         )
-        .await?;
-        let mut done = node.clone();
-        done.state = NodeState::Running;
-        done.setup_hash = Some(setup);
-        Ok(done)
+        .await
     }
 
     async fn terminate(
@@ -736,6 +723,30 @@ impl NodeProvider for SlurmProvider {
                 ))
                 .await;
         }
+        Ok(())
+    }
+}
+
+/// An allocation's set-up is recorded in its comment (with its spec hash and settings).
+#[async_trait]
+impl SetupRecord for SlurmProvider {
+    async fn record(
+        &self,
+        node: &ObservedNode,
+        _: &ObservedNode,
+        hash: &str,
+    ) -> anyhow::Result<()> {
+        let t = self.transport().await?;
+        self.slurm(
+            t.as_ref(),
+            &[
+                "scontrol".into(),
+                "update".into(),
+                format!("JobId={}", node.id),
+                format!("Comment={}", self.comment(&node.spec_hash, Some(hash))),
+            ],
+        )
+        .await?;
         Ok(())
     }
 }
