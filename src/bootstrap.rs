@@ -227,25 +227,59 @@ fn prelude_value(v: &str) -> String {
     }
 }
 
-/// The whole script for a node: settings, then the template.
-pub fn render(params: &NodeParams) -> String {
-    let mut s = String::from("#!/bin/sh\n# rendered by daft from templates/bootstrap.sh\n");
+/// The settings as shell assignments, one per line (plain variables of the script's shell,
+/// not exported to what it starts).
+fn prelude(params: &NodeParams) -> String {
+    let mut s = String::new();
     for (k, v) in params.vars() {
         if params.from_env.contains(&k) {
             continue;
         }
         s.push_str(&format!("{k}={}\n", prelude_value(&v)));
     }
+    s
+}
+
+/// The whole script for a node: settings, then the template (a file of its own: EC2 user data,
+/// a Slurm allocation's scripts).
+pub fn render(params: &NodeParams) -> String {
+    let mut s = String::from("#!/bin/sh\n# rendered by daft from templates/bootstrap.sh\n");
+    s.push_str(&prelude(params));
     s.push_str(BOOTSTRAP);
     s
 }
 
-/// A shell command that runs the rendered script with these actions. The script is one quoted
-/// argument (`sh -c SCRIPT daft-bootstrap ACTIONS`): no here-document a value could end.
+/// The bootstrap's own hash: its file on a node is named after it, so a node keeps one copy
+/// per daft version and a changed script is a new file.
+pub fn agent_hash() -> &'static str {
+    static HASH: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| short_hash([BOOTSTRAP])[..12].to_string());
+    &HASH
+}
+
+/// Where the bootstrap lives on a node whose daft directory is `daft_home`.
+pub fn agent_path(daft_home: &str) -> String {
+    format!("{daft_home}/agent/bootstrap-{}.sh", agent_hash())
+}
+
+/// What a command prints (with exit status [`AGENT_MISSING`]) when the node has no copy of this
+/// version's bootstrap yet.
+const AGENT_MISSING_LINE: &str = "daft-agent-missing";
+const AGENT_MISSING: i32 = 97;
+
+/// A shell command that runs the node's copy of the bootstrap (uploaded once per version, see
+/// [`run`]) with these settings and actions: one quoted script (`sh -c SCRIPT daft-bootstrap
+/// ACTIONS`) of the settings, then the copy sourced; nothing in a value runs, and the ~18 KB
+/// script itself is not resent with every call.
 pub fn command(params: &NodeParams, actions: &[&str]) -> RemoteCommand {
+    let script = format!(
+        "{}DAFT_AGENT_FILE={}\nif [ ! -f \"$DAFT_AGENT_FILE\" ]; then echo {AGENT_MISSING_LINE}; exit {AGENT_MISSING}; fi\n. \"$DAFT_AGENT_FILE\"\n",
+        prelude(params),
+        prelude_value(&agent_path(&params.daft_home)),
+    );
     let text = format!(
         "sh -c {} daft-bootstrap {}",
-        shell_quote(&render(params)),
+        shell_quote(&script),
         actions.join(" ")
     );
     let settings: Vec<String> = params
@@ -268,6 +302,30 @@ pub fn command(params: &NodeParams, actions: &[&str]) -> RemoteCommand {
     RemoteCommand::shown_as(text, shown)
 }
 
+/// Give the node this version's bootstrap (written beside its final name, then renamed: a cut
+/// upload leaves no half file under the name that is trusted).
+pub async fn upload_agent(t: &dyn Transport, daft_home: &str) -> anyhow::Result<()> {
+    let path = agent_path(daft_home);
+    // Its own name: two daft processes uploading at once do not write into one file.
+    let part = format!("{path}.part-{:08x}", rand::random::<u32>());
+    t.write_file(BOOTSTRAP.as_bytes(), &part)
+        .await
+        .with_context(|| format!("cannot give {} daft's bootstrap", t.describe()))?;
+    let mv = RemoteCommand::shown_as(
+        format!("mv -f {} {}", dquote(&part), dquote(&path)),
+        format!("install the bootstrap ({path})"),
+    );
+    let out = t.capture_cmd(&mv).await?;
+    if out.status != 0 {
+        return Err(anyhow!(
+            "cannot install daft's bootstrap at {path} on {}: {}",
+            t.describe(),
+            out.tail(5)
+        ));
+    }
+    Ok(())
+}
+
 /// How long a quick bootstrap action (status, stop, member list) may take on a node.
 pub const QUICK: Duration = Duration::from_secs(120);
 
@@ -280,7 +338,15 @@ pub async fn run(
     limit: Duration,
 ) -> anyhow::Result<Captured> {
     let cmd = command(params, actions);
-    let Some(out) = capture_guarded(t, &cmd, limit).await? else {
+    let mut first = capture_guarded(t, &cmd, limit).await?;
+    if let Some(out) = &first {
+        if out.status == AGENT_MISSING && out.stdout.trim() == AGENT_MISSING_LINE {
+            // This node has not had this version's bootstrap yet: once, then again.
+            upload_agent(t, &params.daft_home).await?;
+            first = capture_guarded(t, &cmd, limit).await?;
+        }
+    }
+    let Some(out) = first else {
         return Err(anyhow!(
             "setting up {} ({}) did not finish `{}` within {}; it was stopped. \
              A slow install may need more time: raise `command_timeout` in [setup]",
@@ -472,6 +538,56 @@ mod tests {
                 Said::Member("10.0.0.2:22".into()),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn the_bootstrap_is_uploaded_once_then_only_settings_are_sent() {
+        let home = tempfile::tempdir().unwrap();
+        let t = crate::transport::local::LocalTransport::new(home.path().into());
+        let p = NodeParams {
+            daft_home: t.daft_home(),
+            cluster: "c".into(),
+            ..Default::default()
+        };
+        let agent = std::path::PathBuf::from(agent_path(&t.daft_home()));
+        assert!(!agent.exists());
+        let out = run(&t, &p, &["status"], QUICK).await.unwrap();
+        assert_eq!(out.status, 0, "{}", out.stdout);
+        assert_eq!(std::fs::read_to_string(&agent).unwrap(), BOOTSTRAP);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&agent).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the node's user's alone");
+        // What is sent each time: the settings, not the script.
+        let cmd = command(&p, &["status"]);
+        assert!(
+            cmd.text.len() < 2_000 && BOOTSTRAP.len() > 10_000,
+            "{} bytes sent per call",
+            cmd.text.len()
+        );
+        // A record written through the copy is read back: the copy is the script that runs.
+        let rec = NodeRecord {
+            id: "head".into(),
+            ..NodeRecord::minimal("c", Role::Head, None)
+        };
+        let p = NodeParams {
+            node: "head".into(),
+            node_json: rec.json(),
+            ..p
+        };
+        run(&t, &p, &["record"], QUICK).await.unwrap();
+        let out = run(&t, &p, &["status"], QUICK).await.unwrap();
+        assert_eq!(
+            said(&out.stdout),
+            [Said::Node {
+                alive: false,
+                record: Box::new(rec)
+            }]
+        );
+        let files: Vec<_> = std::fs::read_dir(agent.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files.len(), 1, "one copy, no part left: {files:?}");
     }
 
     #[test]
