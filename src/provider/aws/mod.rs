@@ -1,0 +1,392 @@
+//! The AWS EC2 provider (aws-sdk-ec2).
+//!
+//! The cloud's tags are the truth: every instance and security group is tagged at creation with
+//! its cluster (`daft:cluster`), role, spec hash and a readable `Name`; `query` is one paginated
+//! `DescribeInstances` with a tag filter. Launches are one `RunInstances` per role and batch,
+//! with a `ClientToken`, and the cluster is re-observed before any retry of our own.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use async_trait::async_trait;
+use aws_sdk_ec2::client::Waiters;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::primitives::Blob;
+use aws_sdk_ec2::types::{
+    Filter, Instance, InstanceType, IpPermission, IpRange, ResourceType, Tag, TagSpecification,
+    UserIdGroupPair,
+};
+use aws_sdk_ec2::Client;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use base64::Engine;
+use indicatif::ProgressBar;
+
+use super::{DashboardRoute, LaunchRequest, NodeProvider, Provider};
+use crate::bootstrap::{self, NodeParams, NodeRecord, Said};
+use crate::config::{AwsSetup, Config, HostAddr, ProviderSetup};
+use crate::model::{
+    DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource,
+};
+use crate::paths::daft_home;
+use crate::setup::{self, Bootstrap, NodeSetup, SetupRecord};
+use crate::transport::ssh::{SshTarget, SshTransport};
+use crate::transport::Transport;
+
+pub const TAG_CLUSTER: &str = "daft:cluster";
+pub const TAG_ROLE: &str = "daft:role";
+pub const TAG_SPEC: &str = "daft:spec-hash";
+pub const TAG_SETUP: &str = "daft:setup-hash";
+pub const TAG_HEAD: &str = "daft:head";
+pub const TAG_IMAGE: &str = "daft:image";
+mod api;
+mod nodes;
+mod security_group;
+mod user_data;
+
+use api::*;
+pub use api::{all_regions, architecture, client, configured_region, http_client, list_region};
+pub use nodes::client_token;
+pub use user_data::{node_params, render_user_data, user_data_script};
+
+/// Instances per `RunInstances` call.
+pub const BATCH: u32 = 100;
+/// The security group's rule between its own members (Ray's ports, only inside the cluster).
+const INTRA_GROUP: &str = "all traffic from the group itself";
+
+pub struct AwsProvider {
+    cfg: Config,
+    /// `[setup.aws]` with the top-level region, instance type and image.
+    aws: AwsSetup,
+    client: Client,
+    key: Option<PathBuf>,
+    /// Who may reach SSH: the config's CIDRs, else this machine's public address /32, looked up
+    /// over HTTPS the first time a plan needs it (not by `submit` or `dashboard`); the error says
+    /// how to set them when the lookup failed.
+    ssh_cidrs: tokio::sync::OnceCell<Result<Vec<String>, String>>,
+}
+
+impl AwsProvider {
+    pub async fn new(cfg: Config, aws: AwsSetup, key: Option<PathBuf>) -> anyhow::Result<Self> {
+        let client = client(&aws.region).await?;
+        let key = key.or_else(|| cfg.setup.ssh_private_key.clone());
+        Ok(AwsProvider {
+            cfg,
+            aws,
+            client,
+            key,
+            ssh_cidrs: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.cfg.setup.name
+    }
+
+    fn sg_name(&self) -> String {
+        format!("daft-{}", self.name())
+    }
+
+    fn image_spec(&self) -> String {
+        self.aws
+            .image_id
+            .clone()
+            .unwrap_or_else(|| format!("auto:al2023-{}", architecture(&self.aws.instance_type)))
+    }
+
+    fn spec(&self, role: Role) -> NodeSpec {
+        NodeSpec::new(
+            role,
+            [
+                ("instance_type", self.aws.instance_type.clone()),
+                ("image_id", self.image_spec()),
+                ("ssh_user", self.cfg.setup.ssh_user.clone()),
+            ],
+        )
+    }
+
+    fn tags(&self, role: Role, extra: &[(&str, String)]) -> Vec<Tag> {
+        let mut t = vec![
+            Tag::builder().key(TAG_CLUSTER).value(self.name()).build(),
+            Tag::builder().key(TAG_ROLE).value(role.as_str()).build(),
+            Tag::builder()
+                .key("Name")
+                .value(format!("daft-{}-{}", self.name(), role.as_str()))
+                .build(),
+        ];
+        for (k, v) in extra {
+            t.push(Tag::builder().key(*k).value(v).build());
+        }
+        t
+    }
+
+    /// The image to launch: `image_id`, else the newest Amazon Linux 2023 for the architecture.
+    async fn resolve_image(&self) -> anyhow::Result<String> {
+        if let Some(id) = &self.aws.image_id {
+            return Ok(id.clone());
+        }
+        let arch = architecture(&self.aws.instance_type);
+        let out = self
+            .client
+            .describe_images()
+            .owners("amazon")
+            .filters(filter("name", &[&format!("al2023-ami-2023.*-{arch}")]))
+            .filters(filter("architecture", &[arch]))
+            .filters(filter("state", &["available"]))
+            .send()
+            .await
+            .map_err(|e| aws_err("DescribeImages", e))?;
+        let mut images: Vec<_> = out
+            .images()
+            .iter()
+            .filter(|i| !i.name().unwrap_or("").contains("minimal"))
+            .collect();
+        images.sort_by_key(|i| i.creation_date().unwrap_or("").to_string());
+        let img = images.last().and_then(|i| i.image_id()).ok_or_else(|| {
+            anyhow!(
+                "no Amazon Linux 2023 {arch} image found in {}; set image_id in the config",
+                self.aws.region
+            )
+        })?;
+        tracing::debug!(image = img, arch, "resolved image");
+        Ok(img.to_string())
+    }
+
+    /// The key pair to launch with: `[setup.aws] key_name` if it exists, else the public half of
+    /// the private key imported under a name derived from its fingerprint.
+    async fn key_pair(&self) -> anyhow::Result<String> {
+        if let Some(name) = &self.aws.key_name {
+            self.client
+                .describe_key_pairs()
+                .key_names(name)
+                .send()
+                .await
+                .map_err(|e| aws_err(&format!("DescribeKeyPairs ({name})"), e))?;
+            return Ok(name.clone());
+        }
+        let path = self.key.as_ref().ok_or_else(|| {
+            crate::error::usage("the AWS provider needs an SSH key: pass -i KEY, set ssh_private_key, or name an EC2 key pair in [setup.aws] key_name")
+        })?;
+        if let Err(p) = crate::keys::check_private_key_file(path) {
+            return Err(crate::error::usage(format!("{}; {}", p.title, p.help)));
+        }
+        let text = std::fs::read_to_string(path)?;
+        let key = russh::keys::decode_secret_key(&text, None)
+            .map_err(|e| anyhow!("cannot read {} to import its public half: {e} (an encrypted key needs [setup.aws] key_name)", path.display()))?;
+        let public = key
+            .public_key()
+            .to_openssh()
+            .context("cannot encode the public key")?;
+        let fp = key
+            .public_key()
+            .fingerprint(russh::keys::HashAlg::Sha256)
+            .to_string();
+        let digest = crate::model::short_hash([fp.as_str()]);
+        let name = format!("daft-{digest}");
+        let found = self
+            .client
+            .describe_key_pairs()
+            .key_names(&name)
+            .send()
+            .await;
+        match found {
+            Ok(_) => Ok(name),
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|s| s.code())
+                    .is_some_and(|c| c.starts_with("InvalidKeyPair")) =>
+            {
+                self.client
+                    .import_key_pair()
+                    .key_name(&name)
+                    .public_key_material(Blob::new(public.into_bytes()))
+                    .tag_specifications(
+                        TagSpecification::builder()
+                            .resource_type(ResourceType::KeyPair)
+                            .tags(Tag::builder().key("daft:key").value("imported").build())
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| aws_err("ImportKeyPair", e))?;
+                Ok(name)
+            }
+            Err(e) => Err(aws_err("DescribeKeyPairs", e)),
+        }
+    }
+}
+
+/// The client token of one `RunInstances` batch: the same for every retry of that batch and for
+/// another machine that observed the same cluster and plans the same launch (so EC2 launches it
+/// once), different for anything else. At most 64 characters, as EC2 requires.
+// Each argument is one input of the token; a struct for them would only be built here.
+
+#[async_trait]
+impl Provider for AwsProvider {
+    fn context(&self) -> String {
+        format!("aws {}", self.aws.region)
+    }
+
+    async fn query(&self) -> anyhow::Result<Observed> {
+        let (nodes, support) = tokio::try_join!(
+            describe(
+                &self.client,
+                vec![filter(&format!("tag:{TAG_CLUSTER}"), &[self.name()])]
+            ),
+            self.support()
+        )?;
+        Ok(Observed { nodes, support })
+    }
+
+    async fn head_transport(&self, head: &ObservedNode) -> anyhow::Result<Arc<dyn Transport>> {
+        let ip = head
+            .public_ip
+            .as_deref()
+            .ok_or_else(|| anyhow!("the head {} has no public address", head.id))?;
+        self.connect(&head.id, ip, false, None).await
+    }
+
+    fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
+        DashboardRoute::Tunnel {
+            host: "127.0.0.1".into(),
+            port: 8265,
+        }
+    }
+}
+
+#[async_trait]
+impl NodeProvider for AwsProvider {
+    async fn desired(&self) -> DesiredCluster {
+        DesiredCluster {
+            name: self.name().to_string(),
+            head: Some(self.spec(Role::Head)),
+            worker: self.spec(Role::Worker),
+            workers: self.cfg.setup.number_of_workers,
+            setup_hash: bootstrap::setup_hash(&self.cfg),
+            support: vec![SupportResource {
+                kind: "security-group".into(),
+                name: self.sg_name(),
+                id: None,
+                // Without the caller's address the rules cannot be compared: said, not hidden.
+                rules: match self.wanted_rules().await {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        crate::note!(
+                            "daft: warning: the security group's SSH rules are not checked for drift: {e}"
+                        );
+                        None
+                    }
+                },
+            }],
+        }
+    }
+
+    fn self_starting(&self) -> bool {
+        true
+    }
+
+    async fn create_support(&self, r: &SupportResource) -> anyhow::Result<SupportResource> {
+        self.create_group(r).await
+    }
+
+    async fn update_support(&self, r: &SupportResource, pb: &ProgressBar) -> anyhow::Result<()> {
+        self.update_group(r, pb).await
+    }
+
+    async fn run_instances(
+        &self,
+        req: &LaunchRequest<'_>,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<Vec<ObservedNode>> {
+        self.launch(req, pb).await
+    }
+
+    async fn setup_node(
+        &self,
+        node: &ObservedNode,
+        head: &ObservedNode,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<ObservedNode> {
+        self.set_up_node(node, head, pb).await
+    }
+
+    async fn terminate(
+        &self,
+        nodes: &[ObservedNode],
+        _force: bool,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<()> {
+        for chunk in nodes.chunks(1000) {
+            pb.set_message(format!("terminating {} instance(s)", chunk.len()));
+            self.client
+                .terminate_instances()
+                .set_instance_ids(Some(chunk.iter().map(|n| n.id.clone()).collect()))
+                .send()
+                .await
+                .map_err(|e| aws_err("TerminateInstances", e))?;
+        }
+        Ok(())
+    }
+
+    async fn delete_support(&self, r: &SupportResource, pb: &ProgressBar) -> anyhow::Result<()> {
+        self.delete_group(r, pb).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{architecture, client_token};
+    use crate::model::Role;
+
+    #[test]
+    fn client_token_fits_ec2_and_is_the_same_for_the_same_launch() {
+        let name = "n".repeat(63);
+        let seen = vec!["i-2".to_string(), "i-1".to_string()];
+        let t = client_token(&name, "us-west-2", Role::Worker, "abc", &seen, 1, 100, 0);
+        assert!(t.len() <= 64, "{} chars: {t}", t.len());
+        // Same observation (in any order), same batch: the same token, here or elsewhere.
+        let again = ["i-1".to_string(), "i-2".to_string()];
+        assert_eq!(
+            t,
+            client_token(&name, "us-west-2", Role::Worker, "abc", &again, 1, 100, 0)
+        );
+        // Anything else: another token.
+        for other in [
+            client_token(&name, "us-west-2", Role::Worker, "abc", &seen, 2, 100, 0),
+            client_token(
+                &name,
+                "us-west-2",
+                Role::Worker,
+                "abc",
+                &seen[..1],
+                1,
+                100,
+                0,
+            ),
+            client_token(&name, "us-west-2", Role::Head, "abc", &seen, 1, 100, 0),
+            client_token(&name, "us-west-2", Role::Worker, "abd", &seen, 1, 100, 0),
+            client_token(&name, "eu-west-1", Role::Worker, "abc", &seen, 1, 100, 0),
+            client_token(&name, "us-west-2", Role::Worker, "abc", &seen, 1, 100, 1),
+        ] {
+            assert_ne!(t, other);
+        }
+    }
+
+    #[test]
+    fn graviton_is_arm() {
+        assert_eq!(architecture("m7g.medium"), "arm64");
+        assert_eq!(architecture("c7gn.large"), "arm64");
+        assert_eq!(architecture("t4g.micro"), "arm64");
+        assert_eq!(architecture("a1.large"), "arm64");
+        assert_eq!(architecture("m7i.large"), "x86_64");
+        assert_eq!(architecture("t3.large"), "x86_64");
+        assert_eq!(architecture("g5.xlarge"), "x86_64");
+    }
+}

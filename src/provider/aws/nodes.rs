@@ -1,0 +1,408 @@
+//! Launching instances (batches, idempotency tokens, partial capacity), reaching them over
+//! SSH with pinned host keys, and setting them up.
+
+use super::*;
+
+#[allow(clippy::too_many_arguments)]
+pub fn client_token(
+    cluster: &str,
+    region: &str,
+    role: Role,
+    spec_hash: &str,
+    seen: &[String],
+    batch_no: u32,
+    count: u32,
+    salt: u32,
+) -> String {
+    let mut ids: Vec<&str> = seen.iter().map(String::as_str).collect();
+    ids.sort_unstable();
+    let ids = ids.join(",");
+    let h = crate::model::short_hash([
+        cluster,
+        region,
+        role.as_str(),
+        spec_hash,
+        ids.as_str(),
+        batch_no.to_string().as_str(),
+        count.to_string().as_str(),
+        salt.to_string().as_str(),
+    ]);
+    format!("daft-{}-{h}", role.as_str())
+}
+
+impl AwsProvider {
+    pub(super) async fn launch(
+        &self,
+        req: &LaunchRequest<'_>,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<Vec<ObservedNode>> {
+        let (image, key, sg) = tokio::try_join!(
+            self.resolve_image(),
+            self.key_pair(),
+            self.security_group_id()
+        )?;
+        let mut launched = Vec::new();
+        let mut left = req.count;
+        let mut batch_no = 0;
+        while left > 0 {
+            let n = left.min(BATCH);
+            batch_no += 1;
+            pb.set_message(format!(
+                "launching {n} {} instance(s) (batch {batch_no})",
+                req.role.as_str()
+            ));
+            // The batch's host key: made here, handed over in the user data, pinned under each
+            // instance id before anyone connects.
+            let host_key =
+                russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
+                    .map_err(|e| anyhow!("cannot make a host key: {e}"))?;
+            let host_key_text = host_key
+                .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+                .map_err(|e| anyhow!("cannot encode a host key: {e}"))?;
+            let user_data = base64::engine::general_purpose::STANDARD.encode(render_user_data(
+                &self.cfg,
+                req.role,
+                req.head,
+                Some(&host_key_text),
+            ));
+            // The setup hash is tagged only once daft has seen the node set up (setup_node).
+            let mut extra = vec![(TAG_SPEC, req.spec.hash()), (TAG_IMAGE, self.image_spec())];
+            if let Some(h) = req.head {
+                extra.push((TAG_HEAD, h.id.clone()));
+            }
+            let tags = self.tags(req.role, &extra);
+            let mut salt = 0;
+            let before = Instant::now();
+            let sent = loop {
+                let token = client_token(
+                    self.name(),
+                    &self.aws.region,
+                    req.role,
+                    &req.spec.hash(),
+                    req.seen,
+                    batch_no,
+                    n,
+                    salt,
+                );
+                tracing::debug!(target: "daft::aws", %token, "RunInstances client token");
+                let sent = self
+                    .client
+                    .run_instances()
+                    .image_id(&image)
+                    .instance_type(InstanceType::from(self.aws.instance_type.as_str()))
+                    // All or nothing per batch (moto honours only MinCount; EC2 answers a batch it
+                    // cannot fill with InsufficientInstanceCapacity). Batches that did launch are
+                    // kept and the shortfall reported; the next `up` fills the gap.
+                    .min_count(n as i32)
+                    .max_count(n as i32)
+                    .key_name(&key)
+                    .security_group_ids(&sg)
+                    .user_data(user_data.clone())
+                    .client_token(token)
+                    .tag_specifications(
+                        TagSpecification::builder()
+                            .resource_type(ResourceType::Instance)
+                            .set_tags(Some(tags.clone()))
+                            .build(),
+                    )
+                    .tag_specifications(
+                        TagSpecification::builder()
+                            .resource_type(ResourceType::Volume)
+                            .set_tags(Some(tags.clone()))
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                // A token EC2 saw before, for instances that are gone since (the same launch
+                // planned again from the same observation): launch anew under another token.
+                if let Ok(out) = &sent {
+                    let gone = !out.instances().is_empty()
+                        && out.instances().iter().all(|i| {
+                            !NodeState::from_ec2(
+                                i.state()
+                                    .and_then(|s| s.name())
+                                    .map(|n| n.as_str())
+                                    .unwrap_or(""),
+                            )
+                            .is_alive()
+                        });
+                    if gone && salt < 3 {
+                        salt += 1;
+                        continue;
+                    }
+                }
+                break sent;
+            };
+            match sent {
+                Ok(out) => {
+                    let got: Vec<ObservedNode> =
+                        out.instances().iter().filter_map(to_node).collect();
+                    self.pin_host_keys(&got, &host_key)?;
+                    if got.len() < n as usize {
+                        tracing::warn!("asked for {n} instances, EC2 launched {}", got.len());
+                        pb.println(format!("warning: asked for {n} {} instance(s), EC2 launched {} (partial capacity)", req.role.as_str(), got.len()));
+                        launched.extend(got);
+                        break;
+                    }
+                    left -= got.len() as u32;
+                    launched.extend(got);
+                }
+                Err(e) => {
+                    // Before anything is retried, look again: the call may have launched after all.
+                    let err = aws_err("RunInstances", e);
+                    let again = self.query().await?;
+                    let since = before.elapsed().as_secs() + 5;
+                    let now = crate::time::now_secs();
+                    let appeared: Vec<ObservedNode> = again
+                        .nodes
+                        .into_iter()
+                        .filter(|x| {
+                            x.role == req.role
+                                && x.state.is_alive()
+                                && x.created + since >= now
+                                && !launched.iter().any(|l| l.id == x.id)
+                        })
+                        .collect();
+                    if appeared.is_empty() {
+                        if launched.is_empty() {
+                            return Err(err);
+                        }
+                        pb.println(format!("warning: {err}"));
+                        break;
+                    }
+                    self.pin_host_keys(&appeared, &host_key)?;
+                    left = left.saturating_sub(appeared.len() as u32);
+                    launched.extend(appeared);
+                }
+            }
+        }
+        Ok(launched)
+    }
+
+    pub(super) async fn set_up_node(
+        &self,
+        node: &ObservedNode,
+        head: &ObservedNode,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<ObservedNode> {
+        // 1. Running, with a public address (RunInstances answers `pending` without one).
+        let node = self.wait_running(node, pb).await?;
+        let ip = node.public_ip.clone().ok_or_else(|| {
+            anyhow!(
+                "{} is running but has no public address; daft reaches nodes over their public \
+                 address: launch into a subnet that assigns public IPv4 addresses",
+                node.id
+            )
+        })?;
+        // 2. SSH (the instance is still booting), its host key pinned under its id.
+        let t = self.connect(&node.id, &ip, true, Some(pb.clone())).await?;
+        // 3. The user data's bootstrap: its recorded exit status, or Ray alive.
+        let wait = crate::wait::env_secs("DAFT_USER_DATA_WAIT_SECS", Duration::from_secs(900));
+        pb.set_message(format!(
+            "waiting for the user data to install the environment and start Ray on {ip}, up to {}",
+            humantime::format_duration(wait)
+        ));
+        let params = NodeParams {
+            daft_home: t.daft_home(),
+            cluster: self.name().to_string(),
+            node: node.role.as_str().to_string(),
+            ..Default::default()
+        };
+        let exit_file = format!("{}/clusters/{}/bootstrap.exit", t.daft_home(), self.name());
+        let deadline = Instant::now() + wait;
+        loop {
+            let st = bootstrap::run(t.as_ref(), &params, &["status"], bootstrap::QUICK).await?;
+            let alive = bootstrap::said(&st.stdout)
+                .iter()
+                .any(|s| matches!(s, Said::Node { alive: true, .. }));
+            if alive {
+                break;
+            }
+            let exit = t
+                .capture(&format!(
+                    "cat {} 2>/dev/null || true",
+                    crate::shell::dquote(&exit_file)
+                ))
+                .await?;
+            let code = exit.stdout.trim();
+            if code == "0" {
+                // The user data finished; its Ray may have stopped since (a worker whose head
+                // went away): the update below starts it again.
+                break;
+            }
+            if !code.is_empty() {
+                let log = t
+                    .capture("tail -n 25 /var/log/cloud-init-output.log 2>/dev/null || sudo -n tail -n 25 /var/log/cloud-init-output.log 2>/dev/null || true")
+                    .await?;
+                bail!(
+                    "the user data of {} ({ip}) failed with exit status {code}; the end of \
+                     /var/log/cloud-init-output.log there:\n{}\nFix the cause (dependencies, \
+                     python_version, ray_version), then replace the node: `daft down` and \
+                     `daft up`",
+                    node.id,
+                    bootstrap::indent(log.stdout.trim_end())
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} ({ip}) did not start Ray within {}; see /var/log/cloud-init-output.log on it",
+                    node.id,
+                    humantime::format_duration(wait)
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        // 4. Updates in place, and workers that must join another head: run the bootstrap
+        //    again with the current settings (it restarts Ray only when they changed); then
+        //    the head's setup commands, then the record (the node's tags).
+        let want_setup = bootstrap::setup_hash(&self.cfg);
+        let setup_changed =
+            node.setup_hash.is_some() && node.setup_hash.as_deref() != Some(want_setup.as_str());
+        let rejoin = node.role == Role::Worker && node.joined_head.as_deref() != Some(&head.id);
+        let bootstrap = if setup_changed || rejoin {
+            Bootstrap::Run {
+                params: Box::new(node_params(&self.cfg, node.role, Some(head))),
+                doing: if rejoin {
+                    format!("joining the head {}", head.id)
+                } else {
+                    "updating the environment".to_string()
+                },
+            }
+        } else {
+            Bootstrap::Done
+        };
+        setup::set_up(
+            &self.cfg,
+            NodeSetup {
+                node: &node,
+                head,
+                hash: &want_setup,
+                bootstrap,
+            },
+            || async { Ok(t.clone()) },
+            self,
+            pb,
+        )
+        .await
+    }
+
+    /// SSH to an instance at `ip`, its host key checked under the instance id (addresses are
+    /// recycled by EC2, instance ids are not).
+    pub(super) async fn connect(
+        &self,
+        instance: &str,
+        ip: &str,
+        booting: bool,
+        progress: Option<ProgressBar>,
+    ) -> anyhow::Result<Arc<dyn Transport>> {
+        let mut target = SshTarget::new(
+            HostAddr {
+                host: ip.to_string(),
+                port: 22,
+            },
+            &self.cfg.setup.ssh_user,
+            self.key.clone(),
+            &daft_home(),
+        );
+        if booting {
+            target = target.booting(progress);
+        }
+        target.host_key_alias = Some(instance.to_string());
+        Ok(Arc::new(SshTransport::connect(target).await?))
+    }
+
+    /// Record `key`'s public half as the host key of each instance (daft's known_hosts).
+    pub(super) fn pin_host_keys(
+        &self,
+        nodes: &[ObservedNode],
+        key: &russh::keys::PrivateKey,
+    ) -> anyhow::Result<()> {
+        let file = daft_home().join("known_hosts");
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        for n in nodes {
+            russh::keys::known_hosts::learn_known_hosts_path(&n.id, 22, key.public_key(), &file)
+                .map_err(|e| {
+                    anyhow!(
+                        "cannot record the host key of {} in {}: {e}",
+                        n.id,
+                        file.display()
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Describe the instance until it runs with a public address (RunInstances answers
+    /// `pending`, without one), saying so, up to `DAFT_INSTANCE_WAIT_SECS` (5 minutes).
+    pub(super) async fn wait_running(
+        &self,
+        node: &ObservedNode,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<ObservedNode> {
+        let limit = crate::wait::env_secs("DAFT_INSTANCE_WAIT_SECS", Duration::from_secs(300));
+        let start = Instant::now();
+        let mut n = node.clone();
+        loop {
+            if n.state == NodeState::Running && n.public_ip.is_some() {
+                return Ok(n);
+            }
+            if !n.state.is_alive() || matches!(n.state, NodeState::Stopping | NodeState::Stopped) {
+                bail!(
+                    "{} is {} instead of running; run `daft up` again to replace it",
+                    n.id,
+                    n.state.title().to_lowercase()
+                );
+            }
+            if n.state == NodeState::Running {
+                // Running without a public address: the subnet assigns none.
+                return Ok(n);
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "{} was still {} after {}; check the EC2 console, then run `daft up` again",
+                    n.id,
+                    n.state.title().to_lowercase(),
+                    humantime::format_duration(limit)
+                );
+            }
+            pb.set_message(format!(
+                "waiting for {} to be running with a public address ({}), up to {}",
+                n.id,
+                n.state.title().to_lowercase(),
+                humantime::format_duration(limit)
+            ));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            n = describe(&self.client, vec![filter("instance-id", &[n.id.as_str()])])
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("{} vanished while daft waited for it", node.id))?;
+        }
+    }
+}
+
+/// An EC2 node's set-up is recorded in its tags: the setup hash, and a worker's head.
+#[async_trait]
+impl SetupRecord for AwsProvider {
+    async fn record(
+        &self,
+        node: &ObservedNode,
+        head: &ObservedNode,
+        hash: &str,
+    ) -> anyhow::Result<()> {
+        let mut tags = vec![Tag::builder().key(TAG_SETUP).value(hash).build()];
+        if node.role == Role::Worker {
+            tags.push(Tag::builder().key(TAG_HEAD).value(&head.id).build());
+        }
+        self.client
+            .create_tags()
+            .resources(&node.id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| aws_err("CreateTags", e))?;
+        Ok(())
+    }
+}
