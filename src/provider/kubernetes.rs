@@ -694,6 +694,9 @@ impl DeclarativeProvider for KubernetesProvider {
         .await?
         .and_then(|o| o.metadata.annotations?.get(SETUP_ANNOTATION).cloned());
         if recorded != Some(format!("{hash}@{head_uid}")) {
+            // The head pod is made ready for jobs (its layout) whether or not setup commands
+            // run on it.
+            let t = self.head_transport(&head_node).await?;
             let record = HeadAnnotation {
                 provider: self,
                 head_uid,
@@ -706,7 +709,7 @@ impl DeclarativeProvider for KubernetesProvider {
                     hash: &hash,
                     bootstrap: crate::setup::Bootstrap::Done,
                 },
-                || self.head_transport(&head_node),
+                || async { Ok(t) },
                 &record,
                 pb,
             )
