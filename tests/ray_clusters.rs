@@ -1521,7 +1521,8 @@ fn ssh_host_without_python3_is_named_with_the_step() {
     std::fs::create_dir_all(&bin).unwrap();
     for tool in [
         "sh", "bash", "mkdir", "rm", "ln", "cat", "printf", "tr", "grep", "kill", "sleep",
-        "setsid", "touch", "flock", "tail", "echo", "dirname", "id", "mktemp", "chmod", "awk",
+        "setsid", "touch", "flock", "tail", "echo", "dirname", "id", "mv", "mktemp", "chmod",
+        "awk",
     ] {
         if let Ok(p) = which(tool) {
             std::os::unix::fs::symlink(p, bin.join(tool)).unwrap();

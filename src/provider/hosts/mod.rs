@@ -1,6 +1,8 @@
-//! Providers over machines that already exist: this machine (`local`) and a list of SSH hosts
-//! (`ssh`). Both run the same bootstrap script through a transport; state is observed from the
-//! nodes themselves (pid files and the node records the script keeps), never remembered here.
+//! Providers over machines that already exist: this machine (`local.rs`) and a list of SSH
+//! hosts (`ssh.rs`). What they share is here: the bootstrap over a transport, one connection
+//! per host, status, set-up and stopping; what differs (where nodes are, how a host is reached,
+//! a node's ports) is each one's [`Machines`]. State is observed from the nodes themselves (pid
+//! files and the node records the script keeps), never remembered here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -14,112 +16,116 @@ use tokio::sync::Mutex;
 
 use super::{DashboardRoute, LaunchRequest, NodeProvider, Provider};
 use crate::bootstrap::{self, NodeParams, NodeRecord, Said};
-use crate::config::{Config, HostAddr, LocalSetup, SshHosts};
+use crate::config::{Config, LocalSetup, SshHosts};
 use crate::model::{short_hash, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
 use crate::paths::daft_home;
 use crate::setup::{self, Bootstrap, NodeSetup, SetupRecord};
 use crate::time::now_secs;
-use crate::transport::local::LocalTransport;
-use crate::transport::ssh::{SshError, SshTarget, SshTransport};
+use crate::transport::ssh::SshError;
 use crate::transport::Transport;
 
-/// Which of the two, with its own section of the config.
-#[derive(Debug, Clone, PartialEq)]
-enum Mode {
-    Local(LocalSetup),
-    Ssh(SshHosts),
+mod local;
+mod ssh;
+
+pub use local::list_local;
+pub use local::ThisMachine;
+pub use ssh::SshHostList;
+
+/// What differs between this machine and a list of SSH hosts.
+#[async_trait]
+pub trait Machines: Send + Sync + 'static {
+    /// Which back-end and where, for plan headers.
+    fn context(&self) -> String;
+    /// The host a node is on (its connection's key).
+    fn host_of<'a>(&self, node_id: &'a str) -> &'a str;
+    /// Open a connection to a host.
+    async fn connect(&self, host: &str) -> anyhow::Result<Arc<dyn Transport>>;
+    /// A node's spec (what a change of restarts it).
+    fn spec(&self, role: Role) -> NodeSpec;
+    /// The head's Ray address, as workers join it.
+    fn head_address(&self, head: &ObservedNode) -> String;
+    /// The hosts to ask, the head's first.
+    fn hosts(&self) -> Vec<String>;
+    /// Nodes are on hosts of their own: one node per host (records of co-located hosts are
+    /// skipped), the head keeps the member list, a worker gets the Ray token from the head.
+    fn separate_hosts(&self) -> bool;
+    /// The role the config gives a host (for one that cannot be asked).
+    fn role_of(&self, host: &str) -> Role;
+    fn dashboard_route(&self) -> DashboardRoute;
+    /// Workers the config asks for.
+    fn workers(&self, cfg: &Config) -> u32;
+    /// Node ids (with their addresses) for `count` new nodes of `role`, not in `taken`.
+    fn place(&self, role: Role, count: u32, taken: &[String]) -> Vec<(String, Option<String>)>;
+    /// A node's own bootstrap settings (address, ports), and the ports to record.
+    fn node_settings(
+        &self,
+        node: &ObservedNode,
+        p: &mut NodeParams,
+        ports: &mut BTreeMap<String, u16>,
+    ) -> anyhow::Result<()>;
 }
 
 /// A host's connection, made once.
 type OnceTransport = tokio::sync::OnceCell<Arc<dyn Transport>>;
 
-pub struct HostsProvider {
+pub struct HostsProvider<M: Machines> {
     cfg: Config,
-    mode: Mode,
-    key: Option<PathBuf>,
-    local_home: PathBuf,
+    machines: M,
     /// One connection per host, made once even when several tasks ask at the same time.
     conns: Mutex<HashMap<String, Arc<OnceTransport>>>,
 }
 
-impl HostsProvider {
+impl HostsProvider<ThisMachine> {
     pub fn local(cfg: Config, local: LocalSetup) -> Self {
         HostsProvider {
             cfg,
-            mode: Mode::Local(local),
-            key: None,
-            local_home: daft_home(),
+            machines: ThisMachine {
+                local,
+                home: daft_home(),
+            },
             conns: Mutex::new(HashMap::new()),
         }
     }
+}
 
+impl HostsProvider<SshHostList> {
     pub fn ssh(cfg: Config, hosts: SshHosts, key: Option<PathBuf>) -> Self {
         let key = key.or_else(|| cfg.setup.ssh_private_key.clone());
+        let user = cfg.setup.ssh_user.clone();
         HostsProvider {
             cfg,
-            mode: Mode::Ssh(hosts),
-            key,
-            local_home: daft_home(),
+            machines: SshHostList {
+                hosts,
+                user,
+                key,
+                home: daft_home(),
+            },
             conns: Mutex::new(HashMap::new()),
         }
     }
+}
 
+impl<M: Machines> HostsProvider<M> {
     fn name(&self) -> &str {
         &self.cfg.setup.name
     }
 
-    /// The head and worker hosts (none for this machine).
-    fn hosts(&self) -> (Option<&HostAddr>, &[HostAddr]) {
-        match &self.mode {
-            Mode::Ssh(h) => (Some(&h.head), &h.workers),
-            Mode::Local(_) => (None, &[]),
-        }
-    }
-
-    /// The transport for a node id (local: this machine; ssh: the node's host).
+    /// The transport for a node id (the connection to its host).
     async fn transport(&self, node_id: &str) -> anyhow::Result<Arc<dyn Transport>> {
-        let key = match self.mode {
-            Mode::Local(_) => "local".to_string(),
-            Mode::Ssh(_) => node_id.to_string(),
-        };
+        let host = self.machines.host_of(node_id).to_string();
         // The host's cell, taken under the lock; the connection made outside it (other hosts
         // connect meanwhile), once: a second task for the same host waits for the first's.
-        let cell = self.conns.lock().await.entry(key).or_default().clone();
+        let cell = self
+            .conns
+            .lock()
+            .await
+            .entry(host.clone())
+            .or_default()
+            .clone();
         let t = cell
-            .get_or_try_init(|| async {
-                let t: Arc<dyn Transport> = match self.mode {
-                    Mode::Local(_) => Arc::new(LocalTransport::new(self.local_home.clone())),
-                    Mode::Ssh(_) => {
-                        let addr = crate::config::parse_host(node_id)
-                            .map_err(|e| anyhow!("bad host {node_id}: {e}"))?;
-                        let target = SshTarget::new(
-                            addr,
-                            &self.cfg.setup.ssh_user,
-                            self.key.clone(),
-                            &self.local_home,
-                        );
-                        Arc::new(SshTransport::connect(target).await?)
-                    }
-                };
-                anyhow::Ok(t)
-            })
+            .get_or_try_init(|| self.machines.connect(&host))
             .await?;
         Ok(t.clone())
-    }
-
-    fn spec(&self, role: Role) -> NodeSpec {
-        match &self.mode {
-            // The ports a node's Ray runs with: a change restarts the cluster on the new ones.
-            Mode::Local(l) => NodeSpec::new(
-                role,
-                [
-                    ("address", l.address.to_string()),
-                    ("ray_port", l.ray_port.to_string()),
-                    ("dashboard_port", l.dashboard_port.to_string()),
-                ],
-            ),
-            Mode::Ssh(_) => NodeSpec::new(role, [("ssh_user", self.cfg.setup.ssh_user.clone())]),
-        }
     }
 
     /// The directory name of a node on its host.
@@ -134,16 +140,6 @@ impl HostsProvider {
                 }
             })
             .collect()
-    }
-
-    fn head_address(&self, head: &ObservedNode) -> String {
-        match &self.mode {
-            Mode::Local(l) => format!("{}:{}", l.address, l.ray_port),
-            Mode::Ssh(_) => {
-                let ip = head.private_ip.clone().unwrap_or_else(|| head.id.clone());
-                format!("{ip}:6379")
-            }
-        }
     }
 
     fn base_params(&self, t: &dyn Transport, node_id: &str) -> NodeParams {
@@ -188,10 +184,7 @@ impl HostsProvider {
 
     /// A host that could not be asked, as an unreachable node (of the role the config gives it).
     fn unreachable_node(&self, host: &str, err: &anyhow::Error) -> ObservedNode {
-        let role = match self.hosts().0 {
-            Some(head) if head.to_string() != host => Role::Worker,
-            _ => Role::Head,
-        };
+        let role = self.machines.role_of(host);
         let reason = err
             .chain()
             .find_map(|c| c.downcast_ref::<SshError>())
@@ -233,12 +226,13 @@ impl HostsProvider {
             match r {
                 // A host runs one node of a cluster; records of co-located hosts are skipped.
                 Ok((ns, ms)) => {
-                    nodes.extend(ns.into_iter().filter(|n| n.id == h));
+                    let one = self.machines.separate_hosts();
+                    nodes.extend(ns.into_iter().filter(|n| !one || n.id == h));
                     members.extend(ms);
                 }
                 // A host that cannot be reached is one node we cannot ask, not a failure of
                 // the whole cluster: the plan shows it, the others stay manageable.
-                Err(e) if matches!(self.mode, Mode::Ssh(_)) && is_unreachable(&e) => {
+                Err(e) if is_unreachable(&e) => {
                     tracing::warn!("host {h} is unreachable: {e:#}");
                     nodes.push(self.unreachable_node(&h, &e));
                 }
@@ -248,54 +242,28 @@ impl HostsProvider {
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         Ok((nodes, members))
     }
-
-    fn free_port(address: std::net::IpAddr) -> anyhow::Result<u16> {
-        let l = std::net::TcpListener::bind((address, 0))
-            .or_else(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
-            .context("cannot find a free port")?;
-        Ok(l.local_addr()?.port())
-    }
 }
 
 #[async_trait]
-impl Provider for HostsProvider {
+impl<M: Machines> Provider for HostsProvider<M> {
     fn context(&self) -> String {
-        match &self.mode {
-            Mode::Local(l) => format!("local, {}", l.address),
-            Mode::Ssh(h) => {
-                let w = &h.workers;
-                format!(
-                    "ssh, {} host{}",
-                    w.len() + 1,
-                    if w.is_empty() { "" } else { "s" }
-                )
-            }
-        }
+        self.machines.context()
     }
 
     async fn query(&self) -> anyhow::Result<Observed> {
-        let nodes = match &self.mode {
-            Mode::Local(_) => self.status("local").await?.0,
-            Mode::Ssh(h) => {
-                // Every configured host at once; the head's answer also lists the hosts that
-                // were members before (removed from the config since), asked in a second round.
-                let hosts: Vec<String> = std::iter::once(&h.head)
-                    .chain(h.workers.iter())
-                    .map(|h| h.to_string())
-                    .collect();
-                let (mut nodes, members) = self.observe_hosts(&hosts).await?;
-                let mut former: Vec<String> = Vec::new();
-                for m in members {
-                    if !hosts.contains(&m) && !former.contains(&m) {
-                        former.push(m);
-                    }
-                }
-                if !former.is_empty() {
-                    nodes.extend(self.observe_hosts(&former).await?.0);
-                }
-                nodes
+        // Every configured host at once; the head's answer also lists the hosts that were
+        // members before (removed from the config since), asked in a second round.
+        let hosts = self.machines.hosts();
+        let (mut nodes, members) = self.observe_hosts(&hosts).await?;
+        let mut former: Vec<String> = Vec::new();
+        for m in members {
+            if !hosts.contains(&m) && !former.contains(&m) {
+                former.push(m);
             }
-        };
+        }
+        if !former.is_empty() {
+            nodes.extend(self.observe_hosts(&former).await?.0);
+        }
         Ok(Observed {
             nodes,
             support: vec![],
@@ -307,34 +275,19 @@ impl Provider for HostsProvider {
         self.transport(&head.id).await
     }
 
-    fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute {
-        match &self.mode {
-            Mode::Local(l) => DashboardRoute::Direct {
-                url: format!("http://{}:{}", l.address, l.dashboard_port),
-            },
-            Mode::Ssh(_) => {
-                let _ = head;
-                DashboardRoute::Tunnel {
-                    host: "127.0.0.1".into(),
-                    port: 8265,
-                }
-            }
-        }
+    fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
+        self.machines.dashboard_route()
     }
 }
 
 #[async_trait]
-impl NodeProvider for HostsProvider {
+impl<M: Machines> NodeProvider for HostsProvider<M> {
     async fn desired(&self) -> DesiredCluster {
-        let workers = match &self.mode {
-            Mode::Local(_) => self.cfg.setup.number_of_workers,
-            // The hosts are the cluster: every listed worker host runs a worker.
-            Mode::Ssh(h) => h.workers.len() as u32,
-        };
+        let workers = self.machines.workers(&self.cfg);
         DesiredCluster {
             name: self.name().to_string(),
-            head: Some(self.spec(Role::Head)),
-            worker: self.spec(Role::Worker),
+            head: Some(self.machines.spec(Role::Head)),
+            worker: self.machines.spec(Role::Worker),
             workers,
             setup_hash: bootstrap::setup_hash(&self.cfg),
             support: vec![],
@@ -351,51 +304,23 @@ impl NodeProvider for HostsProvider {
         _pb: &ProgressBar,
     ) -> anyhow::Result<Vec<ObservedNode>> {
         // Nothing to launch: pick node ids (local) or hosts (ssh) that carry no node that stays.
-        let taken = req.taken;
-        let mut ids = Vec::new();
-        match (&self.mode, req.role) {
-            (Mode::Local(_), Role::Head) => ids.push("head".to_string()),
-            (Mode::Local(_), Role::Worker) => {
-                let mut k = 1;
-                while ids.len() < req.count as usize {
-                    let id = format!("worker-{k}");
-                    if !taken.contains(&id) {
-                        ids.push(id);
-                    }
-                    k += 1;
-                }
-            }
-            (Mode::Ssh(h), Role::Head) => ids.push(h.head.to_string()),
-            (Mode::Ssh(h), Role::Worker) => {
-                for h in &h.workers {
-                    let id = h.to_string();
-                    if ids.len() < req.count as usize && !taken.contains(&id) {
-                        ids.push(id);
-                    }
-                }
-            }
-        }
-        Ok(ids
+        Ok(self
+            .machines
+            .place(req.role, req.count, req.taken)
             .into_iter()
-            .map(|id| {
-                let ip = match &self.mode {
-                    Mode::Local(l) => Some(l.address.to_string()),
-                    Mode::Ssh(_) => crate::config::parse_host(&id).ok().map(|h| h.host),
-                };
-                ObservedNode {
-                    id,
-                    cluster: self.name().to_string(),
-                    role: req.role,
-                    state: NodeState::Pending,
-                    spec_hash: req.spec.hash(),
-                    launch: req.spec.launch.clone(),
-                    setup_hash: None,
-                    joined_head: req.head.map(|h| h.id.clone()),
-                    public_ip: ip.clone(),
-                    private_ip: ip,
-                    created: now_secs(),
-                    detail: BTreeMap::new(),
-                }
+            .map(|(id, ip)| ObservedNode {
+                id,
+                cluster: self.name().to_string(),
+                role: req.role,
+                state: NodeState::Pending,
+                spec_hash: req.spec.hash(),
+                launch: req.spec.launch.clone(),
+                setup_hash: None,
+                joined_head: req.head.map(|h| h.id.clone()),
+                public_ip: ip.clone(),
+                private_ip: ip,
+                created: now_secs(),
+                detail: BTreeMap::new(),
             })
             .collect())
     }
@@ -410,43 +335,11 @@ impl NodeProvider for HostsProvider {
         let mut p = self.base_params(t.as_ref(), &node.id);
         p.role = Some(node.role);
         let mut ports = BTreeMap::new();
-        p.head_address = Some(self.head_address(head));
+        p.head_address = Some(self.machines.head_address(head));
         if node.role == Role::Worker {
             p.head_id = Some(head.id.clone());
         }
-        match &self.mode {
-            Mode::Local(l) => {
-                let free = || Self::free_port(l.address);
-                p.node_ip = Some(l.address.to_string());
-                p.ray_port = l.ray_port;
-                p.dashboard_host = l.address.to_string();
-                p.dashboard_port = l.dashboard_port;
-                let agent = free()?;
-                ports.insert("dashboard_agent".to_string(), agent);
-                p.ray_args = format!("--dashboard-agent-listen-port {agent}");
-                if node.role == Role::Head {
-                    let client = free()?;
-                    p.ray_args
-                        .push_str(&format!(" --ray-client-server-port {client}"));
-                    // Ray's metrics servers (fixed ports otherwise): one local cluster's do
-                    // not stop another's.
-                    let (autoscaler, dashboard) = (free()?, free()?);
-                    p.ray_env = format!(
-                        "AUTOSCALER_METRIC_PORT={autoscaler} DASHBOARD_METRIC_PORT={dashboard}"
-                    );
-                    ports.insert("ray".into(), p.ray_port);
-                    ports.insert("dashboard".into(), p.dashboard_port);
-                }
-            }
-            Mode::Ssh(_) => {
-                let host = crate::config::parse_host(&node.id)
-                    .map(|h| h.host)
-                    .unwrap_or_default();
-                if host.parse::<std::net::IpAddr>().is_ok() {
-                    p.node_ip = Some(host);
-                }
-            }
-        }
+        self.machines.node_settings(node, &mut p, &mut ports)?;
         let setup_hash = bootstrap::setup_hash(&self.cfg);
         // The setup hash is recorded only once setup has succeeded: for a head with
         // setup_commands, after them (a failed one is run again by the next `up`); otherwise
@@ -475,7 +368,7 @@ impl NodeProvider for HostsProvider {
             // The cluster's Ray token: the head keeps it (local workers share its directory).
             bootstrap::ensure_head_token(t.as_ref(), self.name()).await?;
         }
-        if node.role == Role::Worker && matches!(self.mode, Mode::Ssh(_)) {
+        if node.role == Role::Worker && self.machines.separate_hosts() {
             // The cluster's Ray token, from the head (whose set-up gives it one first thing).
             pb.set_message(format!(
                 "waiting for the head's Ray token, up to {}",
@@ -527,7 +420,10 @@ impl NodeProvider for HostsProvider {
     ) -> anyhow::Result<()> {
         pb.set_message("stopping Ray");
         // SSH hosts: the head keeps the member list a stopped worker leaves.
-        let head_id = self.hosts().0.map(|h| h.to_string());
+        let head_id = self
+            .machines
+            .separate_hosts()
+            .then(|| self.machines.hosts()[0].clone());
         let head_id = &head_id;
         let stops: Vec<_> = nodes
             .iter()
@@ -662,33 +558,6 @@ fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
         });
     }
     nodes
-}
-
-/// Every local cluster's nodes (for `daft list`), observed from this machine's node records.
-pub async fn list_local() -> anyhow::Result<Vec<ObservedNode>> {
-    let home = daft_home();
-    let dir = home.join("clusters");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(vec![]);
-    };
-    let t = LocalTransport::new(home);
-    let mut out = Vec::new();
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("nodes").is_dir())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    for name in names {
-        let p = NodeParams {
-            daft_home: t.daft_home(),
-            cluster: name.clone(),
-            ..Default::default()
-        };
-        let c = bootstrap::run(&t, &p, &["status"], bootstrap::QUICK).await?;
-        out.extend(parse_status(&c.stdout, &name));
-    }
-    Ok(out)
 }
 
 /// An error that means the host could not be reached or logged into (as opposed to a failure of

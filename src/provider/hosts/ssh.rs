@@ -1,0 +1,110 @@
+//! A list of SSH hosts (`provider = "ssh"`, `[setup.ssh]`): one Ray node per host, reached over
+//! SSH with pinned host keys; the head keeps the list of hosts that joined it.
+
+use super::*;
+use crate::transport::ssh::{SshTarget, SshTransport};
+
+/// `[setup.ssh]`'s hosts, and how to log into them.
+pub struct SshHostList {
+    pub(super) hosts: SshHosts,
+    pub(super) user: String,
+    pub(super) key: Option<PathBuf>,
+    pub(super) home: PathBuf,
+}
+
+#[async_trait]
+impl Machines for SshHostList {
+    fn context(&self) -> String {
+        let w = &self.hosts.workers;
+        format!(
+            "ssh, {} host{}",
+            w.len() + 1,
+            if w.is_empty() { "" } else { "s" }
+        )
+    }
+
+    fn host_of<'a>(&self, node_id: &'a str) -> &'a str {
+        node_id
+    }
+
+    async fn connect(&self, host: &str) -> anyhow::Result<Arc<dyn Transport>> {
+        let addr = crate::config::parse_host(host).map_err(|e| anyhow!("bad host {host}: {e}"))?;
+        let target = SshTarget::new(addr, &self.user, self.key.clone(), &self.home);
+        Ok(Arc::new(SshTransport::connect(target).await?))
+    }
+
+    fn spec(&self, role: Role) -> NodeSpec {
+        NodeSpec::new(role, [("ssh_user", self.user.clone())])
+    }
+
+    fn head_address(&self, head: &ObservedNode) -> String {
+        let ip = head.private_ip.clone().unwrap_or_else(|| head.id.clone());
+        format!("{ip}:6379")
+    }
+
+    fn hosts(&self) -> Vec<String> {
+        std::iter::once(&self.hosts.head)
+            .chain(self.hosts.workers.iter())
+            .map(|h| h.to_string())
+            .collect()
+    }
+
+    fn separate_hosts(&self) -> bool {
+        true
+    }
+
+    fn role_of(&self, host: &str) -> Role {
+        if self.hosts.head.to_string() == host {
+            Role::Head
+        } else {
+            Role::Worker
+        }
+    }
+
+    fn dashboard_route(&self) -> DashboardRoute {
+        DashboardRoute::Tunnel {
+            host: "127.0.0.1".into(),
+            port: 8265,
+        }
+    }
+
+    fn workers(&self, _cfg: &Config) -> u32 {
+        // The hosts are the cluster: every listed worker host runs a worker.
+        self.hosts.workers.len() as u32
+    }
+
+    fn place(&self, role: Role, count: u32, taken: &[String]) -> Vec<(String, Option<String>)> {
+        let ids: Vec<String> = match role {
+            Role::Head => vec![self.hosts.head.to_string()],
+            Role::Worker => self
+                .hosts
+                .workers
+                .iter()
+                .map(|h| h.to_string())
+                .filter(|id| !taken.contains(id))
+                .take(count as usize)
+                .collect(),
+        };
+        ids.into_iter()
+            .map(|id| {
+                let ip = crate::config::parse_host(&id).ok().map(|h| h.host);
+                (id, ip)
+            })
+            .collect()
+    }
+
+    fn node_settings(
+        &self,
+        node: &ObservedNode,
+        p: &mut NodeParams,
+        _ports: &mut BTreeMap<String, u16>,
+    ) -> anyhow::Result<()> {
+        let host = crate::config::parse_host(&node.id)
+            .map(|h| h.host)
+            .unwrap_or_default();
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            p.node_ip = Some(host);
+        }
+        Ok(())
+    }
+}
