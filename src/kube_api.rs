@@ -203,6 +203,31 @@ pub async fn connect(
 
 /// The resources the API server serves in `group_version` (none when it does not serve the
 /// group at all: its CRDs are not installed).
+/// The names of the `spec` properties of `kind`'s schema in `group_version` (e.g. `ray.io/v1`,
+/// `io.ray.v1.RayCluster`), from the API server's OpenAPI v3 document (public to every signed-in
+/// user). None when it cannot be read (an older server, no such group): the caller assumes the
+/// newest schema.
+pub async fn spec_fields(c: &Connection, group_version: &str, schema: &str) -> Option<Vec<String>> {
+    let path = format!("/openapi/v3/apis/{group_version}");
+    tracing::debug!(target: "daft::kube", server = %c.server, "GET {path}");
+    let req = http::Request::get(&path).body(Vec::new()).ok()?;
+    let text = match tokio::time::timeout(CALL_LIMIT, c.client.request_text(req)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::debug!(target: "daft::kube", "cannot read {path}: {e}");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(target: "daft::kube", "no answer for {path} within {CALL_LIMIT:?}");
+            return None;
+        }
+    };
+    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let props =
+        doc["components"]["schemas"][schema]["properties"]["spec"]["properties"].as_object()?;
+    Some(props.keys().cloned().collect())
+}
+
 pub async fn served_resources(c: &Connection, group_version: &str) -> anyhow::Result<Vec<String>> {
     tracing::debug!(target: "daft::kube", server = %c.server, "GET /apis/{group_version}");
     let what = format!("read the API server's {group_version} resources");

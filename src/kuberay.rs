@@ -45,8 +45,83 @@ pub fn ray_version(cfg: &Config) -> String {
 /// only hold each pod that long (the templates' bootstrap does the same).
 const NO_DRAIN: (&str, &str) = ("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0");
 
-/// The RayCluster for `cfg` in `namespace`.
-pub fn raycluster(cfg: &Config, k: &KubernetesSetup, namespace: &str) -> Value {
+/// Which optional RayCluster fields the cluster's KubeRay knows, read from its CRD's schema
+/// (the API server's OpenAPI document, readable by any signed-in user). The released KubeRay
+/// 1.5 has none of the three; a field the CRD does not declare makes the API server refuse the
+/// whole apply, so daft sends only what the operator understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// `spec.authOptions`: Ray's token authentication, set up by the operator.
+    pub auth_options: bool,
+    /// `spec.networkPolicy`: the operator's NetworkPolicy (else daft applies its own).
+    pub network_policy: bool,
+    /// `spec.upgradeStrategy`: a changed pod template recreates the pods.
+    pub upgrade_strategy: bool,
+}
+
+impl Features {
+    /// Everything (a CRD whose schema could not be read is taken to be current).
+    pub const ALL: Features = Features {
+        auth_options: true,
+        network_policy: true,
+        upgrade_strategy: true,
+    };
+
+    /// From the names of the CRD's `spec` properties.
+    pub fn from_spec_fields(fields: &[String]) -> Features {
+        let has = |f: &str| fields.iter().any(|x| x == f);
+        Features {
+            auth_options: has("authOptions"),
+            network_policy: has("networkPolicy"),
+            upgrade_strategy: has("upgradeStrategy"),
+        }
+    }
+
+    /// What this KubeRay leaves out, in words (empty: nothing).
+    pub fn missing(&self) -> Vec<&'static str> {
+        let mut m = Vec::new();
+        if !self.auth_options {
+            m.push("authOptions (Ray's token authentication)");
+        }
+        if !self.network_policy {
+            m.push("networkPolicy (daft applies a NetworkPolicy of its own instead)");
+        }
+        if !self.upgrade_strategy {
+            m.push("upgradeStrategy (a changed image or resources reaches new pods only)");
+        }
+        m
+    }
+}
+
+/// The NetworkPolicy daft applies where KubeRay has no `networkPolicy`: the cluster's pods take
+/// connections from each other only (what KubeRay's `DenyAllIngress` does). Owned by the
+/// RayCluster (`uid`), so the garbage collector deletes it with the cluster.
+pub fn network_policy(name: &str, namespace: &str, uid: &str) -> Value {
+    let pods = json!({ "matchLabels": { RAY_CLUSTER_LABEL: name } });
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": format!("{name}-daft-ingress"),
+            "namespace": namespace,
+            "labels": { MANAGED_BY: "daft", CLUSTER_LABEL: name },
+            "ownerReferences": [{
+                "apiVersion": "ray.io/v1",
+                "kind": "RayCluster",
+                "name": name,
+                "uid": uid,
+            }],
+        },
+        "spec": {
+            "podSelector": pods,
+            "policyTypes": ["Ingress"],
+            "ingress": [{ "from": [{ "podSelector": pods }] }],
+        },
+    })
+}
+
+/// The RayCluster for `cfg` in `namespace`, with the fields this KubeRay knows.
+pub fn raycluster(cfg: &Config, k: &KubernetesSetup, namespace: &str, features: Features) -> Value {
     let name = &cfg.setup.name;
     let labels = json!({ MANAGED_BY: "daft", CLUSTER_LABEL: name });
     let ray = ray_version(cfg);
@@ -128,7 +203,13 @@ pub fn raycluster(cfg: &Config, k: &KubernetesSetup, namespace: &str) -> Value {
             "template": pod("ray-worker", &k.worker_cpu, &k.worker_memory, k.worker_gpus, json!([])),
         }],
     });
-    if supports_token_auth(&ray) {
+    if !features.network_policy {
+        spec.as_object_mut().map(|s| s.remove("networkPolicy"));
+    }
+    if !features.upgrade_strategy {
+        spec.as_object_mut().map(|s| s.remove("upgradeStrategy"));
+    }
+    if supports_token_auth(&ray) && features.auth_options {
         spec["authOptions"] = json!({ "mode": "token" });
     }
     json!({
@@ -226,8 +307,13 @@ pub fn setup_hash(cfg: &Config) -> String {
 }
 
 /// The RayCluster `cfg` asks for, as the planner sees it.
-pub fn desired(cfg: &Config, k: &KubernetesSetup, namespace: &str) -> DesiredResource {
-    let manifest = raycluster(cfg, k, namespace);
+pub fn desired(
+    cfg: &Config,
+    k: &KubernetesSetup,
+    namespace: &str,
+    features: Features,
+) -> DesiredResource {
+    let manifest = raycluster(cfg, k, namespace, features);
     let mut settings = settings(&manifest);
     settings.insert("setup".into(), setup_hash(cfg));
     DesiredResource {

@@ -78,7 +78,7 @@ fn raycluster_manifests_snapshot_and_validate_against_kuberays_crd() {
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
-        let m = daft::kuberay::raycluster(&cfg, k8s(&cfg), &ns);
+        let m = daft::kuberay::raycluster(&cfg, k8s(&cfg), &ns, daft::kuberay::Features::ALL);
         insta::assert_snapshot!(
             format!("raycluster_{name}"),
             serde_json::to_string_pretty(&m).unwrap()
@@ -94,7 +94,7 @@ fn raycluster_manifests_snapshot_and_validate_against_kuberays_crd() {
 #[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs python3 with jsonschema and PyYAML"]
 fn the_crd_check_refuses_what_the_api_server_would() {
     let cfg = config(SHAPES[0].1);
-    let good = daft::kuberay::raycluster(&cfg, k8s(&cfg), "default");
+    let good = daft::kuberay::raycluster(&cfg, k8s(&cfg), "default", daft::kuberay::Features::ALL);
     // An unknown field, a wrong type, a value outside an enum: each refused.
     let mut unknown = good.clone();
     unknown["spec"]["headGroupSpec"]["replicas"] = serde_json::json!(1);
@@ -120,7 +120,7 @@ fn the_plan_compares_what_it_applies_with_what_it_reads_back() {
     // The settings read from the manifest are those read from the live object: a RayCluster
     // as the API server returns it (with status, managed fields, defaults) compares equal.
     let cfg = config(SHAPES[1].1);
-    let want = daft::kuberay::desired(&cfg, k8s(&cfg), "ml");
+    let want = daft::kuberay::desired(&cfg, k8s(&cfg), "ml", daft::kuberay::Features::ALL);
     let mut live = want.manifest.clone();
     live["metadata"]["uid"] = serde_json::json!("1234");
     live["metadata"]["managedFields"] = serde_json::json!([{"manager": "daft"}]);
@@ -134,7 +134,8 @@ fn the_plan_compares_what_it_applies_with_what_it_reads_back() {
     assert_eq!(want.settings["token authentication"], "token");
     let old = config(SHAPES[2].1);
     assert_eq!(
-        daft::kuberay::desired(&old, k8s(&old), "default").settings["token authentication"],
+        daft::kuberay::desired(&old, k8s(&old), "default", daft::kuberay::Features::ALL).settings
+            ["token authentication"],
         ""
     );
 }

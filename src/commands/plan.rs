@@ -9,7 +9,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let provider = match crate::provider::backend(&cfg, args.key.identity.clone()).await? {
         Backend::Nodes(p) => p,
         Backend::Declarative(p) => {
-            let want = p.desired_resource();
+            let want = p.desired_resource().await;
             let have = p.observe_resource().await?;
             let plan = plan_resource(&cfg.setup.name, Some(&want), &have);
             match args.output {

@@ -93,7 +93,7 @@ async fn up_resource(
     start: Instant,
 ) -> anyhow::Result<()> {
     use crate::planner::{plan_resource, render_resource, ResourceAction};
-    let want = p.desired_resource();
+    let want = p.desired_resource().await;
     let have = p.observe_resource().await?;
     let plan = plan_resource(&cfg.setup.name, Some(&want), &have);
     crate::out!(

@@ -190,7 +190,7 @@ pub trait NodeProvider: Provider {
 #[async_trait]
 pub trait DeclarativeProvider: Provider {
     /// The resource the config asks for.
-    fn desired_resource(&self) -> DesiredResource;
+    async fn desired_resource(&self) -> DesiredResource;
 
     /// The resource as the back-end has it (absent or not), with its pods.
     async fn observe_resource(&self) -> anyhow::Result<ObservedResource>;

@@ -4,6 +4,7 @@
 
 pub mod ec2sim;
 pub mod kube;
+pub mod real_k8s;
 pub mod slurm;
 
 use std::io::Read;

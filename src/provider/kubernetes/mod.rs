@@ -46,6 +46,8 @@ pub struct KubernetesProvider {
     cluster: String,
     /// `[setup.kubernetes]`.
     k: KubernetesSetup,
+    /// What the cluster's KubeRay knows, read once when a plan first needs it.
+    features: tokio::sync::OnceCell<kuberay::Features>,
 }
 
 fn raycluster_resource() -> ApiResource {
@@ -69,7 +71,32 @@ impl KubernetesProvider {
             k,
             conn,
             cluster,
+            features: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The optional RayCluster fields this cluster's KubeRay knows (its CRD's schema); once,
+    /// saying what it lacks.
+    async fn features(&self) -> kuberay::Features {
+        *self
+            .features
+            .get_or_init(|| async {
+                let f = match crate::kube_api::spec_fields(&self.conn, "ray.io/v1", "io.ray.v1.RayCluster").await {
+                    Some(fields) => kuberay::Features::from_spec_fields(&fields),
+                    None => kuberay::Features::ALL,
+                };
+                let missing = f.missing();
+                if !missing.is_empty() {
+                    crate::note!(
+                        "daft: warning: the KubeRay of this cluster has no {} in its RayCluster (KubeRay 1.5 and older); \
+                         daft leaves them out{}",
+                        missing.join(", "),
+                        if f.auth_options { "" } else { ". Ray runs without token authentication here: upgrade the KubeRay operator and its CRDs to a version with authOptions to get it" }
+                    );
+                }
+                f
+            })
+            .await
     }
 
     fn rayclusters(&self) -> Api<DynamicObject> {
@@ -331,8 +358,9 @@ impl Provider for KubernetesProvider {
 
 #[async_trait]
 impl DeclarativeProvider for KubernetesProvider {
-    fn desired_resource(&self) -> DesiredResource {
-        kuberay::desired(&self.cfg, &self.k, &self.conn.namespace)
+    async fn desired_resource(&self) -> DesiredResource {
+        let features = self.features().await;
+        kuberay::desired(&self.cfg, &self.k, &self.conn.namespace, features)
     }
 
     async fn observe_resource(&self) -> anyhow::Result<ObservedResource> {
@@ -402,7 +430,7 @@ impl DeclarativeProvider for KubernetesProvider {
             want.name
         ));
         tracing::debug!(target: "daft::kube", namespace = %self.conn.namespace, name = %want.name, "apply RayCluster (field manager daft)");
-        call(
+        let applied = call(
             "apply the RayCluster",
             self.rayclusters().patch(
                 &want.name,
@@ -411,6 +439,26 @@ impl DeclarativeProvider for KubernetesProvider {
             ),
         )
         .await?;
+        if !self.features().await.network_policy {
+            // The operator makes no NetworkPolicy: daft's own, owned by the RayCluster.
+            let uid = applied.metadata.uid.clone().unwrap_or_default();
+            let policy = kuberay::network_policy(&want.name, &self.conn.namespace, &uid);
+            pb.set_message("applying the cluster's NetworkPolicy (its pods reach each other only)");
+            tracing::debug!(target: "daft::kube", namespace = %self.conn.namespace, name = %want.name, "apply NetworkPolicy (field manager daft)");
+            let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+                Api::namespaced(self.conn.client.clone(), &self.conn.namespace);
+            let typed: k8s_openapi::api::networking::v1::NetworkPolicy =
+                serde_json::from_value(policy)?;
+            call(
+                "apply the cluster's NetworkPolicy",
+                policies.patch(
+                    &format!("{}-daft-ingress", want.name),
+                    &PatchParams::apply("daft").force(),
+                    &Patch::Apply(&typed),
+                ),
+            )
+            .await?;
+        }
         Ok(())
     }
 
