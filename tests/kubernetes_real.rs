@@ -114,13 +114,18 @@ fn real_k8s_up_makes_the_operators_pods_then_noop_scale_list_and_down() {
         "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/demo-daft-ingress",
         None,
     );
-    assert_eq!(np["spec"]["podSelector"]["matchLabels"]["ray.io/cluster"], "demo", "{np}");
     assert_eq!(
-        np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["ray.io/cluster"],
-        "demo",
+        np["spec"]["podSelector"]["matchLabels"]["ray.io/cluster"], "demo",
         "{np}"
     );
-    assert_eq!(np["metadata"]["ownerReferences"][0]["uid"], rc["metadata"]["uid"], "{np}");
+    assert_eq!(
+        np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["ray.io/cluster"], "demo",
+        "{np}"
+    );
+    assert_eq!(
+        np["metadata"]["ownerReferences"][0]["uid"], rc["metadata"]["uid"],
+        "{np}"
+    );
     // The operator's own service for the head.
     let svcs = k.items("/api/v1/namespaces/default/services?labelSelector=ray.io%2Fcluster%3Ddemo");
     assert!(!svcs.is_empty(), "the operator made no service");
@@ -157,8 +162,149 @@ fn real_k8s_up_makes_the_operators_pods_then_noop_scale_list_and_down() {
     let rcs = k.items("/apis/ray.io/v1/namespaces/default/rayclusters");
     assert!(rcs.is_empty(), "{rcs:?}");
     // The garbage collector takes daft's NetworkPolicy with its owner.
-    k.wait("the NetworkPolicy deleted with its RayCluster", Duration::from_secs(60), || {
-        k.items("/apis/networking.k8s.io/v1/namespaces/default/networkpolicies")
-            .is_empty()
+    k.wait(
+        "the NetworkPolicy deleted with its RayCluster",
+        Duration::from_secs(60),
+        || {
+            k.items("/apis/networking.k8s.io/v1/namespaces/default/networkpolicies")
+                .is_empty()
+        },
+    );
+}
+
+/// `daft up` fails with exit 1 within `bound`, its error saying each of `needles`.
+fn assert_up_fails(
+    case: &Case,
+    k: &RealK8s,
+    kubeconfig: &Path,
+    cfg: &str,
+    bound: Duration,
+    needles: &[&str],
+) {
+    let t = Instant::now();
+    let o = case
+        .daft(k)
+        .env("KUBECONFIG", kubeconfig)
+        .args(["up", "-c", cfg, "--yes"])
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for n in needles {
+        assert!(err.contains(n), "expected {n:?} in\n{}", out(&o));
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(took < bound, "took {took:?} (bound {bound:?})");
+}
+
+#[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs the real control plane (Go, tests/k8s/build.sh)"]
+fn real_k8s_unschedulable_pods_and_rbac_refusals_are_clear_errors_and_doctor_asks_the_real_rbac() {
+    let case = Case::new();
+    let k = RealK8s::start(&case.path().join("control-plane"));
+
+    // The real scheduler finds no node with this label: said in its words once ready_timeout
+    // has passed.
+    case.write(
+        "nowhere.toml",
+        &(config("nowhere", 0).replace("ready_timeout = \"120s\"", "ready_timeout = \"5s\"")
+            + "node_selector = { \"disk\" = \"nvme\" }\n"),
+    );
+    assert_up_fails(
+        &case,
+        &k,
+        &k.kubeconfig,
+        "nowhere.toml",
+        Duration::from_secs(60),
+        &[
+            "was not ready within 5s",
+            "Unschedulable",
+            "didn't match Pod's node affinity/selector",
+        ],
+    );
+    // (down waits up to ready_timeout for the garbage collector to take the pods: give it time.)
+    case.write("nowhere.toml", &config("nowhere", 0));
+    let o = case.run(&k, &["down", "-c", "nowhere.toml", "--yes"]);
+    assert!(o.status.success(), "{}", out(&o));
+
+    // A user with no role at all: the real RBAC's 403, with what to ask for.
+    case.write("rbac.toml", &config("rbac", 0));
+    assert_up_fails(
+        &case,
+        &k,
+        &k.narrow_kubeconfig,
+        "rbac.toml",
+        Duration::from_secs(30),
+        &["cannot get resource \"rayclusters\"", "daft-narrow", "RBAC"],
+    );
+    // Given a Role that reads but does not write RayClusters: the apply is what is refused.
+    let role = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "read-only", "namespace": "default"},
+        "rules": [
+            {"apiGroups": ["ray.io"], "resources": ["rayclusters"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
+        ],
     });
+    k.api(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles",
+        Some(&role),
+    );
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "read-only", "namespace": "default"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-only"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "daft-narrow"}],
+    });
+    k.api(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+        Some(&binding),
+    );
+    assert_up_fails(
+        &case,
+        &k,
+        &k.narrow_kubeconfig,
+        "rbac.toml",
+        Duration::from_secs(30),
+        &[
+            "not allowed to apply the RayCluster",
+            "cannot patch resource \"rayclusters\"",
+        ],
+    );
+
+    // doctor asks the real RBAC (SelfSubjectAccessReview): allowed for the admin, refused for
+    // the read-only user, each said.
+    let doctor = |kc: &Path| -> serde_json::Value {
+        let o = case
+            .daft(&k)
+            .env("KUBECONFIG", kc)
+            .args(["doctor", "-c", "rbac.toml", "-o", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o)))
+    };
+    let permission = |checks: &serde_json::Value, what: &str| -> bool {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["check"] == "permission" && c["detail"].as_str().unwrap_or("").contains(what)
+            })
+            .unwrap_or_else(|| panic!("no permission check for {what:?} in {checks:#}"))["ok"]
+            .as_bool()
+            .unwrap()
+    };
+    let admin = doctor(&k.kubeconfig);
+    assert!(permission(&admin, "patch rayclusters.ray.io"), "{admin:#}");
+    assert!(permission(&admin, "create pods/exec"), "{admin:#}");
+    let narrow = doctor(&k.narrow_kubeconfig);
+    assert!(
+        !permission(&narrow, "patch rayclusters.ray.io"),
+        "{narrow:#}"
+    );
+    assert!(!permission(&narrow, "create pods/exec"), "{narrow:#}");
 }
