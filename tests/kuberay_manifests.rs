@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 use daft::config::Config;
 
 fn config(text: &str) -> Config {
@@ -138,4 +140,60 @@ fn the_plan_compares_what_it_applies_with_what_it_reads_back() {
             ["token authentication"],
         ""
     );
+}
+
+#[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs the real control plane (Go, tests/k8s/build.sh)"]
+fn real_k8s_every_raycluster_shape_is_accepted_by_the_api_server_with_kuberays_own_crd() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = common::real_k8s::RealK8s::start(&dir.path().join("control-plane"));
+    // What the installed KubeRay's CRD declares, as daft reads it.
+    let crd = k.api(
+        "GET",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/rayclusters.ray.io",
+        None,
+    );
+    let v1 = crd["spec"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "v1")
+        .unwrap();
+    let fields: Vec<String> = v1["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let features = daft::kuberay::Features::from_spec_fields(&fields);
+    for (name, text) in SHAPES {
+        let cfg = config(text);
+        let mut m = daft::kuberay::raycluster(&cfg, k8s(&cfg), "default", features);
+        m["metadata"]["namespace"] = "default".into();
+        let rc = m["metadata"]["name"].as_str().unwrap().to_string();
+        let (ok, answer) = k.dry_run_apply(
+            &format!("/apis/ray.io/v1/namespaces/default/rayclusters/{rc}"),
+            &m,
+        );
+        assert!(ok, "{name}: the API server refused it: {answer:#}");
+        // The same shape with every field of KubeRay's newest CRD is refused by this one, in the
+        // API server's words: why daft reads the CRD first.
+        if features != daft::kuberay::Features::ALL {
+            let all =
+                daft::kuberay::raycluster(&cfg, k8s(&cfg), "default", daft::kuberay::Features::ALL);
+            let (ok, answer) = k.dry_run_apply(
+                &format!("/apis/ray.io/v1/namespaces/default/rayclusters/{rc}"),
+                &all,
+            );
+            assert!(!ok, "{name}: accepted with fields its CRD does not declare");
+            assert!(
+                answer.to_string().contains("field not declared in schema"),
+                "{answer}"
+            );
+        }
+    }
+    // What was judged was a dry run: nothing is stored.
+    assert!(k
+        .items("/apis/ray.io/v1/namespaces/default/rayclusters")
+        .is_empty());
 }

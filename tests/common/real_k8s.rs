@@ -123,6 +123,41 @@ impl RealK8s {
         })
     }
 
+    /// Server-side apply `obj` to `path` as a dry run (nothing is stored), with strict field
+    /// validation: whether the API server accepted it, and its answer.
+    pub fn dry_run_apply(&self, path: &str, obj: &serde_json::Value) -> (bool, serde_json::Value) {
+        let o = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "-X",
+                "PATCH",
+                "-w",
+                "\n%{http_code}",
+            ])
+            .arg("--cacert")
+            .arg(&self.ca)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", self.admin_token))
+            .args([
+                "-H",
+                "Content-Type: application/apply-patch+yaml",
+                "--data-binary",
+            ])
+            .arg(obj.to_string())
+            .arg(format!(
+                "{}{path}?dryRun=All&fieldManager=daft-tests&fieldValidation=Strict&force=true",
+                self.server
+            ))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+        let v = serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string()));
+        (code.trim() == "200" || code.trim() == "201", v)
+    }
+
     /// The items of a list.
     pub fn items(&self, path: &str) -> Vec<serde_json::Value> {
         self.api("GET", path, None)["items"]
