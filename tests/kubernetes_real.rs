@@ -130,6 +130,36 @@ fn real_k8s_up_makes_the_operators_pods_then_noop_scale_list_and_down() {
     let svcs = k.items("/api/v1/namespaces/default/services?labelSelector=ray.io%2Fcluster%3Ddemo");
     assert!(!svcs.is_empty(), "the operator made no service");
 
+    // submit through the real exec path (kwok's exec runs it on this machine, in the pod's
+    // home): the archive on stdin, the output streamed, the job's own exit status.
+    let work = case.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("data.txt"), "from the archive\n").unwrap();
+    let o = case.run(
+        &k,
+        &[
+            "submit",
+            "-c",
+            "k8s.toml",
+            "-w",
+            "work",
+            "--",
+            "cat data.txt; echo out-$((6*7)); exit 7",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(7), "{}", out(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("from the archive") && stdout.contains("out-42"),
+        "{}",
+        out(&o)
+    );
+    let o = case.run(
+        &k,
+        &["submit", "-c", "k8s.toml", "-w", "work", "--", "true"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+
     // Again: nothing to do.
     let o = case.run(&k, &["up", "-c", "k8s.toml", "--yes"]);
     assert!(o.status.success(), "{}", out(&o));

@@ -203,6 +203,11 @@ pub async fn follow(
             format!("jobs.py follow {job_dir} {o} {e}"),
         );
         match head.transport.run_cmd(&cmd, &mut out, &mut err).await {
+            // A followed job that did not succeed: its status as its record has it (some exec
+            // paths, kwok's kubelet among them, report a failure without its exit code).
+            Ok(status) if follow && status != 0 => {
+                return Ok(recorded_exit(&head, job_dir).await.unwrap_or(status))
+            }
             Ok(status) => return Ok(status),
             // Our own output was closed (`daft logs -f JOB | head`): the reader is done, and
             // reconnecting would only fail again. The job goes on.
@@ -220,6 +225,18 @@ pub async fn follow(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A job's exit status as its record on the head has it: 130 when cancelled, else its
+/// `exit-status`; None when it has none (yet) or it cannot be read.
+async fn recorded_exit(head: &Head, job_dir: &str) -> Option<i32> {
+    let d = crate::shell::dquote(job_dir);
+    let cmd = RemoteCommand::shown_as(
+        format!("if [ -f {d}/cancelled ]; then echo 130; else cat {d}/exit-status 2>/dev/null; fi"),
+        format!("read the exit status of {job_dir}"),
+    );
+    let out = head.transport.capture_cmd(&cmd).await.ok()?;
+    out.stdout.trim().parse().ok()
 }
 
 async fn reconnect(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Head> {

@@ -89,19 +89,34 @@ impl KubeTransport {
             .stdin(true)
             .stdout(true)
             .stderr(true);
+        // The input is read by its length, never to an end of file: an exec negotiated below
+        // the v5 protocol (kwok's kubelet, older kubelets) cannot close stdin, so a command that
+        // reads to the end would wait forever. Without input, stdin is /dev/null.
+        let fed = |script: &str, n: usize| {
+            if n == 0 {
+                format!("exec </dev/null\n{script}")
+            } else {
+                format!("head -c {n} | sh -c {}", crate::shell::shell_quote(script))
+            }
+        };
         // A long script travels ahead of the input on stdin, not in the request's URL (API
         // servers and the proxies before them limit its length).
         let (argv, input): (Vec<String>, std::borrow::Cow<[u8]>) = if script.len() > INLINE_SCRIPT {
             let mut data = script.as_bytes().to_vec();
             data.extend_from_slice(input);
             let boot = format!(
-                "f=$(mktemp) || exit 125; dd bs=1 count={} of=\"$f\" 2>/dev/null; s=$(cat \"$f\"); rm -f \"$f\"; exec sh -c \"$s\"",
-                script.len()
+                "f=$(mktemp) || exit 125; dd bs=1 count={} of=\"$f\" 2>/dev/null; s=$(cat \"$f\"); rm -f \"$f\"; {}",
+                script.len(),
+                if input.is_empty() {
+                    "exec sh -c \"$s\" </dev/null".to_string()
+                } else {
+                    format!("head -c {} | sh -c \"$s\"", input.len())
+                }
             );
             (vec!["sh".into(), "-c".into(), boot], data.into())
         } else {
             (
-                vec!["sh".into(), "-c".into(), script.to_string()],
+                vec!["sh".into(), "-c".into(), fed(script, input.len())],
                 input.into(),
             )
         };
