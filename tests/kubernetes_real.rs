@@ -338,3 +338,150 @@ fn real_k8s_unschedulable_pods_and_rbac_refusals_are_clear_errors_and_doctor_ask
     );
     assert!(!permission(&narrow, "create pods/exec"), "{narrow:#}");
 }
+
+/// Runs a command when dropped (a `daft down` that must happen however the test ends).
+struct DownOnDrop(std::process::Command);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.output();
+    }
+}
+
+/// Kills a child process when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs the real control plane (Go, tests/k8s/build.sh) and Ray from PyPI"]
+fn real_k8s_submit_runs_a_real_ray_job_through_exec_and_the_dashboard_through_the_real_port_forward(
+) {
+    let case = Case::new();
+    // The head pod's Ray: a real head started by daft's local provider on this machine; kwok's
+    // exec runs "in the pod" with its environment, its port-forward reaches its dashboard.
+    let (ray_port, dash_port) = (
+        common::free_port("127.0.0.1"),
+        common::free_port("127.0.0.1"),
+    );
+    case.write(
+        "head.toml",
+        &format!(
+            "[setup]\nname = \"k8s-pod-ray\"\nprovider = \"local\"\nnumber_of_workers = 0\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n"
+        ),
+    );
+    let daft_home = case.path().join("daft-home");
+    let mut down = std::process::Command::new(assert_cmd::cargo::cargo_bin("daft"));
+    down.current_dir(case.path())
+        .env("DAFT_HOME", &daft_home)
+        .env("HOME", case.path())
+        .args(["down", "-c", "head.toml", "--yes"]);
+    let _down = DownOnDrop(down);
+    let o = Command::cargo_bin("daft")
+        .unwrap()
+        .current_dir(case.path())
+        .env("DAFT_HOME", &daft_home)
+        .env("HOME", case.path())
+        .env("UV_CACHE_DIR", common::uv_cache())
+        .env("RUST_LOG", "warn")
+        .timeout(Duration::from_secs(600))
+        .args(["up", "-c", "head.toml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let cl = daft_home.join("clusters/k8s-pod-ray");
+    let token = std::fs::read_to_string(cl.join("ray-token")).unwrap();
+    let token = token.trim().to_string();
+    let venv_bin = cl.join("venv/bin");
+    let k = RealK8s::start_with(
+        &case.path().join("control-plane"),
+        serde_json::json!({
+            "exec_env": {
+                "PATH": format!("{}:/usr/local/bin:/usr/bin:/bin", venv_bin.display()),
+                "RAY_ADDRESS": format!("127.0.0.1:{ray_port}"),
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN": token,
+            },
+            "ports": { "8265": dash_port },
+        }),
+    );
+    case.write("k8s.toml", &config("ray-on-k8s", 0));
+    let o = case.run(&k, &["up", "-c", "k8s.toml", "--yes"]);
+    assert!(o.status.success(), "{}", out(&o));
+
+    // submit: a real Ray job in the "pod", its output followed, its exit status passed through.
+    let job = case.path().join("job");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(
+        job.join("job.py"),
+        "import sys, ray\nray.init()\n\n@ray.remote\ndef sq(x):\n    return x * x\n\nprint('sum of squares', sum(ray.get([sq.remote(i) for i in range(10)])))\nsys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)\n",
+    )
+    .unwrap();
+    let submit = |extra: &[&str]| {
+        let mut args = vec![
+            "submit", "-c", "k8s.toml", "-w", "job", "--", "python", "job.py",
+        ];
+        args.extend_from_slice(extra);
+        case.daft(&k).args(args).output().unwrap()
+    };
+    let o = submit(&[]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("sum of squares 285"),
+        "{}",
+        out(&o)
+    );
+    let o = submit(&["3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+
+    // dashboard: 127.0.0.1 only, through the API server's port-forward and kwok's, to the real
+    // dashboard (which wants the token).
+    let port = common::free_port("127.0.0.1");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("daft"))
+        .current_dir(case.path())
+        .env("DAFT_HOME", case.path().join("daft-home-k8s"))
+        .env("HOME", case.path())
+        .env("KUBECONFIG", &k.kubeconfig)
+        .args([
+            "dashboard",
+            "-c",
+            "k8s.toml",
+            "--no-browser",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _dash = KillOnDrop(child);
+    common::wait_listening(port, "daft dashboard");
+    // (Read by Content-Length, as browsers do: kwok's port-forward does not pass on the
+    // dashboard's close of a connection, so a read to the end of the stream would wait.)
+    let get = |p: u16| -> String {
+        let o = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "15", "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!("http://127.0.0.1:{p}/api/version"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let real = get(dash_port);
+    assert!(real.contains("ray_version"), "{real}");
+    let t = Instant::now();
+    let mut through = get(port);
+    while through != real && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(500));
+        through = get(port);
+    }
+    assert_eq!(through, real, "the dashboard through the tunnel");
+
+    let o = case.run(&k, &["down", "-c", "k8s.toml", "--yes"]);
+    assert!(o.status.success(), "{}", out(&o));
+}

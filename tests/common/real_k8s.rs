@@ -42,13 +42,21 @@ pub fn cache() -> PathBuf {
 
 impl RealK8s {
     pub fn start(dir: &Path) -> RealK8s {
+        Self::start_with(dir, serde_json::json!({}))
+    }
+
+    /// With `extra`: `{"exec_env": {..}, "ports": {"8265": LOCAL_PORT}}` (see the script).
+    pub fn start_with(dir: &Path, extra: serde_json::Value) -> RealK8s {
         let cache = cache();
         std::fs::create_dir_all(dir).unwrap();
+        let extra_path = dir.join("extra.json");
+        std::fs::write(&extra_path, extra.to_string()).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s/control_plane.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg(&cache)
             .arg(dir)
+            .arg(&extra_path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("supervisor.log")).unwrap())

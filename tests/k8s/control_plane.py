@@ -4,7 +4,11 @@ kube-controller-manager, kube-scheduler, kwok (the kubelet's stand-in: one fake 
 by kwok's own "fast" stages) and the KubeRay operator, from the binaries tests/k8s/build.sh
 built, with the KubeRay CRDs of the operator's version installed.
 
-    control_plane.py CACHE_DIR STATE_DIR
+    control_plane.py CACHE_DIR STATE_DIR [EXTRA.json]
+
+EXTRA (optional): {"exec_env": {NAME: VALUE}, "ports": {"8265": LOCAL_PORT}}: more environment
+for kwok's exec (which runs "in a pod" on this machine), and pod ports kwok's port-forward maps
+to local ports (where a test runs a real Ray head's dashboard).
 
 Everything listens on 127.0.0.1 only, on free ports. When every component is healthy it writes
 STATE_DIR/ready.json (the kubeconfig's path, the API server's address, the tokens) and prints
@@ -29,6 +33,7 @@ import urllib.request
 from pathlib import Path
 
 CACHE, STATE = Path(sys.argv[1]), Path(sys.argv[2])
+EXTRA = json.loads(Path(sys.argv[3]).read_text()) if len(sys.argv) > 3 else {}
 BIN = CACHE / "bin"
 PROCS = []
 
@@ -204,19 +209,30 @@ def main():
                      "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n[1]}.{n[0]}")[1].replace(b" ", b""),
                  60)
 
-    # kwok: the fast pod and node stages of its own module, one fake node.
+    # kwok: the fast pod and node stages of its own module and its node heartbeat, one fake node.
+    # (With its heartbeat: without one the node controller finds the node's status stale after
+    # 40 s, and the node loses its Ready condition and its address.)
     stages = b"\n---\n".join(p.read_bytes() for p in sorted((CACHE / "stages" / "pod" / "fast").glob("pod-*.yaml"))
-                             + sorted((CACHE / "stages" / "node" / "fast").glob("node-*.yaml")))
+                             + sorted((CACHE / "stages" / "node" / "fast").glob("node-*.yaml"))
+                             + [CACHE / "stages" / "node" / "heartbeat" / "node-heartbeat.yaml"])
     # Exec into any pod runs the command on this machine, in STATE/pod-home (its HOME): what a
     # test needs of a pod's shell (daft prepares the head pod for jobs through it).
     home = STATE / "pod-home"
     home.mkdir(exist_ok=True)
+    env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), **EXTRA.get("exec_env", {})}
     cluster_exec = json.dumps({
         "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterExec", "metadata": {"name": "local"},
         "spec": {"execs": [{"local": {"workDir": str(home), "envs": [
-            {"name": "HOME", "value": str(home)}, {"name": "PATH", "value": os.environ.get("PATH", "/usr/bin:/bin")}]}}]},
+            {"name": k, "value": v} for k, v in env.items()]}}]},
     }).encode()
-    (STATE / "kwok.yaml").write_bytes(stages + b"\n---\n" + cluster_exec + b"\n")
+    docs = [stages, cluster_exec]
+    if EXTRA.get("ports"):
+        docs.append(json.dumps({
+            "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterPortForward", "metadata": {"name": "local"},
+            "spec": {"forwards": [{"ports": [int(pod)], "target": {"port": int(local), "address": "127.0.0.1"}}
+                                  for pod, local in EXTRA["ports"].items()]},
+        }).encode())
+    (STATE / "kwok.yaml").write_bytes(b"\n---\n".join(docs) + b"\n")
     kwok_port = free_port()
     kwok = start("kwok", [
         "kwok", "--kubeconfig", str(admin_kc), "--config", str(STATE / "kwok.yaml"),
