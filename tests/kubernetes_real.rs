@@ -485,3 +485,41 @@ fn real_k8s_submit_runs_a_real_ray_job_through_exec_and_the_dashboard_through_th
     let o = case.run(&k, &["down", "-c", "k8s.toml", "--yes"]);
     assert!(o.status.success(), "{}", out(&o));
 }
+
+#[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs the real control plane (Go, tests/k8s/build.sh)"]
+fn real_k8s_a_cluster_without_kuberay_is_a_clear_error_for_plan_up_and_doctor() {
+    let case = Case::new();
+    let k = RealK8s::start_with(
+        &case.path().join("control-plane"),
+        serde_json::json!({ "no_kuberay": true }),
+    );
+    case.write("k8s.toml", &config("nokuberay", 1));
+    assert_up_fails(
+        &case,
+        &k,
+        &k.kubeconfig,
+        "k8s.toml",
+        Duration::from_secs(30),
+        &["KubeRay is not installed", "helm install kuberay-operator"],
+    );
+    let o = case.run(&k, &["plan", "-c", "k8s.toml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("KubeRay is not installed"),
+        "{}",
+        out(&o)
+    );
+    // Nothing ran: no pod anywhere.
+    assert!(k.items("/api/v1/pods").is_empty());
+    let o = case.run(&k, &["doctor", "-c", "k8s.toml", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let checks: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let crd = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "KubeRay CRD")
+        .unwrap_or_else(|| panic!("no CRD check in {checks:#}"));
+    assert_eq!(crd["ok"], false, "{crd}");
+}

@@ -6,9 +6,10 @@ built, with the KubeRay CRDs of the operator's version installed.
 
     control_plane.py CACHE_DIR STATE_DIR [EXTRA.json]
 
-EXTRA (optional): {"exec_env": {NAME: VALUE}, "ports": {"8265": LOCAL_PORT}}: more environment
-for kwok's exec (which runs "in a pod" on this machine), and pod ports kwok's port-forward maps
-to local ports (where a test runs a real Ray head's dashboard).
+EXTRA (optional): {"exec_env": {NAME: VALUE}, "ports": {"8265": LOCAL_PORT}, "no_kuberay": true}:
+more environment for kwok's exec (which runs "in a pod" on this machine), pod ports kwok's
+port-forward maps to local ports (where a test runs a real Ray head's dashboard), and a cluster
+without KubeRay (neither its CRDs nor its operator).
 
 Everything listens on 127.0.0.1 only, on free ports. When every component is healthy it writes
 STATE_DIR/ready.json (the kubeconfig's path, the API server's address, the tokens) and prints
@@ -197,12 +198,13 @@ def main():
     ])
 
     # The KubeRay CRDs (too big for client-side apply: server-side apply, as the docs say).
-    for crd in sorted((CACHE / "crds").glob("*.yaml")):
+    crds = [] if EXTRA.get("no_kuberay") else sorted((CACHE / "crds").glob("*.yaml"))
+    for crd in crds:
         name = crd.name.removesuffix(".yaml").split("_", 1)
         name = f"{name[1]}.{name[0]}"
         api.req("PATCH", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}?fieldManager=daft-tests&force=true",
                 crd.read_bytes(), "application/apply-patch+yaml")
-    for crd in sorted((CACHE / "crds").glob("*.yaml")):
+    for crd in crds:
         name = crd.name.removesuffix(".yaml").split("_", 1)
         wait_for(f"CRD {name[1]}.{name[0]}",
                  lambda n=name: b'"Established","status":"True"' in api.req(
@@ -251,13 +253,14 @@ def main():
     wait_for("kwok's node", lambda: b'"type":"Ready","status":"True"' in api.req(
         "GET", "/api/v1/nodes/kwok-node-0")[1].replace(b" ", b""), 60, kwok)
 
-    operator = start("ray-operator", [
-        "ray-operator", "--kubeconfig", str(admin_kc), "--enable-leader-election=false",
-        "--metrics-addr", f"127.0.0.1:{free_port()}",
-        "--health-probe-bind-address", f"127.0.0.1:{(probe := free_port())}",
-    ])
-    wait_for("the KubeRay operator", lambda: urllib.request.urlopen(
-        f"http://127.0.0.1:{probe}/readyz", timeout=2).status == 200, 60, operator)
+    if not EXTRA.get("no_kuberay"):
+        operator = start("ray-operator", [
+            "ray-operator", "--kubeconfig", str(admin_kc), "--enable-leader-election=false",
+            "--metrics-addr", f"127.0.0.1:{free_port()}",
+            "--health-probe-bind-address", f"127.0.0.1:{(probe := free_port())}",
+        ])
+        wait_for("the KubeRay operator", lambda: urllib.request.urlopen(
+            f"http://127.0.0.1:{probe}/readyz", timeout=2).status == 200, 60, operator)
 
     ready = {
         "server": server, "kubeconfig": str(admin_kc), "narrow_kubeconfig": str(narrow_kc),
