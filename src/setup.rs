@@ -77,7 +77,7 @@ where
         hash,
         bootstrap,
     } = job;
-    let commands = node.role == Role::Head && !cfg.run.setup_commands.is_empty();
+    let commands = commands_follow(cfg, node.role);
     let shell = match (&bootstrap, commands) {
         (Bootstrap::Done, false) => None,
         _ => Some(connect().await?),

@@ -377,72 +377,17 @@ fn fake_apiserver_an_exec_credential_plugin_and_another_context_are_used() {
     assert!(o.status.success(), "{}", out(&o));
 }
 
-/// Runs `daft down -c CFG --yes` when dropped (the local Ray head must not outlive the test).
-struct DownOnDrop(std::process::Command);
-
-impl Drop for DownOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.output();
-    }
-}
-
-/// Kills a child process when dropped.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 #[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs python3 with aiohttp, and Ray from PyPI"]
 fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_survives_a_new_head()
 {
     let case = Case::new();
     // The head pod's Ray: a real head started by daft's local provider on this machine.
-    let (ray_port, dash_port) = (
-        common::free_port("127.0.0.1"),
-        common::free_port("127.0.0.1"),
-    );
-    case.write(
-        "head.toml",
-        &format!(
-            "[setup]\nname = \"k8s-pod-ray\"\nprovider = \"local\"\nnumber_of_workers = 0\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n"
-        ),
-    );
-    let daft_home = case.path().join("daft-home");
-    let mut down = std::process::Command::new(assert_cmd::cargo::cargo_bin("daft"));
-    down.current_dir(case.path())
-        .env("DAFT_HOME", &daft_home)
-        .env("HOME", case.path())
-        .args(["down", "-c", "head.toml", "--yes"]);
-    let _down = DownOnDrop(down);
-    let mut up = Command::cargo_bin("daft").unwrap();
-    let o = up
-        .current_dir(case.path())
-        .env("DAFT_HOME", &daft_home)
-        .env("HOME", case.path())
-        .env("UV_CACHE_DIR", common::uv_cache())
-        .env("RUST_LOG", "warn")
-        .timeout(Duration::from_secs(600))
-        .args(["up", "-c", "head.toml"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", out(&o));
-    let cl = daft_home.join("clusters/k8s-pod-ray");
-    let token = std::fs::read_to_string(cl.join("ray-token")).unwrap();
-    let token = token.trim();
-    let venv_bin = cl.join("venv/bin");
+    let head = common::PodRay::start(case.path());
+    let (dash_port, daft_home, token) = (head.dash_port, &head.daft_home, head.token.as_str());
     // KubeRay gives the head container RAY_ADDRESS and, with token authentication, the token.
     let fake = case.fake(json!({
-        "exec_env": {
-            "PATH": format!("{}:/usr/local/bin:/usr/bin:/bin", venv_bin.display()),
-            "RAY_ADDRESS": format!("127.0.0.1:{ray_port}"),
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN": token,
-        },
+        "exec_env": head.pod_env(),
         "ports": { "8265": dash_port },
     }));
     case.write("k8s.toml", &k8s_config("ray-on-k8s", 1, ""));
@@ -506,7 +451,7 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
     let port = common::free_port("127.0.0.1");
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("daft"))
         .current_dir(case.path())
-        .env("DAFT_HOME", &daft_home)
+        .env("DAFT_HOME", daft_home)
         .env("HOME", case.path())
         .env("KUBECONFIG", &fake.kubeconfig)
         .args([
@@ -521,7 +466,7 @@ fn fake_apiserver_submit_runs_a_real_ray_job_in_the_head_pod_and_the_dashboard_s
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let _dash = KillOnDrop(child);
+    let _dash = common::KillOnDrop(child);
     common::wait_listening(port, "daft dashboard");
     let body = |r: String| r.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
     let real = body(common::dashboard_version(dash_port, Some(token)));

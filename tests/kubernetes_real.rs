@@ -339,74 +339,18 @@ fn real_k8s_unschedulable_pods_and_rbac_refusals_are_clear_errors_and_doctor_ask
     assert!(!permission(&narrow, "create pods/exec"), "{narrow:#}");
 }
 
-/// Runs a command when dropped (a `daft down` that must happen however the test ends).
-struct DownOnDrop(std::process::Command);
-
-impl Drop for DownOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.output();
-    }
-}
-
-/// Kills a child process when dropped.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 #[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs the real control plane (Go, tests/k8s/build.sh) and Ray from PyPI"]
 fn real_k8s_submit_runs_a_real_ray_job_through_exec_and_the_dashboard_through_the_real_port_forward(
 ) {
     let case = Case::new();
-    // The head pod's Ray: a real head started by daft's local provider on this machine; kwok's
-    // exec runs "in the pod" with its environment, its port-forward reaches its dashboard.
-    let (ray_port, dash_port) = (
-        common::free_port("127.0.0.1"),
-        common::free_port("127.0.0.1"),
-    );
-    case.write(
-        "head.toml",
-        &format!(
-            "[setup]\nname = \"k8s-pod-ray\"\nprovider = \"local\"\nnumber_of_workers = 0\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n"
-        ),
-    );
-    let daft_home = case.path().join("daft-home");
-    let mut down = std::process::Command::new(assert_cmd::cargo::cargo_bin("daft"));
-    down.current_dir(case.path())
-        .env("DAFT_HOME", &daft_home)
-        .env("HOME", case.path())
-        .args(["down", "-c", "head.toml", "--yes"]);
-    let _down = DownOnDrop(down);
-    let o = Command::cargo_bin("daft")
-        .unwrap()
-        .current_dir(case.path())
-        .env("DAFT_HOME", &daft_home)
-        .env("HOME", case.path())
-        .env("UV_CACHE_DIR", common::uv_cache())
-        .env("RUST_LOG", "warn")
-        .timeout(Duration::from_secs(600))
-        .args(["up", "-c", "head.toml"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", out(&o));
-    let cl = daft_home.join("clusters/k8s-pod-ray");
-    let token = std::fs::read_to_string(cl.join("ray-token")).unwrap();
-    let token = token.trim().to_string();
-    let venv_bin = cl.join("venv/bin");
+    // The head pod's Ray: a real head started by daft's local provider on this machine.
+    let head = common::PodRay::start(case.path());
+    let (dash_port, token) = (head.dash_port, head.token.as_str());
     let k = RealK8s::start_with(
         &case.path().join("control-plane"),
         serde_json::json!({
-            "exec_env": {
-                "PATH": format!("{}:/usr/local/bin:/usr/bin:/bin", venv_bin.display()),
-                "RAY_ADDRESS": format!("127.0.0.1:{ray_port}"),
-                "RAY_AUTH_MODE": "token",
-                "RAY_AUTH_TOKEN": token,
-            },
+            "exec_env": head.pod_env(),
             "ports": { "8265": dash_port },
         }),
     );
@@ -459,7 +403,7 @@ fn real_k8s_submit_runs_a_real_ray_job_through_exec_and_the_dashboard_through_th
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let _dash = KillOnDrop(child);
+    let _dash = common::KillOnDrop(child);
     common::wait_listening(port, "daft dashboard");
     // (Read by Content-Length, as browsers do: kwok's port-forward does not pass on the
     // dashboard's close of a connection, so a read to the end of the stream would wait.)

@@ -92,12 +92,10 @@ impl KubeTransport {
         // The input is read by its length, never to an end of file: an exec negotiated below
         // the v5 protocol (kwok's kubelet, older kubelets) cannot close stdin, so a command that
         // reads to the end would wait forever. Without input, stdin is /dev/null.
-        let fed = |script: &str, n: usize| {
-            if n == 0 {
-                format!("exec </dev/null\n{script}")
-            } else {
-                format!("head -c {n} | sh -c {}", crate::shell::shell_quote(script))
-            }
+        // (`word`: the script as one shell word.)
+        let fed = |word: &str| match input.len() {
+            0 => format!("exec sh -c {word} </dev/null"),
+            n => format!("head -c {n} | sh -c {word}"),
         };
         // A long script travels ahead of the input on stdin, not in the request's URL (API
         // servers and the proxies before them limit its length).
@@ -107,16 +105,16 @@ impl KubeTransport {
             let boot = format!(
                 "f=$(mktemp) || exit 125; dd bs=1 count={} of=\"$f\" 2>/dev/null; s=$(cat \"$f\"); rm -f \"$f\"; {}",
                 script.len(),
-                if input.is_empty() {
-                    "exec sh -c \"$s\" </dev/null".to_string()
-                } else {
-                    format!("head -c {} | sh -c \"$s\"", input.len())
-                }
+                fed("\"$s\"")
             );
             (vec!["sh".into(), "-c".into(), boot], data.into())
         } else {
             (
-                vec!["sh".into(), "-c".into(), fed(script, input.len())],
+                vec![
+                    "sh".into(),
+                    "-c".into(),
+                    fed(&crate::shell::shell_quote(script)),
+                ],
                 input.into(),
             )
         };

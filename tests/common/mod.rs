@@ -556,3 +556,88 @@ pub fn lines_of(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Rece
     });
     rx
 }
+
+/// Runs a command when dropped (a `daft down` that must happen however the test ends).
+pub struct DownOnDrop(pub std::process::Command);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.output();
+    }
+}
+
+/// Kills a child process when dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Ray head, started by daft's local provider in `dir` (its daft home `dir/daft-home`,
+/// its config `dir/head.toml`), standing in for a head pod's Ray; taken down when dropped.
+pub struct PodRay {
+    pub ray_port: u16,
+    pub dash_port: u16,
+    pub daft_home: PathBuf,
+    /// The cluster's Ray token.
+    pub token: String,
+    /// The environment's `bin` (its Python has Ray).
+    pub venv_bin: PathBuf,
+    _down: DownOnDrop,
+}
+
+impl PodRay {
+    pub fn start(dir: &Path) -> PodRay {
+        let (ray_port, dash_port) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+        std::fs::write(
+            dir.join("head.toml"),
+            format!(
+                "[setup]\nname = \"k8s-pod-ray\"\nprovider = \"local\"\nnumber_of_workers = 0\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n"
+            ),
+        )
+        .unwrap();
+        let daft_home = dir.join("daft-home");
+        let daft = || {
+            let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("daft"));
+            c.current_dir(dir)
+                .env("DAFT_HOME", &daft_home)
+                .env("HOME", dir);
+            c
+        };
+        let mut down = daft();
+        down.args(["down", "-c", "head.toml", "--yes"]);
+        let down = DownOnDrop(down);
+        let o = assert_cmd::Command::from_std(daft())
+            .env("UV_CACHE_DIR", uv_cache())
+            .env("RUST_LOG", "warn")
+            .timeout(Duration::from_secs(600))
+            .args(["up", "-c", "head.toml"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", out(&o));
+        let cl = daft_home.join("clusters/k8s-pod-ray");
+        let token = std::fs::read_to_string(cl.join("ray-token")).unwrap();
+        PodRay {
+            ray_port,
+            dash_port,
+            token: token.trim().to_string(),
+            venv_bin: cl.join("venv/bin"),
+            daft_home,
+            _down: down,
+        }
+    }
+
+    /// What KubeRay gives the head container: RAY_ADDRESS and, with token authentication, the
+    /// token; and a PATH with the head's Python first.
+    pub fn pod_env(&self) -> serde_json::Value {
+        serde_json::json!({
+            "PATH": format!("{}:/usr/local/bin:/usr/bin:/bin", self.venv_bin.display()),
+            "RAY_ADDRESS": format!("127.0.0.1:{}", self.ray_port),
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.token,
+        })
+    }
+}

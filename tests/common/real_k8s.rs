@@ -186,19 +186,6 @@ impl RealK8s {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
-
-    /// The PIDs of the supervisor's components (from ready.json).
-    pub fn pids(&self) -> Vec<u32> {
-        let ready: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(self.dir.join("ready.json")).unwrap())
-                .unwrap();
-        ready["pids"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect()
-    }
 }
 
 /// The last lines of each component's log.

@@ -198,17 +198,15 @@ def main():
     ])
 
     # The KubeRay CRDs (too big for client-side apply: server-side apply, as the docs say).
+    # (Each file is GROUP_PLURAL.yaml: the CRD is PLURAL.GROUP.)
     crds = [] if EXTRA.get("no_kuberay") else sorted((CACHE / "crds").glob("*.yaml"))
-    for crd in crds:
-        name = crd.name.removesuffix(".yaml").split("_", 1)
-        name = f"{name[1]}.{name[0]}"
-        api.req("PATCH", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}?fieldManager=daft-tests&force=true",
-                crd.read_bytes(), "application/apply-patch+yaml")
-    for crd in crds:
-        name = crd.name.removesuffix(".yaml").split("_", 1)
-        wait_for(f"CRD {name[1]}.{name[0]}",
-                 lambda n=name: b'"Established","status":"True"' in api.req(
-                     "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n[1]}.{n[0]}")[1].replace(b" ", b""),
+    crd_path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{1}.{0}".format
+    crds = [(crd, crd_path(*crd.name.removesuffix(".yaml").split("_", 1))) for crd in crds]
+    for crd, path in crds:
+        api.req("PATCH", f"{path}?fieldManager=daft-tests&force=true", crd.read_bytes(), "application/apply-patch+yaml")
+    for crd, path in crds:
+        wait_for(f"CRD {path.rsplit('/', 1)[1]}",
+                 lambda p=path: b'"Established","status":"True"' in api.req("GET", p)[1].replace(b" ", b""),
                  60)
 
     # kwok: the fast pod and node stages of its own module and its node heartbeat, one fake node.
