@@ -36,7 +36,15 @@ pub fn env_hash(cfg: &Config) -> String {
 pub fn setup_hash(cfg: &Config) -> String {
     let env = env_hash(cfg);
     let cmds = cfg.run.setup_commands.join("\n");
-    short_hash([env.as_str(), cmds.as_str()])
+    // An autostop setting is armed as the head is set up: a new one is an update. (None adds
+    // nothing: clusters without one keep the hash they had.)
+    match cfg.setup.autostop {
+        Some(d) => {
+            let a = format!("autostop {}", d.as_secs());
+            short_hash([env.as_str(), cmds.as_str(), a.as_str()])
+        }
+        None => short_hash([env.as_str(), cmds.as_str()]),
+    }
 }
 
 /// A node's record on its host (`node.json`): written by the bootstrap (the settings carry
@@ -110,6 +118,8 @@ pub enum Said {
     Member(String),
     /// `daft-step: TEXT`: the step the script is at (the last one names where it failed).
     Step(String),
+    /// `daft-autostop JSON`: the autostop watcher's last record (the head keeps it).
+    Autostop(crate::model::AutostopState),
 }
 
 /// The lines of the bootstrap's output that are protocol; a node record that cannot be read is
@@ -133,6 +143,11 @@ pub fn said(stdout: &str) -> Vec<Said> {
             }
         } else if let Some(step) = line.strip_prefix("daft-step: ") {
             out.push(Said::Step(step.to_string()));
+        } else if let Some(json) = line.strip_prefix("daft-autostop ") {
+            match serde_json::from_str(json) {
+                Ok(state) => out.push(Said::Autostop(state)),
+                Err(e) => tracing::warn!("ignoring an unreadable autostop record: {e}"),
+            }
         }
     }
     out

@@ -44,6 +44,8 @@ pub enum Command {
     Pull(PullArgs),
     /// Forward the head's Ray dashboard to localhost
     Dashboard(DashboardArgs),
+    /// Set, change or cancel how long the running cluster may be idle before it takes itself down
+    Autostop(AutostopArgs),
     /// Build the project's image, push it and run it on Kubernetes as a Job (a RayJob with workers), following its pods' logs
     Launch(LaunchArgs),
     /// Check what the configured commands need here (builder, Kubernetes access, KubeRay, AWS credentials, SSH keys, git)
@@ -320,6 +322,27 @@ pub struct CancelArgs {
     /// The job: its id, a unique part of it, its name (the newest of that name), or `last`
     #[arg(value_name = "JOB")]
     pub job: String,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  daft autostop 30m        down after 30 minutes with no job, task or actor\n  daft autostop --cancel   keep it until `daft down`"
+)]
+pub struct AutostopArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub key: KeyArg,
+    /// How long the cluster may be idle (no daft job, no Ray job, task or actor), e.g. 30m, 2h
+    #[arg(
+        value_name = "DURATION",
+        required_unless_present = "cancel",
+        conflicts_with = "cancel"
+    )]
+    pub duration: Option<String>,
+    /// Keep the cluster until `daft down`
+    #[arg(long)]
+    pub cancel: bool,
 }
 
 #[derive(Debug, Args)]

@@ -203,6 +203,21 @@ pub fn raycluster(cfg: &Config, k: &KubernetesSetup, namespace: &str, features: 
             "template": pod("ray-worker", &k.worker_cpu, &k.worker_memory, k.worker_gpus, json!([])),
         }],
     });
+    let scaling = &cfg.setup.scaling;
+    if scaling.autoscaled() {
+        // KubeRay's in-tree autoscaler (Ray's own, as a sidecar of the head) moves `replicas`
+        // within the bounds: a new cluster starts at the minimum, and an apply carries the live
+        // count (`with_live_replicas`), so an `up` never fights the autoscaler.
+        spec["enableInTreeAutoscaling"] = json!(true);
+        let mut options = json!({ "idleTimeoutSeconds": scaling.idle_timeout.as_secs() });
+        if let Some(mode) = upscaling_mode(scaling) {
+            options["upscalingMode"] = json!(mode);
+        }
+        spec["autoscalerOptions"] = options;
+        let group = &mut spec["workerGroupSpecs"][0];
+        group["minReplicas"] = json!(scaling.min_workers);
+        group["maxReplicas"] = json!(scaling.max_workers);
+    }
     if !features.network_policy {
         spec.as_object_mut().map(|s| s.remove("networkPolicy"));
     }
@@ -223,6 +238,45 @@ pub fn raycluster(cfg: &Config, k: &KubernetesSetup, namespace: &str, features: 
         },
         "spec": spec,
     })
+}
+
+/// The manifest to apply over `live` (the RayCluster as it is, if it exists): an autoscaled
+/// group keeps the autoscaler's `replicas`, brought within the (maybe new) bounds.
+pub fn with_live_replicas(manifest: &Value, live: Option<&Value>) -> Value {
+    let mut m = manifest.clone();
+    if m["spec"]["enableInTreeAutoscaling"] != json!(true) {
+        return m;
+    }
+    let live_groups = live
+        .and_then(|l| l["spec"]["workerGroupSpecs"].as_array().cloned())
+        .unwrap_or_default();
+    if let Some(groups) = m["spec"]["workerGroupSpecs"].as_array_mut() {
+        for g in groups {
+            let (Some(min), Some(max)) = (g["minReplicas"].as_u64(), g["maxReplicas"].as_u64())
+            else {
+                continue;
+            };
+            let now = live_groups
+                .iter()
+                .find(|l| l["groupName"] == g["groupName"])
+                .and_then(|l| l["replicas"].as_u64());
+            if let Some(n) = now {
+                g["replicas"] = json!(n.clamp(min, max));
+            }
+        }
+    }
+    m
+}
+
+/// KubeRay's `upscalingMode` for `upscaling_speed`, when the file gives one: KubeRay knows
+/// two speeds, Ray's rate-limited one (`Conservative`, speed 1) and unlimited (`Default`).
+pub fn upscaling_mode(scaling: &crate::config::Scaling) -> Option<&'static str> {
+    let mode = if scaling.upscaling_speed <= 1.0 {
+        "Conservative"
+    } else {
+        "Default"
+    };
+    scaling.upscaling_speed_given.then_some(mode)
 }
 
 /// Tolerations as a pod spec lists them.
@@ -271,7 +325,27 @@ pub fn settings(obj: &Value) -> BTreeMap<String, String> {
         "head memory".into(),
         s(&head["containers"][0]["resources"]["limits"]["memory"]),
     );
-    out.insert("worker replicas".into(), s(&group["replicas"]));
+    if spec["enableInTreeAutoscaling"] == json!(true) {
+        // The autoscaler moves `replicas`: what daft set is the range.
+        out.insert(
+            "worker replicas".into(),
+            format!(
+                "autoscaled {}–{}",
+                s(&group["minReplicas"]),
+                s(&group["maxReplicas"])
+            ),
+        );
+        out.insert(
+            "idle timeout".into(),
+            s(&spec["autoscalerOptions"]["idleTimeoutSeconds"]),
+        );
+        out.insert(
+            "upscaling mode".into(),
+            s(&spec["autoscalerOptions"]["upscalingMode"]),
+        );
+    } else {
+        out.insert("worker replicas".into(), s(&group["replicas"]));
+    }
     out.insert("worker image".into(), s(&worker["containers"][0]["image"]));
     out.insert(
         "worker cpu".into(),
@@ -321,6 +395,7 @@ pub fn desired(
         name: cfg.setup.name.clone(),
         settings,
         workers: cfg.setup.number_of_workers,
+        scaling: cfg.setup.scaling.describe(),
         manifest,
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod archive;
+pub mod autostop;
 pub mod bootstrap;
 pub mod build;
 pub mod cli;

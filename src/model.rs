@@ -236,8 +236,10 @@ pub struct DesiredResource {
     /// What a plan compares with the live resource, by name ("worker replicas" → "2"): read
     /// from the manifest by the same function that reads the live object.
     pub settings: BTreeMap<String, String>,
-    /// The worker pods it asks for.
+    /// The worker pods it asks for (the autoscaler's minimum, when it has one).
     pub workers: u32,
+    /// "autoscaled 0–8" when Ray's autoscaler picks the count.
+    pub scaling: Option<String>,
     /// The whole object as applied.
     pub manifest: serde_json::Value,
 }
@@ -266,3 +268,73 @@ pub const TELEMETRY_OFF: [(&str, &str); 4] = [
     ("SCARF_NO_ANALYTICS", "true"),
     ("DAFT_ANALYTICS_ENABLED", "0"),
 ];
+
+/// The autostop watcher's last record on the head (`autostop.state`, written by
+/// templates/jobs.py): its setting, since when the cluster is idle, and whether it stopped it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutostopState {
+    /// Idle this many seconds, the cluster stops.
+    pub after: u64,
+    /// Since when (Unix seconds) nothing ran; None while something runs.
+    #[serde(default)]
+    pub idle_since: Option<f64>,
+    /// When the watcher last looked.
+    #[serde(default)]
+    pub checked: f64,
+    /// What keeps the cluster busy, when something does.
+    #[serde(default)]
+    pub busy: Option<String>,
+    /// When the watcher stopped the cluster, if it did.
+    #[serde(default)]
+    pub stopped: Option<f64>,
+}
+
+impl AutostopState {
+    /// How `list` says it at `now` (Unix seconds): "30m, idle 3m", "30m, busy", "stopped itself
+    /// at 2026-12-02T06:00:00Z".
+    pub fn describe(&self, now: f64) -> String {
+        let dur = |s: f64| {
+            humantime::format_duration(std::time::Duration::from_secs(s.max(0.0) as u64))
+                .to_string()
+        };
+        if let Some(t) = self.stopped {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0.0) as u64);
+            return format!(
+                "stopped itself at {} (idle {})",
+                humantime::format_rfc3339_seconds(at),
+                dur(self.after as f64)
+            );
+        }
+        match self.idle_since {
+            Some(since) => format!("{}, idle {}", dur(self.after as f64), dur(now - since)),
+            None => format!("{}, busy", dur(self.after as f64)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod autostop_tests {
+    use super::AutostopState;
+
+    #[test]
+    fn the_watchers_record_reads_as_list_shows_it() {
+        let s: AutostopState = serde_json::from_str(
+            r#"{"after": 1800, "idle_since": 1000.5, "checked": 1180.0, "busy": null}"#,
+        )
+        .unwrap();
+        assert_eq!(s.describe(1180.5), "30m, idle 3m");
+        let busy: AutostopState = serde_json::from_str(
+            r#"{"after": 600, "idle_since": null, "checked": 1.0, "busy": "daft job x is running"}"#,
+        )
+        .unwrap();
+        assert_eq!(busy.describe(5.0), "10m, busy");
+        let stopped = AutostopState {
+            stopped: Some(1_796_191_200.0),
+            ..s
+        };
+        assert_eq!(
+            stopped.describe(0.0),
+            "stopped itself at 2026-12-02T06:00:00Z (idle 30m)"
+        );
+    }
+}

@@ -592,12 +592,24 @@ pub fn plan_resource(
 
 /// A resource plan as a person reads it.
 pub fn render_resource(plan: &ResourcePlan, context: &str, workers: Option<u32>) -> String {
+    render_resource_scaled(plan, context, workers, None)
+}
+
+/// [`render_resource`] of a resource whose workers Ray's autoscaler counts (`scaling`:
+/// "autoscaled 0–8").
+pub fn render_resource_scaled(
+    plan: &ResourcePlan,
+    context: &str,
+    workers: Option<u32>,
+    scaling: Option<&str>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Plan for cluster {:?} ({context}):", plan.cluster);
     let what = format!("{} {}", plan.kind, plan.name);
+    let scaled = scaling.map(|s| format!(", {s}")).unwrap_or_default();
     let line = match &plan.action {
         ResourceAction::Create => format!(
-            "  + create     {what}  (1 head + {} worker(s))",
+            "  + create     {what}  (1 head + {} worker(s){scaled})",
             workers.unwrap_or(0)
         ),
         ResourceAction::Update { reasons } => {

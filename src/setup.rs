@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use indicatif::ProgressBar;
 
+use crate::autostop::AutostopSetting;
 use crate::bootstrap::{self, NodeParams};
 use crate::config::Config;
 use crate::model::{NodeState, ObservedNode, Role};
@@ -55,6 +56,8 @@ pub struct NodeSetup<'a> {
     pub head: &'a ObservedNode,
     pub hash: &'a str,
     pub bootstrap: Bootstrap,
+    /// The head's autostop, armed once it is set up (before its set-up is recorded).
+    pub autostop: AutostopSetting,
 }
 
 /// Set a node up: the bootstrap, the head's setup commands, the record. `connect` opens the
@@ -76,10 +79,11 @@ where
         head,
         hash,
         bootstrap,
+        autostop,
     } = job;
     let commands = commands_follow(cfg, node.role);
-    let shell = match (&bootstrap, commands) {
-        (Bootstrap::Done, false) => None,
+    let shell = match (&bootstrap, commands, &autostop) {
+        (Bootstrap::Done, false, AutostopSetting::Untouched) => None,
         _ => Some(connect().await?),
     };
     if let (Bootstrap::Run { params, doing }, Some(t)) = (&bootstrap, &shell) {
@@ -100,6 +104,21 @@ where
         bootstrap::run_setup_commands(t.as_ref(), cfg, &t.daft_home()).await?;
     }
     // Only now is the node set up: record it.
+    if let Some(t) = &shell {
+        match &autostop {
+            AutostopSetting::Untouched => {}
+            AutostopSetting::Cancel => {
+                crate::autostop::arm(t.as_ref(), &cfg.setup.name, None).await?;
+            }
+            AutostopSetting::Arm(a) => {
+                pb.set_message(format!(
+                    "arming autostop: down after {} idle",
+                    humantime::format_duration(a.after)
+                ));
+                crate::autostop::arm(t.as_ref(), &cfg.setup.name, Some(a)).await?;
+            }
+        }
+    }
     record.record(node, head, hash).await?;
     let mut done = node.clone();
     done.state = NodeState::Running;
@@ -145,6 +164,7 @@ mod tests {
             head,
             hash,
             bootstrap: Bootstrap::Done,
+            autostop: AutostopSetting::Untouched,
         }
     }
 

@@ -26,23 +26,55 @@ pub fn render_launch(name: Option<&str>) -> String {
 
 /// Keys of `[setup]` that mean nothing to a provider, left out of its template.
 fn irrelevant_keys(provider: ProviderKind) -> &'static [&'static str] {
+    // Ray's autoscaler moves the count between min_workers and max_workers on Kubernetes only
+    // so far (the others refuse the keys at load).
+    // Autostop: local and SSH hosts so far.
     match provider {
-        ProviderKind::Aws => &[],
-        ProviderKind::Ssh => &["region", "instance_type", "image_id"],
+        ProviderKind::Aws => &[
+            "min_workers",
+            "max_workers",
+            "idle_timeout",
+            "upscaling_speed",
+            "autostop",
+        ],
+        ProviderKind::Ssh => &[
+            "region",
+            "instance_type",
+            "image_id",
+            "min_workers",
+            "max_workers",
+            "idle_timeout",
+            "upscaling_speed",
+        ],
         ProviderKind::Local => &[
             "region",
             "instance_type",
             "image_id",
             "ssh_user",
             "ssh_private_key",
+            "min_workers",
+            "max_workers",
+            "idle_timeout",
+            "upscaling_speed",
         ],
-        ProviderKind::Slurm => &["region", "instance_type", "image_id", "number_of_workers"],
+        ProviderKind::Slurm => &[
+            "region",
+            "instance_type",
+            "image_id",
+            "number_of_workers",
+            "min_workers",
+            "max_workers",
+            "idle_timeout",
+            "upscaling_speed",
+            "autostop",
+        ],
         ProviderKind::Kubernetes => &[
             "region",
             "instance_type",
             "image_id",
             "ssh_user",
             "ssh_private_key",
+            "autostop",
         ],
     }
 }
@@ -115,4 +147,74 @@ fn drop_key_block(text: &str, key: &str) -> String {
     let mut s = out.join("\n");
     s.push('\n');
     s
+}
+
+/// The templates show the key list's keys, and no other.
+#[cfg(test)]
+mod key_list_tests {
+    use crate::config::drift::{path, template_keys, NOT_IN_TEMPLATES};
+    use crate::config::{launch::LAUNCH_KEYS, KEYS};
+
+    #[test]
+    fn the_templates_show_every_key_but_the_documented_few_and_no_other() {
+        let mut shown = template_keys(super::CONFIG);
+        for section in [
+            super::SECTION_AWS,
+            super::SECTION_SSH,
+            super::SECTION_LOCAL,
+            super::SECTION_SLURM,
+            super::SECTION_KUBERNETES,
+        ] {
+            shown.extend(template_keys(section));
+        }
+        let listed: std::collections::BTreeSet<String> = KEYS.iter().map(path).collect();
+        let unknown: Vec<&String> = shown.difference(&listed).collect();
+        assert!(
+            unknown.is_empty(),
+            "the templates show keys the list lacks: {unknown:?}"
+        );
+        let missing: Vec<&String> = listed
+            .difference(&shown)
+            .filter(|k| !NOT_IN_TEMPLATES.contains(&k.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "keys no template shows (add them, or to NOT_IN_TEMPLATES): {missing:?}"
+        );
+        let readme = include_str!("../README.md");
+        for k in NOT_IN_TEMPLATES {
+            assert!(listed.contains(*k), "NOT_IN_TEMPLATES names {k}, not a key");
+            assert!(
+                !shown.contains(*k),
+                "{k} is in a template: drop it from NOT_IN_TEMPLATES"
+            );
+            let name = k.rsplit('.').next().unwrap_or(k);
+            assert!(
+                readme.contains(&format!("`{k}`"))
+                    || readme.contains(&format!("`{name}`"))
+                    || readme.contains(&format!("[{k}")),
+                "{k} is in no template and not in the README's reference"
+            );
+        }
+    }
+
+    #[test]
+    fn the_launch_template_shows_every_launch_key_and_no_other() {
+        let listed: std::collections::BTreeSet<String> = LAUNCH_KEYS.iter().map(path).collect();
+        let shown = template_keys(super::LAUNCH);
+        // `[sweep]` has its own reference (the sweep file's keys); every other key is shown.
+        let missing: Vec<&String> = listed
+            .difference(&shown)
+            .filter(|k| *k != "sweep")
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "launch.toml's template lacks {missing:?}"
+        );
+        let unknown: Vec<&String> = shown.difference(&listed).collect();
+        assert!(
+            unknown.is_empty(),
+            "launch.toml's template shows unknown keys {unknown:?}"
+        );
+    }
 }

@@ -6,10 +6,13 @@
 #   start         start this node's Ray (head or worker), unless it already runs as asked
 #   stop          stop this node's Ray: its own process group, by PID (never `ray stop`)
 #   stop-cluster  stop every node of this cluster on this host
+#   halt          stop the Ray of every node of this cluster on this host, keeping their records
+#                 (autostop: the nodes show as stopped; `up` starts them again, `down` removes them)
 #   hold          stay while this node's Ray runs; TERM stops it (a Slurm job's main process)
 #   record        write this node's record (node.json) again, e.g. once setup_commands succeeded
 #   status        one line per node of this cluster on this host: daft-node <alive|dead> <json>,
-#                 and daft-member <host> per host in the cluster's member list (kept on the head)
+#                 daft-member <host> per host in the cluster's member list (kept on the head),
+#                 and daft-autostop <json>, the autostop watcher's last record (on the head)
 #   add-member    add DAFT_MEMBER to this cluster's member list (SSH hosts, run on the head)
 #   remove-member remove DAFT_MEMBER from it
 set -eu
@@ -337,6 +340,18 @@ status() {
     done
     # The head keeps the hosts that joined it (SSH hosts), so removed ones are still found.
     if [ -f "$CLUSTER_DIR/members" ]; then sed 's/^/daft-member /' "$CLUSTER_DIR/members"; fi
+    if [ -s "$CLUSTER_DIR/autostop.state" ]; then
+        printf 'daft-autostop %s\n' "$(tr -d '\n' < "$CLUSTER_DIR/autostop.state")"
+    fi
+}
+
+# A cluster going down takes its autostop watcher (templates/jobs.py) with it: with no setting
+# left, the watcher ends at its next check.
+disarm_autostop() {
+    if [ -f "$CLUSTER_DIR/autostop.json" ]; then
+        printf '{"after": null}\n' > "$CLUSTER_DIR/autostop.json"
+        rm -f "$CLUSTER_DIR/autostop.state"
+    fi
 }
 
 # With `hold`, this shell stays as long as the node's Ray: Ray is tied to it (the kernel kills Ray
@@ -351,13 +366,20 @@ for action in "$@"; do
     case "$action" in
         install) install_env ;;
         start) start_node ;;
-        stop) node_lock "$DAFT_NODE"; stop_node "$NODE_DIR"; rm -rf "$NODE_DIR" ;;
+        stop) disarm_autostop; node_lock "$DAFT_NODE"; stop_node "$NODE_DIR"; rm -rf "$NODE_DIR" ;;
         stop-cluster)
+            disarm_autostop
             for d in "$CLUSTER_DIR"/nodes/*/; do
                 [ -d "$d" ] || continue
                 ( node_lock "$(basename "$d")"; stop_node "$d"; rm -rf "$d" )
             done
             rm -rf "$CLUSTER_DIR/nodes"
+            ;;
+        halt)
+            for d in "$CLUSTER_DIR"/nodes/*/; do
+                [ -f "$d/node.json" ] || continue
+                ( node_lock "$(basename "$d")"; stop_node "${d%/}" )
+            done
             ;;
         status) status ;;
         hold)

@@ -8,6 +8,12 @@
 #   jobs.py cancel JOB_DIR                     stop the job's process group (TERM, then KILL)
 #   jobs.py manifest JOB_DIR                   JSON: the job's files (not its unpacked code in
 #                                              work/), each with its size and SHA-256
+#   jobs.py autostop CLUSTER_DIR SECONDS DASHBOARD HALT
+#       arm autostop (SECONDS=cancel: disarm it): written to CLUSTER_DIR/autostop.json, read
+#       again by the cluster's one watcher at every check, started here when none runs. Idle
+#       means no daft job queued or running, no Ray job running and no actor of a user alive
+#       (asked of Ray's own state API at DASHBOARD); a question Ray does not answer counts as
+#       busy. Idle for SECONDS, the watcher records autostop.state (stopped) and runs HALT.
 #
 # A job directory: job.json (the record daft wrote), pid (the job's process group), started,
 # finished (UTC, RFC 3339), exit-status, cancelled, stdout.log, stderr.log.
@@ -15,6 +21,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -222,6 +229,139 @@ def cmd_manifest(job_dir):
     sys.stdout.write("\n")
 
 
+def write_json(path, value):
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(value, f)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def cluster_busy(cluster_dir, dashboard):
+    """Why the cluster is busy, or None when it is idle."""
+    jobs_dir = os.path.join(cluster_dir, "jobs")
+    try:
+        names = sorted(os.listdir(jobs_dir))
+    except OSError:
+        names = []
+    for name in names:
+        st, _ = state(os.path.join(jobs_dir, name))
+        if st in ("queued", "running"):
+            return f"daft job {name} is {st}"
+    try:
+        from ray.util.state import list_actors, list_jobs
+
+        for job in list_jobs(address=dashboard, timeout=10, raise_on_missing_output=False):
+            status = str(getattr(job, "status", "")).rsplit(".", 1)[-1]
+            if status in ("PENDING", "RUNNING"):
+                return f"Ray job {getattr(job, 'job_id', None) or getattr(job, 'submission_id', '')} is {status.lower()}"
+        alive = list_actors(
+            address=dashboard,
+            filters=[("state", "=", "ALIVE")],
+            timeout=10,
+            raise_on_missing_output=False,
+        )
+        for actor in alive:
+            if not str(getattr(actor, "ray_namespace", "") or "").startswith("_ray_internal"):
+                return f"Ray actor {getattr(actor, 'class_name', '')} {getattr(actor, 'actor_id', '')} is alive"
+    except Exception as e:  # noqa: BLE001 - Ray's answer unknown: never stop on a guess
+        return f"Ray's state API did not answer ({type(e).__name__}: {e})"
+    return None
+
+
+def watch(cluster_dir):
+    import fcntl
+
+    lock = open(os.path.join(cluster_dir, "autostop.lock"), "w")
+    for _ in range(30):
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            # The cluster's watcher runs already and reads the new setting; unless it is just
+            # ending (a cancel before this arm): then this one takes over.
+            time.sleep(0.5)
+    else:
+        return 0
+    conf_path = os.path.join(cluster_dir, "autostop.json")
+    state_path = os.path.join(cluster_dir, "autostop.state")
+    idle_since = None
+    while True:
+        conf = read_json(conf_path) or {}
+        after = conf.get("after")
+        if not after:
+            try:
+                os.unlink(state_path)
+            except OSError:
+                pass
+            return 0
+        token = os.path.join(cluster_dir, "ray-token")
+        if os.path.exists(token):
+            os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=token)
+        busy = cluster_busy(cluster_dir, conf["dashboard"])
+        if not (read_json(conf_path) or {}).get("after"):
+            continue  # cancelled (or the cluster went down) while Ray was asked
+        now = time.time()
+        if busy:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        rec = {"after": after, "idle_since": idle_since, "checked": now, "busy": busy}
+        if idle_since is not None and now - idle_since >= after:
+            rec["stopped"] = now
+            write_json(state_path, rec)
+            print(f"daft autostop: idle for {int(now - idle_since)}s (autostop {after}s): stopping", flush=True)
+            os.unlink(conf_path)
+            subprocess.run(conf["halt"], shell=True, stdin=subprocess.DEVNULL)
+            return 0
+        write_json(state_path, rec)
+        time.sleep(max(1.0, min(10.0, after / 10)))
+
+
+def cmd_autostop(cluster_dir, seconds, dashboard, halt):
+    conf_path = os.path.join(cluster_dir, "autostop.json")
+    if seconds == "cancel":
+        # The watcher sees no setting at its next check and ends.
+        if os.path.exists(conf_path):
+            write_json(conf_path, {"after": None})
+        print("daft-autostop cancelled")
+        return 0
+    write_json(conf_path, {"after": int(seconds), "dashboard": dashboard, "halt": halt})
+    # A watcher stopped before (cancel, a stop) left its record: the new one starts afresh.
+    state_path = os.path.join(cluster_dir, "autostop.state")
+    if (read_json(state_path) or {}).get("stopped"):
+        os.unlink(state_path)
+    if os.fork() == 0:
+        # The watcher: its own session, no terminal, its output in autostop.log; this command's
+        # connection does not wait for it.
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        log = os.open(os.path.join(cluster_dir, "autostop.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        sys.stdout = os.fdopen(1, "w")
+        sys.stderr = os.fdopen(2, "w")
+        try:
+            code = watch(cluster_dir)
+        except Exception as e:  # noqa: BLE001
+            print(f"daft autostop: the watcher failed: {e}", flush=True)
+            code = 1
+        os._exit(code)
+    print(f"daft-autostop armed {seconds}")
+    return 0
+
+
 if __name__ == "__main__":
     verb, args = sys.argv[1], sys.argv[2:]
     if verb == "list":
@@ -232,5 +372,7 @@ if __name__ == "__main__":
         sys.exit(cmd_cancel(*args))
     if verb == "manifest":
         sys.exit(cmd_manifest(*args))
+    if verb == "autostop":
+        sys.exit(cmd_autostop(*args))
     sys.stderr.write(f"daft jobs.py: unknown verb {verb}\n")
     sys.exit(2)

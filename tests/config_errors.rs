@@ -460,3 +460,82 @@ fn ssh_user_defaults_to_ec2_user_on_aws_and_to_the_local_user_elsewhere() {
     let given = load("[setup]\nname = \"demo\"\nprovider = \"ssh\"\nssh_user = \"ubuntu\"\n[setup.ssh]\nhead = \"10.0.0.1\"\n");
     assert_eq!(given.setup.ssh_user, "ubuntu");
 }
+
+// ---- workers: a fixed number, or a range Ray's autoscaler moves within ----
+
+const K8S: &str = "[setup]\nname = \"demo\"\nprovider = \"kubernetes\"\n";
+
+bad_config!(
+    both_forms_of_the_worker_count,
+    &format!("{K8S}number_of_workers = 2\nmax_workers = 4\n")
+);
+bad_config!(
+    min_workers_without_max_workers,
+    &format!("{K8S}min_workers = 2\n")
+);
+bad_config!(
+    min_workers_above_max_workers,
+    &format!("{K8S}min_workers = 5\nmax_workers = 2\n")
+);
+bad_config!(
+    max_workers_out_of_range,
+    &format!("{K8S}max_workers = -1\n")
+);
+bad_config!(
+    idle_timeout_not_a_duration,
+    &format!("{K8S}max_workers = 4\nidle_timeout = \"soon\"\n")
+);
+bad_config!(
+    upscaling_speed_zero,
+    &format!("{K8S}max_workers = 4\nupscaling_speed = 0\n")
+);
+bad_config!(
+    upscaling_speed_not_a_number,
+    &format!("{K8S}max_workers = 4\nupscaling_speed = \"fast\"\n")
+);
+bad_config!(
+    idle_timeout_with_a_fixed_worker_count,
+    &format!("{K8S}number_of_workers = 2\nidle_timeout = \"5m\"\n")
+);
+bad_config!(
+    slurm_allocation_cannot_autoscale,
+    "[setup]\nname = \"demo\"\nprovider = \"slurm\"\nmin_workers = 1\nmax_workers = 4\n"
+);
+bad_config!(
+    aws_autoscaling_not_available_yet,
+    "[setup]\nname = \"demo\"\nprovider = \"aws\"\nmax_workers = 4\n"
+);
+
+#[test]
+fn a_worker_range_is_autoscaled_and_equal_bounds_are_a_fixed_count() {
+    let load = |text: &str| {
+        Config::parse("t.toml", text, Path::new(".")).unwrap_or_else(|e| panic!("{}", e.render()))
+    };
+    let c = load(&format!("{K8S}max_workers = 8\n"));
+    let s = &c.setup.scaling;
+    assert_eq!((s.min_workers, s.max_workers), (0, 8));
+    assert!(s.autoscaled());
+    assert_eq!(s.idle_timeout, std::time::Duration::from_secs(300));
+    assert!(!s.upscaling_speed_given);
+    // `up` starts the minimum; the autoscaler adds the rest on demand.
+    assert_eq!(c.setup.number_of_workers, 0);
+
+    let c = load(&format!(
+        "{K8S}min_workers = 1\nmax_workers = 3\nidle_timeout = \"90s\"\nupscaling_speed = 2\n"
+    ));
+    let s = &c.setup.scaling;
+    assert_eq!(
+        (s.min_workers, s.max_workers, s.upscaling_speed),
+        (1, 3, 2.0)
+    );
+    assert_eq!(s.idle_timeout, std::time::Duration::from_secs(90));
+    assert_eq!(c.setup.number_of_workers, 1);
+
+    // Equal bounds are a fixed size, on any back-end (Slurm included).
+    let c =
+        load("[setup]\nname = \"demo\"\nprovider = \"slurm\"\nmin_workers = 2\nmax_workers = 2\n");
+    assert!(!c.setup.scaling.autoscaled());
+    assert_eq!(c.setup.number_of_workers, 2);
+    let c = load("[setup]\nname = \"demo\"\nnumber_of_workers = 3\n");
+    assert_eq!(c.setup.scaling, daft::config::Scaling::fixed(3));
+}

@@ -51,7 +51,7 @@ fn validate(crd: &str, manifests: &[serde_json::Value]) -> (bool, String) {
     )
 }
 
-const SHAPES: [(&str, &str); 4] = [
+const SHAPES: [(&str, &str); 5] = [
     (
         "default",
         "[setup]\nname = \"demo\"\nprovider = \"kubernetes\"\n",
@@ -67,6 +67,10 @@ const SHAPES: [(&str, &str); 4] = [
     (
         "head_only",
         "[setup]\nname = \"solo\"\nprovider = \"kubernetes\"\nnumber_of_workers = 0\n\n[setup.kubernetes]\nhead_cpu = \"500m\"\nhead_memory = \"2Gi\"\n",
+    ),
+    (
+        "autoscaled",
+        "[setup]\nname = \"elastic\"\nprovider = \"kubernetes\"\nmin_workers = 1\nmax_workers = 8\nidle_timeout = \"2m\"\nupscaling_speed = 2\n",
     ),
 ];
 
@@ -89,7 +93,7 @@ fn raycluster_manifests_snapshot_and_validate_against_kuberays_crd() {
     }
     let (ok, text) = validate("ray.io_rayclusters.yaml", &all);
     assert!(ok, "{text}");
-    assert!(text.contains("4 manifest(s) valid"), "{text}");
+    assert!(text.contains("5 manifest(s) valid"), "{text}");
 }
 
 #[test]
@@ -140,6 +144,55 @@ fn the_plan_compares_what_it_applies_with_what_it_reads_back() {
             ["token authentication"],
         ""
     );
+}
+
+#[test]
+fn an_autoscaled_group_gives_kuberay_the_bounds_and_keeps_the_autoscalers_count() {
+    let cfg = config(SHAPES[4].1);
+    let want = daft::kuberay::desired(&cfg, k8s(&cfg), "default", daft::kuberay::Features::ALL);
+    let spec = &want.manifest["spec"];
+    assert_eq!(spec["enableInTreeAutoscaling"], true);
+    assert_eq!(spec["autoscalerOptions"]["idleTimeoutSeconds"], 120);
+    // upscaling_speed 2 is more than Ray's rate-limited speed: KubeRay's unlimited mode.
+    assert_eq!(spec["autoscalerOptions"]["upscalingMode"], "Default");
+    let g = &spec["workerGroupSpecs"][0];
+    assert_eq!(
+        (
+            g["replicas"].as_u64(),
+            g["minReplicas"].as_u64(),
+            g["maxReplicas"].as_u64()
+        ),
+        (Some(1), Some(1), Some(8))
+    );
+    assert_eq!(want.settings["worker replicas"], "autoscaled 1–8");
+    assert_eq!(want.scaling.as_deref(), Some("autoscaled 1–8"));
+
+    // The autoscaler moved the count to 5: the plan sees no change, and an apply carries the 5.
+    let mut live = want.manifest.clone();
+    live["spec"]["workerGroupSpecs"][0]["replicas"] = serde_json::json!(5);
+    let mut have = daft::kuberay::settings(&live);
+    have.insert("setup".into(), daft::kuberay::setup_hash(&cfg));
+    assert_eq!(have, want.settings);
+    let applied = daft::kuberay::with_live_replicas(&want.manifest, Some(&live));
+    assert_eq!(applied["spec"]["workerGroupSpecs"][0]["replicas"], 5);
+    // Above a new maximum it is brought down to it; a new cluster starts at the minimum.
+    live["spec"]["workerGroupSpecs"][0]["replicas"] = serde_json::json!(12);
+    let applied = daft::kuberay::with_live_replicas(&want.manifest, Some(&live));
+    assert_eq!(applied["spec"]["workerGroupSpecs"][0]["replicas"], 8);
+    let fresh = daft::kuberay::with_live_replicas(&want.manifest, None);
+    assert_eq!(fresh["spec"]["workerGroupSpecs"][0]["replicas"], 1);
+
+    // A fixed count is daft's: the live count is not carried over, and a change is a diff.
+    let fixed = config(SHAPES[1].1);
+    let want = daft::kuberay::desired(&fixed, k8s(&fixed), "ml", daft::kuberay::Features::ALL);
+    let mut live = want.manifest.clone();
+    live["spec"]["workerGroupSpecs"][0]["replicas"] = serde_json::json!(9);
+    let applied = daft::kuberay::with_live_replicas(&want.manifest, Some(&live));
+    assert_eq!(applied["spec"]["workerGroupSpecs"][0]["replicas"], 4);
+    assert_eq!(daft::kuberay::settings(&live)["worker replicas"], "9");
+    assert!(want.manifest["spec"]
+        .get("enableInTreeAutoscaling")
+        .is_none());
 }
 
 #[test]

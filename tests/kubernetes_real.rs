@@ -467,3 +467,129 @@ fn real_k8s_a_cluster_without_kuberay_is_a_clear_error_for_plan_up_and_doctor() 
         .unwrap_or_else(|| panic!("no CRD check in {checks:#}"));
     assert_eq!(crd["ok"], false, "{crd}");
 }
+
+/// Worker pods of a RayCluster that are running.
+fn running_workers(k: &RealK8s, cluster: &str) -> usize {
+    pods(k, cluster)
+        .iter()
+        .filter(|p| {
+            p["metadata"]["labels"]["ray.io/node-type"] == "worker"
+                && p["status"]["phase"] == "Running"
+        })
+        .count()
+}
+
+#[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs the real control plane (Go, tests/k8s/build.sh)"]
+fn real_k8s_an_autoscaled_cluster_gets_kuberays_autoscaler_and_up_never_fights_its_count() {
+    let case = Case::new();
+    let k = RealK8s::start(&case.path().join("control-plane"));
+    let text = "[setup]\nname = \"elastic\"\nprovider = \"kubernetes\"\nmin_workers = 1\nmax_workers = 3\n\
+                idle_timeout = \"90s\"\n\n[setup.kubernetes]\nnamespace = \"default\"\nready_timeout = \"120s\"\n";
+    case.write("auto.toml", text);
+
+    let o = case.run(&k, &["plan", "-c", "auto.toml"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let plan = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        plan.contains("+ create     RayCluster elastic  (1 head + 1 worker(s), autoscaled 1–3)"),
+        "{plan}"
+    );
+    let o = case.run(&k, &["up", "-c", "auto.toml", "--yes", "--wait-workers"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 worker(s) asked for (autoscaled 1–3)"),
+        "{}",
+        out(&o)
+    );
+    let path = "/apis/ray.io/v1/namespaces/default/rayclusters/elastic";
+    let rc = k.api("GET", path, None);
+    assert_eq!(rc["spec"]["enableInTreeAutoscaling"], true, "{rc}");
+    assert_eq!(
+        rc["spec"]["autoscalerOptions"]["idleTimeoutSeconds"], 90,
+        "{rc}"
+    );
+    let group = &rc["spec"]["workerGroupSpecs"][0];
+    assert_eq!(
+        (group["minReplicas"].clone(), group["maxReplicas"].clone()),
+        (1.into(), 3.into())
+    );
+    // The real operator put Ray's autoscaler beside the head (its sidecar), and made the
+    // minimum of workers.
+    let head = pods(&k, "elastic")
+        .into_iter()
+        .find(|p| p["metadata"]["labels"]["ray.io/node-type"] == "head")
+        .expect("a head pod");
+    let containers: Vec<&str> = head["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(containers.contains(&"autoscaler"), "{containers:?}");
+    k.wait(
+        "1 running worker of elastic",
+        Duration::from_secs(60),
+        || running_workers(&k, "elastic") == 1,
+    );
+
+    // The autoscaler asks for 3 (here the test patches `replicas` as Ray's autoscaler does: kwok
+    // runs no Ray in the sidecar); the operator makes them.
+    k.merge_patch(
+        path,
+        "autoscaler-stand-in",
+        &serde_json::json!({"spec": {"workerGroupSpecs": [{
+            "groupName": group["groupName"],
+            "replicas": 3,
+            "minReplicas": 1,
+            "maxReplicas": 3,
+            "rayStartParams": {},
+            "template": group["template"],
+        }]}}),
+    );
+    k.wait(
+        "3 running workers of elastic",
+        Duration::from_secs(60),
+        || running_workers(&k, "elastic") == 3,
+    );
+    // `plan` and `up` leave the autoscaler's count alone: nothing to do, still 3.
+    let o = case.run(&k, &["plan", "-c", "auto.toml"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Plan: nothing to change."),
+        "{}",
+        out(&o)
+    );
+    let o = case.run(&k, &["up", "-c", "auto.toml", "--yes"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Nothing to do"),
+        "{}",
+        out(&o)
+    );
+    let rc = k.api("GET", path, None);
+    assert_eq!(rc["spec"]["workerGroupSpecs"][0]["replicas"], 3, "{rc}");
+
+    // A new range is an update of the bounds only.
+    case.write(
+        "auto.toml",
+        &text.replace("max_workers = 3", "max_workers = 5"),
+    );
+    let o = case.run(&k, &["plan", "-c", "auto.toml"]);
+    let plan = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        plan.contains("~ update") && plan.contains("autoscaled 1–5"),
+        "{plan}"
+    );
+    let o = case.run(&k, &["up", "-c", "auto.toml", "--yes"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let rc = k.api("GET", path, None);
+    let group = &rc["spec"]["workerGroupSpecs"][0];
+    assert_eq!(
+        (group["replicas"].clone(), group["maxReplicas"].clone()),
+        (3.into(), 5.into()),
+        "{rc}"
+    );
+
+    let o = case.run(&k, &["down", "-c", "auto.toml", "--yes"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(pods(&k, "elastic").is_empty());
+}

@@ -33,6 +33,7 @@ const FLOORS: &[&[&str]] = &[
     &["build", "cli", "kuberay", "lock", "templates"],
     &["launch", "transport"],
     &["bootstrap"],
+    &["autostop"],
     &["setup"],
     &["provider"],
     &["apply"],

@@ -633,6 +633,7 @@ fn resource(workers: u32, image: &str) -> daft::model::DesiredResource {
         name: "demo".into(),
         settings,
         workers,
+        scaling: None,
         manifest: serde_json::Value::Null,
     }
 }

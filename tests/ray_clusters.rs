@@ -1764,3 +1764,211 @@ fn ssh_hosts_sigkill_at_20_points_then_converge_and_two_ups_at_once() {
     let left = left_in(&tmps);
     assert!(left.is_empty(), "down left Ray running: {left:?}");
 }
+
+/// Processes whose command line names `needle` (and `also`).
+fn processes_naming(needle: &str, also: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) || !pid_runs(&name) {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) && cmd.contains(also) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The rows `daft list -o json` gives for `cluster`.
+fn list_rows(env: &Env, cluster: &str) -> Vec<serde_json::Value> {
+    let o = env.ok(&["list", "--local-only", "-o", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    rows.into_iter()
+        .filter(|r| r["cluster"] == cluster)
+        .collect()
+}
+
+/// Wait up to `limit` for `f`, saying what for; how long it took.
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    t.elapsed()
+}
+
+/// A local cluster with `autostop` stays up while a job runs, stops itself (head and worker)
+/// once idle that long after it, shows so in `list`, comes back with `up`; `daft autostop
+/// --cancel` keeps it, `daft autostop 10s` arms it again; `down` takes the watcher along.
+#[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs Ray from PyPI"]
+fn local_autostop_waits_for_the_job_then_stops_the_cluster_and_cancel_keeps_it() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new();
+    let ray_port = common::free_port("127.0.0.1");
+    let dash_port = common::free_port("127.0.0.1");
+    let cfg = env.write(
+        "local.toml",
+        &format!(
+            "[setup]\nname = \"t-auto\"\nprovider = \"local\"\nnumber_of_workers = 1\nautostop = \"10s\"\n\n[setup.local]\nray_port = {ray_port}\ndashboard_port = {dash_port}\n"
+        ),
+    );
+    let cfg = cfg.to_str().unwrap();
+    let _down = env.down_on_panic(cfg);
+    env.ok(&["up", "-c", cfg]);
+    let nodes = env.home().join("clusters/t-auto/nodes");
+    let pid =
+        |node: &str| std::fs::read_to_string(nodes.join(node).join("ray.pid")).unwrap_or_default();
+    let (head, worker) = (pid("head"), pid("worker-1"));
+    assert!(pid_runs(&head) && pid_runs(&worker), "{head} {worker}");
+    let rows = list_rows(&env, "t-auto");
+    let head_row = rows.iter().find(|r| r["role"] == "head").unwrap();
+    assert!(
+        head_row["autostop"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("10s"),
+        "{rows:?}"
+    );
+
+    // A job longer than the autostop keeps the cluster up; it stops only once idle 10s after.
+    let work = env.write("job/run.sh", "sleep 14; echo job-done\n");
+    let job = env.submit(
+        cfg,
+        work.parent().unwrap().to_str().unwrap(),
+        &["sh", "run.sh"],
+    );
+    assert!(
+        job.status.success(),
+        "the cluster stopped under its job:\n{}",
+        out(&job)
+    );
+    assert_stdout(&job, "job-done");
+    let ended = Instant::now();
+    let took = wait_for(
+        "the head's Ray stopped by autostop",
+        Duration::from_secs(90),
+        || !pid_runs(&head),
+    );
+    assert!(
+        took >= Duration::from_secs(6),
+        "stopped {took:?} after the job: not idle 10s"
+    );
+    wait_for(
+        "the worker's Ray stopped too",
+        Duration::from_secs(30),
+        || !pid_runs(&worker),
+    );
+    eprintln!(
+        "autostop: stopped {:?} after the job ended",
+        ended.elapsed()
+    );
+    let rows = list_rows(&env, "t-auto");
+    assert_eq!(rows.len(), 2, "the nodes' records stay: {rows:?}");
+    assert!(rows.iter().all(|r| r["state"] == "stopped"), "{rows:?}");
+    let head_row = rows.iter().find(|r| r["role"] == "head").unwrap();
+    assert!(
+        head_row["autostop"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("stopped itself at"),
+        "{rows:?}"
+    );
+
+    // `up` starts it again (and arms autostop again); `--cancel` keeps it up past the time.
+    let up = env.ok(&["up", "-c", cfg, "--yes"]);
+    assert_stdout(&up, "node is stopped");
+    let head = pid("head");
+    assert!(pid_runs(&head));
+    env.ok(&["autostop", "-c", cfg, "--cancel"]);
+    std::thread::sleep(Duration::from_secs(20));
+    assert!(pid_runs(&head), "stopped although autostop was cancelled");
+    assert!(
+        list_rows(&env, "t-auto")
+            .iter()
+            .all(|r| r.get("autostop").is_none()),
+        "a cancelled autostop still shows"
+    );
+    // Armed again at run time: down again within its time.
+    let armed = env.ok(&["autostop", "-c", cfg, "10s"]);
+    assert_stdout(&armed, "takes itself down after 10s");
+    wait_for(
+        "autostop armed by `daft autostop`",
+        Duration::from_secs(60),
+        || !pid_runs(&head),
+    );
+
+    // down after an autostop: nothing left, the watcher included.
+    env.ok(&["up", "-c", cfg, "--yes"]);
+    let cluster_dir = env.home().join("clusters/t-auto");
+    let dir = cluster_dir.to_string_lossy().to_string();
+    assert!(
+        !processes_naming("autostop", &dir).is_empty(),
+        "no watcher after up"
+    );
+    env.ok(&["down", "-c", cfg, "--yes"]);
+    wait_for(
+        "the watcher to end after down",
+        Duration::from_secs(30),
+        || processes_naming("autostop", &dir).is_empty(),
+    );
+    assert!(list_rows(&env, "t-auto").is_empty());
+    // Bad input is a usage error, before anything connects.
+    let o = env
+        .daft()
+        .args(["autostop", "-c", cfg, "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a duration of at least 10s"));
+}
+
+/// On SSH hosts the idle head halts its own Ray; the worker's Ray ends as it loses its head
+/// (Ray's raylet gives up on an unreachable GCS), and both show as stopped.
+#[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs sshd and Ray from PyPI"]
+fn ssh_autostop_stops_the_head_and_the_worker_follows() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new();
+    let (a, b) = two_hosts();
+    let cfg = ssh_config(&env, &a, &[&b], "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "provider = \"ssh\"\n",
+        "provider = \"ssh\"\nautostop = \"10s\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let _down = env.down_on_panic(cfg);
+    env.ok(&["up", "-c", cfg]);
+    // Each host has one node of the cluster: its directory, whatever its name.
+    let pid = |home: &Path| {
+        let nodes = home.join(".daft/clusters/t-ssh/nodes");
+        let dir = std::fs::read_dir(&nodes)
+            .unwrap()
+            .flatten()
+            .find(|e| e.path().is_dir())
+            .unwrap_or_else(|| panic!("no node under {}", nodes.display()));
+        std::fs::read_to_string(dir.path().join("ray.pid")).unwrap_or_default()
+    };
+    let (head, worker) = (pid(&a.home), pid(&b.home));
+    assert!(pid_runs(&head) && pid_runs(&worker), "{head:?} {worker:?}");
+    wait_for(
+        "the idle head stopped by autostop",
+        Duration::from_secs(60),
+        || !pid_runs(&head),
+    );
+    let took = wait_for(
+        "the worker's Ray to end without its head",
+        Duration::from_secs(150),
+        || !pid_runs(&worker),
+    );
+    eprintln!("autostop on SSH hosts: the worker's Ray ended {took:?} after the head's");
+    let o = env.ok(&["plan", "-c", cfg]);
+    let plan = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(plan.matches("node is stopped").count(), 2, "{plan}");
+    env.ok(&["down", "-c", cfg, "--yes"]);
+}

@@ -1,21 +1,52 @@
 //! `daft down`: the plan to an empty cluster, applied.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::apply::apply;
 use crate::cli::DownArgs;
+use crate::config::Config;
 use crate::model::DesiredCluster;
 use crate::planner::{plan, render};
 use crate::provider::{Backend, DeclarativeProvider, UpOptions};
 use crate::ui::{elapsed, Progress};
 
+/// What a `down` is asked to do, apart from the command line that asked.
+#[derive(Debug, Clone, Default)]
+pub struct Down {
+    /// `-i`: the SSH key, over the config's.
+    pub identity: Option<PathBuf>,
+    /// Fail at once when another `up`/`down` holds the cluster's lock.
+    pub no_wait_lock: bool,
+    /// Apply without asking.
+    pub yes: bool,
+    /// Forget nodes that cannot be reached.
+    pub force: bool,
+}
+
+impl From<&DownArgs> for Down {
+    fn from(args: &DownArgs) -> Self {
+        Down {
+            identity: args.key.identity.clone(),
+            no_wait_lock: args.lock.no_wait_lock,
+            yes: args.yes,
+            force: args.force,
+        }
+    }
+}
+
 pub async fn run(args: &DownArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let cfg = super::load(&args.config.config)?;
-    let _lock = super::lock(&cfg, "down", args.lock.no_wait_lock).await?;
-    let provider = match crate::provider::backend(&cfg, args.key.identity.clone()).await? {
+    down(&cfg, &Down::from(args), start).await
+}
+
+/// Take the cluster of `cfg` down; `start` is when the command began.
+pub async fn down(cfg: &Config, args: &Down, start: Instant) -> anyhow::Result<()> {
+    let _lock = super::lock(cfg, "down", args.no_wait_lock).await?;
+    let provider = match crate::provider::backend(cfg, args.identity.clone()).await? {
         Backend::Nodes(p) => p,
-        Backend::Declarative(p) => return down_resource(&cfg, p, args, start).await,
+        Backend::Declarative(p) => return down_resource(cfg, p, args, start).await,
         Backend::ReadOnly(_, why) => {
             return Err(crate::error::usage(format!(
                 "`daft down` leaves this cluster alone: {why}"
@@ -54,9 +85,9 @@ pub async fn run(args: &DownArgs) -> anyhow::Result<()> {
 
 /// `down` of a declarative back-end: delete the resource, wait until its pods are gone.
 async fn down_resource(
-    cfg: &crate::config::Config,
+    cfg: &Config,
     p: std::sync::Arc<dyn DeclarativeProvider>,
-    args: &DownArgs,
+    args: &Down,
     start: Instant,
 ) -> anyhow::Result<()> {
     use crate::planner::{plan_resource, render_resource, ResourceAction};

@@ -22,6 +22,9 @@ pub struct Row {
     pub kind: String,
     pub public_ip: Option<String>,
     pub launched: String,
+    /// The head's autostop ("30m, idle 3m"), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autostop: Option<String>,
 }
 
 impl Row {
@@ -42,6 +45,7 @@ impl Row {
                 )
                 .to_string()
             },
+            autostop: n.detail.get("autostop").cloned(),
         }
     }
 }
@@ -128,7 +132,10 @@ pub fn render(rows: &[Row]) -> String {
         out.push_str(&format!("{}:\n", state.title()));
         let mut t = Table::new();
         t.load_preset(UTF8_BORDERS_ONLY);
-        t.set_header(vec![
+        let these: Vec<&Row> = rows.iter().filter(|r| r.state == state).collect();
+        // The autostop column only where some cluster has one.
+        let autostop = these.iter().any(|r| r.autostop.is_some());
+        let mut header = vec![
             "cluster",
             "provider",
             "role",
@@ -136,9 +143,13 @@ pub fn render(rows: &[Row]) -> String {
             "type",
             "public ip",
             "launched",
-        ]);
-        for r in rows.iter().filter(|r| r.state == state) {
-            t.add_row(vec![
+        ];
+        if autostop {
+            header.push("autostop");
+        }
+        t.set_header(header);
+        for r in these {
+            let mut row = vec![
                 r.cluster.clone(),
                 r.provider.clone(),
                 r.role.clone(),
@@ -146,7 +157,11 @@ pub fn render(rows: &[Row]) -> String {
                 r.kind.clone(),
                 r.public_ip.clone().unwrap_or_else(|| "-".into()),
                 r.launched.clone(),
-            ]);
+            ];
+            if autostop {
+                row.push(r.autostop.clone().unwrap_or_default());
+            }
+            t.add_row(row);
         }
         out.push_str(&t.to_string());
         out.push('\n');

@@ -1,5 +1,6 @@
 //! One module per command. `run` is the dispatcher; argument types live in `cli`.
 
+pub mod autostop;
 pub mod dashboard;
 pub mod doctor;
 pub mod down;
@@ -38,6 +39,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             Command::List(a) => list::run(&a).await,
             Command::Submit(a) => submit::run(&a).await,
             Command::Dashboard(a) => dashboard::run(&a).await,
+            Command::Autostop(a) => autostop::run(&a).await,
             Command::Jobs(a) => jobs::list(&a).await,
             Command::Logs(a) => jobs::logs(&a).await,
             Command::Cancel(a) => jobs::cancel(&a).await,

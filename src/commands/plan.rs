@@ -1,7 +1,7 @@
 //! `daft plan`: what `up` would change, as a person reads it or as JSON.
 
 use crate::cli::{OutputFormat, PlanArgs};
-use crate::planner::{plan, plan_resource, render, render_resource};
+use crate::planner::{plan, plan_resource, render, render_resource_scaled};
 use crate::provider::Backend;
 
 pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
@@ -15,7 +15,12 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
             match args.output {
                 OutputFormat::Text => crate::out!(
                     "{}",
-                    render_resource(&plan, &p.context(), Some(want.workers))
+                    render_resource_scaled(
+                        &plan,
+                        &p.context(),
+                        Some(want.workers),
+                        want.scaling.as_deref()
+                    )
                 )?,
                 OutputFormat::Json => {
                     let v = serde_json::json!({

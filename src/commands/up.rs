@@ -1,24 +1,58 @@
 //! `daft up`: print the plan, then apply it.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::anyhow;
 
 use crate::apply::apply;
 use crate::cli::UpArgs;
+use crate::config::Config;
 use crate::error::usage;
 use crate::planner::{plan, render, Action, NOT_SET_UP};
 use crate::provider::{Backend, DeclarativeProvider, UpOptions};
 use crate::ui::{elapsed, Progress};
 
+/// What an `up` is asked to do, apart from the command line that asked.
+#[derive(Debug, Clone, Default)]
+pub struct Up {
+    /// `-i`: the SSH key, over the config's.
+    pub identity: Option<PathBuf>,
+    /// Fail at once when another `up`/`down` holds the cluster's lock.
+    pub no_wait_lock: bool,
+    /// Apply a destructive plan without asking.
+    pub yes: bool,
+    /// Return once nodes run (self-starting providers).
+    pub no_wait: bool,
+    /// Wait for the workers too.
+    pub wait_workers: bool,
+}
+
+impl From<&UpArgs> for Up {
+    fn from(args: &UpArgs) -> Self {
+        Up {
+            identity: args.key.identity.clone(),
+            no_wait_lock: args.lock.no_wait_lock,
+            yes: args.yes,
+            no_wait: args.no_wait,
+            wait_workers: args.wait_workers,
+        }
+    }
+}
+
 pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let cfg = super::load(&args.config.config)?;
+    up(&cfg, &Up::from(args), start).await
+}
+
+/// Bring the cluster of `cfg` to what it says; `start` is when the command began.
+pub async fn up(cfg: &Config, args: &Up, start: Instant) -> anyhow::Result<()> {
     // One `up`/`down` of a cluster at a time; observed only once the lock is ours.
-    let _lock = super::lock(&cfg, "up", args.lock.no_wait_lock).await?;
-    let provider = match crate::provider::backend(&cfg, args.key.identity.clone()).await? {
+    let _lock = super::lock(cfg, "up", args.no_wait_lock).await?;
+    let provider = match crate::provider::backend(cfg, args.identity.clone()).await? {
         Backend::Nodes(p) => p,
-        Backend::Declarative(p) => return up_resource(&cfg, p, args, start).await,
+        Backend::Declarative(p) => return up_resource(cfg, p, args, start).await,
         Backend::ReadOnly(_, why) => {
             return Err(usage(format!("`daft up` leaves this cluster alone: {why}")))
         }
@@ -75,7 +109,7 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
         report.terminated.len(),
         elapsed(start.elapsed()),
     )?;
-    print_next_steps(&cfg)?;
+    print_next_steps(cfg)?;
     if report.shortfall > 0 {
         return Err(anyhow!(
             "{} worker(s) could not be launched (not enough capacity); run `daft up` again to fill the gap",
@@ -87,18 +121,23 @@ pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
 
 /// `up` of a declarative back-end: plan the resource, apply it, wait for its pods.
 async fn up_resource(
-    cfg: &crate::config::Config,
+    cfg: &Config,
     p: std::sync::Arc<dyn DeclarativeProvider>,
-    args: &UpArgs,
+    args: &Up,
     start: Instant,
 ) -> anyhow::Result<()> {
-    use crate::planner::{plan_resource, render_resource, ResourceAction};
+    use crate::planner::{plan_resource, render_resource_scaled, ResourceAction};
     let want = p.desired_resource().await;
     let have = p.observe_resource().await?;
     let plan = plan_resource(&cfg.setup.name, Some(&want), &have);
     crate::out!(
         "{}",
-        render_resource(&plan, &p.context(), Some(want.workers))
+        render_resource_scaled(
+            &plan,
+            &p.context(),
+            Some(want.workers),
+            want.scaling.as_deref()
+        )
     )?;
     if let ResourceAction::Refuse { reason } = &plan.action {
         return Err(anyhow!("nothing was changed: {reason}"));
@@ -137,10 +176,11 @@ async fn up_resource(
     let head = p.wait_ready(&want, opts, &pb).await?;
     crate::ui::done(&pb, format!("head pod {} ready", head.id));
     crate::outln!(
-        "Cluster {:?} is up: RayCluster {} with 1 head + {} worker(s) asked for; {} in {}. Head pod: {}.",
+        "Cluster {:?} is up: RayCluster {} with 1 head + {} worker(s) asked for{}; {} in {}. Head pod: {}.",
         cfg.setup.name,
         want.name,
         want.workers,
+        want.scaling.as_deref().map(|s| format!(" ({s})")).unwrap_or_default(),
         match plan.action {
             ResourceAction::Create => "created",
             _ => "updated",
@@ -186,7 +226,7 @@ fn up_to_date(name: &str, start: Instant) -> String {
 }
 
 /// What to run next, once a cluster is up.
-fn print_next_steps(cfg: &crate::config::Config) -> anyhow::Result<()> {
+fn print_next_steps(cfg: &Config) -> anyhow::Result<()> {
     let flag = if cfg.display_path == crate::config::DEFAULT_CONFIG {
         String::new()
     } else {

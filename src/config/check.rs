@@ -98,6 +98,7 @@ impl Checker<'_> {
                 (Ty::Table, Item::Value(Value::InlineTable(_))) => true,
                 (Ty::Str, Item::Value(Value::String(_))) => true,
                 (Ty::Int, Item::Value(Value::Integer(_))) => true,
+                (Ty::Num, Item::Value(Value::Integer(_) | Value::Float(_))) => true,
                 (Ty::StrMap, Item::Table(_) | Item::Value(Value::InlineTable(_))) => {
                     let t = match item {
                         Item::Table(t) => t.clone(),
@@ -200,6 +201,7 @@ impl Checker<'_> {
                 let want = match spec.ty {
                     Ty::Table => "a table",
                     Ty::Str => "a string",
+                    Ty::Num => "a number",
                     Ty::Int => "an integer",
                     Ty::StrList => "a list of strings",
                     Ty::StrMap => "a table of strings",

@@ -510,7 +510,25 @@ impl LaunchConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::mebibytes;
+    use serde_aux::serde_introspection::serde_introspect as fields;
+
+    use super::super::schema::drift::{same_fields, tables_checked};
+    use super::*;
+
+    #[test]
+    fn the_launch_key_list_matches_serde() {
+        let checks: &[(&str, &[&str])] = &[
+            ("", fields::<LaunchFile>()),
+            ("image", fields::<ImageFile>()),
+            ("resources", fields::<ResourcesFile>()),
+            ("kubernetes", fields::<KubernetesFile>()),
+        ];
+        for (parent, serde_fields) in checks {
+            same_fields(LAUNCH_KEYS, parent, serde_fields);
+        }
+        let checked: Vec<&str> = checks.iter().map(|(p, _)| *p).collect();
+        tables_checked(LAUNCH_KEYS, &checked);
+    }
 
     #[test]
     fn gpu_memory_in_mebibytes() {

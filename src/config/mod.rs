@@ -13,6 +13,7 @@ mod check;
 mod hosts;
 mod kubernetes;
 pub mod launch;
+mod scaling;
 mod schema;
 mod slurm;
 
@@ -20,6 +21,7 @@ pub use aws::*;
 pub use check::*;
 pub use hosts::*;
 pub use kubernetes::*;
+pub use scaling::*;
 pub use slurm::*;
 
 use std::collections::{BTreeMap, HashSet};
@@ -137,6 +139,16 @@ pub struct SetupFile {
     pub ssh_private_key: Option<String>,
     #[serde(default = "default_workers")]
     pub number_of_workers: i64,
+    #[serde(default)]
+    pub min_workers: Option<i64>,
+    #[serde(default)]
+    pub max_workers: Option<i64>,
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    #[serde(default)]
+    pub upscaling_speed: Option<f64>,
+    #[serde(default)]
+    pub autostop: Option<String>,
     #[serde(default = "default_instance_type")]
     pub instance_type: String,
     #[serde(default)]
@@ -191,7 +203,12 @@ pub struct Setup {
     pub name: String,
     pub ssh_user: String,
     pub ssh_private_key: Option<PathBuf>,
+    /// The workers `up` starts: the fixed count, or the autoscaler's minimum.
     pub number_of_workers: u32,
+    /// Fixed, or the range Ray's autoscaler moves within.
+    pub scaling: Scaling,
+    /// Idle this long, the cluster takes itself down (None: never).
+    pub autostop: Option<std::time::Duration>,
     pub dependencies: Vec<String>,
     pub python_version: Option<String>,
     pub ray_version: Option<String>,
@@ -405,6 +422,9 @@ impl Checker<'_> {
             } else {
                 s.number_of_workers as u32
             };
+        let scaling = self.check_scaling(doc, &s, number_of_workers)?;
+        let autostop = self.check_autostop(doc, &s)?;
+        let number_of_workers = scaling.min_workers;
 
         // region
         if !is_region(&s.region) {
@@ -706,6 +726,8 @@ impl Checker<'_> {
                 ssh_user: s.ssh_user,
                 ssh_private_key,
                 number_of_workers,
+                scaling,
+                autostop,
                 dependencies: s.dependencies,
                 python_version: s.python_version,
                 ray_version: s.ray_version,
@@ -783,3 +805,9 @@ mod tests {
         assert_eq!(suggest("zzz", &["name", "number_of_workers"]), None);
     }
 }
+
+/// The key list and the serde structs cannot drift apart.
+#[cfg(test)]
+mod key_list_matches_serde;
+#[cfg(test)]
+pub(crate) use schema::drift;

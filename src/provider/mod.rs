@@ -110,6 +110,17 @@ pub trait Provider: Send + Sync {
     /// Where the head's dashboard is.
     fn dashboard_route(&self, head: &ObservedNode) -> DashboardRoute;
 
+    /// The head's autostop after `after` idle, when this back-end's head can stop its own
+    /// cluster (`daft_home`: the head's daft directory); None where it cannot (yet).
+    fn autostop(
+        &self,
+        _head: &ObservedNode,
+        _daft_home: &str,
+        _after: std::time::Duration,
+    ) -> Option<crate::autostop::Autostop> {
+        None
+    }
+
     /// The back-end's job arrays, when it has them (sweeps then become one array).
     fn job_arrays(&self) -> Option<&dyn JobArrays> {
         None

@@ -106,6 +106,32 @@ impl RealK8s {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> serde_json::Value {
+        self.request(method, path, body, "application/json")
+    }
+
+    /// A JSON merge patch of `path`, as another controller (field manager `manager`) makes it.
+    pub fn merge_patch(
+        &self,
+        path: &str,
+        manager: &str,
+        body: &serde_json::Value,
+    ) -> serde_json::Value {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        self.request(
+            "PATCH",
+            &format!("{path}{sep}fieldManager={manager}"),
+            Some(body),
+            "application/merge-patch+json",
+        )
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        content_type: &str,
+    ) -> serde_json::Value {
         let mut c = Command::new("curl");
         c.args(["-sS", "--max-time", "20", "-X", method])
             .arg("--cacert")
@@ -114,7 +140,9 @@ impl RealK8s {
             .arg(format!("Authorization: Bearer {}", self.admin_token))
             .arg(format!("{}{path}", self.server));
         if let Some(b) = body {
-            c.args(["-H", "Content-Type: application/json", "--data-binary"])
+            c.arg("-H")
+                .arg(format!("Content-Type: {content_type}"))
+                .arg("--data-binary")
                 .arg(b.to_string());
         }
         let o = c.output().unwrap();

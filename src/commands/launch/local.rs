@@ -44,7 +44,7 @@ pub(super) async fn run_local(cfg: &LaunchConfig, command: &str) -> anyhow::Resu
 /// `--local` with workers: the same command as a job of a Ray cluster of `workers` workers on
 /// this machine, brought up by the local provider for this run and taken down after it.
 pub(super) async fn run_local_ray(cfg: &LaunchConfig, command: &str) -> anyhow::Result<()> {
-    use crate::cli::{ConfigArg, DownArgs, KeyArg, LockArg, OutputFormat, SubmitArgs, UpArgs};
+    use crate::commands::{down, submit, up};
     let free = || -> anyhow::Result<u16> {
         Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
             .local_addr()?
@@ -67,47 +67,45 @@ pub(super) async fn run_local_ray(cfg: &LaunchConfig, command: &str) -> anyhow::
             dash = free()?,
         ),
     )?;
-    let config = || ConfigArg {
-        config: path.clone(),
-    };
+    let cluster = crate::commands::load(&path)?;
     crate::note!(
         "daft: --local with {} worker(s): a Ray cluster on this machine for this run ({})",
         cfg.workers,
         path.display()
     );
-    crate::commands::up::run(&UpArgs {
-        config: config(),
-        key: KeyArg { identity: None },
-        lock: LockArg {
-            no_wait_lock: false,
+    up::up(
+        &cluster,
+        &up::Up {
+            yes: true,
+            wait_workers: true,
+            ..up::Up::default()
         },
-        yes: true,
-        no_wait: false,
-        wait_workers: true,
-    })
+        Instant::now(),
+    )
     .await?;
-    let result = crate::commands::submit::run(&SubmitArgs {
-        config: config(),
-        key: KeyArg { identity: None },
-        working_dir: cfg.project_dir.clone(),
-        detach: false,
-        name: Some(cfg.name.clone()),
-        env: cfg.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        sweep: None,
-        output: OutputFormat::Text,
-        allow_dirty: true,
-        command: vec![command.to_string()],
-    })
-    .await;
-    let down = crate::commands::down::run(&DownArgs {
-        config: config(),
-        key: KeyArg { identity: None },
-        lock: LockArg {
-            no_wait_lock: false,
+    let result = submit::submit(
+        &cluster,
+        &submit::Submit {
+            identity: None,
+            working_dir: cfg.project_dir.clone(),
+            detach: false,
+            name: Some(cfg.name.clone()),
+            env: cfg.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            sweep: None,
+            output: crate::cli::OutputFormat::Text,
+            allow_dirty: true,
+            command: vec![command.to_string()],
         },
-        yes: true,
-        force: false,
-    })
+    )
+    .await;
+    let down = down::down(
+        &cluster,
+        &down::Down {
+            yes: true,
+            ..down::Down::default()
+        },
+        Instant::now(),
+    )
     .await;
     if let Err(e) = &down {
         crate::note!(

@@ -4,14 +4,15 @@
 //! follow its output (reconnecting if the connection drops) unless `--detach`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 
 use super::jobs;
 use crate::archive::{collect, human_bytes, manifest_hash, pack_files};
-use crate::cli::SubmitArgs;
-use crate::config::is_env_name;
+use crate::cli::{OutputFormat, SubmitArgs};
+use crate::config::{is_env_name, Config};
 use crate::error::{usage, JobExit};
 use crate::model::TELEMETRY_OFF;
 use crate::paths::daft_home;
@@ -27,9 +28,52 @@ use script::*;
 pub use script::{array_script, job_command, job_env, job_script};
 use sweep::*;
 
+/// What a `submit` is asked to do, apart from the command line that asked.
+#[derive(Debug, Clone)]
+pub struct Submit {
+    /// `-i`: the SSH key, over the config's.
+    pub identity: Option<PathBuf>,
+    /// The directory packed and sent as the job's files.
+    pub working_dir: PathBuf,
+    /// Start the job and return its id without following it.
+    pub detach: bool,
+    /// The job's name (else the working directory's).
+    pub name: Option<String>,
+    /// `KEY=VALUE` variables over `[run] env`.
+    pub env: Vec<String>,
+    /// A sweep file: one job per variant.
+    pub sweep: Option<PathBuf>,
+    pub output: OutputFormat,
+    /// Submit from a working tree with uncommitted changes.
+    pub allow_dirty: bool,
+    /// The command (else `[run] command`).
+    pub command: Vec<String>,
+}
+
+impl From<&SubmitArgs> for Submit {
+    fn from(args: &SubmitArgs) -> Self {
+        Submit {
+            identity: args.key.identity.clone(),
+            working_dir: args.working_dir.clone(),
+            detach: args.detach,
+            name: args.name.clone(),
+            env: args.env.clone(),
+            sweep: args.sweep.clone(),
+            output: args.output,
+            allow_dirty: args.allow_dirty,
+            command: args.command.clone(),
+        }
+    }
+}
+
 pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
-    let key = super::ssh_key(&cfg, &args.key.identity);
+    submit(&cfg, &Submit::from(args)).await
+}
+
+/// Run one job (or a sweep's jobs) on the cluster of `cfg` and follow it.
+pub async fn submit(cfg: &Config, args: &Submit) -> anyhow::Result<()> {
+    let key = super::ssh_key(cfg, &args.identity);
     // Bad usage is found before anything connects.
     let sweep = match &args.sweep {
         Some(path) => Some(crate::sweep::load(path)?),
@@ -79,7 +123,7 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     ) {
         return Err(e);
     }
-    let (provider, head) = super::running_head(&cfg, key.clone()).await?;
+    let (provider, head) = super::running_head(cfg, key.clone()).await?;
 
     // Hash the working directory's content while connecting; pack only what the head lacks.
     let dir = args.working_dir.clone();
@@ -174,7 +218,7 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         transport: transport.clone(),
         cluster_dir: cluster_dir.clone(),
     };
-    let following = jobs::follow(&cfg, key.clone(), head, &job_dir, true);
+    let following = jobs::follow(cfg, key.clone(), head, &job_dir, true);
     tokio::pin!(following);
     let status = tokio::select! {
         r = &mut following => r?,

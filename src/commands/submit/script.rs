@@ -130,7 +130,7 @@ pub fn job_env(
     Ok(env)
 }
 
-pub(super) fn job_name(args: &SubmitArgs) -> String {
+pub(super) fn job_name(args: &super::Submit) -> String {
     if let Some(n) = &args.name {
         return n.clone();
     }

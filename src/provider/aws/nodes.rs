@@ -278,6 +278,7 @@ impl AwsProvider {
                 head,
                 hash: &want_setup,
                 bootstrap,
+                autostop: crate::autostop::AutostopSetting::Untouched,
             },
             || async { Ok(t.clone()) },
             self,

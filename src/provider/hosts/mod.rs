@@ -15,6 +15,7 @@ use indicatif::ProgressBar;
 use tokio::sync::Mutex;
 
 use super::{DashboardRoute, LaunchRequest, NodeProvider, Provider};
+use crate::autostop::{Autostop, AutostopSetting};
 use crate::bootstrap::{self, NodeParams, NodeRecord, Said};
 use crate::config::{Config, LocalSetup, SshHosts};
 use crate::model::{short_hash, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
@@ -278,6 +279,25 @@ impl<M: Machines> Provider for HostsProvider<M> {
     fn dashboard_route(&self, _head: &ObservedNode) -> DashboardRoute {
         self.machines.dashboard_route()
     }
+
+    /// The head watches for idleness and halts the cluster's nodes on its host (local: all of
+    /// them; SSH hosts: the head's, and the workers' Ray ends as it loses the head).
+    fn autostop(
+        &self,
+        _head: &ObservedNode,
+        daft_home: &str,
+        after: std::time::Duration,
+    ) -> Option<Autostop> {
+        let dashboard = match self.machines.dashboard_route() {
+            DashboardRoute::Direct { url } => url,
+            DashboardRoute::Tunnel { host, port } => format!("http://{host}:{port}"),
+        };
+        Some(Autostop {
+            after,
+            dashboard,
+            halt: crate::autostop::halt_on_host(daft_home, self.name()),
+        })
+    }
 }
 
 #[async_trait]
@@ -393,6 +413,16 @@ impl<M: Machines> NodeProvider for HostsProvider<M> {
             "installing the environment and starting Ray on {}",
             t.describe()
         );
+        let autostop = match (node.role, self.cfg.setup.autostop) {
+            (Role::Worker, _) => AutostopSetting::Untouched,
+            (Role::Head, None) => AutostopSetting::Cancel,
+            (Role::Head, Some(after)) => {
+                match Provider::autostop(self, head, &t.daft_home(), after) {
+                    Some(a) => AutostopSetting::Arm(a),
+                    None => AutostopSetting::Untouched,
+                }
+            }
+        };
         let bootstrap = Bootstrap::Run {
             params: Box::new(p),
             doing,
@@ -404,6 +434,7 @@ impl<M: Machines> NodeProvider for HostsProvider<M> {
                 head,
                 hash: &setup_hash,
                 bootstrap,
+                autostop,
             },
             || async { Ok(t.clone()) },
             &record,
@@ -522,10 +553,15 @@ fn parse_members(stdout: &str) -> Vec<String> {
         .collect()
 }
 
-/// The nodes of `cluster` the script's `status` lists.
+/// The nodes of `cluster` the script's `status` lists (the head's `detail.autostop` says the
+/// autostop watcher's last record, when it has one).
 fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
     let mut nodes = Vec::new();
+    let mut autostop = None;
     for said in bootstrap::said(stdout) {
+        if let Said::Autostop(a) = &said {
+            autostop = Some(a.clone());
+        }
         let Said::Node { alive, record: rec } = said else {
             continue;
         };
@@ -556,6 +592,15 @@ fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
             created: rec.created,
             detail,
         });
+    }
+    if let Some(a) = autostop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        for n in nodes.iter_mut().filter(|n| n.role == Role::Head) {
+            n.detail.insert("autostop".into(), a.describe(now));
+        }
     }
     nodes
 }

@@ -404,7 +404,7 @@ impl DeclarativeProvider for KubernetesProvider {
     async fn apply_resource(&self, want: &DesiredResource, pb: &ProgressBar) -> anyhow::Result<()> {
         // A RayCluster still being deleted is gone before its successor is made.
         let deadline = Instant::now() + self.k.ready_timeout;
-        loop {
+        let live = loop {
             let current = call(
                 "read the RayCluster",
                 self.rayclusters().get_opt(&self.cluster),
@@ -422,9 +422,11 @@ impl DeclarativeProvider for KubernetesProvider {
                     pb.set_message("waiting for the previous RayCluster to be deleted");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                _ => break,
+                other => break other,
             }
-        }
+        };
+        // An autoscaled group's count is the autoscaler's: carried over, not reset.
+        let manifest = kuberay::with_live_replicas(&want.manifest, live.as_ref().map(|o| &o.data));
         pb.set_message(format!(
             "applying RayCluster {} (server-side, field manager daft)",
             want.name
@@ -435,7 +437,7 @@ impl DeclarativeProvider for KubernetesProvider {
             self.rayclusters().patch(
                 &want.name,
                 &PatchParams::apply("daft").force(),
-                &Patch::Apply(&want.manifest),
+                &Patch::Apply(&manifest),
             ),
         )
         .await?;
@@ -553,6 +555,7 @@ impl DeclarativeProvider for KubernetesProvider {
                     head: &head_node,
                     hash: &hash,
                     bootstrap: crate::setup::Bootstrap::Done,
+                    autostop: crate::autostop::AutostopSetting::Untouched,
                 },
                 || async { Ok(t) },
                 &record,

@@ -678,6 +678,7 @@ impl NodeProvider for SlurmProvider {
                 head: node,
                 hash: &hash,
                 bootstrap: Bootstrap::Done,
+                autostop: crate::autostop::AutostopSetting::Untouched,
             },
             || self.node_transport(&node.id),
             self,

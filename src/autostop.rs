@@ -1,0 +1,97 @@
+//! Autostop, armed on the head: the cluster's one watcher (templates/jobs.py) reads its setting
+//! from `autostop.json` at every check, so arming, changing and cancelling need no restart.
+//! The watcher asks Ray's own state API whether anything runs; daft only says how long and what
+//! to run when the time is up (the back-end's `halt`).
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+
+use crate::bootstrap::{self, NodeParams};
+use crate::shell::{dquote, shell_quote};
+use crate::templates::JOBS;
+use crate::transport::{RemoteCommand, Transport};
+
+/// What the head's watcher is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Autostop {
+    /// Idle this long, the cluster stops.
+    pub after: Duration,
+    /// The head's Ray dashboard, as the head reaches it (`http://127.0.0.1:8265`).
+    pub dashboard: String,
+    /// The shell command, run on the head, that stops the cluster.
+    pub halt: String,
+}
+
+/// What a set-up does about autostop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AutostopSetting {
+    /// Nothing (a worker, or a back-end whose head cannot stop its cluster).
+    Untouched,
+    /// The config has none: a watcher armed before (`daft autostop`, an older config) is
+    /// cancelled.
+    Cancel,
+    Arm(Autostop),
+}
+
+/// The halt of SSH hosts and local clusters: the bootstrap's `halt` on the head's host (every
+/// node of the cluster there stops its Ray, keeping its record).
+pub fn halt_on_host(daft_home: &str, cluster: &str) -> String {
+    let p = NodeParams {
+        daft_home: daft_home.to_string(),
+        cluster: cluster.to_string(),
+        ..Default::default()
+    };
+    bootstrap::command(&p, &["halt"]).text
+}
+
+/// Arm (or, with None, cancel) the head's autostop. Returns what the head answered.
+pub async fn arm(
+    head: &dyn Transport,
+    cluster: &str,
+    autostop: Option<&Autostop>,
+) -> anyhow::Result<String> {
+    let cluster_dir = format!("{}/clusters/{cluster}", head.daft_home());
+    let (args, shown) = match autostop {
+        Some(a) => (
+            format!(
+                "{} {} {}",
+                a.after.as_secs(),
+                shell_quote(&a.dashboard),
+                shell_quote(&a.halt)
+            ),
+            format!(
+                "jobs.py autostop {cluster_dir} {} {} HALT",
+                a.after.as_secs(),
+                a.dashboard
+            ),
+        ),
+        None => (
+            "cancel - -".to_string(),
+            format!("jobs.py autostop {cluster_dir} cancel"),
+        ),
+    };
+    let text = format!(
+        "{}/venv/bin/python -c {} autostop {} {args}",
+        dquote(&cluster_dir),
+        shell_quote(JOBS),
+        dquote(&cluster_dir),
+    );
+    let out = head
+        .capture_cmd(&RemoteCommand::shown_as(text, shown))
+        .await?;
+    let said = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("daft-autostop "))
+        .map(str::to_string);
+    match (out.status, said) {
+        (0, Some(s)) => Ok(s),
+        _ => Err(anyhow!(
+            "the head ({}) could not arm autostop (exit status {}):\n{}",
+            head.describe(),
+            out.status,
+            bootstrap::indent(&out.tail(10))
+        )),
+    }
+}

@@ -1,0 +1,48 @@
+//! `daft autostop DURATION | --cancel`: arm, change or cancel the running cluster's autostop on
+//! its head, without a restart (the head's watcher reads the setting at every check).
+
+use crate::cli::AutostopArgs;
+use crate::config::{can_autostop, parse_autostop};
+use crate::error::usage;
+
+pub async fn run(args: &AutostopArgs) -> anyhow::Result<()> {
+    let cfg = super::load(&args.config.config)?;
+    let after = match &args.duration {
+        Some(text) => Some(parse_autostop(text).ok_or_else(|| {
+            usage(format!(
+                "{text:?} is not a duration of at least 10s; give one such as 30m or 2h, or --cancel"
+            ))
+        })?),
+        None => None,
+    };
+    let kind = cfg.setup.provider.kind();
+    if !can_autostop(kind) {
+        return Err(usage(format!(
+            "autostop is not available with provider = {:?} yet (local and ssh have it); run `daft down` when done",
+            kind.as_str()
+        )));
+    }
+    let key = super::ssh_key(&cfg, &args.key.identity);
+    let (provider, head) = super::running_head(&cfg, key).await?;
+    let t = provider.head_transport(&head).await?;
+    let armed =
+        match after {
+            Some(d) => Some(provider.autostop(&head, &t.daft_home(), d).ok_or_else(|| {
+                anyhow::anyhow!("this cluster's head cannot take it down by itself")
+            })?),
+            None => None,
+        };
+    crate::autostop::arm(t.as_ref(), &cfg.setup.name, armed.as_ref()).await?;
+    match after {
+        Some(d) => crate::outln!(
+            "Cluster {:?} takes itself down after {} with no job, task or actor (`daft list` shows how long it has been idle; `daft autostop --cancel` keeps it).",
+            cfg.setup.name,
+            humantime::format_duration(d)
+        )?,
+        None => crate::outln!(
+            "Cluster {:?}: autostop cancelled; it runs until `daft down` (the next `up` arms the config's `autostop` again, if it has one).",
+            cfg.setup.name
+        )?,
+    }
+    Ok(())
+}
