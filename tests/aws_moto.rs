@@ -941,3 +941,83 @@ async fn plain_list_shows_the_aws_clusters_of_the_configured_region() {
     assert_eq!(mine[0]["provider"], "aws");
     ok(case.daft().args(["down", "--yes", "-c", cfg]));
 }
+
+/// An instance profile in moto's IAM (test support: through boto3, which moto_server brings).
+fn create_instance_profile(name: &str) -> String {
+    let o = StdCommand::new("python3")
+        .args([
+            "-c",
+            "import sys, boto3\n\
+             iam = boto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+                                aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             iam.create_role(RoleName=sys.argv[2], AssumeRolePolicyDocument='{}')\n\
+             p = iam.create_instance_profile(InstanceProfileName=sys.argv[2])\n\
+             iam.add_role_to_instance_profile(InstanceProfileName=sys.argv[2], RoleName=sys.argv[2])\n\
+             print(p['InstanceProfile']['Arn'])",
+            &format!("http://127.0.0.1:{}", moto()),
+            name,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// `[setup.aws] iam_instance_profile`: every node launched with it (by name or by ARN), the plan
+/// a no-op after, another profile a replacement that says why.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
+async fn nodes_run_with_the_configured_instance_profile() {
+    let case = Case::new("moto-iam");
+    let arn = create_instance_profile("daft-test-nodes");
+    let other = create_instance_profile("daft-test-other");
+    let write = |profile: &str| {
+        let p = case.config(1, "m7g.medium", "");
+        let text = std::fs::read_to_string(&p).unwrap().replace(
+            "[setup.aws]\n",
+            &format!("[setup.aws]\niam_instance_profile = \"{profile}\"\n"),
+        );
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let cfg = write("daft-test-nodes");
+    let cfg = cfg.to_str().unwrap();
+    ok(case.daft().args(["up", "--no-wait", "-c", cfg]));
+    let profiles = || async {
+        let out = ec2()
+            .await
+            .describe_instances()
+            .filters(tag_filter("moto-iam"))
+            .send()
+            .await
+            .unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+            .map(|i| {
+                i.iam_instance_profile()
+                    .and_then(|p| p.arn())
+                    .unwrap_or("none")
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(profiles().await, vec![arn.clone(), arn.clone()]);
+    let plan = ok(case.daft().args(["plan", "-c", cfg]));
+    // (Not set up yet after --no-wait; nothing to launch or replace.)
+    assert!(
+        plan.contains("0 to create, 2 to update, 0 to replace"),
+        "{plan}"
+    );
+
+    // Another profile, by ARN: each node is replaced, saying so.
+    let cfg2 = write(&other);
+    let plan = ok(case.daft().args(["plan", "-c", cfg2.to_str().unwrap()]));
+    assert!(
+        plan.contains("iam_instance_profile daft-test-nodes → daft-test-other"),
+        "{plan}"
+    );
+    ok(case.daft().args(["down", "--yes", "-c", cfg]));
+    assert!(alive("moto-iam").await.is_empty());
+}

@@ -539,3 +539,8 @@ fn a_worker_range_is_autoscaled_and_equal_bounds_are_a_fixed_count() {
     let c = load("[setup]\nname = \"demo\"\nnumber_of_workers = 3\n");
     assert_eq!(c.setup.scaling, daft::config::Scaling::fixed(3));
 }
+
+bad_config!(
+    iam_instance_profile_not_a_name,
+    "[setup]\nname = \"demo\"\n\n[setup.aws]\niam_instance_profile = \"my profile\"\n"
+);

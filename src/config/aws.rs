@@ -1,4 +1,5 @@
-//! `[setup.aws]`: who may reach the instances over SSH.
+//! `[setup.aws]`: the key pair, who may reach the instances over SSH, and the nodes' instance
+//! profile.
 
 use super::*;
 
@@ -9,6 +10,8 @@ pub struct AwsFile {
     pub key_name: Option<String>,
     #[serde(default)]
     pub ssh_ingress_cidrs: Vec<String>,
+    #[serde(default)]
+    pub iam_instance_profile: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +24,32 @@ pub struct AwsSetup {
     pub key_name: Option<String>,
     /// Empty: the caller's public address /32.
     pub ssh_ingress_cidrs: Vec<String>,
+    /// An existing instance profile (name or ARN) every node is launched with: how jobs reach
+    /// AWS (S3, …) without credentials copied off this machine.
+    pub iam_instance_profile: Option<String>,
+}
+
+/// An IAM name (`[\w+=,.@-]`, 1 to 128 characters) or an instance profile's ARN.
+fn is_instance_profile(s: &str) -> bool {
+    let name_ok = |n: &str| {
+        (1..=128).contains(&n.len())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    };
+    match s.strip_prefix("arn:") {
+        Some(rest) => {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            matches!(parts.as_slice(), [partition, "iam", "", account, resource]
+                if partition.starts_with("aws")
+                    && account.len() == 12
+                    && account.chars().all(|c| c.is_ascii_digit())
+                    && resource
+                        .strip_prefix("instance-profile/")
+                        .and_then(|p| p.rsplit('/').next())
+                        .is_some_and(name_ok))
+        }
+        None => name_ok(s),
+    }
 }
 
 impl Checker<'_> {
@@ -49,12 +78,24 @@ impl Checker<'_> {
                     .help("list the networks you connect from, such as \"203.0.113.0/24\""));
             }
         }
+        if let Some(p) = &a.iam_instance_profile {
+            if !is_instance_profile(p) {
+                return Err(self
+                    .err(
+                        self.value_span(doc, &["setup", "aws", "iam_instance_profile"]),
+                        format!("`setup.aws.iam_instance_profile` = {p:?} is not an instance profile name or ARN"),
+                    )
+                    .label("expected a name such as \"ray-nodes\" or arn:aws:iam::123456789012:instance-profile/ray-nodes")
+                    .help("name an existing IAM instance profile (letters, digits and _+=,.@-, at most 128), or its ARN; leave it out for nodes without AWS access"));
+            }
+        }
         Ok(AwsSetup {
             region: s.region.clone(),
             instance_type: s.instance_type.clone(),
             image_id: s.image_id.clone(),
             key_name: a.key_name.clone(),
             ssh_ingress_cidrs: a.ssh_ingress_cidrs.clone(),
+            iam_instance_profile: a.iam_instance_profile.clone(),
         })
     }
 }
@@ -77,4 +118,30 @@ pub(super) fn is_cidr(s: &str) -> bool {
         return false;
     };
     ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|n| n <= 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_instance_profile;
+
+    #[test]
+    fn instance_profiles_by_name_or_arn() {
+        for ok in [
+            "ray-nodes",
+            "a_b+c=d,e.f@g-h",
+            "arn:aws:iam::123456789012:instance-profile/ray-nodes",
+            "arn:aws-cn:iam::123456789012:instance-profile/team/ray-nodes",
+        ] {
+            assert!(is_instance_profile(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "my profile",
+            "arn:aws:iam::12345:instance-profile/x",
+            "arn:aws:iam::123456789012:role/x",
+            "arn:aws:s3:::bucket",
+        ] {
+            assert!(!is_instance_profile(bad), "{bad}");
+        }
+    }
 }

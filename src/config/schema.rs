@@ -210,6 +210,13 @@ pub const KEYS: &[Key] = &[
     k("setup.aws", "key_name", Ty::Str, false, "\"my-keypair\""),
     k(
         "setup.aws",
+        "iam_instance_profile",
+        Ty::Str,
+        false,
+        "\"ray-nodes\"",
+    ),
+    k(
+        "setup.aws",
         "ssh_ingress_cidrs",
         Ty::StrList,
         false,

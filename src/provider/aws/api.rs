@@ -96,6 +96,7 @@ where
         }
         c if c.starts_with("InvalidAMIID") => "the image does not exist in this region; fix image_id or delete it to let daft pick a current Amazon Linux image",
         c if c.starts_with("InvalidKeyPair") => "the key pair does not exist in this region; fix [setup.aws] key_name or leave it out to import your key",
+        "InvalidParameterValue" if msg.contains("iamInstanceProfile") => "the instance profile does not exist in this account (a new one takes a few seconds to be usable), or your identity may not pass its role (iam:PassRole); fix [setup.aws] iam_instance_profile",
         "InvalidParameterValue" | "InvalidParameterCombination" | "Unsupported" => "check instance_type and image_id in the config (an arm64 type such as m7g needs an arm64 image)",
         "RequestLimitExceeded" | "Throttling" => "EC2 is throttling requests; wait a minute and run the command again",
         _ => "see the AWS message above",
@@ -119,6 +120,12 @@ pub(super) fn to_node(i: &Instance) -> Option<ObservedNode> {
     }
     if let Some(img) = tag_value(i, TAG_IMAGE) {
         launch.insert("image_id".to_string(), img.to_string());
+    }
+    if let Some(arn) = i.iam_instance_profile().and_then(|p| p.arn()) {
+        launch.insert(
+            "iam_instance_profile".to_string(),
+            super::profile_name(arn).to_string(),
+        );
     }
     let mut detail = BTreeMap::new();
     detail.insert(

@@ -102,14 +102,16 @@ impl AwsProvider {
     }
 
     fn spec(&self, role: Role) -> NodeSpec {
-        NodeSpec::new(
-            role,
-            [
-                ("instance_type", self.aws.instance_type.clone()),
-                ("image_id", self.image_spec()),
-                ("ssh_user", self.cfg.setup.ssh_user.clone()),
-            ],
-        )
+        let mut launch = vec![
+            ("instance_type", self.aws.instance_type.clone()),
+            ("image_id", self.image_spec()),
+            ("ssh_user", self.cfg.setup.ssh_user.clone()),
+        ];
+        // (Only when set: nodes launched before the key existed keep their spec hash.)
+        if let Some(p) = &self.aws.iam_instance_profile {
+            launch.push(("iam_instance_profile", profile_name(p).to_string()));
+        }
+        NodeSpec::new(role, launch)
     }
 
     fn tags(&self, role: Role, extra: &[(&str, String)]) -> Vec<Tag> {
@@ -337,6 +339,15 @@ impl NodeProvider for AwsProvider {
 
     async fn delete_support(&self, r: &SupportResource, pb: &ProgressBar) -> anyhow::Result<()> {
         self.delete_group(r, pb).await
+    }
+}
+
+/// An instance profile's name, from its name or its ARN (`…:instance-profile/PATH/NAME`).
+pub(super) fn profile_name(p: &str) -> &str {
+    if p.starts_with("arn:") {
+        p.rsplit('/').next().unwrap_or(p)
+    } else {
+        p
     }
 }
 

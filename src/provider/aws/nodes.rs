@@ -97,6 +97,14 @@ impl AwsProvider {
                     .max_count(n as i32)
                     .key_name(&key)
                     .security_group_ids(&sg)
+                    .set_iam_instance_profile(self.aws.iam_instance_profile.as_ref().map(|p| {
+                        let b = aws_sdk_ec2::types::IamInstanceProfileSpecification::builder();
+                        if p.starts_with("arn:") {
+                            b.arn(p).build()
+                        } else {
+                            b.name(p).build()
+                        }
+                    }))
                     .user_data(user_data.clone())
                     .client_token(token)
                     .tag_specifications(
