@@ -244,6 +244,16 @@ pub struct DesiredResource {
     pub manifest: serde_json::Value,
 }
 
+/// What a declared resource's members are called: a RayCluster's pods, a Slurm allocation's
+/// job (one, as daft sees it).
+pub fn member_word(kind: &str) -> &'static str {
+    if kind == "RayCluster" {
+        "pod"
+    } else {
+        "job"
+    }
+}
+
 /// The declared resource as the back-end has it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ObservedResource {

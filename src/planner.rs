@@ -617,8 +617,9 @@ pub fn render_resource_scaled(
         }
         ResourceAction::Keep => format!("  = keep       {what}"),
         ResourceAction::Delete => format!(
-            "  - delete     {what}  (and its {} pod(s))",
-            plan.pods.len()
+            "  - delete     {what}  (and its {} {}(s))",
+            plan.pods.len(),
+            crate::model::member_word(&plan.kind)
         ),
         ResourceAction::Absent => "  (nothing exists and nothing is wanted)".to_string(),
         ResourceAction::Refuse { reason } => format!("  ! leave      {what}  ({reason})"),
@@ -627,7 +628,8 @@ pub fn render_resource_scaled(
     for p in &plan.pods {
         let _ = writeln!(
             out,
-            "      pod {:<6} {}  ({})",
+            "      {} {:<6} {}  ({})",
+            crate::model::member_word(&plan.kind),
             p.role.as_str(),
             p.id,
             p.state.title().to_lowercase()

@@ -739,3 +739,59 @@ fn a_resource_is_created_kept_updated_with_reasons_deleted_or_left_alone() {
         )
     );
 }
+
+/// A Slurm allocation is one declared unit: a new time limit is an update that restarts it (a
+/// new allocation), new setup commands one that does not, and its plan names the job, not pods.
+#[test]
+fn a_slurm_allocation_is_planned_as_one_unit_and_reads_as_a_job() {
+    use daft::planner::{plan_resource, render_resource, ResourceAction};
+    let settings = |time: &str, setup: &str| {
+        let mut s = BTreeMap::new();
+        s.insert("nodes".to_string(), "2".to_string());
+        s.insert("time".to_string(), time.to_string());
+        s.insert("setup".to_string(), setup.to_string());
+        s
+    };
+    let want = daft::model::DesiredResource {
+        kind: "Slurm job".into(),
+        name: "daft-hpc".into(),
+        settings: settings("0:20:00", "s1"),
+        workers: 1,
+        scaling: None,
+        manifest: serde_json::Value::Null,
+    };
+    let s = spec(Role::Head, "slurm");
+    let have = daft::model::ObservedResource {
+        kind: "Slurm job".into(),
+        name: "daft-hpc".into(),
+        exists: true,
+        managed_by_daft: true,
+        deleting: false,
+        settings: settings("0:30:00", "s1"),
+        pods: vec![node("4711", Role::Head, NodeState::Running, &s, 1)],
+    };
+    let p = plan_resource("hpc", Some(&want), &have);
+    assert_eq!(
+        p.action,
+        ResourceAction::Update {
+            reasons: vec!["time 0:30:00 → 0:20:00".into()]
+        }
+    );
+    assert!(p.destroys(), "a new time limit is a new allocation");
+    let text = render_resource(&p, "slurm on this machine", Some(1));
+    assert!(
+        text.contains("  ~ update     Slurm job daft-hpc  (time 0:30:00 → 0:20:00)")
+            && text.contains("      job head   4711  (running)"),
+        "{text}"
+    );
+    let setup_only = daft::model::ObservedResource {
+        settings: settings("0:20:00", ""),
+        ..have.clone()
+    };
+    assert!(!plan_resource("hpc", Some(&want), &setup_only).destroys());
+    let down = render_resource(&plan_resource("hpc", None, &have), "slurm", None);
+    assert!(
+        down.contains("  - delete     Slurm job daft-hpc  (and its 1 job(s))"),
+        "{down}"
+    );
+}

@@ -217,7 +217,8 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
     let plan = daft(h, &slurm).args(["plan", "-c", c]).output().unwrap();
     assert!(plan.status.success(), "{}", text(&plan));
     assert!(
-        String::from_utf8_lossy(&plan.stdout).contains("+ create     head"),
+        String::from_utf8_lossy(&plan.stdout)
+            .contains("+ create     Slurm job daft-t-slurm  (1 head + 0 worker(s))"),
         "{}",
         text(&plan)
     );
@@ -487,7 +488,8 @@ fn slurm_cluster_waits_in_the_queue_runs_jobs_replaces_and_goes() {
         .unwrap();
     assert!(replace.status.success(), "{}", text(&replace));
     assert!(
-        String::from_utf8_lossy(&replace.stdout).contains("time 0:30:00 → 0:20:00"),
+        String::from_utf8_lossy(&replace.stdout)
+            .contains("~ update     Slurm job daft-t-slurm  (time 0:30:00 → 0:20:00)"),
         "{}",
         text(&replace)
     );

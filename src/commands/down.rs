@@ -95,8 +95,9 @@ async fn down_resource(
     let plan = plan_resource(&cfg.setup.name, None, &have);
     if plan.action == ResourceAction::Absent && have.pods.is_empty() {
         crate::outln!(
-            "Nothing to remove: cluster {:?} has no RayCluster ({}).",
+            "Nothing to remove: cluster {:?} has no {} ({}).",
             cfg.setup.name,
+            plan.kind,
             p.context()
         )?;
         return Ok(());
@@ -119,10 +120,12 @@ async fn down_resource(
     p.delete_resource(&pb).await?;
     crate::ui::done(&pb, format!("deleted {} {}", plan.kind, plan.name));
     crate::outln!(
-        "Cluster {:?} is down: RayCluster {} and its {} pod(s) deleted in {}.",
+        "Cluster {:?} is down: {} {} and its {} {}(s) deleted in {}.",
         cfg.setup.name,
+        plan.kind,
         plan.name,
         plan.pods.len(),
+        crate::model::member_word(&plan.kind),
         elapsed(start.elapsed())
     )?;
     Ok(())

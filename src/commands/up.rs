@@ -150,7 +150,10 @@ async fn up_resource(
         plan.destroys(),
         args.yes,
         "up",
-        "This plan restarts the cluster's pods. Apply it?",
+        &format!(
+            "This plan restarts the cluster's {}s. Apply it?",
+            crate::model::member_word(&want.kind)
+        ),
     )?;
     let ui = Progress::new();
     let pb = ui.line(
@@ -161,10 +164,12 @@ async fn up_resource(
     if args.no_wait {
         crate::ui::done(&pb, "applied");
         crate::outln!(
-            "Cluster {:?}: RayCluster {} applied in {}; not waiting for its pods (--no-wait). `daft list -c {}` shows them.",
+            "Cluster {:?}: {} {} applied in {}; not waiting for its {}s (--no-wait). `daft list -c {}` shows them.",
             cfg.setup.name,
+            want.kind,
             want.name,
             elapsed(start.elapsed()),
+            crate::model::member_word(&want.kind),
             cfg.display_path
         )?;
         return Ok(());
@@ -174,18 +179,30 @@ async fn up_resource(
         ..UpOptions::default()
     };
     let head = p.wait_ready(&want, opts, &pb).await?;
-    crate::ui::done(&pb, format!("head pod {} ready", head.id));
+    crate::ui::done(
+        &pb,
+        format!(
+            "head {} {} ready",
+            crate::model::member_word(&want.kind),
+            head.id
+        ),
+    );
     crate::outln!(
-        "Cluster {:?} is up: RayCluster {} with 1 head + {} worker(s) asked for{}; {} in {}. Head pod: {}.",
+        "Cluster {:?} is up: {} {} with 1 head + {} worker(s) asked for{}; {} in {}. Head {}: {}.",
         cfg.setup.name,
+        want.kind,
         want.name,
         want.workers,
-        want.scaling.as_deref().map(|s| format!(" ({s})")).unwrap_or_default(),
+        want.scaling
+            .as_deref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default(),
         match plan.action {
             ResourceAction::Create => "created",
             _ => "updated",
         },
         elapsed(start.elapsed()),
+        crate::model::member_word(&want.kind),
         head.id
     )?;
     print_next_steps(cfg)?;

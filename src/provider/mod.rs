@@ -257,7 +257,7 @@ pub async fn backend(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Backe
         ProviderSetup::Aws(a) => Backend::Nodes(Arc::new(
             aws::AwsProvider::new(cfg.clone(), a.clone(), key).await?,
         )),
-        ProviderSetup::Slurm(s) => Backend::Nodes(Arc::new(slurm::SlurmProvider::new(
+        ProviderSetup::Slurm(s) => Backend::Declarative(Arc::new(slurm::SlurmProvider::new(
             cfg.clone(),
             s.clone(),
             key,

@@ -3,8 +3,9 @@
 //! the truth: the allocation carries the job name `daft-<cluster>` and a comment
 //! `daft:<cluster> spec=… setup=… key=value…` (its settings, for the plan's "why").
 //!
-//! This version runs the head on the allocation's node (`number_of_workers = 0`), and reaches it
-//! through the machine `sbatch` runs on (the login node and the compute node share the user's
+//! The allocation is one declared unit (`unit.rs`: planned, applied and deleted whole, like a
+//! RayCluster): its first node runs the head, every other node a worker. The head is reached
+//! through the machine `sbatch` runs on (the login node and the compute nodes share the user's
 //! home, where the node bootstrap keeps its files).
 
 use std::collections::BTreeMap;
@@ -18,11 +19,12 @@ use indicatif::ProgressBar;
 use tokio::sync::Mutex;
 
 mod arrays;
+mod unit;
 
-use super::{ArrayRequest, DashboardRoute, JobArrays, LaunchRequest, NodeProvider, Provider};
+use super::{ArrayRequest, DashboardRoute, JobArrays, Provider};
 use crate::bootstrap::{self, NodeParams, NodeRecord};
 use crate::config::{Config, SlurmSetup};
-use crate::model::{DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
+use crate::model::{NodeSpec, NodeState, Observed, ObservedNode, Role};
 use crate::paths::daft_home;
 use crate::setup::{self, Bootstrap, NodeSetup, SetupRecord};
 use crate::shell::{dquote, shell_quote};
@@ -491,242 +493,6 @@ impl Provider for SlurmProvider {
 
     fn job_arrays(&self) -> Option<&dyn JobArrays> {
         Some(self)
-    }
-}
-
-#[async_trait]
-impl NodeProvider for SlurmProvider {
-    async fn desired(&self) -> DesiredCluster {
-        DesiredCluster {
-            name: self.name().to_string(),
-            head: Some(self.spec()),
-            // The allocation is one unit: its node count is part of the head's spec.
-            worker: NodeSpec::new(Role::Worker, []),
-            workers: 0,
-            setup_hash: bootstrap::setup_hash(&self.cfg),
-            support: vec![],
-        }
-    }
-
-    fn self_starting(&self) -> bool {
-        // The batch script sets the allocation up: `up --no-wait` returns once it is queued.
-        true
-    }
-
-    fn replaces_in_place(&self) -> bool {
-        // A new allocation reuses the cluster's node directory: the old one goes first.
-        true
-    }
-
-    async fn run_instances(
-        &self,
-        req: &LaunchRequest<'_>,
-        pb: &ProgressBar,
-    ) -> anyhow::Result<Vec<ObservedNode>> {
-        if req.role != Role::Head {
-            bail!("a Slurm cluster is one allocation; workers come with the head");
-        }
-        let t = self.transport().await?;
-        let dir = self.abs_dir(t.as_ref()).await?;
-        pb.set_message("asking Slurm for an allocation (sbatch)");
-        // The cluster's Ray token, its nodes' pre-commands, then the head's bootstrap and the
-        // batch script, beside it.
-        bootstrap::ensure_head_token(t.as_ref(), self.name()).await?;
-        let pre = self.slurm.pre_commands.join("\n");
-        t.write_file(
-            format!("{pre}\n").trim_start().as_bytes(),
-            &format!("{}/clusters/{}/pre.sh", t.daft_home(), self.name()),
-        )
-        .await?;
-        let params = self.head_params(t.as_ref());
-        t.write_file(
-            bootstrap::render(&params).as_bytes(),
-            &format!("{dir}/bootstrap-head.sh"),
-        )
-        .await?;
-        // The workers' (one script for every other node of the allocation): each node's name,
-        // the head's address and the allocation's id come from where it runs.
-        let worker = NodeParams {
-            role: Some(Role::Worker),
-            from_env: vec![
-                "DAFT_NODE",
-                "DAFT_HEAD_ADDRESS",
-                "DAFT_HEAD_ID",
-                "DAFT_RAY_TMP",
-            ],
-            node_json: NodeRecord::minimal(self.name(), Role::Worker, Some("slurm")).json(),
-            ..params
-        };
-        t.write_file(
-            bootstrap::render(&worker).as_bytes(),
-            &format!("{dir}/bootstrap-worker.sh"),
-        )
-        .await?;
-        let spec_hash = req.spec.hash();
-        let script = format!("{dir}/allocation.sbatch");
-        let tag = self.tmp_tag(t.as_ref());
-        t.write_file(
-            self.batch_script(&dir, &spec_hash, &tag).as_bytes(),
-            &script,
-        )
-        .await?;
-        let out = match self
-            .slurm(
-                t.as_ref(),
-                &["sbatch".into(), "--parsable".into(), script.clone()],
-            )
-            .await
-        {
-            Ok(out) => out,
-            Err(e) => return Err(self.refused(e)),
-        };
-        let id = out.trim().split(';').next().unwrap_or_default().to_string();
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
-            bail!("sbatch answered {out:?}, not a job id");
-        }
-        say(pb, format!("  Slurm job {id} submitted"));
-        Ok(vec![ObservedNode {
-            id,
-            cluster: self.name().to_string(),
-            role: Role::Head,
-            state: NodeState::Pending,
-            spec_hash,
-            launch: req.spec.launch.clone(),
-            setup_hash: None,
-            joined_head: None,
-            public_ip: None,
-            private_ip: None,
-            created: crate::time::now_secs(),
-            detail: BTreeMap::new(),
-        }])
-    }
-
-    async fn setup_node(
-        &self,
-        node: &ObservedNode,
-        _head: &ObservedNode,
-        pb: &ProgressBar,
-    ) -> anyhow::Result<ObservedNode> {
-        let t = self.transport().await?;
-        let dir = self.dir(t.as_ref());
-        let wait = queue_wait();
-        let deadline = Instant::now() + wait;
-        let mut last_reason = String::new();
-        // Asked less and less often (from 0.5 s to every 3 s): slurmctld is shared.
-        let mut delays = crate::wait::delays(Duration::from_millis(500), Duration::from_secs(3));
-        // 1. Through the queue, saying why it waits.
-        loop {
-            match self.job_state(t.as_ref(), &node.id).await? {
-                None => {
-                    let log = self.allocation_log(t.as_ref(), &node.id).await;
-                    bail!(
-                        "Slurm job {} ended before its Ray head was up; the end of its log:\n{}",
-                        node.id,
-                        bootstrap::indent(log.trim_end())
-                    );
-                }
-                Some((state, reason, nodes)) if state == "PENDING" => {
-                    if reason != last_reason {
-                        say(pb, format!("  Slurm job {} is queued: {reason}", node.id));
-                        last_reason = reason.clone();
-                    }
-                    pb.set_message(format!(
-                        "waiting in Slurm's queue ({reason}), up to {}; Ctrl-C leaves it queued",
-                        humantime::format_duration(wait)
-                    ));
-                    let _ = nodes;
-                }
-                Some((state, _, nodes)) if state == "RUNNING" => {
-                    // 2. The head's Ray: the batch script says so once it runs.
-                    pb.set_message(format!(
-                        "installing the environment and starting Ray on {nodes} (Slurm job {})",
-                        node.id
-                    ));
-                    let ready = t
-                        .capture(&format!(
-                            "cat {} 2>/dev/null || true",
-                            dquote(&format!("{dir}/ready-{}", node.id))
-                        ))
-                        .await?;
-                    if ready.stdout.trim().starts_with(&node.id) {
-                        break;
-                    }
-                }
-                Some(_) => {}
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "Slurm job {} did not start its Ray head within {} ({}); it is still in the \
-                     queue: `daft down` cancels it, DAFT_SLURM_QUEUE_WAIT_SECS waits longer",
-                    node.id,
-                    humantime::format_duration(wait),
-                    if last_reason.is_empty() {
-                        "running"
-                    } else {
-                        last_reason.as_str()
-                    }
-                );
-            }
-            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(3))).await;
-        }
-        // 3. setup_commands, then the setup hash in the allocation's comment.
-        let hash = bootstrap::setup_hash(&self.cfg);
-        setup::set_up(
-            &self.cfg,
-            NodeSetup {
-                node,
-                head: node,
-                hash: &hash,
-                bootstrap: Bootstrap::Done,
-                autostop: crate::autostop::AutostopSetting::Untouched,
-            },
-            || self.node_transport(&node.id),
-            self,
-            pb,
-        )
-        .await
-    }
-
-    async fn terminate(
-        &self,
-        nodes: &[ObservedNode],
-        _force: bool,
-        pb: &ProgressBar,
-    ) -> anyhow::Result<()> {
-        let t = self.transport().await?;
-        for n in nodes {
-            pb.set_message(format!("cancelling Slurm job {}", n.id));
-            self.slurm(t.as_ref(), &["scancel".into(), n.id.clone()])
-                .await?;
-        }
-        // Gone when it has left the queue (its batch script stops Ray by PID first).
-        let limit = Duration::from_secs(180);
-        let deadline = Instant::now() + limit;
-        let mut delays = crate::wait::delays(Duration::from_millis(500), Duration::from_secs(5));
-        for n in nodes {
-            pb.set_message(format!(
-                "waiting for Slurm job {} to leave the queue, up to {}",
-                n.id,
-                humantime::format_duration(limit)
-            ));
-            while self.job_state(t.as_ref(), &n.id).await?.is_some() {
-                if Instant::now() > deadline {
-                    bail!(
-                        "Slurm job {} is still in the queue {} after scancel",
-                        n.id,
-                        humantime::format_duration(limit)
-                    );
-                }
-                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
-            }
-            let _ = t
-                .capture(&format!(
-                    "rm -f {}",
-                    dquote(&format!("{}/ready-{}", self.dir(t.as_ref()), n.id))
-                ))
-                .await;
-        }
-        Ok(())
     }
 }
 
