@@ -4,7 +4,11 @@
 //! the command text as sent over the SSH channel; round trips are commands per call (the first
 //! call to a node without this version's copy costs two more: the upload and its rename).
 //!
-//! `cargo bench --bench agent` prints one JSON object (also written to bench/agent.json).
+//! The same for the job helper (templates/jobs.py), once sent with every call, now run from the
+//! node's copy.
+//!
+//! `cargo bench --profile dev --bench agent` prints one JSON object (also written to
+//! bench/agent.json).
 
 use daft::bootstrap::{self, command, render, NodeParams};
 use daft::model::Role;
@@ -52,9 +56,36 @@ fn main() {
             "round_trips_after_first_call_to_a_node": 3,
         }));
     }
+    // The job helper (templates/jobs.py): inline with every `jobs`, `logs`, `cancel`, `pull`
+    // and sweep poll until it became an agent file, now the node's copy run by path.
+    let cl = "$HOME/.daft/clusters/bench";
+    let jobs_dir = format!("{cl}/jobs");
+    let mut helper_rows = Vec::new();
+    for args in [
+        vec!["list", jobs_dir.as_str()],
+        vec!["follow", "J", "0", "0", "1"],
+    ] {
+        let quoted: Vec<String> = args.iter().map(|a| daft::shell::dquote(a)).collect();
+        let before = format!(
+            "{}/venv/bin/python -c {} {}",
+            daft::shell::dquote(cl),
+            shell_quote(daft::templates::JOBS),
+            quoted.join(" ")
+        )
+        .len();
+        let after = daft::commands::jobs::helper_text("$HOME/.daft", cl, &args).len();
+        helper_rows.push(serde_json::json!({
+            "call": format!("jobs.py {}", args[0]),
+            "bytes_before": before,
+            "bytes_after": after,
+            "ratio_after_to_before": after as f64 / before as f64,
+        }));
+    }
     let out = serde_json::json!({
         "agent_bytes_uploaded_once_per_node_and_version": daft::templates::BOOTSTRAP.len(),
         "calls": rows,
+        "job_helper_bytes_uploaded_once_per_node_and_version": daft::templates::JOBS.len(),
+        "job_helper_calls": helper_rows,
     });
     let text = serde_json::to_string_pretty(&out).expect("json");
     println!("{text}");

@@ -9,7 +9,6 @@ use anyhow::anyhow;
 
 use crate::bootstrap::{self, NodeParams};
 use crate::shell::{dquote, shell_quote};
-use crate::templates::JOBS;
 use crate::transport::{RemoteCommand, Transport};
 
 /// What the head's watcher is told.
@@ -72,14 +71,17 @@ pub async fn arm(
         ),
     };
     let text = format!(
-        "{}/venv/bin/python -c {} autostop {} {args}",
+        "{}exec {}/venv/bin/python \"$F\" autostop {} {args}",
+        crate::agent::JOBS.guard(&head.daft_home(), "F"),
         dquote(&cluster_dir),
-        shell_quote(JOBS),
         dquote(&cluster_dir),
     );
-    let out = head
-        .capture_cmd(&RemoteCommand::shown_as(text, shown))
-        .await?;
+    let out = crate::agent::capture(
+        head,
+        &crate::agent::JOBS,
+        &RemoteCommand::shown_as(text, shown),
+    )
+    .await?;
     let said = out
         .stdout
         .lines()

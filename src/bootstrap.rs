@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::agent;
 use crate::config::Config;
 use crate::model::{short_hash, Role};
 use crate::templates::BOOTSTRAP;
@@ -264,23 +265,15 @@ pub fn render(params: &NodeParams) -> String {
     s
 }
 
-/// The bootstrap's own hash: its file on a node is named after it, so a node keeps one copy
-/// per daft version and a changed script is a new file.
-pub fn agent_hash() -> &'static str {
-    static HASH: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| short_hash([BOOTSTRAP])[..12].to_string());
-    &HASH
+/// The bootstrap's own hash: its file on a node is named after it (see [`crate::agent`]).
+pub fn agent_hash() -> String {
+    agent::BOOTSTRAP.hash()
 }
 
 /// Where the bootstrap lives on a node whose daft directory is `daft_home`.
 pub fn agent_path(daft_home: &str) -> String {
-    format!("{daft_home}/agent/bootstrap-{}.sh", agent_hash())
+    agent::BOOTSTRAP.path(daft_home)
 }
-
-/// What a command prints (with exit status [`AGENT_MISSING`]) when the node has no copy of this
-/// version's bootstrap yet.
-const AGENT_MISSING_LINE: &str = "daft-agent-missing";
-const AGENT_MISSING: i32 = 97;
 
 /// A shell command that runs the node's copy of the bootstrap (uploaded once per version, see
 /// [`run`]) with these settings and actions: one quoted script (`sh -c SCRIPT daft-bootstrap
@@ -288,9 +281,11 @@ const AGENT_MISSING: i32 = 97;
 /// script itself is not resent with every call.
 pub fn command(params: &NodeParams, actions: &[&str]) -> RemoteCommand {
     let script = format!(
-        "{}DAFT_AGENT_FILE={}\nif [ ! -f \"$DAFT_AGENT_FILE\" ]; then echo {AGENT_MISSING_LINE}; exit {AGENT_MISSING}; fi\n. \"$DAFT_AGENT_FILE\"\n",
+        "{}DAFT_AGENT_FILE={}\nif [ ! -f \"$DAFT_AGENT_FILE\" ]; then echo {}; exit {}; fi\n. \"$DAFT_AGENT_FILE\"\n",
         prelude(params),
         prelude_value(&agent_path(&params.daft_home)),
+        agent::MISSING_LINE,
+        agent::MISSING,
     );
     let text = format!(
         "sh -c {} daft-bootstrap {}",
@@ -317,28 +312,9 @@ pub fn command(params: &NodeParams, actions: &[&str]) -> RemoteCommand {
     RemoteCommand::shown_as(text, shown)
 }
 
-/// Give the node this version's bootstrap (written beside its final name, then renamed: a cut
-/// upload leaves no half file under the name that is trusted).
-pub async fn upload_agent(t: &dyn Transport, daft_home: &str) -> anyhow::Result<()> {
-    let path = agent_path(daft_home);
-    // Its own name: two daft processes uploading at once do not write into one file.
-    let part = format!("{path}.part-{:08x}", rand::random::<u32>());
-    t.write_file(BOOTSTRAP.as_bytes(), &part)
-        .await
-        .with_context(|| format!("cannot give {} daft's bootstrap", t.describe()))?;
-    let mv = RemoteCommand::shown_as(
-        format!("mv -f {} {}", dquote(&part), dquote(&path)),
-        format!("install the bootstrap ({path})"),
-    );
-    let out = t.capture_cmd(&mv).await?;
-    if out.status != 0 {
-        return Err(anyhow!(
-            "cannot install daft's bootstrap at {path} on {}: {}",
-            t.describe(),
-            out.tail(5)
-        ));
-    }
-    Ok(())
+/// Give the node this version's bootstrap.
+pub async fn upload_agent(t: &dyn Transport) -> anyhow::Result<()> {
+    agent::BOOTSTRAP.upload(t).await
 }
 
 /// How long a quick bootstrap action (status, stop, member list) may take on a node.
@@ -355,9 +331,9 @@ pub async fn run(
     let cmd = command(params, actions);
     let mut first = capture_guarded(t, &cmd, limit).await?;
     if let Some(out) = &first {
-        if out.status == AGENT_MISSING && out.stdout.trim() == AGENT_MISSING_LINE {
+        if agent::said_missing(out) {
             // This node has not had this version's bootstrap yet: once, then again.
-            upload_agent(t, &params.daft_home).await?;
+            upload_agent(t).await?;
             first = capture_guarded(t, &cmd, limit).await?;
         }
     }

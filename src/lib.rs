@@ -3,6 +3,7 @@
 // way out, so their size on the error path does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod agent;
 pub mod apply;
 pub mod archive;
 pub mod autostop;

@@ -32,6 +32,7 @@ const FLOORS: &[&[&str]] = &[
     &["config"],
     &["build", "cli", "kuberay", "lock", "templates"],
     &["launch", "transport"],
+    &["agent"],
     &["bootstrap"],
     &["autostop"],
     &["setup"],

@@ -15,11 +15,11 @@ use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWrite;
 
+use crate::agent;
 use crate::cli::{CancelArgs, JobsArgs, LogsArgs, OutputFormat, PullArgs};
 use crate::config::Config;
 use crate::error::JobExit;
-use crate::shell::{dquote, shell_quote};
-use crate::templates::JOBS;
+use crate::shell::dquote;
 use crate::transport::{RemoteCommand, Transport};
 
 /// A job's record on the head, with its state.
@@ -62,14 +62,22 @@ pub async fn connect(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Head>
     })
 }
 
-/// A shell command running the job helper with `args` in the cluster's environment. (Arguments
-/// are daft's own paths and numbers, double-quoted: a `$HOME/...` path expands on the head.)
-pub fn helper(cluster_dir: &str, args: &[&str]) -> String {
+/// A shell command running the node's copy of the job helper (`templates/jobs.py`, uploaded
+/// once per version: see [`crate::agent`]) with `args` in the cluster's environment.
+/// (Arguments are daft's own paths and numbers, double-quoted: a `$HOME/...` path expands on the
+/// head.) Run it with [`agent::capture`], or after [`agent::AgentFile::ensure`] when its output
+/// streams.
+pub fn helper(head: &Head, args: &[&str]) -> String {
+    helper_text(&head.transport.daft_home(), &head.cluster_dir, args)
+}
+
+/// [`helper`] for a head whose daft directory is `daft_home`.
+pub fn helper_text(daft_home: &str, cluster_dir: &str, args: &[&str]) -> String {
     let args: Vec<String> = args.iter().map(|a| dquote(a)).collect();
     format!(
-        "{}/venv/bin/python -c {} {}",
+        "{}exec {}/venv/bin/python \"$F\" {}",
+        agent::JOBS.guard(daft_home, "F"),
         dquote(cluster_dir),
-        shell_quote(JOBS),
         args.join(" ")
     )
 }
@@ -77,10 +85,10 @@ pub fn helper(cluster_dir: &str, args: &[&str]) -> String {
 pub async fn records(head: &Head) -> anyhow::Result<Vec<JobRecord>> {
     let jobs_dir = format!("{}/jobs", head.cluster_dir);
     let cmd = RemoteCommand::shown_as(
-        helper(&head.cluster_dir, &["list", &jobs_dir]),
+        helper(head, &["list", &jobs_dir]),
         format!("jobs.py list {jobs_dir}"),
     );
-    let out = head.transport.capture_cmd(&cmd).await?;
+    let out = agent::capture(head.transport.as_ref(), &agent::JOBS, &cmd).await?;
     if out.status != 0 {
         return Err(anyhow!(
             "cannot list the jobs on the head ({}): {}",
@@ -193,11 +201,13 @@ pub async fn follow(
         count: 0,
         failed: false,
     };
+    // (The output streams as it comes: the helper is on the head before it runs.)
+    agent::JOBS.ensure(head.transport.as_ref()).await?;
     loop {
         let (o, e) = (out.count.to_string(), err.count.to_string());
         let cmd = RemoteCommand::shown_as(
             helper(
-                &head.cluster_dir,
+                &head,
                 &["follow", job_dir, &o, &e, if follow { "1" } else { "0" }],
             ),
             format!("jobs.py follow {job_dir} {o} {e}"),
@@ -264,10 +274,10 @@ async fn reconnect(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Head> {
 /// Stop a job's process group; the supervisor records it as cancelled.
 pub async fn cancel_job(head: &Head, job_dir: &str) -> anyhow::Result<String> {
     let cmd = RemoteCommand::shown_as(
-        helper(&head.cluster_dir, &["cancel", job_dir]),
+        helper(head, &["cancel", job_dir]),
         format!("jobs.py cancel {job_dir}"),
     );
-    let out = head.transport.capture_cmd(&cmd).await?;
+    let out = agent::capture(head.transport.as_ref(), &agent::JOBS, &cmd).await?;
     if out.status != 0 {
         return Err(anyhow!(
             "cancelling the job on the head ({}) failed: {}",
@@ -385,10 +395,10 @@ pub async fn pull(args: &PullArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("daft-jobs").join(&job.id));
     let cmd = RemoteCommand::shown_as(
-        helper(&head.cluster_dir, &["manifest", &job.dir]),
+        helper(&head, &["manifest", &job.dir]),
         format!("jobs.py manifest {}", job.dir),
     );
-    let out = head.transport.capture_cmd(&cmd).await?;
+    let out = agent::capture(head.transport.as_ref(), &agent::JOBS, &cmd).await?;
     if out.status != 0 {
         return Err(anyhow!(
             "cannot list the job's files on the head ({}): {}",
