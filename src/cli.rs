@@ -11,7 +11,7 @@ use crate::config::{ProviderKind, DEFAULT_CONFIG};
     name = "daft",
     version,
     about = "From \"I have code\" to \"it runs on a Ray cluster\" with one TOML file",
-    long_about = "daft brings up a Ray cluster (on AWS EC2, on your own SSH hosts, or on this machine) from one \
+    long_about = "daft brings up a Ray cluster (on AWS EC2, on your own SSH hosts, on this machine, in a Slurm allocation or on Kubernetes through KubeRay) from one \
                   .daft.toml file, runs your code on it, and takes it down again.\n\n\
                   Set RUST_LOG=debug to see every remote command and API call."
 )]

@@ -174,3 +174,36 @@ fn dashboard_port_in_use_is_a_usage_error() {
             .and(predicate::str::contains("--port")),
     );
 }
+
+#[test]
+fn help_names_every_back_end_and_autostop_checks_its_words_before_anything_connects() {
+    let help = daft().arg("--help").assert().success();
+    let text = String::from_utf8_lossy(&help.get_output().stdout).to_string();
+    for backend in [
+        "AWS EC2",
+        "SSH hosts",
+        "this machine",
+        "Slurm",
+        "Kubernetes",
+    ] {
+        assert!(
+            text.contains(backend),
+            "--help does not name {backend}:\n{text}"
+        );
+    }
+    // Neither a duration nor --cancel, or both: clap's usage error (2); no config needed.
+    daft().arg("autostop").assert().code(2);
+    daft()
+        .args(["autostop", "30m", "--cancel"])
+        .assert()
+        .code(2)
+        .stderr(no_debug_dump());
+    // A config whose back-end cannot stop itself: said at once, exit 2.
+    let (_d, mut c) = in_project("[setup]\nname = \"x\"\nprovider = \"aws\"\n");
+    c.args(["autostop", "-c", "c.toml", "30m"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "autostop is not available with provider = \"aws\" yet",
+        ));
+}
