@@ -189,6 +189,24 @@ pub struct ObservedNode {
 }
 
 impl ObservedNode {
+    /// A node with only its identity and state known (no addresses, records or detail yet).
+    pub fn bare(id: &str, cluster: &str, role: Role, state: NodeState) -> Self {
+        ObservedNode {
+            id: id.into(),
+            cluster: cluster.into(),
+            role,
+            state,
+            spec_hash: String::new(),
+            launch: BTreeMap::new(),
+            setup_hash: None,
+            joined_head: None,
+            public_ip: None,
+            private_ip: None,
+            created: 0,
+            detail: BTreeMap::new(),
+        }
+    }
+
     /// Why the node could not be asked, when it is unreachable.
     pub fn unreachable_reason(&self) -> Option<&str> {
         (self.state == NodeState::Unreachable).then(|| {

@@ -169,20 +169,7 @@ mod tests {
     }
 
     fn node(id: &str, role: Role) -> ObservedNode {
-        ObservedNode {
-            id: id.into(),
-            cluster: "c".into(),
-            role,
-            state: NodeState::Pending,
-            spec_hash: String::new(),
-            launch: Default::default(),
-            setup_hash: None,
-            joined_head: None,
-            public_ip: None,
-            private_ip: None,
-            created: 0,
-            detail: Default::default(),
-        }
+        ObservedNode::bare(id, "c", role, NodeState::Pending)
     }
 
     /// A local cluster directory with an (empty) environment, and a config whose setup

@@ -130,20 +130,7 @@ mod tests {
     use crate::planner::NodeRef;
 
     fn node(id: &str, role: Role) -> ObservedNode {
-        ObservedNode {
-            id: id.into(),
-            cluster: "c".into(),
-            role,
-            state: NodeState::Running,
-            spec_hash: "s".into(),
-            launch: Default::default(),
-            setup_hash: None,
-            joined_head: None,
-            public_ip: None,
-            private_ip: None,
-            created: 0,
-            detail: Default::default(),
-        }
+        ObservedNode::bare(id, "c", role, NodeState::Running)
     }
 
     fn at(n: &ObservedNode) -> NodeRef {
