@@ -196,3 +196,40 @@ pub fn classify(err: &anyhow::Error) -> (i32, Option<String>) {
     }
     (EXIT_FAILED, Some(text))
 }
+
+/// Where the text of a TOML file daft reads is: every checker of one (`.daft.toml` and
+/// `launch.toml` in `config`, sweep files in `sweep`) makes its located errors here.
+#[derive(Debug, Clone, Copy)]
+pub struct Located<'a> {
+    pub file: &'a str,
+    pub source: &'a str,
+}
+
+impl Located<'_> {
+    /// An error at `span` of the file.
+    pub fn err(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        title: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::new(self.file, self.source, span, title)
+    }
+}
+
+/// Where an item stands in its file.
+pub fn item_span(item: &toml_edit::Item) -> Option<std::ops::Range<usize>> {
+    match item {
+        toml_edit::Item::Value(v) => v.span(),
+        toml_edit::Item::Table(t) => t.span(),
+        toml_edit::Item::ArrayOfTables(a) => a.span(),
+        toml_edit::Item::None => None,
+    }
+}
+
+/// Where a key of a table stands (else its value).
+pub fn key_span(table: &toml_edit::Table, key: &str) -> Option<std::ops::Range<usize>> {
+    table
+        .key(key)
+        .and_then(|k| k.span())
+        .or_else(|| table.get(key).and_then(item_span))
+}

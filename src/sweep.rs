@@ -23,7 +23,7 @@ use std::path::Path;
 use serde_json::Value as Json;
 use toml_edit::{Item, Table, Value};
 
-use crate::error::ConfigError;
+use crate::error::{item_span, ConfigError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sweep {
@@ -64,28 +64,16 @@ enum Method {
 }
 
 struct Checker<'a> {
-    file: &'a str,
-    source: &'a str,
-}
-
-fn span_of(item: &Item) -> Option<Range<usize>> {
-    match item {
-        Item::Value(v) => v.span(),
-        Item::Table(t) => t.span(),
-        Item::ArrayOfTables(a) => a.span(),
-        Item::None => None,
-    }
+    at: crate::error::Located<'a>,
 }
 
 impl Checker<'_> {
     fn err(&self, span: Option<Range<usize>>, title: impl Into<String>) -> ConfigError {
-        ConfigError::new(self.file, self.source, span, title)
+        self.at.err(span, title)
     }
 
     fn key_span(&self, t: &Table, key: &str) -> Option<Range<usize>> {
-        t.key(key)
-            .and_then(|k| k.span())
-            .or_else(|| t.get(key).and_then(span_of))
+        crate::error::key_span(t, key)
     }
 
     fn json(&self, v: &Value, key: &str) -> Result<Json, ConfigError> {
@@ -169,7 +157,9 @@ pub fn load(path: &Path) -> Result<Sweep, ConfigError> {
 
 /// Validate a sweep's text and make its variants.
 pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, ConfigError> {
-    let cx = Checker { file, source };
+    let cx = Checker {
+        at: crate::error::Located { file, source },
+    };
     // (`Document` keeps every item's place in the text, for located errors.)
     let doc = toml_edit::Document::parse(source.to_string()).map_err(|e| {
         let msg = e.message().trim().to_string();
@@ -187,7 +177,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
     };
     let Some(sweep) = sweep.as_table_like() else {
         return Err(cx
-            .err(span_of(sweep), "`sweep` must be a table")
+            .err(item_span(sweep), "`sweep` must be a table")
             .label("not a table")
             .help("write it as [sweep]"));
     };
@@ -230,7 +220,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
             None => Ok(None),
             Some(Item::Value(Value::String(s))) => Ok(Some(s.value().clone())),
             Some(other) => Err(cx
-                .err(span_of(other), format!("`sweep.{key}` must be a string"))
+                .err(item_span(other), format!("`sweep.{key}` must be a string"))
                 .label("expected a string")
                 .help(format!("write it like {key} = \"...\""))),
         }
@@ -243,7 +233,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
             }
             Some(other) => Err(cx
                 .err(
-                    span_of(other),
+                    item_span(other),
                     format!("`sweep.{key}` must be a whole number from {min} to {max}"),
                 )
                 .label(format!("expected {min}..={max}"))
@@ -254,7 +244,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
     if !param_name_ok(&name) {
         return Err(cx
             .err(
-                sweep_table.get("name").and_then(span_of),
+                sweep_table.get("name").and_then(item_span),
                 format!("`sweep.name` = {name:?} cannot name jobs"),
             )
             .label("letters, digits, `-`, `_` and `.` only")
@@ -269,7 +259,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
         Some(other) => {
             return Err(cx
                 .err(
-                    sweep_table.get("method").and_then(span_of),
+                    sweep_table.get("method").and_then(item_span),
                     format!("`sweep.method` = {other:?} is not a sweep method"),
                 )
                 .label("expected \"grid\", \"random\" or \"list\"")
@@ -284,7 +274,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
         Some(Item::Value(Value::Boolean(b))) => *b.value(),
         Some(other) => {
             return Err(cx
-                .err(span_of(other), "`sweep.args` must be true or false")
+                .err(item_span(other), "`sweep.args` must be true or false")
                 .label("expected a boolean")
                 .help("write args = true to pass the variant as --key=value arguments"))
         }
@@ -295,7 +285,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
         Some(Item::Value(Value::InlineTable(t))) => Some(t.clone().into_table()),
         Some(other) => {
             return Err(cx
-                .err(span_of(other), "`sweep.parameters` must be a table")
+                .err(item_span(other), "`sweep.parameters` must be a table")
                 .label("expected a table")
                 .help("write it as [sweep.parameters] with one key per parameter"))
         }
@@ -336,7 +326,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
                     Item::Value(v) => vec![cx.json(v, k)?],
                     other => {
                         return Err(cx
-                            .err(span_of(other), format!("`{k}` must be a list of values"))
+                            .err(item_span(other), format!("`{k}` must be a list of values"))
                             .label("expected a list")
                             .help(format!("write it like {k} = [0.1, 0.01]")))
                     }
@@ -345,7 +335,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
                 if out.len().saturating_mul(values.len()) > MAX_VARIANTS {
                     return Err(cx
                         .err(
-                            span_of(item),
+                            item_span(item),
                             format!("the grid has more than {MAX_VARIANTS} variants"),
                         )
                         .label("too many combinations")
@@ -375,7 +365,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
                 Some(other) => {
                     return Err(cx
                         .err(
-                            span_of(other),
+                            item_span(other),
                             format!(
                                 "`sweep.samples` must be a whole number from 1 to {MAX_VARIANTS}"
                             ),
@@ -462,7 +452,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
                     Item::Value(v) => Dist::Fixed(cx.json(v, k)?),
                     other => {
                         return Err(cx
-                            .err(span_of(other), format!("`{k}` must be a distribution or a value"))
+                            .err(item_span(other), format!("`{k}` must be a distribution or a value"))
                             .label("expected { uniform = [a, b] }, { log_uniform = [a, b] }, { choice = [...] } or a value")
                             .help(format!("write it like {k} = {{ uniform = [0.0, 0.5] }}")))
                     }
@@ -502,14 +492,17 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
                 }
                 other => {
                     return Err(cx
-                        .err(span_of(other), "`sweep.variants` must be a list of tables")
+                        .err(
+                            item_span(other),
+                            "`sweep.variants` must be a list of tables",
+                        )
                         .label("expected [[sweep.variants]]")
                         .help("add one [[sweep.variants]] table per variant"))
                 }
             };
             if tables.is_empty() {
                 return Err(cx
-                    .err(span_of(item), "`sweep.variants` is empty")
+                    .err(item_span(item), "`sweep.variants` is empty")
                     .label("no variants")
                     .help("add one [[sweep.variants]] table per variant"));
             }
@@ -529,7 +522,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
                     let Item::Value(v) = v else {
                         return Err(cx
                             .err(
-                                span_of(v),
+                                item_span(v),
                                 format!("`{k}` must be a string, number or boolean"),
                             )
                             .label("not a plain value")
@@ -546,7 +539,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
         if variants.len().saturating_mul(repeat) > MAX_VARIANTS {
             return Err(cx
                 .err(
-                    sweep_table.get("repeat").and_then(span_of),
+                    sweep_table.get("repeat").and_then(item_span),
                     format!("with `repeat` the sweep has more than {MAX_VARIANTS} variants"),
                 )
                 .label("too many jobs")
@@ -569,7 +562,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
         Some(Item::Value(Value::Boolean(b))) => *b.value(),
         Some(other) => {
             return Err(cx
-                .err(span_of(other), "`sweep.katib` must be true or false")
+                .err(item_span(other), "`sweep.katib` must be true or false")
                 .label("expected a boolean")
                 .help("write katib = true to run the sweep as one Katib Experiment"))
         }
@@ -610,7 +603,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
             Some(other) => {
                 return Err(cx
                     .err(
-                        sweep_table.get("direction").and_then(span_of),
+                        sweep_table.get("direction").and_then(item_span),
                         format!("`sweep.direction` = {other:?} is not a direction"),
                     )
                     .label("expected \"maximize\" or \"minimize\"")
@@ -622,7 +615,7 @@ pub fn parse(file: &str, source: &str, default_name: &str) -> Result<Sweep, Conf
             Some(Item::Value(v)) => Some(cx.number(v, "sweep.goal")?),
             Some(other) => {
                 return Err(cx
-                    .err(span_of(other), "`sweep.goal` must be a number")
+                    .err(item_span(other), "`sweep.goal` must be a number")
                     .label("expected a number")
                     .help("write it like goal = 0.99"))
             }

@@ -1819,7 +1819,12 @@ fn local_autostop_waits_for_the_job_then_stops_the_cluster_and_cancel_keeps_it()
     );
     let cfg = cfg.to_str().unwrap();
     let _down = env.down_on_panic(cfg);
-    env.ok(&["up", "-c", cfg]);
+    let up = env.ok(&["up", "-c", cfg]);
+    // The plan says how long the cluster may sit idle.
+    assert_stdout(
+        &up,
+        "Autostop: idle 10s (no job, no Ray task or actor), the cluster takes itself down",
+    );
     let nodes = env.home().join("clusters/t-auto/nodes");
     let pid =
         |node: &str| std::fs::read_to_string(nodes.join(node).join("ray.pid")).unwrap_or_default();

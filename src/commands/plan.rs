@@ -55,7 +55,12 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let desired = provider.desired().await;
     let p = plan(&desired, &observed);
     match args.output {
-        OutputFormat::Text => crate::out!("{}", render(&p, &provider.context()))?,
+        OutputFormat::Text => {
+            crate::out!("{}", render(&p, &provider.context()))?;
+            if let Some(line) = autostop_line(cfg.setup.autostop) {
+                crate::outln!("{line}")?;
+            }
+        }
         OutputFormat::Json => {
             let v = serde_json::json!({
                 "cluster": p.cluster,
@@ -64,6 +69,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
                 "summary": p.summary(),
                 "noop": p.is_noop(),
                 "complete": p.unreachable_head().is_none(),
+                "autostop_seconds": cfg.setup.autostop.map(|d| d.as_secs()),
             });
             crate::outln!("{}", serde_json::to_string_pretty(&v)?)?;
         }
@@ -77,4 +83,15 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// What a plan says of the config's autostop: how long the cluster may sit idle before it takes
+/// itself down (nothing when it never does).
+pub fn autostop_line(autostop: Option<std::time::Duration>) -> Option<String> {
+    autostop.map(|d| {
+        format!(
+            "Autostop: idle {} (no job, no Ray task or actor), the cluster takes itself down; `daft autostop` changes it.",
+            humantime::format_duration(d)
+        )
+    })
 }

@@ -72,6 +72,9 @@ pub async fn up(cfg: &Config, args: &Up, start: Instant) -> anyhow::Result<()> {
         }
     }
     crate::out!("{}", render(&p, &provider.context()))?;
+    if let Some(line) = super::plan::autostop_line(cfg.setup.autostop) {
+        crate::outln!("{line}")?;
+    }
     if let Some((head, why)) = p.unreachable_head() {
         return Err(crate::apply::unreachable_head(&head.id, why));
     }

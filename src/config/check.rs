@@ -11,14 +11,7 @@ pub(crate) struct Checker<'a> {
     pub(crate) keys: &'static [schema::Key],
 }
 
-pub(super) fn item_span(item: &Item) -> Option<Range<usize>> {
-    match item {
-        Item::Value(v) => v.span(),
-        Item::Table(t) => t.span(),
-        Item::ArrayOfTables(a) => a.span(),
-        Item::None => None,
-    }
-}
+pub(super) use crate::error::item_span;
 
 /// A POSIX environment variable name: letters, digits and `_`, not starting with a digit.
 pub fn is_env_name(s: &str) -> bool {
@@ -43,14 +36,15 @@ fn type_name(item: &Item) -> &'static str {
 
 impl Checker<'_> {
     pub(crate) fn err(&self, span: Option<Range<usize>>, title: impl Into<String>) -> ConfigError {
-        ConfigError::new(self.file, self.source, span, title)
+        crate::error::Located {
+            file: self.file,
+            source: self.source,
+        }
+        .err(span, title)
     }
 
     fn doc_key_span(&self, table: &toml_edit::Table, key: &str) -> Option<Range<usize>> {
-        table
-            .key(key)
-            .and_then(|k| k.span())
-            .or_else(|| table.get(key).and_then(item_span))
+        crate::error::key_span(table, key)
     }
 
     /// Pass 1: known keys, right types, no placeholders.
