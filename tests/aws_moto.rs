@@ -1021,3 +1021,73 @@ async fn nodes_run_with_the_configured_instance_profile() {
     ok(case.daft().args(["down", "--yes", "-c", cfg]));
     assert!(alive("moto-iam").await.is_empty());
 }
+
+/// `[setup.aws] root_volume_gb`: every node's root volume is that size, gp3, encrypted, on the
+/// image's root device, and goes with the instance.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
+async fn nodes_get_the_configured_root_volume() {
+    let case = Case::new("moto-disk");
+    let p = case.config(1, "m7g.medium", "");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("[setup.aws]\n", "[setup.aws]\nroot_volume_gb = 120\n");
+    std::fs::write(&p, text).unwrap();
+    let cfg = p.to_str().unwrap();
+    ok(case.daft().args(["up", "--no-wait", "-c", cfg]));
+    let c = ec2().await;
+    let out = c
+        .describe_instances()
+        .filters(tag_filter("moto-disk"))
+        .send()
+        .await
+        .unwrap();
+    let instances: Vec<_> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .cloned()
+        .collect();
+    assert_eq!(instances.len(), 2);
+    for i in &instances {
+        let image = c
+            .describe_images()
+            .image_ids(i.image_id().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let root = image.images()[0].root_device_name().unwrap().to_string();
+        let vols = c
+            .describe_volumes()
+            .filters(
+                Filter::builder()
+                    .name("attachment.instance-id")
+                    .values(i.instance_id().unwrap())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let v = vols
+            .volumes()
+            .iter()
+            .find(|v| {
+                v.attachments()
+                    .iter()
+                    .any(|a| a.device() == Some(root.as_str()))
+            })
+            .unwrap_or_else(|| panic!("no volume on {root}: {:?}", vols.volumes()));
+        assert_eq!(v.size(), Some(120), "{v:?}");
+        assert_eq!(v.volume_type().map(|t| t.as_str()), Some("gp3"), "{v:?}");
+        assert_eq!(v.encrypted(), Some(true), "{v:?}");
+        // Tagged at creation, like the instance.
+        assert!(
+            v.tags()
+                .iter()
+                .any(|t| t.key() == Some("daft:cluster") && t.value() == Some("moto-disk")),
+            "{v:?}"
+        );
+    }
+    ok(case.daft().args(["down", "--yes", "-c", cfg]));
+    assert!(alive("moto-disk").await.is_empty());
+}

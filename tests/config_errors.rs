@@ -544,3 +544,8 @@ bad_config!(
     iam_instance_profile_not_a_name,
     "[setup]\nname = \"demo\"\n\n[setup.aws]\niam_instance_profile = \"my profile\"\n"
 );
+
+bad_config!(
+    root_volume_too_small,
+    "[setup]\nname = \"demo\"\n\n[setup.aws]\nroot_volume_gb = 2\n"
+);

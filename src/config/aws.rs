@@ -12,6 +12,8 @@ pub struct AwsFile {
     pub ssh_ingress_cidrs: Vec<String>,
     #[serde(default)]
     pub iam_instance_profile: Option<String>,
+    #[serde(default)]
+    pub root_volume_gb: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +29,9 @@ pub struct AwsSetup {
     /// An existing instance profile (name or ARN) every node is launched with: how jobs reach
     /// AWS (S3, …) without credentials copied off this machine.
     pub iam_instance_profile: Option<String>,
+    /// Every node's root volume (gp3, encrypted, deleted with the instance), in GiB; None: the
+    /// image's own size.
+    pub root_volume_gb: Option<u32>,
 }
 
 /// An IAM name (`[\w+=,.@-]`, 1 to 128 characters) or an instance profile's ARN.
@@ -89,6 +94,17 @@ impl Checker<'_> {
                     .help("name an existing IAM instance profile (letters, digits and _+=,.@-, at most 128), or its ARN; leave it out for nodes without AWS access"));
             }
         }
+        if let Some(gb) = a.root_volume_gb {
+            if !(8..=16384).contains(&gb) {
+                return Err(self
+                    .err(
+                        self.value_span(doc, &["setup", "aws", "root_volume_gb"]),
+                        format!("`setup.aws.root_volume_gb` = {gb} is out of range"),
+                    )
+                    .label("must be between 8 and 16384 (GiB)")
+                    .help("give each node's root disk in GiB, for example root_volume_gb = 100 (Ray spills objects and keeps logs there)"));
+            }
+        }
         Ok(AwsSetup {
             region: s.region.clone(),
             instance_type: s.instance_type.clone(),
@@ -96,6 +112,7 @@ impl Checker<'_> {
             key_name: a.key_name.clone(),
             ssh_ingress_cidrs: a.ssh_ingress_cidrs.clone(),
             iam_instance_profile: a.iam_instance_profile.clone(),
+            root_volume_gb: a.root_volume_gb.map(|g| g as u32),
         })
     }
 }

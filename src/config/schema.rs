@@ -208,6 +208,7 @@ pub const KEYS: &[Key] = &[
     k("setup.local", "ray_port", Ty::Int, false, "6379"),
     k("setup.local", "dashboard_port", Ty::Int, false, "8265"),
     k("setup.aws", "key_name", Ty::Str, false, "\"my-keypair\""),
+    k("setup.aws", "root_volume_gb", Ty::Int, false, "100"),
     k(
         "setup.aws",
         "iam_instance_profile",

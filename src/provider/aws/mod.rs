@@ -111,6 +111,9 @@ impl AwsProvider {
         if let Some(p) = &self.aws.iam_instance_profile {
             launch.push(("iam_instance_profile", profile_name(p).to_string()));
         }
+        if let Some(gb) = self.aws.root_volume_gb {
+            launch.push(("root_volume_gb", gb.to_string()));
+        }
         NodeSpec::new(role, launch)
     }
 
@@ -159,6 +162,43 @@ impl AwsProvider {
         })?;
         tracing::debug!(image = img, arch, "resolved image");
         Ok(img.to_string())
+    }
+
+    /// The root volume to launch with (`root_volume_gb`), on the image's own root device.
+    async fn root_volume(
+        &self,
+        image: &str,
+    ) -> anyhow::Result<Option<aws_sdk_ec2::types::BlockDeviceMapping>> {
+        let Some(gb) = self.aws.root_volume_gb else {
+            return Ok(None);
+        };
+        let out = self
+            .client
+            .describe_images()
+            .image_ids(image)
+            .send()
+            .await
+            .map_err(|e| aws_err("DescribeImages", e))?;
+        let device = out
+            .images()
+            .first()
+            .and_then(|i| i.root_device_name())
+            .unwrap_or("/dev/xvda")
+            .to_string();
+        tracing::debug!(target: "daft::aws", image, %device, gb, "root volume");
+        Ok(Some(
+            aws_sdk_ec2::types::BlockDeviceMapping::builder()
+                .device_name(device)
+                .ebs(
+                    aws_sdk_ec2::types::EbsBlockDevice::builder()
+                        .volume_size(gb as i32)
+                        .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
+                        .encrypted(true)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        ))
     }
 
     /// The key pair to launch with: `[setup.aws] key_name` if it exists, else the public half of

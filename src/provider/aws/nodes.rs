@@ -41,6 +41,7 @@ impl AwsProvider {
             self.key_pair(),
             self.security_group_id()
         )?;
+        let root = self.root_volume(&image).await?;
         let mut launched = Vec::new();
         let mut left = req.count;
         let mut batch_no = 0;
@@ -105,6 +106,7 @@ impl AwsProvider {
                             b.name(p).build()
                         }
                     }))
+                    .set_block_device_mappings(root.clone().map(|r| vec![r]))
                     .user_data(user_data.clone())
                     .client_token(token)
                     .tag_specifications(
