@@ -22,6 +22,11 @@ pub fn requirements(cfg: &Config) -> String {
         None => "ray[default]".to_string(),
     };
     let mut reqs = vec![ray, "daft".to_string()];
+    if cfg.setup.autostop.is_some() && cfg.setup.provider.kind() == crate::config::ProviderKind::Aws
+    {
+        // The head's autostop terminates the cluster's instances through EC2's API.
+        reqs.push("boto3".to_string());
+    }
     reqs.extend(cfg.setup.dependencies.iter().cloned());
     reqs.join("\n")
 }

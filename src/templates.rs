@@ -28,14 +28,13 @@ pub fn render_launch(name: Option<&str>) -> String {
 fn irrelevant_keys(provider: ProviderKind) -> &'static [&'static str] {
     // Ray's autoscaler moves the count between min_workers and max_workers on Kubernetes only
     // so far (the others refuse the keys at load).
-    // Autostop: local and SSH hosts so far.
+    // Autostop: local, SSH hosts and AWS so far.
     match provider {
         ProviderKind::Aws => &[
             "min_workers",
             "max_workers",
             "idle_timeout",
             "upscaling_speed",
-            "autostop",
         ],
         ProviderKind::Ssh => &[
             "region",

@@ -14,6 +14,9 @@
 #       means no daft job queued or running, no Ray job running and no actor of a user alive
 #       (asked of Ray's own state API at DASHBOARD); a question Ray does not answer counts as
 #       busy. Idle for SECONDS, the watcher records autostop.state (stopped) and runs HALT.
+#   jobs.py halt-aws REGION CLUSTER
+#       an AWS head's HALT: terminate every instance tagged daft:cluster=CLUSTER (this one too),
+#       with the instance profile's credentials (boto3, installed for such a head)
 #
 # A job directory: job.json (the record daft wrote), pid (the job's process group), started,
 # finished (UTC, RFC 3339), exit-status, cancelled, stdout.log, stderr.log.
@@ -362,6 +365,25 @@ def cmd_autostop(cluster_dir, seconds, dashboard, halt):
     return 0
 
 
+def cmd_halt_aws(region, cluster):
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name=region)
+    ids = []
+    for page in ec2.get_paginator("describe_instances").paginate(
+        Filters=[
+            {"Name": "tag:daft:cluster", "Values": [cluster]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+    ):
+        for r in page["Reservations"]:
+            ids.extend(i["InstanceId"] for i in r["Instances"])
+    print(f"daft autostop: terminating {len(ids)} instance(s) of {cluster}: {' '.join(ids)}", flush=True)
+    if ids:
+        ec2.terminate_instances(InstanceIds=ids)
+    return 0
+
+
 if __name__ == "__main__":
     verb, args = sys.argv[1], sys.argv[2:]
     if verb == "list":
@@ -374,5 +396,7 @@ if __name__ == "__main__":
         sys.exit(cmd_manifest(*args))
     if verb == "autostop":
         sys.exit(cmd_autostop(*args))
+    if verb == "halt-aws":
+        sys.exit(cmd_halt_aws(*args))
     sys.stderr.write(f"daft jobs.py: unknown verb {verb}\n")
     sys.exit(2)

@@ -348,3 +348,86 @@ async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_
         .unwrap();
     assert!(sgs.security_groups().is_empty());
 }
+
+/// Autostop on AWS: the idle head terminates its whole cluster through its instance profile's
+/// credentials (served by the simulation's metadata service; none of this machine's), after the
+/// job that kept it busy; the next `down` removes the security group the head could not.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (network namespaces), moto_server, sshd and Ray from PyPI"]
+async fn simulated_ec2_autostop_terminates_the_cluster_through_its_instance_profile() {
+    let sim = Ec2Sim::start(3.0);
+    let case = Case::new(&sim);
+    let arn = common::create_instance_profile(&sim.endpoint(), "sim-head");
+    let cfg = case.config("t3.medium", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(
+            "number_of_workers = 2\n",
+            "number_of_workers = 1\nautostop = \"10s\"\n",
+        )
+        .replace(
+            "[setup.aws]\n",
+            &format!("[setup.aws]\niam_instance_profile = \"{arn}\"\n"),
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let up = case.ok(&["up", "-c", &cfg, "--wait-workers"]);
+    assert!(up.contains("Autostop: idle 10s"), "{up}");
+    assert_eq!(alive(&sim).await.len(), 2);
+    let job = case.dir.path().join("job");
+    std::fs::create_dir_all(&job).unwrap();
+    let sub = case.ok(&[
+        "submit",
+        "-c",
+        &cfg,
+        "-w",
+        job.to_str().unwrap(),
+        "--",
+        "sleep 12; echo busy-done",
+    ]);
+    assert!(
+        sub.contains("busy-done"),
+        "the cluster went under its job: {sub}"
+    );
+    let t = Instant::now();
+    while !alive(&sim).await.is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the idle cluster did not terminate itself\n{}",
+            sim.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "autostop on EC2: every instance terminated {:?} after the job",
+        t.elapsed()
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(5),
+        "stopped before it was idle 10s"
+    );
+    let log = sim.log();
+    // The head asked EC2 with its profile's credentials, from the metadata service.
+    assert!(
+        log.contains("IMDS: credentials of instance profile sim-head to i-"),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("TerminateInstances with key ASIASIM")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("with key testing"),
+        "an instance used this machine's credentials:\n{log}"
+    );
+    // What is left (the security group) goes with the next down; then nothing is.
+    case.ok(&["down", "-c", &cfg, "--yes"]);
+    let sgs = ec2(&sim)
+        .await
+        .describe_security_groups()
+        .filters(mine())
+        .send()
+        .await
+        .unwrap();
+    assert!(sgs.security_groups().is_empty(), "{sgs:?}");
+}

@@ -942,35 +942,16 @@ async fn plain_list_shows_the_aws_clusters_of_the_configured_region() {
     ok(case.daft().args(["down", "--yes", "-c", cfg]));
 }
 
-/// An instance profile in moto's IAM (test support: through boto3, which moto_server brings).
-fn create_instance_profile(name: &str) -> String {
-    let o = StdCommand::new("python3")
-        .args([
-            "-c",
-            "import sys, boto3\n\
-             iam = boto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
-                                aws_access_key_id='testing', aws_secret_access_key='testing')\n\
-             iam.create_role(RoleName=sys.argv[2], AssumeRolePolicyDocument='{}')\n\
-             p = iam.create_instance_profile(InstanceProfileName=sys.argv[2])\n\
-             iam.add_role_to_instance_profile(InstanceProfileName=sys.argv[2], RoleName=sys.argv[2])\n\
-             print(p['InstanceProfile']['Arn'])",
-            &format!("http://127.0.0.1:{}", moto()),
-            name,
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 /// `[setup.aws] iam_instance_profile`: every node launched with it (by name or by ARN), the plan
 /// a no-op after, another profile a replacement that says why.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
 async fn nodes_run_with_the_configured_instance_profile() {
     let case = Case::new("moto-iam");
-    let arn = create_instance_profile("daft-test-nodes");
-    let other = create_instance_profile("daft-test-other");
+    let arn =
+        common::create_instance_profile(&format!("http://127.0.0.1:{}", moto()), "daft-test-nodes");
+    let other =
+        common::create_instance_profile(&format!("http://127.0.0.1:{}", moto()), "daft-test-other");
     let write = |profile: &str| {
         let p = case.config(1, "m7g.medium", "");
         let text = std::fs::read_to_string(&p).unwrap().replace(

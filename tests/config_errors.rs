@@ -549,3 +549,12 @@ bad_config!(
     root_volume_too_small,
     "[setup]\nname = \"demo\"\n\n[setup.aws]\nroot_volume_gb = 2\n"
 );
+
+bad_config!(
+    autostop_on_aws_without_an_instance_profile,
+    "[setup]\nname = \"demo\"\nprovider = \"aws\"\nautostop = \"30m\"\n"
+);
+bad_config!(
+    autostop_not_a_duration,
+    "[setup]\nname = \"demo\"\nprovider = \"local\"\nautostop = \"5s\"\n"
+);

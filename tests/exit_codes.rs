@@ -198,12 +198,20 @@ fn help_names_every_back_end_and_autostop_checks_its_words_before_anything_conne
         .assert()
         .code(2)
         .stderr(no_debug_dump());
-    // A config whose back-end cannot stop itself: said at once, exit 2.
+    // A config whose back-end cannot stop itself (yet), or an AWS one without the instance
+    // profile its head would need: said at once, exit 2.
+    let (_d, mut c) = in_project("[setup]\nname = \"x\"\nprovider = \"slurm\"\n");
+    c.args(["autostop", "-c", "c.toml", "30m"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "autostop is not available with provider = \"slurm\" yet",
+        ));
     let (_d, mut c) = in_project("[setup]\nname = \"x\"\nprovider = \"aws\"\n");
     c.args(["autostop", "-c", "c.toml", "30m"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "autostop is not available with provider = \"aws\" yet",
+            "autostop on AWS needs `setup.aws.iam_instance_profile`",
         ));
 }

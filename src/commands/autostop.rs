@@ -18,9 +18,15 @@ pub async fn run(args: &AutostopArgs) -> anyhow::Result<()> {
     let kind = cfg.setup.provider.kind();
     if !can_autostop(kind) {
         return Err(usage(format!(
-            "autostop is not available with provider = {:?} yet (local and ssh have it); run `daft down` when done",
+            "autostop is not available with provider = {:?} yet (local, ssh and aws have it); run `daft down` when done",
             kind.as_str()
         )));
+    }
+    if matches!(&cfg.setup.provider, crate::config::ProviderSetup::Aws(a) if a.iam_instance_profile.is_none())
+    {
+        return Err(usage(
+            "autostop on AWS needs `setup.aws.iam_instance_profile`: the head terminates the cluster with its instance's own credentials (the README has the role's policy); daft never copies yours to a node",
+        ));
     }
     let key = super::ssh_key(&cfg, &args.key.identity);
     let (provider, head) = super::running_head(&cfg, key).await?;

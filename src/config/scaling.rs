@@ -51,9 +51,12 @@ fn can_autoscale(p: ProviderKind) -> bool {
     matches!(p, ProviderKind::Kubernetes)
 }
 
-/// Which back-ends' heads can take their own cluster down (today).
+/// Which back-ends' heads can take their own cluster down (today; AWS with an instance profile).
 pub fn can_autostop(p: ProviderKind) -> bool {
-    matches!(p, ProviderKind::Local | ProviderKind::Ssh)
+    matches!(
+        p,
+        ProviderKind::Local | ProviderKind::Ssh | ProviderKind::Aws
+    )
 }
 
 /// `autostop` (and `daft autostop`): a duration of at least 10 s.
@@ -199,7 +202,17 @@ impl Checker<'_> {
             return Err(self
                 .err(span, format!("autostop is not available with provider = {:?} yet", s.provider.as_str()))
                 .label("this back-end's head cannot take its cluster down yet")
-                .help("remove it and run `daft down` when done; autostop works with provider = \"local\" and \"ssh\""));
+                .help("remove it and run `daft down` when done; autostop works with provider = \"local\", \"ssh\" and \"aws\""));
+        }
+        let profile = s.aws.as_ref().and_then(|a| a.iam_instance_profile.as_ref());
+        if s.provider == ProviderKind::Aws && profile.is_none() {
+            return Err(self
+                .err(span, "autostop on AWS needs `setup.aws.iam_instance_profile`")
+                .label("the head terminates the cluster with its instance's own credentials")
+                .help(format!(
+                    "name an instance profile whose role allows ec2:DescribeInstances, and ec2:TerminateInstances on instances tagged daft:cluster = {:?} (the README has the policy); daft never copies your credentials to a node",
+                    s.name.trim()
+                )));
         }
         Ok(Some(d))
     }

@@ -27,7 +27,7 @@ impl Ec2Sim {
         let ok = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "uv venv -q {w} && VIRTUAL_ENV={w} uv pip install -q 'ray[default]' daft",
+                "uv venv -q {w} && VIRTUAL_ENV={w} uv pip install -q 'ray[default]' daft boto3",
                 w = warm.display()
             ))
             .env("UV_CACHE_DIR", super::uv_cache())

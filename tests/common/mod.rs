@@ -641,3 +641,25 @@ impl PodRay {
         })
     }
 }
+
+/// An instance profile (and its role, of the same name) in moto's IAM at `endpoint` (test
+/// support: through boto3, which moto_server brings); its ARN.
+pub fn create_instance_profile(endpoint: &str, name: &str) -> String {
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, boto3\n\
+             iam = boto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+                                aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             iam.create_role(RoleName=sys.argv[2], AssumeRolePolicyDocument='{}')\n\
+             p = iam.create_instance_profile(InstanceProfileName=sys.argv[2])\n\
+             iam.add_role_to_instance_profile(InstanceProfileName=sys.argv[2], RoleName=sys.argv[2])\n\
+             print(p['InstanceProfile']['Arn'])",
+            endpoint,
+            name,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}

@@ -17,7 +17,13 @@ server, adding what moto lacks, and a machine of its own for every instance moto
   64 characters is refused, as EC2 does;
 - once `running`, the instance's user data runs as root inside it, once, like cloud-init, with
   its output in /var/log/cloud-init-output.log there;
-- a terminated instance loses its namespaces and every process in them.
+- a terminated instance loses its namespaces and every process in them;
+- an instance launched with an instance profile gets credentials for it from an instance
+  metadata service (IMDSv2: the token PUT, `iam/security-credentials/ROLE`), served for that
+  instance alone on its public link's far end, and reaches the simulated EC2 API there too. Its
+  sessions are told both addresses (AWS_EC2_METADATA_SERVICE_ENDPOINT, AWS_ENDPOINT_URL): the
+  simulation's difference from EC2, where they are 169.254.169.254 and the regional endpoint.
+  No credentials of this machine's are ever given to an instance.
 
 The namespaces reach no network but the shared private one: the instances install Python
 packages from this machine's uv cache (shared, UV_OFFLINE=1), warmed at start.
@@ -67,8 +73,10 @@ def sh(cmd, check=True, **kw):
 class Machine:
     """One instance: netns + mount/PID namespaces with sshd, made here."""
 
-    def __init__(self, sim, instance_id, n, pubkey, user_data):
+    def __init__(self, sim, instance_id, n, pubkey, user_data, profile=None):
         self.sim = sim
+        self.profile = profile
+        self.server = None
         self.id = instance_id
         self.n = n
         self.pubkey = pubkey
@@ -116,8 +124,9 @@ class Machine:
         sh(f"ip addr add {self.public_gw}/30 dev {a}")
         sh(f"ip link set {a} up")
         self.host_veth = a
+        self.serve_metadata()
         cfg = os.path.join(d, "sshd_config")
-        env = self.sim.session_env()
+        env = self.sim.session_env(self)
         with open(cfg, "w") as f:
             f.write(
                 f"ListenAddress {self.public}:22\nHostKey /etc/ssh/ssh_host_ed25519_key\n"
@@ -171,6 +180,63 @@ class Machine:
         if self.init_pid is None:
             raise RuntimeError(f"machine {self.id} did not start")
 
+    def serve_metadata(self):
+        """This instance's own view of the EC2 API and its metadata service, on its public
+        link's far end (the host side): credentials of its instance profile, nobody else's."""
+        machine, sim = self, self.sim
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self, status, body, ctype="text/plain"):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_PUT(self):
+                if self.path == "/latest/api/token":
+                    self.answer(200, b"sim-imds-token-" + machine.id.encode())
+                else:
+                    self.answer(404, b"")
+
+            def do_GET(self):
+                if self.headers.get("X-aws-ec2-metadata-token") != f"sim-imds-token-{machine.id}":
+                    return self.answer(401, b"")
+                base = "/latest/meta-data/iam/security-credentials/"
+                if machine.profile is None or not self.path.startswith(base):
+                    return self.answer(404, b"")
+                role = machine.profile
+                if self.path.rstrip("/") == base.rstrip("/"):
+                    return self.answer(200, role.encode())
+                if self.path[len(base):].strip("/") != role:
+                    return self.answer(404, b"")
+                sim.log(f"IMDS: credentials of instance profile {role} to {machine.id}")
+                expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 3600))
+                creds = {"Code": "Success", "Type": "AWS-HMAC", "LastUpdated": expires,
+                         "AccessKeyId": f"ASIASIM{machine.n:06d}", "SecretAccessKey": "sim-secret",
+                         "Token": f"sim-session-{machine.id}", "Expiration": expires}
+                self.answer(200, json.dumps(creds).encode(), "application/json")
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                auth = self.headers.get("Authorization", "")
+                key = auth.split("Credential=")[1].split("/")[0] if "Credential=" in auth else "-"
+                action = urllib.parse.parse_qs(body.decode()).get("Action", [""])[0]
+                sim.log(f"EC2 API from {machine.id}: {action} with key {key}")
+                try:
+                    status, out = sim.handle(body, dict(self.headers))
+                except Exception as e:  # an answer, never a hang
+                    status, out = sim.error("InternalError", str(e))
+                self.answer(status, out, "text/xml")
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((self.public_gw, sim.port), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
     def run_user_data(self):
         """cloud-init: the user data, as root, once, in the machine; output to its log."""
         if self.user_data_done or self.gone:
@@ -196,6 +262,8 @@ class Machine:
         if self.gone:
             return
         self.gone = True
+        if self.server is not None:
+            threading.Thread(target=self.server.shutdown, daemon=True).start()
         try:
             if self.init_pid:
                 os.kill(self.init_pid, signal.SIGKILL)  # pid 1 of the machine: all of it goes
@@ -214,6 +282,7 @@ class Machine:
 class Sim:
     def __init__(self, args):
         self.moto = args.moto.rstrip("/")
+        self.port = args.port
         self.dir = args.dir
         self.delay = args.delay
         self.prefix = args.prefix
@@ -251,9 +320,12 @@ class Sim:
                 dirs.append(p)
         return dirs
 
-    def session_env(self):
+    def session_env(self, machine):
         env = self.base_env()
         env["HOME"] = "/root"
+        # (The simulation's addresses for the EC2 API and the metadata service: see the top.)
+        env["AWS_ENDPOINT_URL"] = f"http://{machine.public_gw}:{self.port}"
+        env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = f"http://{machine.public_gw}:{self.port}/"
         return " ".join(f"{k}={v}" for k, v in sorted(env.items()) if " " not in v and '"' not in v)
 
     def addresses(self):
@@ -318,6 +390,9 @@ class Sim:
                         self.tokens[token] = raw
                     key = self.keys.get(one("KeyName"), "")
                     ud = base64.b64decode(one("UserData") or "")
+                    # (The profile's role has the profile's name in the tests' IAM.)
+                    profile = one("IamInstanceProfile.Name") or (
+                        (one("IamInstanceProfile.Arn") or "").rsplit("/", 1)[-1] or None)
                     root = ET.fromstring(raw)
                     NS = ns_of(root)
                     for iid in root.iter(f"{NS}instanceId"):
@@ -327,7 +402,7 @@ class Sim:
                         # the next one, as EC2 recycles public addresses.
                         used = {x.n for x in self.machines.values() if not x.gone}
                         n = next(k for k in range(1, 10000) if k not in used)
-                        m = Machine(self, iid.text, n, key, ud)
+                        m = Machine(self, iid.text, n, key, ud, profile)
                         self.machines[iid.text] = m
                         m.create()
                         self.log(f"launched {iid.text}: public {m.public} private {m.private} machine i{m.n}")

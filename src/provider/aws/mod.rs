@@ -301,6 +301,31 @@ impl Provider for AwsProvider {
             port: 8265,
         }
     }
+
+    /// The head terminates every instance of its cluster (itself last in the same call) with
+    /// its instance profile's credentials, through the job helper's `halt-aws`; the security
+    /// group it cannot delete while it runs is left for the next `daft down`. Only with an
+    /// instance profile (the config refuses autostop without one).
+    fn autostop(
+        &self,
+        _head: &ObservedNode,
+        daft_home: &str,
+        after: Duration,
+    ) -> Option<crate::autostop::Autostop> {
+        self.aws.iam_instance_profile.as_ref()?;
+        let cluster_dir = format!("{daft_home}/clusters/{}", self.name());
+        Some(crate::autostop::Autostop {
+            after,
+            dashboard: "http://127.0.0.1:8265".into(),
+            halt: format!(
+                "{}/venv/bin/python {} halt-aws {} {}",
+                crate::shell::dquote(&cluster_dir),
+                crate::shell::dquote(&crate::agent::JOBS.path(daft_home)),
+                crate::shell::shell_quote(&self.aws.region),
+                crate::shell::shell_quote(self.name()),
+            ),
+        })
+    }
 }
 
 #[async_trait]

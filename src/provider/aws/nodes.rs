@@ -2,6 +2,7 @@
 //! SSH with pinned host keys, and setting them up.
 
 use super::*;
+use crate::autostop::AutostopSetting;
 
 #[allow(clippy::too_many_arguments)]
 pub fn client_token(
@@ -288,7 +289,16 @@ impl AwsProvider {
                 head,
                 hash: &want_setup,
                 bootstrap,
-                autostop: crate::autostop::AutostopSetting::Untouched,
+                autostop: match (node.role, self.cfg.setup.autostop) {
+                    (Role::Worker, _) => AutostopSetting::Untouched,
+                    (Role::Head, None) => AutostopSetting::Cancel,
+                    (Role::Head, Some(after)) => {
+                        match Provider::autostop(self, head, &t.daft_home(), after) {
+                            Some(a) => AutostopSetting::Arm(a),
+                            None => AutostopSetting::Untouched,
+                        }
+                    }
+                },
             },
             || async { Ok(t.clone()) },
             self,
