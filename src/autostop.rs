@@ -33,6 +33,25 @@ pub enum AutostopSetting {
     Arm(Autostop),
 }
 
+impl AutostopSetting {
+    /// What a node's set-up does about autostop: the head arms the config's setting (`after`,
+    /// as `build` makes it for this back-end) or cancels one armed before; a worker, nothing.
+    pub fn for_node(
+        role: crate::model::Role,
+        after: Option<Duration>,
+        build: impl FnOnce(Duration) -> Option<Autostop>,
+    ) -> Self {
+        match (role, after) {
+            (crate::model::Role::Worker, _) => AutostopSetting::Untouched,
+            (crate::model::Role::Head, None) => AutostopSetting::Cancel,
+            (crate::model::Role::Head, Some(d)) => match build(d) {
+                Some(a) => AutostopSetting::Arm(a),
+                None => AutostopSetting::Untouched,
+            },
+        }
+    }
+}
+
 /// The halt of SSH hosts and local clusters: the bootstrap's `halt` on the head's host (every
 /// node of the cluster there stops its Ray, keeping its record).
 pub fn halt_on_host(daft_home: &str, cluster: &str) -> String {

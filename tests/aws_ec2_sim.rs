@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use common::ec2sim::Ec2Sim;
 
+/// One simulation at a time: they share the host's address plan (198.18.0.0/15) and names.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Case<'a> {
     sim: &'a Ec2Sim,
     dir: tempfile::TempDir,
@@ -163,6 +166,19 @@ async fn instances(sim: &Ec2Sim) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
+/// The cluster's security groups, through the simulation.
+async fn groups(sim: &Ec2Sim) -> Vec<aws_sdk_ec2::types::SecurityGroup> {
+    ec2(sim)
+        .await
+        .describe_security_groups()
+        .filters(mine())
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+        .to_vec()
+}
+
 async fn alive(sim: &Ec2Sim) -> Vec<(String, String, String, String)> {
     instances(sim)
         .await
@@ -174,6 +190,7 @@ async fn alive(sim: &Ec2Sim) -> Vec<(String, String, String, String)> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (network namespaces), moto_server, sshd and Ray from PyPI"]
 async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_rejoin_down() {
+    let _g = SERIAL.lock().await;
     let sim = Ec2Sim::start(3.0);
     let case = Case::new(&sim);
     let cfg = case.config("t3.medium", "'echo setup-ran > setup-marker'");
@@ -339,14 +356,7 @@ async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_
     case.ok(&["down", "-c", &cfg, "--yes"]);
     assert!(alive(&sim).await.is_empty());
     assert!(sim.machines().is_empty(), "{:?}", sim.machines());
-    let sgs = ec2(&sim)
-        .await
-        .describe_security_groups()
-        .filters(mine())
-        .send()
-        .await
-        .unwrap();
-    assert!(sgs.security_groups().is_empty());
+    assert!(groups(&sim).await.is_empty());
 }
 
 /// Autostop on AWS: the idle head terminates its whole cluster through its instance profile's
@@ -355,6 +365,7 @@ async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (network namespaces), moto_server, sshd and Ray from PyPI"]
 async fn simulated_ec2_autostop_terminates_the_cluster_through_its_instance_profile() {
+    let _g = SERIAL.lock().await;
     let sim = Ec2Sim::start(3.0);
     let case = Case::new(&sim);
     let arn = common::create_instance_profile(&sim.endpoint(), "sim-head");
@@ -422,12 +433,5 @@ async fn simulated_ec2_autostop_terminates_the_cluster_through_its_instance_prof
     );
     // What is left (the security group) goes with the next down; then nothing is.
     case.ok(&["down", "-c", &cfg, "--yes"]);
-    let sgs = ec2(&sim)
-        .await
-        .describe_security_groups()
-        .filters(mine())
-        .send()
-        .await
-        .unwrap();
-    assert!(sgs.security_groups().is_empty(), "{sgs:?}");
+    assert!(groups(&sim).await.is_empty());
 }

@@ -263,7 +263,10 @@ class Machine:
             return
         self.gone = True
         if self.server is not None:
-            threading.Thread(target=self.server.shutdown, daemon=True).start()
+            # Closed before the next instance may take this one's addresses. (Never from its
+            # own serving thread: requests run in threads of their own.)
+            self.server.shutdown()
+            self.server.server_close()
         try:
             if self.init_pid:
                 os.kill(self.init_pid, signal.SIGKILL)  # pid 1 of the machine: all of it goes

@@ -289,16 +289,9 @@ impl AwsProvider {
                 head,
                 hash: &want_setup,
                 bootstrap,
-                autostop: match (node.role, self.cfg.setup.autostop) {
-                    (Role::Worker, _) => AutostopSetting::Untouched,
-                    (Role::Head, None) => AutostopSetting::Cancel,
-                    (Role::Head, Some(after)) => {
-                        match Provider::autostop(self, head, &t.daft_home(), after) {
-                            Some(a) => AutostopSetting::Arm(a),
-                            None => AutostopSetting::Untouched,
-                        }
-                    }
-                },
+                autostop: AutostopSetting::for_node(node.role, self.cfg.setup.autostop, |d| {
+                    Provider::autostop(self, head, &t.daft_home(), d)
+                }),
             },
             || async { Ok(t.clone()) },
             self,

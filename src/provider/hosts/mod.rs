@@ -413,16 +413,9 @@ impl<M: Machines> NodeProvider for HostsProvider<M> {
             "installing the environment and starting Ray on {}",
             t.describe()
         );
-        let autostop = match (node.role, self.cfg.setup.autostop) {
-            (Role::Worker, _) => AutostopSetting::Untouched,
-            (Role::Head, None) => AutostopSetting::Cancel,
-            (Role::Head, Some(after)) => {
-                match Provider::autostop(self, head, &t.daft_home(), after) {
-                    Some(a) => AutostopSetting::Arm(a),
-                    None => AutostopSetting::Untouched,
-                }
-            }
-        };
+        let autostop = AutostopSetting::for_node(node.role, self.cfg.setup.autostop, |d| {
+            Provider::autostop(self, head, &t.daft_home(), d)
+        });
         let bootstrap = Bootstrap::Run {
             params: Box::new(p),
             doing,

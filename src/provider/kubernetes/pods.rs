@@ -50,16 +50,8 @@ pub fn pod_node(cluster: &str, p: &Pod) -> ObservedNode {
         Some("head") => Role::Head,
         _ => Role::Worker,
     };
+    let name = p.metadata.name.clone().unwrap_or_default();
     ObservedNode {
-        id: p.metadata.name.clone().unwrap_or_default(),
-        cluster: cluster.to_string(),
-        role,
-        state,
-        spec_hash: String::new(),
-        launch: BTreeMap::new(),
-        setup_hash: None,
-        joined_head: None,
-        public_ip: None,
         private_ip: status.pod_ip.clone(),
         created: p
             .metadata
@@ -68,6 +60,7 @@ pub fn pod_node(cluster: &str, p: &Pod) -> ObservedNode {
             .map(|t| t.0.as_second().max(0) as u64)
             .unwrap_or(0),
         detail,
+        ..ObservedNode::bare(&name, cluster, role, state)
     }
 }
 
