@@ -63,6 +63,16 @@ impl AgentFile {
         )
     }
 
+    /// A shell command running this (Python) file in the environment of the cluster whose
+    /// directory is `cluster_dir`, with `args` as the shell is to read them (the caller quotes).
+    pub fn run_python(&self, daft_home: &str, cluster_dir: &str, args: &str) -> String {
+        format!(
+            "{}exec {}/venv/bin/python \"$F\" {args}",
+            self.guard(daft_home, "F"),
+            dquote(cluster_dir)
+        )
+    }
+
     /// Give the node this version's file (written beside its final name, then renamed: a cut
     /// upload leaves no half file under the name that is trusted; each upload its own part name,
     /// so two at once do not write into one file).

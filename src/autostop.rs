@@ -89,11 +89,10 @@ pub async fn arm(
             format!("jobs.py autostop {cluster_dir} cancel"),
         ),
     };
-    let text = format!(
-        "{}exec {}/venv/bin/python \"$F\" autostop {} {args}",
-        crate::agent::JOBS.guard(&head.daft_home(), "F"),
-        dquote(&cluster_dir),
-        dquote(&cluster_dir),
+    let text = crate::agent::JOBS.run_python(
+        &head.daft_home(),
+        &cluster_dir,
+        &format!("autostop {} {args}", dquote(&cluster_dir)),
     );
     let out = crate::agent::capture(
         head,

@@ -106,8 +106,8 @@ fn tag_filter(name: &str) -> Filter {
         .build()
 }
 
-/// (instance id, role, type, state) of the cluster's instances.
-async fn instances(name: &str) -> Vec<(String, String, String, String)> {
+/// The cluster's instances, as DescribeInstances has them.
+async fn described(name: &str) -> Vec<aws_sdk_ec2::types::Instance> {
     let out = ec2()
         .await
         .describe_instances()
@@ -115,26 +115,34 @@ async fn instances(name: &str) -> Vec<(String, String, String, String)> {
         .send()
         .await
         .unwrap();
-    let mut v = Vec::new();
-    for r in out.reservations() {
-        for i in r.instances() {
-            let tag = |k: &str| {
-                i.tags()
-                    .iter()
-                    .find(|t| t.key() == Some(k))
-                    .and_then(|t| t.value())
-                    .unwrap_or("")
-                    .to_string()
-            };
-            v.push((
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .cloned()
+        .collect()
+}
+
+/// (instance id, role, type, state) of the cluster's instances.
+async fn instances(name: &str) -> Vec<(String, String, String, String)> {
+    described(name)
+        .await
+        .iter()
+        .map(|i| {
+            let role = i
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("daft:role"))
+                .and_then(|t| t.value())
+                .unwrap_or("")
+                .to_string();
+            (
                 i.instance_id().unwrap().to_string(),
-                tag("daft:role"),
+                role,
                 i.instance_type().unwrap().as_str().to_string(),
                 i.state().unwrap().name().unwrap().as_str().to_string(),
-            ));
-        }
-    }
-    v
+            )
+        })
+        .collect()
 }
 
 async fn alive(name: &str) -> Vec<(String, String, String, String)> {
@@ -965,16 +973,9 @@ async fn nodes_run_with_the_configured_instance_profile() {
     let cfg = cfg.to_str().unwrap();
     ok(case.daft().args(["up", "--no-wait", "-c", cfg]));
     let profiles = || async {
-        let out = ec2()
+        described("moto-iam")
             .await
-            .describe_instances()
-            .filters(tag_filter("moto-iam"))
-            .send()
-            .await
-            .unwrap();
-        out.reservations()
             .iter()
-            .flat_map(|r| r.instances())
             .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
             .map(|i| {
                 i.iam_instance_profile()
@@ -1017,18 +1018,7 @@ async fn nodes_get_the_configured_root_volume() {
     let cfg = p.to_str().unwrap();
     ok(case.daft().args(["up", "--no-wait", "-c", cfg]));
     let c = ec2().await;
-    let out = c
-        .describe_instances()
-        .filters(tag_filter("moto-disk"))
-        .send()
-        .await
-        .unwrap();
-    let instances: Vec<_> = out
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .cloned()
-        .collect();
+    let instances = described("moto-disk").await;
     assert_eq!(instances.len(), 2);
     for i in &instances {
         let image = c

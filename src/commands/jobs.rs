@@ -74,12 +74,7 @@ pub fn helper(head: &Head, args: &[&str]) -> String {
 /// [`helper`] for a head whose daft directory is `daft_home`.
 pub fn helper_text(daft_home: &str, cluster_dir: &str, args: &[&str]) -> String {
     let args: Vec<String> = args.iter().map(|a| dquote(a)).collect();
-    format!(
-        "{}exec {}/venv/bin/python \"$F\" {}",
-        agent::JOBS.guard(daft_home, "F"),
-        dquote(cluster_dir),
-        args.join(" ")
-    )
+    agent::JOBS.run_python(daft_home, cluster_dir, &args.join(" "))
 }
 
 pub async fn records(head: &Head) -> anyhow::Result<Vec<JobRecord>> {

@@ -317,12 +317,14 @@ impl Provider for AwsProvider {
         Some(crate::autostop::Autostop {
             after,
             dashboard: "http://127.0.0.1:8265".into(),
-            halt: format!(
-                "{}/venv/bin/python {} halt-aws {} {}",
-                crate::shell::dquote(&cluster_dir),
-                crate::shell::dquote(&crate::agent::JOBS.path(daft_home)),
-                crate::shell::shell_quote(&self.aws.region),
-                crate::shell::shell_quote(self.name()),
+            halt: crate::agent::JOBS.run_python(
+                daft_home,
+                &cluster_dir,
+                &format!(
+                    "halt-aws {} {}",
+                    crate::shell::shell_quote(&self.aws.region),
+                    crate::shell::shell_quote(self.name()),
+                ),
             ),
         })
     }
