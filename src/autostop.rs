@@ -68,7 +68,7 @@ pub async fn arm(
     head: &dyn Transport,
     cluster: &str,
     autostop: Option<&Autostop>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Option<u64>> {
     let cluster_dir = format!("{}/clusters/{cluster}", head.daft_home());
     let (args, shown) = match autostop {
         Some(a) => (
@@ -100,11 +100,12 @@ pub async fn arm(
         &RemoteCommand::shown_as(text, shown),
     )
     .await?;
-    let said = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("daft-autostop "))
-        .map(str::to_string);
+    let said = crate::agent::said(&out.stdout)
+        .into_iter()
+        .find_map(|s| match s {
+            crate::agent::Said::AutostopArmed { seconds } => Some(seconds),
+            _ => None,
+        });
     match (out.status, said) {
         (0, Some(s)) => Ok(s),
         _ => Err(anyhow!(

@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Context};
-use serde::{Deserialize, Serialize};
 
-use crate::agent;
+use crate::agent::{self, said, Said};
 use crate::config::Config;
 use crate::model::{short_hash, Role};
 use crate::templates::BOOTSTRAP;
@@ -51,112 +50,6 @@ pub fn setup_hash(cfg: &Config) -> String {
         }
         None => short_hash([env.as_str(), cmds.as_str()]),
     }
-}
-
-/// A node's record on its host (`node.json`): written by the bootstrap (the settings carry
-/// it, made by [`NodeRecord::json`] only), read back by `status`. Back-ends that keep their
-/// records elsewhere (EC2 tags, a Slurm comment) write only the cluster and role.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub id: String,
-    pub cluster: String,
-    pub role: Role,
-    /// The back-end whose record this is, where several share a node directory layout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub spec_hash: String,
-    /// None until set-up (environment, Ray, setup_commands) has succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub setup_hash: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub joined_head: Option<String>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub created: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub launch: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub ports: BTreeMap<String, u16>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-impl NodeRecord {
-    /// The record of a node whose back-end keeps the rest itself: its cluster and role.
-    pub fn minimal(cluster: &str, role: Role, provider: Option<&str>) -> Self {
-        NodeRecord {
-            id: String::new(),
-            cluster: cluster.to_string(),
-            role,
-            provider: provider.map(str::to_string),
-            spec_hash: String::new(),
-            setup_hash: None,
-            joined_head: None,
-            created: 0,
-            launch: BTreeMap::new(),
-            ip: None,
-            ports: BTreeMap::new(),
-        }
-    }
-
-    /// `node.json` as the bootstrap writes it: one line of JSON.
-    pub fn json(&self) -> String {
-        // A struct of strings, numbers and string maps always serializes.
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
-    }
-}
-
-/// What the bootstrap says on its standard output, one line each (the node protocol; parsed
-/// here only).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Said {
-    /// `daft-node alive|dead JSON`: a node of the cluster on this host, and whether its Ray runs.
-    Node {
-        alive: bool,
-        record: Box<NodeRecord>,
-    },
-    /// `daft-member HOST`: a host in the cluster's member list (the head keeps it).
-    Member(String),
-    /// `daft-step: TEXT`: the step the script is at (the last one names where it failed).
-    Step(String),
-    /// `daft-autostop JSON`: the autostop watcher's last record (the head keeps it).
-    Autostop(crate::model::AutostopState),
-}
-
-/// The lines of the bootstrap's output that are protocol; a node record that cannot be read is
-/// skipped with a warning (another daft version's, a hand-edited file).
-pub fn said(stdout: &str) -> Vec<Said> {
-    let mut out = Vec::new();
-    for line in stdout.lines() {
-        if let Some(rest) = line.strip_prefix("daft-node ") {
-            let (state, json) = rest.split_once(' ').unwrap_or((rest, "{}"));
-            match serde_json::from_str::<NodeRecord>(json) {
-                Ok(record) => out.push(Said::Node {
-                    alive: state == "alive",
-                    record: Box::new(record),
-                }),
-                Err(e) => tracing::warn!("ignoring an unreadable node record: {e}"),
-            }
-        } else if let Some(host) = line.strip_prefix("daft-member ") {
-            let host = host.trim();
-            if !host.is_empty() {
-                out.push(Said::Member(host.to_string()));
-            }
-        } else if let Some(step) = line.strip_prefix("daft-step: ") {
-            out.push(Said::Step(step.to_string()));
-        } else if let Some(json) = line.strip_prefix("daft-autostop ") {
-            match serde_json::from_str(json) {
-                Ok(state) => out.push(Said::Autostop(state)),
-                Err(e) => tracing::warn!("ignoring an unreadable autostop record: {e}"),
-            }
-        }
-    }
-    out
 }
 
 /// Settings for one node's run of the bootstrap script.
@@ -357,7 +250,7 @@ pub async fn run(
             .into_iter()
             .rev()
             .find_map(|s| match s {
-                Said::Step(s) => Some(s),
+                Said::Step { text } => Some(text),
                 _ => None,
             })
             .unwrap_or_else(|| actions.join(" "));
@@ -504,37 +397,7 @@ pub fn indent(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_node_protocol_reads_nodes_members_and_steps_and_skips_the_rest() {
-        let rec = NodeRecord {
-            id: "10.0.0.2".into(),
-            setup_hash: Some("abc".into()),
-            ports: BTreeMap::from([("ray".to_string(), 6379)]),
-            ..NodeRecord::minimal("c", Role::Worker, None)
-        };
-        let out = format!(
-            "uv says hi\ndaft-step: starting Ray (worker)\ndaft-node alive {}\ndaft-node dead {}\n\
-             daft-node alive {{not json\ndaft-member 10.0.0.2:22\ndaft-member \n",
-            rec.json(),
-            NodeRecord::minimal("c", Role::Head, Some("slurm")).json()
-        );
-        assert_eq!(
-            said(&out),
-            [
-                Said::Step("starting Ray (worker)".into()),
-                Said::Node {
-                    alive: true,
-                    record: Box::new(rec)
-                },
-                Said::Node {
-                    alive: false,
-                    record: Box::new(NodeRecord::minimal("c", Role::Head, Some("slurm")))
-                },
-                Said::Member("10.0.0.2:22".into()),
-            ]
-        );
-    }
+    use crate::agent::NodeRecord;
 
     #[tokio::test]
     async fn the_bootstrap_is_uploaded_once_then_only_settings_are_sent() {
@@ -571,30 +434,44 @@ mod tests {
             ..p
         };
         run(&t, &p, &["record"], QUICK).await.unwrap();
+        let cl = home.path().join("clusters/c");
+        std::fs::write(cl.join("members"), "10.0.0.2:22\nhost \"b\"\n").unwrap();
+        std::fs::write(
+            cl.join("autostop.state"),
+            "{\"after\": 60,\n \"idle_since\": 5.5}\n",
+        )
+        .unwrap();
         let out = run(&t, &p, &["status"], QUICK).await.unwrap();
         assert_eq!(
             said(&out.stdout),
-            [Said::Node {
-                alive: false,
-                record: Box::new(rec)
-            }]
+            [
+                Said::Node {
+                    alive: false,
+                    record: Box::new(rec)
+                },
+                Said::Member {
+                    host: "10.0.0.2:22".into()
+                },
+                Said::Member {
+                    host: "host \"b\"".into()
+                },
+                Said::Autostop {
+                    state: crate::model::AutostopState {
+                        after: 60,
+                        idle_since: Some(5.5),
+                        checked: 0.0,
+                        busy: None,
+                        stopped: None,
+                    }
+                },
+            ],
+            "{}",
+            out.stdout
         );
         let files: Vec<_> = std::fs::read_dir(agent.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(files.len(), 1, "one copy, no part left: {files:?}");
-    }
-
-    #[test]
-    fn a_minimal_record_is_the_cluster_and_role_only() {
-        assert_eq!(
-            NodeRecord::minimal("c", Role::Head, None).json(),
-            r#"{"cluster":"c","role":"head"}"#
-        );
-        assert_eq!(
-            NodeRecord::minimal("c", Role::Worker, Some("slurm")).json(),
-            r#"{"cluster":"c","role":"worker","provider":"slurm"}"#
-        );
     }
 }

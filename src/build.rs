@@ -151,7 +151,7 @@ async fn run(program: &str, args: &[String]) -> anyhow::Result<()> {
                 let l = String::from_utf8_lossy(&buf)
                     .trim_end_matches(['\n', '\r'])
                     .to_string();
-                crate::note!("  {name}: {l}");
+                crate::notice!("  {name}: {l}");
                 tail.push(l);
                 if tail.len() > 30 {
                     tail.remove(0);

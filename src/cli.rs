@@ -16,6 +16,9 @@ use crate::config::{ProviderKind, DEFAULT_CONFIG};
                   Set RUST_LOG=debug to see every remote command and API call."
 )]
 pub struct Cli {
+    /// Print only results and warnings: no progress lines, no notes
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -52,6 +55,28 @@ pub enum Command {
     Doctor(DoctorArgs),
 }
 
+impl Command {
+    /// The result format the command was asked for (`--output`; text for those without one).
+    pub fn output(&self) -> OutputFormat {
+        match self {
+            Command::Plan(a) => a.output,
+            Command::List(a) => a.output,
+            Command::Submit(a) => a.output,
+            Command::Jobs(a) => a.output,
+            Command::Doctor(a) => a.output,
+            Command::InitConfig(_)
+            | Command::Up(_)
+            | Command::Down(_)
+            | Command::Logs(_)
+            | Command::Cancel(_)
+            | Command::Pull(_)
+            | Command::Dashboard(_)
+            | Command::Autostop(_)
+            | Command::Launch(_) => OutputFormat::Text,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// The cluster config to check for (default: .daft.toml when it exists)
@@ -65,12 +90,8 @@ pub struct DoctorArgs {
     pub output: OutputFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum OutputFormat {
-    #[default]
-    Text,
-    Json,
-}
+/// `--output text|json` (the printer's result format).
+pub use crate::printer::Format as OutputFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProviderArg {

@@ -42,7 +42,7 @@ pub fn install() {
                 tracing::debug!("interrupted: stopping the current operation");
                 token.cancel();
             } else {
-                crate::note!("\ndaft: interrupted again: exiting now");
+                crate::warning!("\ndaft: interrupted again: exiting now");
                 std::process::exit(130);
             }
         }

@@ -118,7 +118,7 @@ pub fn acquire(
                     ));
                 }
                 if !said {
-                    crate::note!(
+                    crate::notice!(
                         "{who}; waiting for it, up to {} (Ctrl-C to stop; --no-wait-lock fails instead)",
                         humantime::format_duration(limit)
                     );

@@ -36,5 +36,6 @@ fn try_main() -> anyhow::Result<()> {
             });
         }
     };
-    daft::commands::run(cli.command)
+    let printer = daft::printer::Printer::new(cli.command.output(), cli.quiet);
+    daft::commands::run(cli.command, &printer)
 }

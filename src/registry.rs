@@ -170,7 +170,7 @@ pub fn credentials(host: &str, repo: &str) -> Option<Credentials> {
     auth_files().into_iter().find_map(|path| {
         let text = std::fs::read_to_string(&path).ok()?;
         let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| crate::note!("daft: warning: {} is not JSON ({e}); skipped", path.display()))
+            .map_err(|e| crate::warning!("daft: warning: {} is not JSON ({e}); skipped", path.display()))
             .ok()?;
         let c = credentials_in(&json, host, repo)?;
         tracing::debug!(target: "daft::registry", file = %path.display(), user = %c.user, "registry credentials");
@@ -331,7 +331,7 @@ pub async fn remote_digest(image: &str) -> anyhow::Result<Option<String>> {
                 .await?;
             }
             None => {
-                crate::note!(
+                crate::warning!(
                     "daft: the registry {host} wants a login to say whether it has {repo}:{tag}, and the auth files have none for it; building"
                 );
                 return Ok(None);
@@ -342,7 +342,7 @@ pub async fn remote_digest(image: &str) -> anyhow::Result<Option<String>> {
         200 => Ok(a.header("docker-content-digest").map(str::to_string)),
         404 => Ok(None),
         401 | 403 => {
-            crate::note!(
+            crate::warning!(
                 "daft: the registry {host} refused the credentials of the auth files (HTTP {}) for {repo}; building (the push will say more)",
                 a.status
             );

@@ -70,7 +70,7 @@ pub async fn run(
         }
         // Stopping is bounded: what has not ended by then is named and left as it is.
         if stop_by.is_some_and(|d| Instant::now() > d) {
-            crate::note!(
+            crate::warning!(
                 "daft: {} job(s) of the sweep did not end within {}s of Ctrl-C: {}",
                 running.len(),
                 stop_within.as_secs(),
@@ -100,7 +100,7 @@ pub async fn run(
             Event::Interrupted => {
                 interrupted = true;
                 stop_by = Some(Instant::now() + stop_within);
-                crate::note!(
+                crate::notice!(
                     "\ndaft: stopping the sweep (Ctrl-C): cancelling {} running job(s), starting no more",
                     running.len()
                 );

@@ -12,7 +12,6 @@ pub const SECTION_SLURM: &str = include_str!("../templates/section-slurm.toml");
 pub const SECTION_KUBERNETES: &str = include_str!("../templates/section-kubernetes.toml");
 pub const SLURM_BATCH: &str = include_str!("../templates/slurm.sbatch");
 pub const BOOTSTRAP: &str = include_str!("../templates/bootstrap.sh");
-pub const UNPACK: &str = include_str!("../templates/unpack.py");
 pub const JOBS: &str = include_str!("../templates/jobs.py");
 pub const LAUNCH: &str = include_str!("../templates/launch.toml");
 

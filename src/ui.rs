@@ -18,7 +18,7 @@ impl Default for Progress {
 
 impl Progress {
     pub fn new() -> Self {
-        let target = if std::io::stderr().is_terminal() {
+        let target = if std::io::stderr().is_terminal() && !crate::printer::quiet() {
             ProgressDrawTarget::stderr()
         } else {
             ProgressDrawTarget::hidden()
@@ -45,7 +45,7 @@ impl Progress {
     /// Print a line above the progress lines.
     pub fn println(&self, line: impl AsRef<str>) {
         if self.multi.is_hidden() {
-            crate::note!("{}", line.as_ref());
+            crate::notice!("{}", line.as_ref());
         } else {
             let _ = self.multi.println(line.as_ref());
         }

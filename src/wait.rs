@@ -45,7 +45,7 @@ pub fn env_secs(name: &str, default: Duration) -> Duration {
                 let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
                 if !said.iter().any(|s| s == name) {
                     said.push(name.to_string());
-                    crate::note!(
+                    crate::warning!(
                         "daft: warning: {name}={v:?} is not a number of seconds; using {}s",
                         default.as_secs()
                     );

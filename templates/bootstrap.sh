@@ -10,9 +10,10 @@
 #                 (autostop: the nodes show as stopped; `up` starts them again, `down` removes them)
 #   hold          stay while this node's Ray runs; TERM stops it (a Slurm job's main process)
 #   record        write this node's record (node.json) again, e.g. once setup_commands succeeded
-#   status        one line per node of this cluster on this host: daft-node <alive|dead> <json>,
-#                 daft-member <host> per host in the cluster's member list (kept on the head),
-#                 and daft-autostop <json>, the autostop watcher's last record (on the head)
+#   status        one line per node of this cluster on this host, {"daft":"node","alive":BOOL,
+#                 "record":NODE_JSON}; {"daft":"member","host":HOST} per host in the cluster's
+#                 member list (kept on the head); {"daft":"autostop","state":JSON}, the autostop
+#                 watcher's last record (on the head)
 #   add-member    add DAFT_MEMBER to this cluster's member list (SSH hosts, run on the head)
 #   remove-member remove DAFT_MEMBER from it
 set -eu
@@ -51,7 +52,13 @@ TOKEN="$CLUSTER_DIR/ray-token"
 # daft may go away mid-step (Ctrl-C, kill -9, a dropped connection): finish the step anyway
 # rather than die half-way on a closed pipe; the next command finds a consistent node.
 trap '' PIPE HUP
-step() { echo "daft-step: $*" 2>/dev/null || true; }
+# The node protocol (src/agent/protocol.rs): one JSON object a line, {"daft": KIND, ...}.
+# json_str TEXT: TEXT as a JSON string (backslashes and quotes escaped, control characters
+# dropped).
+json_str() {
+    printf '"%s"' "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' | tr -d '\000-\037')"
+}
+step() { printf '{"daft":"step","text":%s}\n' "$(json_str "$*")" 2>/dev/null || true; }
 fail() { echo "daft: $*" >&2 2>/dev/null || true; exit 1; }
 
 # One changer of a node at a time: a `stop` waits for a `start` that is still running (one a
@@ -335,13 +342,17 @@ status() {
     for d in "$CLUSTER_DIR"/nodes/*/; do
         [ -f "$d/node.json" ] || continue
         pid=$(cat "$d/ray.pid" 2>/dev/null || true)
-        if alive "$pid"; then st=alive; else st=dead; fi
-        printf 'daft-node %s %s\n' "$st" "$(tr -d '\n' < "$d/node.json")"
+        if alive "$pid"; then st=true; else st=false; fi
+        printf '{"daft":"node","alive":%s,"record":%s}\n' "$st" "$(tr -d '\n' < "$d/node.json")"
     done
     # The head keeps the hosts that joined it (SSH hosts), so removed ones are still found.
-    if [ -f "$CLUSTER_DIR/members" ]; then sed 's/^/daft-member /' "$CLUSTER_DIR/members"; fi
+    if [ -f "$CLUSTER_DIR/members" ]; then
+        while IFS= read -r m; do
+            if [ -n "$m" ]; then printf '{"daft":"member","host":%s}\n' "$(json_str "$m")"; fi
+        done < "$CLUSTER_DIR/members"
+    fi
     if [ -s "$CLUSTER_DIR/autostop.state" ]; then
-        printf 'daft-autostop %s\n' "$(tr -d '\n' < "$CLUSTER_DIR/autostop.state")"
+        printf '{"daft":"autostop","state":%s}\n' "$(tr -d '\n' < "$CLUSTER_DIR/autostop.state")"
     fi
 }
 

@@ -17,6 +17,22 @@
 #   jobs.py halt-aws REGION CLUSTER
 #       an AWS head's HALT: terminate every instance tagged daft:cluster=CLUSTER (this one too),
 #       with the instance profile's credentials (boto3, installed for such a head)
+#   jobs.py start CLUSTER_DIR JOB_DIR               (the job's spec as JSON on stdin)
+#       the job's supervisor: unpack the spec's archive into JOB_DIR/work (nothing may land
+#       outside it), then run the spec's command there in the cluster's environment, apart from
+#       this call (its own session; its output in stdout.log and stderr.log; its exit status
+#       recorded). Returns once the job runs, saying {"daft": "started", "pid": N}.
+#   jobs.py unpack ARCHIVE DEST                     daft's safe unzip alone (exit 3 when an entry
+#                                                   would land outside DEST; nothing written)
+#   jobs.py task CLUSTER_DIR LIST_FILE SPEC_JSON
+#       a Slurm job array's task: line SLURM_ARRAY_TASK_ID+1 of LIST_FILE names its job
+#       directory, which holds its command; this process is the job's supervisor (TERM and INT
+#       go to the job's process group).
+#
+# A spec: {"archive": PATH, "command": TEXT, "name": TEXT, "sync": [NAME...], "vars": {...},
+# "env": {...}}: `vars` are daft's own settings for every job of the cluster, `env` the job's
+# variables (set last: they win). The environment is the cluster's: PROLOGUE's, as a shell sees
+# it after sourcing it (the same lines daft's setup commands run after).
 #
 # A job directory: job.json (the record daft wrote), pid (the job's process group), started,
 # finished (UTC, RFC 3339), exit-status, cancelled, stdout.log, stderr.log.
@@ -24,9 +40,23 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
+import zipfile
+
+# The cluster's environment for setup commands and jobs (`$CL` is the cluster's directory):
+# Slurm's pre-commands first, then the cluster's Python environment, then where its Ray is.
+# (Rust's `bootstrap::PRE_ENV` and `bootstrap::CLUSTER_ENV`: a test keeps them the same.)
+PROLOGUE = r'''if [ -s "$CL/pre.sh" ]; then . "$CL/pre.sh"; fi
+. "$CL/venv/bin/activate"
+export RAY_ADDRESS="$(cat "$CL/ray-address")"
+if [ -s "$CL/ray-token" ]; then export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$CL/ray-token"; fi
+case "$RAY_ADDRESS" in 127.0.0.1:*) export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ;; esac'''
+
+# Where `[run] sync` directories land in a job's working directory.
+SYNC_DIR = ".daft-sync"
 
 
 def read(path):
@@ -164,7 +194,7 @@ def cmd_cancel(job_dir):
         sys.stderr.write(f"daft: there is no job at {job_dir}\n")
         return 1
     if os.path.exists(os.path.join(job_dir, "exit-status")):
-        print("ended")
+        print(json.dumps({"daft": "cancel", "outcome": "ended"}))
         return 0
     open(os.path.join(job_dir, "cancelled"), "w").close()
     task = read(os.path.join(job_dir, "slurm-task"))
@@ -182,7 +212,7 @@ def cmd_cancel(job_dir):
                 f.write(stamp + "\n")
             with open(os.path.join(job_dir, "exit-status"), "w") as f:
                 f.write("130\n")
-        print("cancelled")
+        print(json.dumps({"daft": "cancel", "outcome": "cancelled"}))
         return 0
     pgid = read(os.path.join(job_dir, "pid"))
     if pgid and pgid.isdigit():
@@ -206,7 +236,7 @@ def cmd_cancel(job_dir):
         if state(job_dir)[0] == "lost":
             break
         time.sleep(0.1)
-    print("cancelled")
+    print(json.dumps({"daft": "cancel", "outcome": "cancelled"}))
     return 0
 
 
@@ -335,7 +365,7 @@ def cmd_autostop(cluster_dir, seconds, dashboard, halt):
         # The watcher sees no setting at its next check and ends.
         if os.path.exists(conf_path):
             write_json(conf_path, {"after": None})
-        print("daft-autostop cancelled")
+        print(json.dumps({"daft": "autostop-armed", "seconds": None}))
         return 0
     write_json(conf_path, {"after": int(seconds), "dashboard": dashboard, "halt": halt})
     # A watcher stopped before (cancel, a stop) left its record: the new one starts afresh.
@@ -361,7 +391,7 @@ def cmd_autostop(cluster_dir, seconds, dashboard, halt):
             print(f"daft autostop: the watcher failed: {e}", flush=True)
             code = 1
         os._exit(code)
-    print(f"daft-autostop armed {seconds}")
+    print(json.dumps({"daft": "autostop-armed", "seconds": int(seconds)}))
     return 0
 
 
@@ -384,6 +414,215 @@ def cmd_halt_aws(region, cluster):
     return 0
 
 
+def stamp():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text + "\n")
+
+
+def unpack(archive, dest):
+    """daft's safe unzip: every entry is checked before anything is written (absolute paths,
+    `..`, drive letters and symlinks are refused), so nothing can land outside dest."""
+    dest = os.path.realpath(dest)
+    with zipfile.ZipFile(archive) as z:
+        infos = z.infolist()
+        for info in infos:
+            name = info.filename
+            parts = name.replace("\\", "/").split("/")
+            mode = info.external_attr >> 16
+            unsafe = (
+                name.startswith("/")
+                or "\\" in name
+                or ".." in parts
+                or (len(name) > 1 and name[1] == ":")
+                or stat.S_ISLNK(mode)
+            )
+            target = os.path.realpath(os.path.join(dest, name))
+            if unsafe or not (target == dest or target.startswith(dest + os.sep)):
+                raise ValueError(f"refusing to unpack {name!r}: it would land outside the job directory")
+        for info in infos:
+            path = z.extract(info, dest)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                os.chmod(path, mode)
+    return len(infos)
+
+
+def cluster_env(cluster_dir):
+    """This process's environment as a shell has it after PROLOGUE (pre-commands, the cluster's
+    Python environment, its Ray address and token)."""
+    env = dict(os.environ, CL=cluster_dir)
+    dump = "import json, os, sys; json.dump(dict(os.environ), sys.stdout)"
+    out = subprocess.run(
+        ["bash", "-c", PROLOGUE + '\nexec "$CL/venv/bin/python" -c "$0"', dump],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        check=True,
+    )
+    got = json.loads(out.stdout)
+    # What only the shell had (its own variables, `$CL`) is not the job's.
+    for k in ("CL", "PWD", "OLDPWD", "_", "SHLVL"):
+        got.pop(k, None)
+        if k in os.environ:
+            got[k] = os.environ[k]
+    return got
+
+
+def job_env(cluster_dir, job_dir, spec, name):
+    env = cluster_env(cluster_dir)
+    env.update(spec.get("vars") or {})
+    env.update(
+        PYTHONUNBUFFERED="1",
+        DAFT_JOB_DIR=job_dir,
+        DAFT_JOB_ID=os.path.basename(job_dir),
+        DAFT_LOG_DIR=os.path.join(job_dir, "logs"),
+        DAFT_JOB_NAME=name,
+    )
+    sync = spec.get("sync") or []
+    if sync:
+        root = os.path.join(job_dir, "work", SYNC_DIR)
+        paths = [os.path.join(root, n) for n in sync] + [root]
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        env.update(DAFT_SYNC_DIR=root, PYTHONPATH=":".join(paths))
+    env.update(spec.get("env") or {})
+    return env
+
+
+def prepare(cluster_dir, job_dir, spec):
+    os.makedirs(os.path.join(job_dir, "work"), exist_ok=True)
+    os.makedirs(os.path.join(job_dir, "logs"), exist_ok=True)
+    unpack(spec["archive"], os.path.join(job_dir, "work"))
+
+
+def supervise(job_dir, command, env, forward_signals):
+    """Run the job, record its start, its end and its exit status (a shell's: 128+N for
+    signal N); the job's process group is its own."""
+    write(os.path.join(job_dir, "supervisor"), str(os.getpid()))
+    job = {}
+
+    def stop(signum, frame):
+        # scancel (daft cancel, Ctrl-C of the sweep): the job's group goes, its status is kept.
+        job["stop"] = True
+        if "pid" in job:
+            try:
+                os.killpg(job["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    if forward_signals:
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+    write(os.path.join(job_dir, "started"), stamp())
+    with open(os.path.join(job_dir, "stdout.log"), "wb") as out, open(
+        os.path.join(job_dir, "stderr.log"), "wb"
+    ) as err:
+        child = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=os.path.join(job_dir, "work"),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    job["pid"] = child.pid
+    write(os.path.join(job_dir, "pid"), str(child.pid))
+    if job.get("stop"):
+        stop(signal.SIGTERM, None)
+    rc = child.wait()
+    if rc < 0:
+        rc = 128 - rc
+    write(os.path.join(job_dir, "finished"), stamp())
+    write(os.path.join(job_dir, "exit-status.tmp"), str(rc))
+    os.replace(os.path.join(job_dir, "exit-status.tmp"), os.path.join(job_dir, "exit-status"))
+    return rc
+
+
+def cmd_start(cluster_dir, job_dir):
+    os.umask(0o077)
+    spec = json.load(sys.stdin)
+    try:
+        prepare(cluster_dir, job_dir, spec)
+        env = job_env(cluster_dir, job_dir, spec, spec.get("name") or "")
+    except (OSError, ValueError, zipfile.BadZipFile, subprocess.CalledProcessError) as e:
+        sys.stderr.write(f"daft: the job cannot start: {e}\n")
+        return 3
+    pid = os.fork()
+    if pid == 0:
+        # The supervisor: its own session, no terminal, nothing of this call's connection.
+        code = 1
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            code = supervise(job_dir, spec["command"], env, False)
+        finally:
+            os._exit(code & 0xFF)
+    os.waitpid(pid, 0)
+    deadline = time.time() + 5
+    while not read(os.path.join(job_dir, "pid")) and time.time() < deadline:
+        time.sleep(0.02)
+    job = read(os.path.join(job_dir, "pid"))
+    if not job:
+        sys.stderr.write("daft: the job's supervisor did not start\n")
+        return 1
+    print(json.dumps({"daft": "started", "pid": int(job)}))
+    return 0
+
+
+def cmd_unpack(archive, dest):
+    try:
+        n = unpack(archive, dest)
+    except ValueError as e:
+        sys.stderr.write(f"daft: {e}\n")
+        return 3
+    print(json.dumps({"daft": "unpacked", "files": n}))
+    return 0
+
+
+def cmd_task(cluster_dir, list_file, spec_json):
+    os.umask(0o077)
+    spec = json.loads(spec_json)
+    task = int(os.environ["SLURM_ARRAY_TASK_ID"])
+    try:
+        with open(list_file) as f:
+            job_dir = f.read().splitlines()[task].strip()
+    except (OSError, IndexError):
+        job_dir = ""
+    # (The list holds the head's view of the directories: `$HOME/...` expands here.)
+    if job_dir.startswith("$HOME/"):
+        job_dir = os.path.join(os.environ["HOME"], job_dir[len("$HOME/"):])
+    if not job_dir or not os.path.isfile(os.path.join(job_dir, "job.json")):
+        sys.stderr.write(f"daft: no job for task {task}\n")
+        return 1
+    write(os.path.join(job_dir, "host"), socket.gethostname())
+    write(os.path.join(job_dir, "slurm-task"), f"{os.environ['SLURM_ARRAY_JOB_ID']}_{task}")
+    write(os.path.join(job_dir, "supervisor"), str(os.getpid()))
+    rec = read_json(os.path.join(job_dir, "job.json")) or {}
+    spec = dict(spec, env=dict(spec.get("env") or {}))
+    variant = read(os.path.join(job_dir, "variant.json"))
+    if variant is not None:
+        spec["env"]["DAFT_VARIANT"] = variant
+    command = read(os.path.join(job_dir, "command")) or ""
+    try:
+        prepare(cluster_dir, job_dir, spec)
+        env = job_env(cluster_dir, job_dir, spec, rec.get("name") or "")
+    except (OSError, ValueError, zipfile.BadZipFile, subprocess.CalledProcessError) as e:
+        sys.stderr.write(f"daft: the job cannot start: {e}\n")
+        write(os.path.join(job_dir, "finished"), stamp())
+        write(os.path.join(job_dir, "exit-status"), "3")
+        return 3
+    return supervise(job_dir, command, env, True)
+
+
 if __name__ == "__main__":
     verb, args = sys.argv[1], sys.argv[2:]
     if verb == "list":
@@ -398,5 +637,11 @@ if __name__ == "__main__":
         sys.exit(cmd_autostop(*args))
     if verb == "halt-aws":
         sys.exit(cmd_halt_aws(*args))
+    if verb == "start":
+        sys.exit(cmd_start(*args))
+    if verb == "task":
+        sys.exit(cmd_task(*args))
+    if verb == "unpack":
+        sys.exit(cmd_unpack(*args))
     sys.stderr.write(f"daft jobs.py: unknown verb {verb}\n")
     sys.exit(2)

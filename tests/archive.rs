@@ -111,10 +111,11 @@ fn unpacks_with_pythons_zipfile_intact() {
     let a = pack(&r, d.path()).unwrap();
     let dest = d.path().join("out");
     std::fs::create_dir_all(&dest).unwrap();
-    let unpack = d.path().join("unpack.py");
-    std::fs::write(&unpack, daft::templates::UNPACK).unwrap();
+    let unpack = d.path().join("jobs.py");
+    std::fs::write(&unpack, daft::templates::JOBS).unwrap();
     let o = std::process::Command::new("python3")
         .arg(&unpack)
+        .arg("unpack")
         .arg(&a.path)
         .arg(&dest)
         .output()

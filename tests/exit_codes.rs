@@ -215,3 +215,41 @@ fn help_names_every_back_end_and_autostop_checks_its_words_before_anything_conne
             "autostop on AWS needs `setup.aws.iam_instance_profile`",
         ));
 }
+
+#[test]
+fn quiet_keeps_results_and_the_exit_code_and_drops_the_notes() {
+    // `doctor` with nothing to check: a failed check (the table, on stdout), a note that says
+    // how many failed (stderr), exit 1.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        daft()
+            .current_dir(dir.path())
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(no_debug_dump())
+            .get_output()
+            .clone()
+    };
+    let loud = run(&["doctor"]);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(text(&loud.stdout).contains("no .daft.toml"), "{loud:?}");
+    assert!(text(&loud.stderr).contains("check(s) failed"), "{loud:?}");
+    for quiet in [&["-q", "doctor"][..], &["doctor", "--quiet"][..]] {
+        let q = run(quiet);
+        assert_eq!(
+            text(&q.stdout),
+            text(&loud.stdout),
+            "{quiet:?}: the result is the same"
+        );
+        assert!(
+            !text(&q.stderr).contains("check(s) failed"),
+            "{quiet:?}: {q:?}"
+        );
+    }
+    // JSON is the command's own choice; the printer carries it (and stays quiet).
+    let j = run(&["-q", "doctor", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    assert!(v.as_array().is_some_and(|a| !a.is_empty()), "{v}");
+    assert!(j.stderr.is_empty(), "{j:?}");
+}

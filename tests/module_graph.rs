@@ -9,9 +9,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// The macros `printer` exports (`#[macro_export]`: used as `crate::note!`).
+const PRINTER_MACROS: &[&str] = &["outln", "out", "note", "warn", "notice", "warning"];
+
 /// Floors, lowest first. A top-level module not listed here fails the test: give it a floor.
 const FLOORS: &[&[&str]] = &[
-    // Foundations: no daft module below them.
+    // The printer: everything may say something.
+    &["printer"],
+    // Foundations: no daft module below them but the printer.
     &[
         "archive",
         "https",
@@ -21,7 +26,6 @@ const FLOORS: &[&[&str]] = &[
         "logging",
         "model",
         "paths",
-        "printer",
         "shell",
         "time",
         "ui",
@@ -112,6 +116,17 @@ fn references(module: &str, text: &str, known: &BTreeMap<String, PathBuf>) -> BT
         } else {
             parent.clone()
         };
+        // `crate::note!(...)` and the printer's other macros are the printer's.
+        if prefix == "crate"
+            && path.len() == 1
+            && PRINTER_MACROS.contains(&path[0])
+            && rest[path[0].len()..].starts_with('!')
+        {
+            if module != "printer" {
+                refs.insert("printer".to_string());
+            }
+            continue;
+        }
         base.extend(path);
         // The longest prefix that is a module file.
         for n in (1..=base.len()).rev() {
@@ -233,6 +248,14 @@ fn the_check_finds_an_upward_arrow_and_a_circle() {
     assert!(floor_of("lock").unwrap() < floor_of("provider").unwrap());
     let refs = references("provider::aws", "use super::{NodeProvider};", &known);
     assert_eq!(refs, BTreeSet::from(["provider".to_string()]));
+    // A printer macro is an arrow to the printer (which is below everything).
+    let refs = references(
+        "lock",
+        "crate::notice!(\"waiting\"); crate::note_it();",
+        &known,
+    );
+    assert_eq!(refs, BTreeSet::from(["printer".to_string()]));
+    assert!(floor_of("printer").unwrap() < floor_of("ui").unwrap());
     // The circle the Kubernetes code had.
     let g: BTreeMap<String, BTreeSet<String>> = [
         ("provider::kubernetes", "transport::kube"),

@@ -134,11 +134,11 @@ async fn send_2000_file_tree_intact_and_unpacked_safely() {
     let a = daft::archive::pack(&tree, k.path()).unwrap();
     assert_eq!(a.files, 2000);
     t.send_file(&a.path, "$HOME/tree.zip").await.unwrap();
-    t.write_file(daft::templates::UNPACK.as_bytes(), "$HOME/unpack.py")
+    t.write_file(daft::templates::JOBS.as_bytes(), "$HOME/jobs.py")
         .await
         .unwrap();
     let c = t
-        .capture("python3 \"$HOME/unpack.py\" \"$HOME/tree.zip\" \"$HOME/out\"")
+        .capture("python3 \"$HOME/jobs.py\" unpack \"$HOME/tree.zip\" \"$HOME/out\"")
         .await
         .unwrap();
     assert_eq!(c.status, 0, "{}", c.stderr);
@@ -172,10 +172,10 @@ async fn zip_with_dotdot_is_rejected_and_writes_nothing_outside() {
         z.write_all(b"gotcha").unwrap();
         z.finish().unwrap();
         t.send_file(&zpath, "$HOME/jobs/evil.zip").await.unwrap();
-        t.write_file(daft::templates::UNPACK.as_bytes(), "$HOME/unpack.py")
+        t.write_file(daft::templates::JOBS.as_bytes(), "$HOME/jobs.py")
             .await
             .unwrap();
-        let c = t.capture("mkdir -p \"$HOME/jobs/j1/work\" && python3 \"$HOME/unpack.py\" \"$HOME/jobs/evil.zip\" \"$HOME/jobs/j1/work\"").await.unwrap();
+        let c = t.capture("mkdir -p \"$HOME/jobs/j1/work\" && python3 \"$HOME/jobs.py\" unpack \"$HOME/jobs/evil.zip\" \"$HOME/jobs/j1/work\"").await.unwrap();
         assert_eq!(c.status, 3, "{evil}: {c:?}");
         assert!(c.stderr.contains("refusing to unpack"), "{}", c.stderr);
         assert!(!s.home.join("jobs/j1/escape").exists());

@@ -4,8 +4,9 @@
 use crate::cli::AutostopArgs;
 use crate::config::{can_autostop, parse_autostop};
 use crate::error::usage;
+use crate::printer::Printer;
 
-pub async fn run(args: &AutostopArgs) -> anyhow::Result<()> {
+pub async fn run(args: &AutostopArgs, pr: &Printer) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let after = match &args.duration {
         Some(text) => Some(parse_autostop(text).ok_or_else(|| {
@@ -40,12 +41,12 @@ pub async fn run(args: &AutostopArgs) -> anyhow::Result<()> {
         };
     crate::autostop::arm(t.as_ref(), &cfg.setup.name, armed.as_ref()).await?;
     match after {
-        Some(d) => crate::outln!(
+        Some(d) => crate::outln!(pr,
             "Cluster {:?} takes itself down after {} with no job, task or actor (`daft list` shows how long it has been idle; `daft autostop --cancel` keeps it).",
             cfg.setup.name,
             humantime::format_duration(d)
         )?,
-        None => crate::outln!(
+        None => crate::outln!(pr,
             "Cluster {:?}: autostop cancelled; it runs until `daft down` (the next `up` arms the config's `autostop` again, if it has one).",
             cfg.setup.name
         )?,

@@ -2,6 +2,7 @@
 //! It listens on 127.0.0.1 only; the dashboard itself is never exposed. The listener is up at
 //! once; the SSH connection is made alongside, and the first browser request waits for it.
 
+use crate::printer::Printer;
 use std::sync::Arc;
 
 use anyhow::anyhow;
@@ -22,11 +23,11 @@ type Connecting = Shared<
     >,
 >;
 
-pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
+pub async fn run(args: &DashboardArgs, pr: &Printer) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
     if args.show_token {
-        return show_token(&cfg, key).await;
+        return show_token(&cfg, key, pr).await;
     }
     // SSH hosts and local clusters use Ray's token authentication (EC2: the security group).
     let token_hint = if cfg.setup.provider.kind() == ProviderKind::Aws {
@@ -37,7 +38,11 @@ pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
     if cfg.setup.provider.kind() == ProviderKind::Local {
         let (provider, head) = super::running_head(&cfg, None).await?;
         if let DashboardRoute::Direct { url } = provider.dashboard_route(&head) {
-            crate::outln!("Ray dashboard of {:?}: {url}{token_hint}", cfg.setup.name)?;
+            crate::outln!(
+                pr,
+                "Ray dashboard of {:?}: {url}{token_hint}",
+                cfg.setup.name
+            )?;
             if !args.no_browser {
                 let _ = webbrowser::open(&url);
             }
@@ -79,19 +84,21 @@ pub async fn run(args: &DashboardArgs) -> anyhow::Result<()> {
         "forwarded over SSH to the head"
     };
     crate::outln!(
+        pr,
         "Ray dashboard of {:?}: {url}  ({via}; Ctrl-C to stop){token_hint}",
         cfg.setup.name
     )?;
     if !args.no_browser {
         let _ = webbrowser::open(&url);
     }
-    serve_when_connected(listener, connecting).await
+    serve_when_connected(listener, connecting, pr).await
 }
 
 /// The cluster's Ray token, read from the head, on stdout (never logged).
 async fn show_token(
     cfg: &crate::config::Config,
     key: Option<std::path::PathBuf>,
+    pr: &Printer,
 ) -> anyhow::Result<()> {
     let (provider, head) = super::running_head(cfg, key).await?;
     let t = provider.head_transport(&head).await?;
@@ -119,12 +126,16 @@ async fn show_token(
             }
         ));
     }
-    crate::outln!("{token}")?;
+    crate::outln!(pr, "{token}")?;
     Ok(())
 }
 
 /// Accept at once; forward once the transport is there. A failed connection ends the command.
-async fn serve_when_connected(listener: TcpListener, connecting: Connecting) -> anyhow::Result<()> {
+async fn serve_when_connected(
+    listener: TcpListener,
+    connecting: Connecting,
+    pr: &Printer,
+) -> anyhow::Result<()> {
     let mut failed = Box::pin(connecting.clone().map(|r| r.err()));
     let mut settled = false;
     loop {
@@ -145,7 +156,7 @@ async fn serve_when_connected(listener: TcpListener, connecting: Connecting) -> 
                 }
             }
             _ = crate::interrupt::interrupted() => {
-                crate::note!("\ndaft: dashboard tunnel closed");
+                crate::note!(pr, "\ndaft: dashboard tunnel closed");
                 return Ok(());
             }
         }
@@ -168,7 +179,7 @@ async fn forward(
                 tracing::debug!(%peer, "tunnel closed: {e}");
             }
         }
-        Err(e) => crate::note!("daft: cannot reach the dashboard: {e:#}"),
+        Err(e) => crate::warning!("daft: cannot reach the dashboard: {e:#}"),
     }
 }
 
@@ -180,5 +191,5 @@ pub async fn serve(
     port: u16,
 ) -> anyhow::Result<()> {
     let ready: Connecting = async move { Ok((t, host, port)) }.boxed().shared();
-    serve_when_connected(listener, ready).await
+    serve_when_connected(listener, ready, &Printer::default()).await
 }

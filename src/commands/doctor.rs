@@ -3,6 +3,7 @@
 //! credentials, SSH key permissions, git), as a table that says how to fix each missing one.
 //! Exit 1 if anything is missing.
 
+use crate::printer::Printer;
 use std::path::PathBuf;
 
 use k8s_openapi::api::authorization::v1::{
@@ -12,7 +13,7 @@ use kube::api::PostParams;
 use kube::Api;
 use serde::Serialize;
 
-use crate::cli::{DoctorArgs, OutputFormat};
+use crate::cli::DoctorArgs;
 use crate::config::launch::{LaunchConfig, DEFAULT_LAUNCH};
 use crate::config::{Config, ProviderSetup, DEFAULT_CONFIG};
 use crate::error::JobExit;
@@ -51,7 +52,7 @@ fn check(check: &str, for_what: &str, r: Result<String, (String, String)>) -> Ch
     }
 }
 
-pub async fn run(args: &DoctorArgs) -> anyhow::Result<()> {
+pub async fn run(args: &DoctorArgs, pr: &Printer) -> anyhow::Result<()> {
     let cfg_path = args
         .config
         .clone()
@@ -110,13 +111,10 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<()> {
             )),
         ));
     }
-    match args.output {
-        OutputFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&checks)?)?,
-        OutputFormat::Text => crate::out!("{}", render(&checks))?,
-    }
+    pr.show(&checks, |v| render(v))?;
     let missing = checks.iter().filter(|c| !c.ok).count();
     if missing > 0 {
-        crate::note!("daft: {missing} check(s) failed");
+        crate::note!(pr, "daft: {missing} check(s) failed");
         return Err(JobExit(1).into());
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! `daft down`: the plan to an empty cluster, applied.
 
+use crate::printer::Printer;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -35,18 +36,18 @@ impl From<&DownArgs> for Down {
     }
 }
 
-pub async fn run(args: &DownArgs) -> anyhow::Result<()> {
+pub async fn run(args: &DownArgs, pr: &Printer) -> anyhow::Result<()> {
     let start = Instant::now();
     let cfg = super::load(&args.config.config)?;
-    down(&cfg, &Down::from(args), start).await
+    down(&cfg, &Down::from(args), start, pr).await
 }
 
 /// Take the cluster of `cfg` down; `start` is when the command began.
-pub async fn down(cfg: &Config, args: &Down, start: Instant) -> anyhow::Result<()> {
+pub async fn down(cfg: &Config, args: &Down, start: Instant, pr: &Printer) -> anyhow::Result<()> {
     let _lock = super::lock(cfg, "down", args.no_wait_lock).await?;
     let provider = match crate::provider::backend(cfg, args.identity.clone()).await? {
         Backend::Nodes(p) => p,
-        Backend::Declarative(p) => return down_resource(cfg, p, args, start).await,
+        Backend::Declarative(p) => return down_resource(cfg, p, args, start, pr).await,
         Backend::ReadOnly(_, why) => {
             return Err(crate::error::usage(format!(
                 "`daft down` leaves this cluster alone: {why}"
@@ -58,13 +59,14 @@ pub async fn down(cfg: &Config, args: &Down, start: Instant) -> anyhow::Result<(
     let p = plan(&desired, &observed);
     if p.actions.is_empty() {
         crate::outln!(
+            pr,
             "Nothing to remove: cluster {:?} has no nodes ({}).",
             cfg.setup.name,
             provider.context()
         )?;
         return Ok(());
     }
-    crate::out!("{}", render(&p, &provider.context()))?;
+    crate::out!(pr, "{}", render(&p, &provider.context()))?;
     super::up::confirm_destruction(&p, args.yes, "down")?;
     let ui = Progress::new();
     let opts = UpOptions {
@@ -74,6 +76,7 @@ pub async fn down(cfg: &Config, args: &Down, start: Instant) -> anyhow::Result<(
     };
     let report = apply(provider, &desired, &observed, &p, opts, &ui).await?;
     crate::outln!(
+        pr,
         "Cluster {:?} is down: {} node(s) and {} other resource(s) removed in {}.",
         cfg.setup.name,
         report.terminated.len(),
@@ -89,12 +92,14 @@ async fn down_resource(
     p: std::sync::Arc<dyn DeclarativeProvider>,
     args: &Down,
     start: Instant,
+    pr: &Printer,
 ) -> anyhow::Result<()> {
     use crate::planner::{plan_resource, render_resource, ResourceAction};
     let have = p.observe_resource().await?;
     let plan = plan_resource(&cfg.setup.name, None, &have);
     if plan.action == ResourceAction::Absent && have.pods.is_empty() {
         crate::outln!(
+            pr,
             "Nothing to remove: cluster {:?} has no {} ({}).",
             cfg.setup.name,
             plan.kind,
@@ -102,7 +107,7 @@ async fn down_resource(
         )?;
         return Ok(());
     }
-    crate::out!("{}", render_resource(&plan, &p.context(), None))?;
+    crate::out!(pr, "{}", render_resource(&plan, &p.context(), None))?;
     if let ResourceAction::Refuse { reason } = &plan.action {
         return Err(anyhow::anyhow!("nothing was removed: {reason}"));
     }
@@ -120,6 +125,7 @@ async fn down_resource(
     p.delete_resource(&pb).await?;
     crate::ui::done(&pb, format!("deleted {} {}", plan.kind, plan.name));
     crate::outln!(
+        pr,
         "Cluster {:?} is down: {} {} and its {} {}(s) deleted in {}.",
         cfg.setup.name,
         plan.kind,

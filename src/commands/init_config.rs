@@ -1,5 +1,6 @@
 //! `daft init-config [FILE]`: write the commented template.
 
+use crate::printer::Printer;
 use std::io::Write;
 
 use anyhow::Context;
@@ -9,7 +10,7 @@ use crate::config::ProviderKind;
 use crate::error::usage;
 use crate::templates::render_config;
 
-pub fn run(args: &InitConfigArgs) -> anyhow::Result<()> {
+pub fn run(args: &InitConfigArgs, pr: &Printer) -> anyhow::Result<()> {
     let provider: ProviderKind = args.provider.into();
     let launch_default = std::path::PathBuf::from(crate::config::launch::DEFAULT_LAUNCH);
     let (text, path) = if args.launch {
@@ -42,6 +43,7 @@ pub fn run(args: &InitConfigArgs) -> anyhow::Result<()> {
             format!(" -f {}", path.display())
         };
         crate::outln!(
+            pr,
             "Wrote {}.\nEdit it: {}set `registry` under [image] (where the image is pushed).\n\
              Then run: daft launch{flag} --dry-run   (to preview)   and   daft launch{flag}",
             path.display(),
@@ -54,6 +56,7 @@ pub fn run(args: &InitConfigArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::outln!(
+        pr,
         "{}",
         message(&path.display().to_string(), provider, args.name.is_some())
     )?;

@@ -4,6 +4,7 @@
 //! A job runs under a supervisor on the head (its own session, output to files, exit status
 //! recorded: `templates/jobs.py` reads them), so the connection only watches it.
 
+use crate::printer::Printer;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -185,6 +186,7 @@ pub async fn follow(
     mut head: Head,
     job_dir: &str,
     follow: bool,
+    pr: &Printer,
 ) -> anyhow::Result<i32> {
     let mut out = Counting {
         inner: tokio::io::stdout(),
@@ -220,12 +222,13 @@ pub async fn follow(
             Err(e) if err.failed => return Err(e.context("cannot write to standard error")),
             Err(e) if follow => {
                 crate::note!(
+                    pr,
                     "\ndaft: lost the connection to the head ({e:#}); the job goes on. \
                      Reconnecting, for up to {}",
                     humantime::format_duration(RECONNECT_FOR)
                 );
                 head = reconnect(cfg, key.clone()).await?;
-                crate::note!("daft: reconnected; the output goes on where it stopped");
+                crate::note!(pr, "daft: reconnected; the output goes on where it stopped");
             }
             Err(e) => return Err(e),
         }
@@ -273,29 +276,35 @@ pub async fn cancel_job(head: &Head, job_dir: &str) -> anyhow::Result<String> {
         format!("jobs.py cancel {job_dir}"),
     );
     let out = agent::capture(head.transport.as_ref(), &agent::JOBS, &cmd).await?;
-    if out.status != 0 {
-        return Err(anyhow!(
+    let outcome = crate::agent::said(&out.stdout)
+        .into_iter()
+        .find_map(|s| match s {
+            crate::agent::Said::Cancel { outcome } => Some(outcome),
+            _ => None,
+        });
+    match (out.status, outcome) {
+        (0, Some(outcome)) => Ok(outcome),
+        _ => Err(anyhow!(
             "cancelling the job on the head ({}) failed: {}",
             head.transport.describe(),
             out.tail(10)
-        ));
+        )),
     }
-    Ok(out.stdout.trim().to_string())
 }
 
-pub async fn list(args: &JobsArgs) -> anyhow::Result<()> {
+pub async fn list(args: &JobsArgs, pr: &Printer) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
     let head = connect(&cfg, key).await?;
     let jobs = records(&head).await?;
-    match args.output {
-        OutputFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&jobs)?)?,
+    match pr.format() {
+        OutputFormat::Json => pr.json(&jobs)?,
         OutputFormat::Text => {
             if jobs.is_empty() {
-                crate::outln!("No jobs on cluster {:?} yet.", cfg.setup.name)?;
+                crate::outln!(pr, "No jobs on cluster {:?} yet.", cfg.setup.name)?;
                 return Ok(());
             }
-            crate::outln!("{}", table(&jobs))?;
+            crate::outln!(pr, "{}", table(&jobs))?;
         }
     }
     Ok(())
@@ -322,20 +331,20 @@ pub fn table(jobs: &[JobRecord]) -> Table {
     t
 }
 
-pub async fn logs(args: &LogsArgs) -> anyhow::Result<()> {
+pub async fn logs(args: &LogsArgs, pr: &Printer) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
     let head = connect(&cfg, key.clone()).await?;
     let jobs = records(&head).await?;
     let job = resolve(&jobs, &args.job)?.clone();
-    let status = follow(&cfg, key, head, &job.dir, args.follow).await?;
+    let status = follow(&cfg, key, head, &job.dir, args.follow, pr).await?;
     if args.follow && status != 0 {
         return Err(JobExit(status).into());
     }
     Ok(())
 }
 
-pub async fn cancel(args: &CancelArgs) -> anyhow::Result<()> {
+pub async fn cancel(args: &CancelArgs, pr: &Printer) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
     let (provider, head_node) = super::running_head(&cfg, key).await?;
@@ -359,13 +368,14 @@ pub async fn cancel(args: &CancelArgs) -> anyhow::Result<()> {
     }
     match cancel_job(&head, &job.dir).await?.as_str() {
         "ended" => crate::outln!(
+            pr,
             "Job {} had already ended ({}).",
             job.id,
             job.exit_status
                 .map(|c| format!("exit status {c}"))
                 .unwrap_or_else(|| job.state.clone())
         )?,
-        _ => crate::outln!("Job {} cancelled.", job.id)?,
+        _ => crate::outln!(pr, "Job {} cancelled.", job.id)?,
     }
     Ok(())
 }
@@ -378,7 +388,7 @@ struct Entry {
     sha256: String,
 }
 
-pub async fn pull(args: &PullArgs) -> anyhow::Result<()> {
+pub async fn pull(args: &PullArgs, pr: &Printer) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
@@ -437,6 +447,7 @@ pub async fn pull(args: &PullArgs) -> anyhow::Result<()> {
         bytes += n;
     }
     crate::outln!(
+        pr,
         "Pulled job {} to {}: {fetched} file(s) ({}) copied, {same} unchanged, in {}",
         job.id,
         dest.display(),

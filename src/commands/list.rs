@@ -1,11 +1,12 @@
 //! `daft list`: every daft cluster this machine can see, grouped by state.
 
+use crate::printer::Printer;
 use std::path::PathBuf;
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use serde::Serialize;
 
-use crate::cli::{ListArgs, OutputFormat};
+use crate::cli::ListArgs;
 use crate::config::{Config, ProviderKind, DEFAULT_CONFIG};
 use crate::model::{NodeState, ObservedNode};
 use crate::provider::{aws, hosts};
@@ -50,7 +51,7 @@ impl Row {
     }
 }
 
-pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
+pub async fn run(args: &ListArgs, pr: &Printer) -> anyhow::Result<()> {
     // A config (given, or ./.daft.toml) adds its own provider's clusters.
     let cfg_path = args
         .config
@@ -84,7 +85,7 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
             match crate::provider::kubernetes::list_current_context(k8s_cfg).await {
                 Some(Ok(nodes)) => rows.extend(nodes.iter().map(|n| Row::new("kubernetes", n))),
                 Some(Err(e)) if k8s_cfg.is_some() => return Err(e),
-                Some(Err(e)) => crate::note!("daft: skipping Kubernetes: {e:#}"),
+                Some(Err(e)) => crate::warn!(pr, "daft: skipping Kubernetes: {e:#}"),
                 None => {}
             }
         }
@@ -113,10 +114,7 @@ pub async fn run(args: &ListArgs) -> anyhow::Result<()> {
     rows.sort_by(|a, b| {
         (a.state, &a.cluster, &a.role, &a.id).cmp(&(b.state, &b.cluster, &b.role, &b.id))
     });
-    match args.output {
-        OutputFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&rows)?)?,
-        OutputFormat::Text => crate::out!("{}", render(&rows))?,
-    }
+    pr.show(&rows, |v| render(v))?;
     Ok(())
 }
 

@@ -18,12 +18,14 @@ use std::sync::Arc;
 use crate::cli::Command;
 use crate::config::Config;
 use crate::model::Observed;
+use crate::printer::Printer;
 use crate::provider::{self, Provider};
 
-/// Run one command to completion.
-pub fn run(cmd: Command) -> anyhow::Result<()> {
+/// Run one command to completion, printing through `p` (made once, from the command line).
+pub fn run(cmd: Command, pr: &Printer) -> anyhow::Result<()> {
+    pr.install();
     if let Command::InitConfig(args) = cmd {
-        return init_config::run(&args);
+        return init_config::run(&args, pr);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -33,19 +35,19 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         crate::interrupt::install();
         match cmd {
             Command::InitConfig(_) => unreachable!("handled above"),
-            Command::Plan(a) => plan::run(&a).await,
-            Command::Up(a) => up::run(&a).await,
-            Command::Down(a) => down::run(&a).await,
-            Command::List(a) => list::run(&a).await,
-            Command::Submit(a) => submit::run(&a).await,
-            Command::Dashboard(a) => dashboard::run(&a).await,
-            Command::Autostop(a) => autostop::run(&a).await,
-            Command::Jobs(a) => jobs::list(&a).await,
-            Command::Logs(a) => jobs::logs(&a).await,
-            Command::Cancel(a) => jobs::cancel(&a).await,
-            Command::Pull(a) => jobs::pull(&a).await,
-            Command::Launch(a) => launch::run(&a).await,
-            Command::Doctor(a) => doctor::run(&a).await,
+            Command::Plan(a) => plan::run(&a, pr).await,
+            Command::Up(a) => up::run(&a, pr).await,
+            Command::Down(a) => down::run(&a, pr).await,
+            Command::List(a) => list::run(&a, pr).await,
+            Command::Submit(a) => submit::run(&a, pr).await,
+            Command::Dashboard(a) => dashboard::run(&a, pr).await,
+            Command::Autostop(a) => autostop::run(&a, pr).await,
+            Command::Jobs(a) => jobs::list(&a, pr).await,
+            Command::Logs(a) => jobs::logs(&a, pr).await,
+            Command::Cancel(a) => jobs::cancel(&a, pr).await,
+            Command::Pull(a) => jobs::pull(&a, pr).await,
+            Command::Launch(a) => launch::run(&a, pr).await,
+            Command::Doctor(a) => doctor::run(&a, pr).await,
         }
     })
 }

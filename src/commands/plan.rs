@@ -2,9 +2,10 @@
 
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::planner::{plan, plan_resource, render, render_resource_scaled};
+use crate::printer::Printer;
 use crate::provider::Backend;
 
-pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
+pub async fn run(args: &PlanArgs, pr: &Printer) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let provider = match crate::provider::backend(&cfg, args.key.identity.clone()).await? {
         Backend::Nodes(p) => p,
@@ -12,8 +13,9 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
             let want = p.desired_resource().await;
             let have = p.observe_resource().await?;
             let plan = plan_resource(&cfg.setup.name, Some(&want), &have);
-            match args.output {
+            match pr.format() {
                 OutputFormat::Text => crate::out!(
+                    pr,
                     "{}",
                     render_resource_scaled(
                         &plan,
@@ -29,24 +31,22 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
                         "resource": plan,
                         "noop": plan.is_noop(),
                     });
-                    crate::outln!("{}", serde_json::to_string_pretty(&v)?)?;
+                    pr.json(&v)?;
                 }
             }
             return Ok(());
         }
         Backend::ReadOnly(p, why) => {
-            match args.output {
+            match pr.format() {
                 OutputFormat::Text => crate::outln!(
+                    pr,
                     "Plan for cluster {:?} ({}): nothing daft may change: {why}",
                     cfg.setup.name,
                     p.context()
                 )?,
-                OutputFormat::Json => crate::outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
+                OutputFormat::Json => pr.json(&serde_json::json!({
                         "cluster": cfg.setup.name, "context": p.context(), "read_only": why, "noop": true,
-                    }))?
-                )?,
+                    }))?,
             }
             return Ok(());
         }
@@ -54,11 +54,11 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let observed = provider.query().await?;
     let desired = provider.desired().await;
     let p = plan(&desired, &observed);
-    match args.output {
+    match pr.format() {
         OutputFormat::Text => {
-            crate::out!("{}", render(&p, &provider.context()))?;
+            crate::out!(pr, "{}", render(&p, &provider.context()))?;
             if let Some(line) = autostop_line(cfg.setup.autostop) {
-                crate::outln!("{line}")?;
+                crate::outln!(pr, "{line}")?;
             }
         }
         OutputFormat::Json => {
@@ -71,7 +71,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
                 "complete": p.unreachable_head().is_none(),
                 "autostop_seconds": cfg.setup.autostop.map(|d| d.as_secs()),
             });
-            crate::outln!("{}", serde_json::to_string_pretty(&v)?)?;
+            pr.json(&v)?;
         }
     }
     // A plan that could not see the head is no plan: say so, exit 1 (as `up` would fail).

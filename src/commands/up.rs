@@ -1,5 +1,6 @@
 //! `daft up`: print the plan, then apply it.
 
+use crate::printer::Printer;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -40,19 +41,19 @@ impl From<&UpArgs> for Up {
     }
 }
 
-pub async fn run(args: &UpArgs) -> anyhow::Result<()> {
+pub async fn run(args: &UpArgs, pr: &Printer) -> anyhow::Result<()> {
     let start = Instant::now();
     let cfg = super::load(&args.config.config)?;
-    up(&cfg, &Up::from(args), start).await
+    up(&cfg, &Up::from(args), start, pr).await
 }
 
 /// Bring the cluster of `cfg` to what it says; `start` is when the command began.
-pub async fn up(cfg: &Config, args: &Up, start: Instant) -> anyhow::Result<()> {
+pub async fn up(cfg: &Config, args: &Up, start: Instant, pr: &Printer) -> anyhow::Result<()> {
     // One `up`/`down` of a cluster at a time; observed only once the lock is ours.
     let _lock = super::lock(cfg, "up", args.no_wait_lock).await?;
     let provider = match crate::provider::backend(cfg, args.identity.clone()).await? {
         Backend::Nodes(p) => p,
-        Backend::Declarative(p) => return up_resource(cfg, p, args, start).await,
+        Backend::Declarative(p) => return up_resource(cfg, p, args, start, pr).await,
         Backend::ReadOnly(_, why) => {
             return Err(usage(format!("`daft up` leaves this cluster alone: {why}")))
         }
@@ -71,15 +72,15 @@ pub async fn up(cfg: &Config, args: &Up, start: Instant) -> anyhow::Result<()> {
             }
         }
     }
-    crate::out!("{}", render(&p, &provider.context()))?;
+    crate::out!(pr, "{}", render(&p, &provider.context()))?;
     if let Some(line) = super::plan::autostop_line(cfg.setup.autostop) {
-        crate::outln!("{line}")?;
+        crate::outln!(pr, "{line}")?;
     }
     if let Some((head, why)) = p.unreachable_head() {
         return Err(crate::apply::unreachable_head(&head.id, why));
     }
     if p.is_noop() {
-        crate::outln!("{}", up_to_date(&cfg.setup.name, start))?;
+        crate::outln!(pr, "{}", up_to_date(&cfg.setup.name, start))?;
         return Ok(());
     }
     confirm_destruction(&p, args.yes, "up")?;
@@ -103,7 +104,7 @@ pub async fn up(cfg: &Config, args: &Up, start: Instant) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|h| h.public_ip.clone())
         .unwrap_or_else(|| "-".into());
-    crate::outln!(
+    crate::outln!(pr,
         "Cluster {:?} is up: 1 head + {} worker(s); {} created, {} updated, {} removed in {}. Head: {head}.",
         cfg.setup.name,
         desired.workers.saturating_sub(report.shortfall),
@@ -112,7 +113,7 @@ pub async fn up(cfg: &Config, args: &Up, start: Instant) -> anyhow::Result<()> {
         report.terminated.len(),
         elapsed(start.elapsed()),
     )?;
-    print_next_steps(cfg)?;
+    print_next_steps(cfg, pr)?;
     if report.shortfall > 0 {
         return Err(anyhow!(
             "{} worker(s) could not be launched (not enough capacity); run `daft up` again to fill the gap",
@@ -128,12 +129,14 @@ async fn up_resource(
     p: std::sync::Arc<dyn DeclarativeProvider>,
     args: &Up,
     start: Instant,
+    pr: &Printer,
 ) -> anyhow::Result<()> {
     use crate::planner::{plan_resource, render_resource_scaled, ResourceAction};
     let want = p.desired_resource().await;
     let have = p.observe_resource().await?;
     let plan = plan_resource(&cfg.setup.name, Some(&want), &have);
     crate::out!(
+        pr,
         "{}",
         render_resource_scaled(
             &plan,
@@ -146,7 +149,7 @@ async fn up_resource(
         return Err(anyhow!("nothing was changed: {reason}"));
     }
     if plan.is_noop() {
-        crate::outln!("{}", up_to_date(&cfg.setup.name, start))?;
+        crate::outln!(pr, "{}", up_to_date(&cfg.setup.name, start))?;
         return Ok(());
     }
     confirm(
@@ -166,7 +169,7 @@ async fn up_resource(
     p.apply_resource(&want, &pb).await?;
     if args.no_wait {
         crate::ui::done(&pb, "applied");
-        crate::outln!(
+        crate::outln!(pr,
             "Cluster {:?}: {} {} applied in {}; not waiting for its {}s (--no-wait). `daft list -c {}` shows them.",
             cfg.setup.name,
             want.kind,
@@ -191,6 +194,7 @@ async fn up_resource(
         ),
     );
     crate::outln!(
+        pr,
         "Cluster {:?} is up: {} {} with 1 head + {} worker(s) asked for{}; {} in {}. Head {}: {}.",
         cfg.setup.name,
         want.kind,
@@ -208,7 +212,7 @@ async fn up_resource(
         crate::model::member_word(&want.kind),
         head.id
     )?;
-    print_next_steps(cfg)?;
+    print_next_steps(cfg, pr)?;
     Ok(())
 }
 
@@ -246,13 +250,14 @@ fn up_to_date(name: &str, start: Instant) -> String {
 }
 
 /// What to run next, once a cluster is up.
-fn print_next_steps(cfg: &Config) -> anyhow::Result<()> {
+fn print_next_steps(cfg: &Config, pr: &Printer) -> anyhow::Result<()> {
     let flag = if cfg.display_path == crate::config::DEFAULT_CONFIG {
         String::new()
     } else {
         format!(" -c {}", cfg.display_path)
     };
     crate::outln!(
+        pr,
         "Next: daft submit{flag} -w DIR -- python main.py   (dashboard: daft dashboard{flag})"
     )
 }

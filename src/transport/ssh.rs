@@ -335,7 +335,7 @@ impl SshTransport {
             );
             match &target.progress {
                 Some(pb) => pb.set_message(msg),
-                None if !said && target.booting => crate::note!("daft: {msg}"),
+                None if !said && target.booting => crate::notice!("daft: {msg}"),
                 None => {}
             }
             said = true;

@@ -12,6 +12,7 @@ pub(super) async fn follow(
     start_timeout: Duration,
     start: Instant,
     interactive: bool,
+    pr: &Printer,
 ) -> anyhow::Result<()> {
     let api = objects(c, cfg);
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.namespace);
@@ -26,7 +27,7 @@ pub(super) async fn follow(
     let mut changes = PodChanges::watch(pods.clone(), watch_selector(cfg, job));
     let verdict = loop {
         while let Ok(line) = rx.try_recv() {
-            crate::outln!("{line}")?;
+            crate::outln!(pr, "{line}")?;
         }
         let obj = call(&format!("read the {}", kind(cfg)), api.get_opt(job)).await?;
         let Some(obj) = obj else {
@@ -76,6 +77,7 @@ pub(super) async fn follow(
                     }
                     if problem.text != last_wait {
                         crate::note!(
+                            pr,
                             "daft: waiting up to {} for the job to start: {}",
                             humantime::format_duration(start_timeout),
                             problem.text
@@ -101,7 +103,7 @@ pub(super) async fn follow(
         tokio::select! {
             _ = changes.next(Duration::from_millis(500)) => {}
             _ = &mut interrupted, if interactive => {
-                return interrupted_job(c, cfg, job).await;
+                return interrupted_job(c, cfg, job, pr).await;
             }
         }
     };
@@ -112,18 +114,19 @@ pub(super) async fn follow(
     .await;
     drop(tx);
     while let Some(line) = rx.recv().await {
-        crate::outln!("{line}")?;
+        crate::outln!(pr, "{line}")?;
     }
     match verdict {
         Verdict::Succeeded => {
             if katib(cfg).is_some() {
                 if let Ok(Some(o)) = api.get_opt(job).await {
                     if let Some(best) = manifests::katib_best(&o.data["status"]) {
-                        crate::outln!("best trial: {best}")?;
+                        crate::outln!(pr, "best trial: {best}")?;
                     }
                 }
             }
             crate::note!(
+                pr,
                 "daft: {} {job} succeeded in {}",
                 kind(cfg),
                 elapsed(start.elapsed())
@@ -131,7 +134,7 @@ pub(super) async fn follow(
             Ok(())
         }
         Verdict::Failed(why) => {
-            crate::note!("daft: {} {job} failed: {why}", kind(cfg));
+            crate::note!(pr, "daft: {} {job} failed: {why}", kind(cfg));
             Err(JobExit(1).into())
         }
         Verdict::Running(_) => unreachable!("the loop ends on an ending"),

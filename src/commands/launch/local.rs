@@ -4,12 +4,17 @@
 use super::*;
 
 /// `--local`: the command on this machine, in the project directory, with the job's variables.
-pub(super) async fn run_local(cfg: &LaunchConfig, command: &str) -> anyhow::Result<()> {
+pub(super) async fn run_local(
+    cfg: &LaunchConfig,
+    command: &str,
+    pr: &Printer,
+) -> anyhow::Result<()> {
     if cfg.workers > 0 {
-        return run_local_ray(cfg, command).await;
+        return run_local_ray(cfg, command, pr).await;
     }
     let t = Instant::now();
     crate::note!(
+        pr,
         "daft: running {command:?} here in {}",
         cfg.project_dir.display()
     );
@@ -32,18 +37,23 @@ pub(super) async fn run_local(cfg: &LaunchConfig, command: &str) -> anyhow::Resu
     let code = status.code().unwrap_or(1);
     if code != 0 {
         crate::note!(
+            pr,
             "daft: the job exited with status {code} after {}",
             elapsed(t.elapsed())
         );
         return Err(JobExit(code).into());
     }
-    crate::note!("daft: the job succeeded in {}", elapsed(t.elapsed()));
+    crate::note!(pr, "daft: the job succeeded in {}", elapsed(t.elapsed()));
     Ok(())
 }
 
 /// `--local` with workers: the same command as a job of a Ray cluster of `workers` workers on
 /// this machine, brought up by the local provider for this run and taken down after it.
-pub(super) async fn run_local_ray(cfg: &LaunchConfig, command: &str) -> anyhow::Result<()> {
+pub(super) async fn run_local_ray(
+    cfg: &LaunchConfig,
+    command: &str,
+    pr: &Printer,
+) -> anyhow::Result<()> {
     use crate::commands::{down, submit, up};
     let free = || -> anyhow::Result<u16> {
         Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
@@ -69,6 +79,7 @@ pub(super) async fn run_local_ray(cfg: &LaunchConfig, command: &str) -> anyhow::
     )?;
     let cluster = crate::commands::load(&path)?;
     crate::note!(
+        pr,
         "daft: --local with {} worker(s): a Ray cluster on this machine for this run ({})",
         cfg.workers,
         path.display()
@@ -81,6 +92,7 @@ pub(super) async fn run_local_ray(cfg: &LaunchConfig, command: &str) -> anyhow::
             ..up::Up::default()
         },
         Instant::now(),
+        pr,
     )
     .await?;
     let result = submit::submit(
@@ -92,10 +104,10 @@ pub(super) async fn run_local_ray(cfg: &LaunchConfig, command: &str) -> anyhow::
             name: Some(cfg.name.clone()),
             env: cfg.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             sweep: None,
-            output: crate::cli::OutputFormat::Text,
             allow_dirty: true,
             command: vec![command.to_string()],
         },
+        pr,
     )
     .await;
     let down = down::down(
@@ -105,10 +117,12 @@ pub(super) async fn run_local_ray(cfg: &LaunchConfig, command: &str) -> anyhow::
             ..down::Down::default()
         },
         Instant::now(),
+        pr,
     )
     .await;
     if let Err(e) = &down {
-        crate::note!(
+        crate::warn!(
+            pr,
             "daft: taking the local Ray cluster down failed: {e:#} (`daft down -c {}` tries again)",
             path.display()
         );

@@ -3,6 +3,7 @@
 //! logs and exit with the job's status. `--dry-run` prints the manifests; `--local` runs the
 //! command here.
 
+use crate::printer::Printer;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -31,16 +32,16 @@ mod local;
 use follow::*;
 use local::*;
 
-pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
+pub async fn run(args: &LaunchArgs, pr: &Printer) -> anyhow::Result<()> {
     let start = Instant::now();
     let cfg = LaunchConfig::load(&args.file)?;
     if let Some(job) = &args.delete {
         let c = connect_for(&cfg).await?;
-        return delete(&c, &cfg, job).await;
+        return delete(&c, &cfg, job, pr).await;
     }
     if let Some(job) = &args.follow {
         let c = connect_for(&cfg).await?;
-        return follow(&c, &cfg, job, args.start_timeout, start, true).await;
+        return follow(&c, &cfg, job, args.start_timeout, start, true, pr).await;
     }
     let command = crate::commands::submit::job_command(&args.command, cfg.command.as_deref())?;
     if args.local {
@@ -51,7 +52,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
                 cfg.display_path
             )));
         }
-        return run_local(&cfg, &command).await;
+        return run_local(&cfg, &command, pr).await;
     }
 
     // Provenance: what the image is built from.
@@ -75,7 +76,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         let pushed =
             tokio::task::spawn_blocking(move || crate::git::on_a_remote(&dir, &commit)).await?;
         if !args.allow_unpushed && !pushed {
-            crate::note!(
+            crate::warn!(pr,
                 "daft: warning: commit {} is on no remote: others cannot see the code this job runs \
                  (push it, or pass --allow-unpushed to silence this)",
                 &c[..c.len().min(12)]
@@ -116,11 +117,13 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         }
         .for_launch(&job_name);
         crate::outln!(
+            pr,
             "# image: {image_ref} (built from {}; digest known after the push)",
             cfg.base
         )?;
         if cfg.dockerfile.is_none() {
             crate::outln!(
+                pr,
                 "# Dockerfile daft would write:\n{}",
                 manifests::dockerfile(&cfg, context.path())
                     .lines()
@@ -129,7 +132,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
                     .join("\n")
             )?;
         }
-        crate::outln!("{}", serde_json::to_string_pretty(&m)?)?;
+        pr.json(&m)?;
         return Ok(());
     }
     let Some(_) = registry else {
@@ -143,7 +146,10 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
     // The image: built unless the registry has the tag already.
     let digest = match crate::registry::remote_digest(&image_ref).await? {
         Some(d) => {
-            crate::note!("daft: {image_ref} is in the registry already ({d}): nothing to build");
+            crate::note!(
+                pr,
+                "daft: {image_ref} is in the registry already ({d}): nothing to build"
+            );
             d
         }
         None => {
@@ -161,7 +167,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
                 (None, g) => g.as_ref().expect("generated above").path(),
             };
             let t = Instant::now();
-            crate::note!("daft: building {image_ref} with {}", builder.name());
+            crate::note!(pr, "daft: building {image_ref} with {}", builder.name());
             let d = builder
                 .build_and_push(&crate::build::BuildRequest {
                     dockerfile,
@@ -170,6 +176,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
                 })
                 .await?;
             crate::note!(
+                pr,
                 "daft: built and pushed {image_ref} in {}",
                 elapsed(t.elapsed())
             );
@@ -177,7 +184,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         }
     };
     let pinned = format!("{image_ref}@{digest}");
-    crate::outln!("image: {pinned}")?;
+    crate::outln!(pr, "image: {pinned}")?;
 
     let c = connect_for(&cfg).await?;
     if let Some(sweep) = cfg.sweep.as_ref().filter(|s| s.katib.is_none()) {
@@ -195,6 +202,7 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
             &command,
             &annotations,
             args.start_timeout,
+            pr,
         )
         .await;
     }
@@ -208,19 +216,20 @@ pub async fn run(args: &LaunchArgs) -> anyhow::Result<()> {
     .for_launch(&job_name);
     apply(&c, &cfg, &job_name, &m).await?;
     crate::outln!(
+        pr,
         "job: {job_name} ({} in {}/{})",
         kind(&cfg),
         c.context,
         c.namespace
     )?;
     if args.detach {
-        crate::note!(
+        crate::note!(pr,
             "daft: it runs on. Follow it: daft launch -f {f} --follow {job_name}   Delete it: daft launch -f {f} --delete {job_name}",
             f = cfg.display_path
         );
         return Ok(());
     }
-    follow(&c, &cfg, &job_name, args.start_timeout, start, true).await
+    follow(&c, &cfg, &job_name, args.start_timeout, start, true, pr).await
 }
 /// One row of a sweep's summary.
 #[derive(Debug, Clone)]
@@ -245,6 +254,7 @@ struct LaunchSweep<'a> {
     /// Which variant (and job) each follower follows: a panicked one is reported, not "not run".
     tasks: std::collections::HashMap<tokio::task::Id, (usize, String)>,
     rows: Vec<Option<SweepRow>>,
+    pr: &'a Printer,
 }
 
 #[async_trait::async_trait]
@@ -276,12 +286,18 @@ impl crate::scheduler::SweepJobs for LaunchSweep<'_> {
         m["metadata"]["annotations"]["daft.io/variant"] =
             serde_json::json!(serde_json::to_string(variant)?);
         apply(self.c, self.cfg, &job, &m).await?;
-        crate::note!("[{}/{total}] {job} started ({})", i + 1, describe(variant));
+        crate::note!(
+            self.pr,
+            "[{}/{total}] {job} started ({})",
+            i + 1,
+            describe(variant)
+        );
         let c = self.c.clone();
         let name = job.clone();
         let start_timeout = self.start_timeout;
+        let pr = self.pr.clone();
         let handle = self.followers.spawn(async move {
-            follow(&c, &vcfg, &name, start_timeout, Instant::now(), false).await
+            follow(&c, &vcfg, &name, start_timeout, Instant::now(), false, &pr).await
         });
         self.tasks.insert(handle.id(), (i, job));
         Ok(())
@@ -309,7 +325,7 @@ impl crate::scheduler::SweepJobs for LaunchSweep<'_> {
             Ok(Err(e)) => format!("failed: {e:#}"),
             Err(e) => format!("failed: daft's follower of it stopped ({e})"),
         };
-        crate::note!("[{}/{}] {job} {state}", i + 1, self.rows.len());
+        crate::note!(self.pr, "[{}/{}] {job} {state}", i + 1, self.rows.len());
         self.rows[i] = Some(SweepRow {
             job,
             variant: crate::sweep::describe(&self.sweep.variants[i]),
@@ -327,7 +343,9 @@ impl crate::scheduler::SweepJobs for LaunchSweep<'_> {
         let mut ended = Vec::new();
         for (_, (i, job)) in self.tasks.drain() {
             let state =
-                match tokio::time::timeout(STOP_WITHIN, delete(self.c, self.cfg, &job)).await {
+                match tokio::time::timeout(STOP_WITHIN, delete(self.c, self.cfg, &job, self.pr))
+                    .await
+                {
                     Ok(Ok(())) => "cancelled".to_string(),
                     Ok(Err(e)) => format!("not stopped: {e:#}"),
                     Err(_) => format!("not stopped within {}s", STOP_WITHIN.as_secs()),
@@ -364,11 +382,13 @@ async fn run_sweep(
     command: &str,
     ann: &std::collections::BTreeMap<String, String>,
     start_timeout: Duration,
+    pr: &Printer,
 ) -> anyhow::Result<()> {
     use crate::sweep::describe;
     let t0 = Instant::now();
     let total = sweep.variants.len();
     crate::note!(
+        pr,
         "daft: sweep {:?}: {total} {}(s), {} at a time",
         sweep.name,
         kind(cfg),
@@ -386,6 +406,7 @@ async fn run_sweep(
         followers: tokio::task::JoinSet::new(),
         tasks: Default::default(),
         rows: vec![None; total],
+        pr,
     };
     let outcome = crate::scheduler::run(
         &mut run,
@@ -417,8 +438,9 @@ async fn run_sweep(
         }
         table.add_row(vec![(i + 1).to_string(), job, variant, state]);
     }
-    crate::outln!("{table}")?;
+    crate::outln!(pr, "{table}")?;
     crate::note!(
+        pr,
         "daft: sweep {:?}: {} of {total} succeeded in {}",
         sweep.name,
         total - failed,
@@ -519,16 +541,21 @@ fn watch_selector(cfg: &LaunchConfig, job: &str) -> String {
 const STOP_WITHIN: Duration = Duration::from_secs(30);
 
 /// Ctrl-C while following: the job is deleted (its pods stop), as `daft submit` cancels its job.
-async fn interrupted_job(c: &Connection, cfg: &LaunchConfig, job: &str) -> anyhow::Result<()> {
-    crate::note!("\ndaft: stopping {} {job} (Ctrl-C)", kind(cfg));
-    match tokio::time::timeout(STOP_WITHIN, delete(c, cfg, job)).await {
+async fn interrupted_job(
+    c: &Connection,
+    cfg: &LaunchConfig,
+    job: &str,
+    pr: &Printer,
+) -> anyhow::Result<()> {
+    crate::note!(pr, "\ndaft: stopping {} {job} (Ctrl-C)", kind(cfg));
+    match tokio::time::timeout(STOP_WITHIN, delete(c, cfg, job, pr)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => crate::note!(
+        Ok(Err(e)) => crate::warn!(pr,
             "daft: could not delete {} {job} ({e:#}); `daft launch -f {f} --delete {job}` tries again",
             kind(cfg),
             f = cfg.display_path
         ),
-        Err(_) => crate::note!(
+        Err(_) => crate::warn!(pr,
             "daft: {} {job} was not deleted within {}s; `daft launch -f {f} --delete {job}` tries again",
             kind(cfg),
             STOP_WITHIN.as_secs(),
@@ -539,7 +566,7 @@ async fn interrupted_job(c: &Connection, cfg: &LaunchConfig, job: &str) -> anyho
 }
 
 /// Delete a launched job and its pods (foreground), waiting until they are gone.
-async fn delete(c: &Connection, cfg: &LaunchConfig, job: &str) -> anyhow::Result<()> {
+async fn delete(c: &Connection, cfg: &LaunchConfig, job: &str, pr: &Printer) -> anyhow::Result<()> {
     let api = objects(c, cfg);
     let dp = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Foreground),
@@ -549,7 +576,7 @@ async fn delete(c: &Connection, cfg: &LaunchConfig, job: &str) -> anyhow::Result
     match tokio::time::timeout(Duration::from_secs(30), api.delete(job, &dp)).await {
         Err(_) => return Err(anyhow!("deleting {job}: no answer within 30s")),
         Ok(Err(kube::Error::Api(s))) if s.code == 404 => {
-            crate::outln!("{} {job} does not exist (already deleted?)", kind(cfg))?;
+            crate::outln!(pr, "{} {job} does not exist (already deleted?)", kind(cfg))?;
             return Ok(());
         }
         Ok(Err(e)) => return Err(crate::kube_api::api_error(e, &format!("delete {job}"))),
@@ -565,7 +592,7 @@ async fn delete(c: &Connection, cfg: &LaunchConfig, job: &str) -> anyhow::Result
         .await?;
         let obj = call("read the job", api.get_opt(job)).await?;
         if left.items.is_empty() && obj.is_none() {
-            crate::outln!("Deleted {} {job} and its pods.", kind(cfg))?;
+            crate::outln!(pr, "Deleted {} {job} and its pods.", kind(cfg))?;
             return Ok(());
         }
         if Instant::now() > deadline {

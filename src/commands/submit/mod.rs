@@ -3,6 +3,7 @@
 //! cluster's environment, under a supervisor that does not depend on this connection; then
 //! follow its output (reconnecting if the connection drops) unless `--detach`.
 
+use crate::printer::Printer;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -10,14 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 
 use super::jobs;
+use crate::agent;
 use crate::archive::{collect, human_bytes, manifest_hash, pack_files};
-use crate::cli::{OutputFormat, SubmitArgs};
+use crate::cli::SubmitArgs;
 use crate::config::{is_env_name, Config};
 use crate::error::{usage, JobExit};
 use crate::model::TELEMETRY_OFF;
 use crate::paths::daft_home;
 use crate::shell::{dquote, shell_quote};
-use crate::templates::UNPACK;
 use crate::transport::RemoteCommand;
 use crate::ui::elapsed;
 
@@ -25,7 +26,7 @@ mod script;
 mod sweep;
 
 use script::*;
-pub use script::{array_script, job_command, job_env, job_script};
+pub use script::{array_script, job_command, job_env, start_command, JobSpec};
 use sweep::*;
 
 /// What a `submit` is asked to do, apart from the command line that asked.
@@ -43,7 +44,6 @@ pub struct Submit {
     pub env: Vec<String>,
     /// A sweep file: one job per variant.
     pub sweep: Option<PathBuf>,
-    pub output: OutputFormat,
     /// Submit from a working tree with uncommitted changes.
     pub allow_dirty: bool,
     /// The command (else `[run] command`).
@@ -59,20 +59,19 @@ impl From<&SubmitArgs> for Submit {
             name: args.name.clone(),
             env: args.env.clone(),
             sweep: args.sweep.clone(),
-            output: args.output,
             allow_dirty: args.allow_dirty,
             command: args.command.clone(),
         }
     }
 }
 
-pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
+pub async fn run(args: &SubmitArgs, pr: &Printer) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
-    submit(&cfg, &Submit::from(args)).await
+    submit(&cfg, &Submit::from(args), pr).await
 }
 
 /// Run one job (or a sweep's jobs) on the cluster of `cfg` and follow it.
-pub async fn submit(cfg: &Config, args: &Submit) -> anyhow::Result<()> {
+pub async fn submit(cfg: &Config, args: &Submit, pr: &Printer) -> anyhow::Result<()> {
     let key = super::ssh_key(cfg, &args.identity);
     // Bad usage is found before anything connects.
     let sweep = match &args.sweep {
@@ -162,6 +161,7 @@ pub async fn submit(cfg: &Config, args: &Submit) -> anyhow::Result<()> {
         .await?;
     if present.stdout.trim() == "present" {
         crate::note!(
+            pr,
             "daft: the head already has this working directory ({} file(s), {short}); nothing sent",
             files.len()
         );
@@ -171,6 +171,7 @@ pub async fn submit(cfg: &Config, args: &Submit) -> anyhow::Result<()> {
                 .await
                 .context("packing failed")??;
         crate::note!(
+            pr,
             "daft: packed {} file(s), {} ({} zipped) in {}",
             archive.files,
             human_bytes(archive.bytes),
@@ -180,6 +181,7 @@ pub async fn submit(cfg: &Config, args: &Submit) -> anyhow::Result<()> {
         let t1 = Instant::now();
         transport.send_file(&archive.path, &remote_zip).await?;
         crate::note!(
+            pr,
             "daft: sent {} to {} in {}",
             human_bytes(archive.zip_bytes),
             transport.describe(),
@@ -198,17 +200,19 @@ pub async fn submit(cfg: &Config, args: &Submit) -> anyhow::Result<()> {
         env,
     };
     if let Some(sweep) = sweep {
-        return run_sweep(&job, &sweep, &command, args.output, provider.job_arrays()).await;
+        return run_sweep(&job, &sweep, &command, provider.job_arrays(), pr).await;
     }
     let name = job_name(args);
     let (job_id, job_dir) = job.start(&name, &command, None).await?;
     crate::note!(
+        pr,
         "daft: job {job_id} ({name}) on {}: {command}",
         transport.describe(),
     );
     if args.detach {
-        crate::outln!("{job_id}")?;
+        crate::outln!(pr, "{job_id}")?;
         crate::note!(
+            pr,
             "daft: it runs on without this connection. Follow it: daft logs -f {job_id}   \
              Stop it: daft cancel {job_id}   All jobs: daft jobs"
         );
@@ -218,22 +222,23 @@ pub async fn submit(cfg: &Config, args: &Submit) -> anyhow::Result<()> {
         transport: transport.clone(),
         cluster_dir: cluster_dir.clone(),
     };
-    let following = jobs::follow(cfg, key.clone(), head, &job_dir, true);
+    let following = jobs::follow(cfg, key.clone(), head, &job_dir, true, pr);
     tokio::pin!(following);
     let status = tokio::select! {
         r = &mut following => r?,
         _ = crate::interrupt::interrupted() => {
-            crate::note!("\ndaft: stopping the job (Ctrl-C)");
+            crate::note!(pr, "\ndaft: stopping the job (Ctrl-C)");
             let head = jobs::Head { transport: transport.clone(), cluster_dir: cluster_dir.clone() };
             let stop = tokio::time::timeout(std::time::Duration::from_secs(30), jobs::cancel_job(&head, &job_dir)).await;
             if !matches!(stop, Ok(Ok(_))) {
-                crate::note!("daft: could not confirm the job stopped; `daft cancel {job_id}` tries again");
+                crate::warn!(pr, "daft: could not confirm the job stopped; `daft cancel {job_id}` tries again");
             }
             130
         }
     };
     if status != 0 {
         crate::note!(
+            pr,
             "daft: job {job_id} exited with status {status}; its output is kept in {job_dir} \
              (`daft logs {job_id}`)"
         );
@@ -335,30 +340,30 @@ impl Prepared {
         if let Some(v) = variant {
             env.insert("DAFT_VARIANT".into(), serde_json::to_string(v)?);
         }
-        // The job's environment travels on the command's stdin (KEY=VALUE, NUL-separated):
-        // never on a command line, in a file or in a log.
-        let input = nul_env(&env);
-        let launch = job_script(
-            &self.cluster_dir,
-            job_dir,
-            &self.remote_zip,
-            command,
-            name,
-            &self.sync_names,
-        );
+        // The job's spec, its environment with it, travels on the command's stdin: never on a
+        // command line, in a file or in a log.
+        let spec = JobSpec {
+            command: Some(command),
+            name: Some(name),
+            env: env.clone(),
+            ..JobSpec::new(&self.remote_zip, &self.sync_names)
+        };
+        let launch = start_command(&self.transport.daft_home(), &self.cluster_dir, job_dir);
         let shown = format!(
             "start job {job_id}: {} [environment: {}]",
             crate::transport::redact(command),
             env.keys().cloned().collect::<Vec<_>>().join(" ")
         );
-        let started = self
-            .transport
-            .capture_cmd(
-                &RemoteCommand::shown_as(format!("bash -c {}", shell_quote(&launch)), shown)
-                    .with_input(input),
-            )
-            .await?;
-        if started.status != 0 {
+        let cmd = RemoteCommand::shown_as(launch, shown).with_input(spec.json().into_bytes());
+        let started = agent::capture(self.transport.as_ref(), &agent::JOBS, &cmd).await?;
+        let pid = agent::said(&started.stdout)
+            .into_iter()
+            .find_map(|s| match s {
+                agent::Said::Started { pid } => Some(pid),
+                _ => None,
+            });
+        tracing::debug!(job = job_id, ?pid, "the job's supervisor started it");
+        if started.status != 0 || pid.is_none() {
             return Err(anyhow!(
                 "the job did not start on the head ({}): {}",
                 self.transport.describe(),
@@ -431,6 +436,51 @@ mod tests {
             let e = job_env(&cfg, &words(&[bad])).unwrap_err();
             assert_eq!(crate::error::classify(&e).0, 2, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_job_helpers_prologue_is_the_environment_setup_commands_get() {
+        let prologue = format!(
+            "{}\n. \"$CL/venv/bin/activate\"\n{}",
+            crate::bootstrap::PRE_ENV,
+            crate::bootstrap::CLUSTER_ENV
+        );
+        assert!(
+            crate::templates::JOBS.contains(&format!("PROLOGUE = r'''{prologue}'''")),
+            "templates/jobs.py's PROLOGUE is not bootstrap::PRE_ENV + activate + CLUSTER_ENV"
+        );
+    }
+
+    #[test]
+    fn a_jobs_spec_carries_its_variables_and_an_arrays_spec_none() {
+        let sync = vec!["lib".to_string()];
+        let spec = JobSpec {
+            command: Some("python main.py"),
+            env: [("TOKEN".to_string(), "s3cret".to_string())].into(),
+            ..JobSpec::new("/h/a.zip", &sync)
+        };
+        let v: serde_json::Value = serde_json::from_str(&spec.json()).unwrap();
+        assert_eq!(v["env"]["TOKEN"], "s3cret");
+        assert_eq!(v["vars"]["RAY_USAGE_STATS_ENABLED"], "0");
+        assert_eq!(v["sync"], serde_json::json!(["lib"]));
+        // A job array's script carries its spec on its command line: never the variables.
+        let script = array_script(
+            "$HOME/.daft",
+            "$HOME/.daft/clusters/c",
+            &JobSpec::new("/h/a.zip", &sync),
+        );
+        assert!(
+            script.contains("task ") && script.contains("/h/a.zip"),
+            "{script}"
+        );
+        assert!(!script.contains("\"env\""), "{script}");
+        // The job's start sends only the helper's path and the directories.
+        let start = start_command(
+            "$HOME/.daft",
+            "$HOME/.daft/clusters/c",
+            "$HOME/.daft/clusters/c/jobs/j",
+        );
+        assert!(start.len() < 400, "{} bytes: {start}", start.len());
     }
 
     #[test]

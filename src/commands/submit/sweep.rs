@@ -24,6 +24,7 @@ pub(super) struct SubmitSweep<'a> {
     ids: BTreeMap<usize, (String, Instant, bool)>,
     rows: Vec<Option<SweepRow>>,
     arrays: Option<(&'a dyn crate::provider::JobArrays, String)>,
+    pr: &'a Printer,
 }
 
 #[async_trait::async_trait]
@@ -36,6 +37,7 @@ impl crate::scheduler::SweepJobs for SubmitSweep<'_> {
             .start(&name, &self.commands[i], Some(variant))
             .await?;
         crate::note!(
+            self.pr,
             "[{}/{}] {name} started ({}): {id}",
             i + 1,
             self.rows.len(),
@@ -64,6 +66,7 @@ impl crate::scheduler::SweepJobs for SubmitSweep<'_> {
                 *started = Instant::now();
                 *said = true;
                 crate::note!(
+                    self.pr,
                     "[{}/{total}] {}-{} started ({}): {}",
                     i + 1,
                     self.sweep.name,
@@ -76,6 +79,7 @@ impl crate::scheduler::SweepJobs for SubmitSweep<'_> {
                 let took = elapsed(started.elapsed());
                 let name = format!("{}-{}", self.sweep.name, i + 1);
                 crate::note!(
+                    self.pr,
                     "[{}/{total}] {name} {} in {took}{}",
                     i + 1,
                     r.state,
@@ -119,7 +123,7 @@ impl crate::scheduler::SweepJobs for SubmitSweep<'_> {
                     .write_file(b"", &format!("{dir}/cancelled"))
                     .await
                 {
-                    crate::note!("daft: could not mark job {id} as cancelled: {e:#}");
+                    crate::warn!(self.pr, "daft: could not mark job {id} as cancelled: {e:#}");
                 }
             }
             arrays.cancel_array(array).await?;
@@ -127,8 +131,8 @@ impl crate::scheduler::SweepJobs for SubmitSweep<'_> {
         for (id, dir) in running.iter().filter_map(dir_of) {
             match tokio::time::timeout(Duration::from_secs(30), jobs::cancel_job(&self.head, &dir)).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => crate::note!("daft: could not cancel job {id}: {e:#}; `daft cancel {id}` tries again"),
-                Err(_) => crate::note!("daft: job {id} did not confirm its cancellation within 30s; `daft cancel {id}` tries again"),
+                Ok(Err(e)) => crate::warn!(self.pr, "daft: could not cancel job {id}: {e:#}; `daft cancel {id}` tries again"),
+                Err(_) => crate::warn!(self.pr, "daft: job {id} did not confirm its cancellation within 30s; `daft cancel {id}` tries again"),
             }
         }
         Ok(Vec::new())
@@ -145,8 +149,8 @@ pub(super) async fn run_sweep(
     job: &Prepared,
     sweep: &crate::sweep::Sweep,
     command: &str,
-    output: crate::cli::OutputFormat,
     arrays: Option<&dyn crate::provider::JobArrays>,
+    pr: &Printer,
 ) -> anyhow::Result<()> {
     use crate::sweep::as_args;
     let total = sweep.variants.len();
@@ -165,6 +169,7 @@ pub(super) async fn run_sweep(
         cluster_dir: job.cluster_dir.clone(),
     };
     crate::note!(
+        pr,
         "daft: sweep {:?}: {total} job(s), {} at a time, on {}",
         sweep.name,
         sweep.max_parallel,
@@ -180,6 +185,7 @@ pub(super) async fn run_sweep(
         ids: Default::default(),
         rows: vec![None; total],
         arrays: None,
+        pr,
     };
     let mut started = std::collections::BTreeSet::new();
     if let Some(arrays) = arrays {
@@ -192,7 +198,10 @@ pub(super) async fn run_sweep(
             started.insert(i);
             dirs.push(dir);
         }
-        let script = array_script(&job.cluster_dir, &job.remote_zip, &job.sync_names);
+        // (The tasks run the head's job helper: it is there before they are queued.)
+        agent::JOBS.ensure(job.transport.as_ref()).await?;
+        let spec = JobSpec::new(&job.remote_zip, &job.sync_names);
+        let script = array_script(&job.transport.daft_home(), &job.cluster_dir, &spec);
         let id = arrays
             .submit_array(&crate::provider::ArrayRequest {
                 name: &sweep.name,
@@ -203,6 +212,7 @@ pub(super) async fn run_sweep(
             })
             .await?;
         crate::note!(
+            pr,
             "daft: sweep {:?} is job array {id}: {total} task(s), {} at a time",
             sweep.name,
             sweep.max_parallel
@@ -220,7 +230,10 @@ pub(super) async fn run_sweep(
     )
     .await?;
     if !outcome.left_running.is_empty() {
-        crate::note!("daft: `daft jobs` shows them, `daft cancel JOB` stops one");
+        crate::note!(
+            pr,
+            "daft: `daft jobs` shows them, `daft cancel JOB` stops one"
+        );
     }
     let interrupted = outcome.interrupted;
     let rows = run.rows;
@@ -237,15 +250,14 @@ pub(super) async fn run_sweep(
             r.exit_status.map(|c| c.to_string()).unwrap_or_default(),
         ]);
     }
-    match output {
-        crate::cli::OutputFormat::Json => {
-            crate::outln!("{}", serde_json::to_string_pretty(&rows)?)?
-        }
-        crate::cli::OutputFormat::Text => crate::outln!("{t}")?,
+    match pr.format() {
+        crate::cli::OutputFormat::Json => pr.json(&rows)?,
+        crate::cli::OutputFormat::Text => crate::outln!(pr, "{t}")?,
     }
     let failed = rows.iter().filter(|r| r.state != "succeeded").count();
     let not_started = total - rows.len();
     crate::note!(
+        pr,
         "daft: sweep {:?}: {} of {total} succeeded{}{} in {}",
         sweep.name,
         rows.len() - failed,

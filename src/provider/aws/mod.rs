@@ -30,7 +30,8 @@ use base64::Engine;
 use indicatif::ProgressBar;
 
 use super::{DashboardRoute, LaunchRequest, NodeProvider, Provider};
-use crate::bootstrap::{self, NodeParams, NodeRecord, Said};
+use crate::agent::{NodeRecord, Said};
+use crate::bootstrap::{self, NodeParams};
 use crate::config::{AwsSetup, Config, HostAddr, ProviderSetup};
 use crate::model::{
     DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource,
@@ -347,7 +348,7 @@ impl NodeProvider for AwsProvider {
                 rules: match self.wanted_rules().await {
                     Ok(r) => Some(r),
                     Err(e) => {
-                        crate::note!(
+                        crate::warning!(
                             "daft: warning: the security group's SSH rules are not checked for drift: {e}"
                         );
                         None

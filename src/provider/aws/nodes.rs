@@ -223,7 +223,7 @@ impl AwsProvider {
         let deadline = Instant::now() + wait;
         loop {
             let st = bootstrap::run(t.as_ref(), &params, &["status"], bootstrap::QUICK).await?;
-            let alive = bootstrap::said(&st.stdout)
+            let alive = crate::agent::said(&st.stdout)
                 .iter()
                 .any(|s| matches!(s, Said::Node { alive: true, .. }));
             if alive {

@@ -15,8 +15,9 @@ use indicatif::ProgressBar;
 use tokio::sync::Mutex;
 
 use super::{DashboardRoute, LaunchRequest, NodeProvider, Provider};
+use crate::agent::{NodeRecord, Said};
 use crate::autostop::{Autostop, AutostopSetting};
-use crate::bootstrap::{self, NodeParams, NodeRecord, Said};
+use crate::bootstrap::{self, NodeParams};
 use crate::config::{Config, LocalSetup, SshHosts};
 use crate::model::{short_hash, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
 use crate::paths::daft_home;
@@ -537,10 +538,10 @@ impl SetupRecord for NodeFile {
 
 /// The member hosts the script's `status` lists.
 fn parse_members(stdout: &str) -> Vec<String> {
-    bootstrap::said(stdout)
+    crate::agent::said(stdout)
         .into_iter()
         .filter_map(|s| match s {
-            Said::Member(h) => Some(h),
+            Said::Member { host } => Some(host),
             _ => None,
         })
         .collect()
@@ -551,9 +552,9 @@ fn parse_members(stdout: &str) -> Vec<String> {
 fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
     let mut nodes = Vec::new();
     let mut autostop = None;
-    for said in bootstrap::said(stdout) {
-        if let Said::Autostop(a) = &said {
-            autostop = Some(a.clone());
+    for said in crate::agent::said(stdout) {
+        if let Said::Autostop { state } = &said {
+            autostop = Some(state.clone());
         }
         let Said::Node { alive, record: rec } = said else {
             continue;

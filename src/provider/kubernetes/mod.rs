@@ -87,7 +87,7 @@ impl KubernetesProvider {
                 };
                 let missing = f.missing();
                 if !missing.is_empty() {
-                    crate::note!(
+                    crate::warning!(
                         "daft: warning: the KubeRay of this cluster has no {} in its RayCluster (KubeRay 1.5 and older); \
                          daft leaves them out{}",
                         missing.join(", "),

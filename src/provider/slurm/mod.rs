@@ -22,7 +22,8 @@ mod arrays;
 mod unit;
 
 use super::{ArrayRequest, DashboardRoute, JobArrays, Provider};
-use crate::bootstrap::{self, NodeParams, NodeRecord};
+use crate::agent::NodeRecord;
+use crate::bootstrap::{self, NodeParams};
 use crate::config::{Config, SlurmSetup};
 use crate::model::{NodeSpec, NodeState, Observed, ObservedNode, Role};
 use crate::paths::daft_home;
@@ -377,7 +378,7 @@ impl SlurmProvider {
 /// A line above the progress bars, or on stderr when they are hidden (no terminal).
 fn say(pb: &ProgressBar, line: String) {
     if pb.is_hidden() {
-        crate::note!("{line}");
+        crate::notice!("{line}");
     } else {
         pb.println(line);
     }

@@ -3,7 +3,11 @@
 //! there, never resent with every call. A command that finds this version's file missing says
 //! [`MISSING_LINE`] and exits [`MISSING`]; the caller uploads the file and runs it again.
 
+pub mod protocol;
+
 use anyhow::{anyhow, Context};
+
+pub use protocol::{said, NodeRecord, Said};
 
 use crate::model::short_hash;
 use crate::shell::dquote;
