@@ -493,10 +493,17 @@ def job_env(cluster_dir, job_dir, spec, name):
     return env
 
 
+def expand_home(path):
+    """A path of the head's view (`$HOME/...`, as daft names remote paths) as this node has it."""
+    if path.startswith("$HOME/"):
+        return os.path.join(os.environ["HOME"], path[len("$HOME/"):])
+    return path
+
+
 def prepare(cluster_dir, job_dir, spec):
     os.makedirs(os.path.join(job_dir, "work"), exist_ok=True)
     os.makedirs(os.path.join(job_dir, "logs"), exist_ok=True)
-    unpack(spec["archive"], os.path.join(job_dir, "work"))
+    unpack(expand_home(spec["archive"]), os.path.join(job_dir, "work"))
 
 
 def supervise(job_dir, command, env, forward_signals):
@@ -598,8 +605,7 @@ def cmd_task(cluster_dir, list_file, spec_json):
     except (OSError, IndexError):
         job_dir = ""
     # (The list holds the head's view of the directories: `$HOME/...` expands here.)
-    if job_dir.startswith("$HOME/"):
-        job_dir = os.path.join(os.environ["HOME"], job_dir[len("$HOME/"):])
+    job_dir = expand_home(job_dir)
     if not job_dir or not os.path.isfile(os.path.join(job_dir, "job.json")):
         sys.stderr.write(f"daft: no job for task {task}\n")
         return 1

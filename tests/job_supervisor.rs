@@ -122,10 +122,13 @@ fn a_started_job_runs_apart_in_the_clusters_environment_and_its_status_is_record
             ("PATH".to_string(), "/user/bin:/usr/bin:/bin".to_string()),
         ]
         .into(),
-        ..JobSpec::new(zip.to_str().unwrap(), &sync)
+        // (daft names the head's files as the head's shell would: `$HOME/...`.)
+        ..JobSpec::new("$HOME/a.zip", &sync)
     };
+    assert!(zip.ends_with("a.zip"));
     let t = Instant::now();
     let mut p = Command::new("python3")
+        .env("HOME", c.cl.parent().unwrap())
         .arg(&c.helper)
         .args(["start", c.cl.to_str().unwrap(), job.to_str().unwrap()])
         .stdin(Stdio::piped())
