@@ -84,6 +84,25 @@ fn living_in_group(group: i32) -> Vec<String> {
     found
 }
 
+/// `jobs.py start CL JOB` with `spec` on stdin, `$HOME` the cluster's parent directory.
+fn start(c: &Cluster, job: &Path, spec: &JobSpec<'_>) -> std::process::Output {
+    let mut p = Command::new("python3")
+        .env("HOME", c.cl.parent().unwrap())
+        .arg(&c.helper)
+        .args(["start", c.cl.to_str().unwrap(), job.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin
+        .take()
+        .unwrap()
+        .write_all(spec.json().as_bytes())
+        .unwrap();
+    p.wait_with_output().unwrap()
+}
+
 /// Until the job's exit status is recorded (at most 20 s).
 fn exit_status(job: &Path) -> String {
     let t = Instant::now();
@@ -127,21 +146,7 @@ fn a_started_job_runs_apart_in_the_clusters_environment_and_its_status_is_record
     };
     assert!(zip.ends_with("a.zip"));
     let t = Instant::now();
-    let mut p = Command::new("python3")
-        .env("HOME", c.cl.parent().unwrap())
-        .arg(&c.helper)
-        .args(["start", c.cl.to_str().unwrap(), job.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    p.stdin
-        .take()
-        .unwrap()
-        .write_all(spec.json().as_bytes())
-        .unwrap();
-    let out = p.wait_with_output().unwrap();
+    let out = start(&c, &job, &spec);
     assert!(out.status.success(), "{out:?}");
     // It answers once the job runs, in the node protocol, and does not wait for the job.
     let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -199,20 +204,7 @@ fn a_job_whose_archive_would_escape_does_not_start() {
         command: Some("true"),
         ..JobSpec::new(zip.to_str().unwrap(), &[])
     };
-    let mut p = Command::new("python3")
-        .arg(&c.helper)
-        .args(["start", c.cl.to_str().unwrap(), job.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    p.stdin
-        .take()
-        .unwrap()
-        .write_all(spec.json().as_bytes())
-        .unwrap();
-    let out = p.wait_with_output().unwrap();
+    let out = start(&c, &job, &spec);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("refusing to unpack '../escape'"),
