@@ -117,9 +117,11 @@ impl AgentFile {
     }
 }
 
-/// Whether a command's answer says the node lacked the agent's file.
+/// Whether a command's answer says the node lacked the agent's file: by its line and a
+/// failure, not by the exact status (some transports report every failure as 1: kwok's exec,
+/// whose kubelet wraps the command's exit error so the API server reports no exit code).
 pub fn said_missing(out: &Captured) -> bool {
-    out.status == MISSING && out.stdout.trim() == MISSING_LINE
+    out.status != 0 && out.stdout.trim() == MISSING_LINE
 }
 
 /// Capture `cmd` (which guards `file`); when the node lacks the file, upload it and run again.
@@ -139,6 +141,19 @@ pub async fn capture(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_file_is_told_by_its_line_whatever_failure_status_the_transport_reports() {
+        let said = |status: i32, stdout: &str| Captured {
+            status,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        };
+        assert!(said_missing(&said(MISSING, "daft-agent-missing\n")));
+        assert!(said_missing(&said(1, "daft-agent-missing\n")));
+        assert!(!said_missing(&said(0, "daft-agent-missing\n")));
+        assert!(!said_missing(&said(1, "something else\n")));
+    }
 
     #[test]
     fn each_file_is_named_by_its_content() {
