@@ -19,6 +19,7 @@ fn observed(n: usize, spec: &NodeSpec, head: &NodeSpec) -> Observed {
                 "big".into()
             },
             role,
+            group: String::new(),
             state: match i % 7 {
                 0 => NodeState::Pending,
                 1 => NodeState::Terminated,
@@ -52,8 +53,7 @@ fn bench(c: &mut Criterion) {
         let d = DesiredCluster {
             name: "big".into(),
             head: Some(head.clone()),
-            worker: worker.clone(),
-            workers: want,
+            groups: vec![daft::model::WorkerGroup::fixed(worker.clone(), want)],
             setup_hash: "s".into(),
             support: vec![],
         };

@@ -134,8 +134,8 @@ pub struct DesiredCluster {
     pub name: String,
     /// None: no cluster at all (what `down` wants).
     pub head: Option<NodeSpec>,
-    pub worker: NodeSpec,
-    pub workers: u32,
+    /// The kinds of worker, in the config's order (one unnamed group without worker groups).
+    pub groups: Vec<WorkerGroup>,
     /// Hash of what setup installs and runs; a change is an update in place.
     pub setup_hash: String,
     pub support: Vec<SupportResource>,
@@ -147,19 +147,56 @@ impl DesiredCluster {
         DesiredCluster {
             name: name.to_string(),
             head: None,
-            worker: NodeSpec {
-                role: Role::Worker,
-                launch: BTreeMap::new(),
-            },
-            workers: 0,
+            groups: vec![],
             setup_hash: String::new(),
             support: vec![],
         }
     }
+    /// The workers `up` makes: every group's minimum.
+    pub fn workers(&self) -> u32 {
+        self.groups.iter().map(|g| g.min).sum()
+    }
+    /// The spec of the head, or of the first worker group's workers.
     pub fn spec(&self, role: Role) -> Option<&NodeSpec> {
         match role {
             Role::Head => self.head.as_ref(),
-            Role::Worker => Some(&self.worker),
+            Role::Worker => self.groups.first().map(|g| &g.spec),
+        }
+    }
+    /// The group named `name` ("" is the unnamed one).
+    pub fn group(&self, name: &str) -> Option<&WorkerGroup> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+}
+
+/// One kind of worker: what it is launched with and how many of it there may be.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkerGroup {
+    /// Its name, recorded on each of its nodes; "" for the one group of a config without
+    /// worker groups (its nodes carry no group).
+    pub name: String,
+    pub spec: NodeSpec,
+    /// `up` keeps the count within min..=max (equal for a fixed count; between them, the
+    /// autoscaler decides and the plan leaves it alone).
+    pub min: u32,
+    pub max: u32,
+}
+
+impl WorkerGroup {
+    /// The one unnamed group of `count` workers.
+    pub fn fixed(spec: NodeSpec, count: u32) -> Self {
+        WorkerGroup {
+            name: String::new(),
+            spec,
+            min: count,
+            max: count,
+        }
+    }
+    /// A named group of `count` workers.
+    pub fn named(name: &str, spec: NodeSpec, count: u32) -> Self {
+        WorkerGroup {
+            name: name.to_string(),
+            ..WorkerGroup::fixed(spec, count)
         }
     }
 }
@@ -170,6 +207,9 @@ pub struct ObservedNode {
     pub id: String,
     pub cluster: String,
     pub role: Role,
+    /// A worker's group as recorded at its creation ("": the unnamed one).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
     pub state: NodeState,
     /// The spec hash recorded when the node was created.
     pub spec_hash: String,
@@ -195,6 +235,7 @@ impl ObservedNode {
             id: id.into(),
             cluster: cluster.into(),
             role,
+            group: String::new(),
             state,
             spec_hash: String::new(),
             launch: BTreeMap::new(),

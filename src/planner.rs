@@ -1,8 +1,9 @@
 //! The planner: a pure function from (desired, observed) to a plan.
 //!
 //! Rules:
-//! - a missing head is created; workers are created or terminated to match the count
-//!   (surplus: pending before running, newest first);
+//! - a missing head is created; each worker group's workers are created up to its minimum and
+//!   terminated above its maximum (surplus: pending before running, newest first); between the
+//!   two the count is left to the autoscaler; workers of a group the config no longer has go;
 //! - a node whose spec hash differs from the config is replaced, and the plan says why;
 //! - a node whose setup hash differs (dependencies, versions, setup commands) is updated in place,
 //!   and so is a worker that joined another head than the one the cluster keeps;
@@ -16,7 +17,7 @@ use serde::Serialize;
 
 use crate::model::{
     rules_diff, support_same, DesiredCluster, DesiredResource, NodeSpec, NodeState, Observed,
-    ObservedNode, ObservedResource, Role, SupportResource,
+    ObservedNode, ObservedResource, Role, SupportResource, WorkerGroup,
 };
 
 /// A node the plan refers to.
@@ -24,7 +25,25 @@ use crate::model::{
 pub struct NodeRef {
     pub id: String,
     pub role: Role,
+    /// A worker's group ("": the unnamed one).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
     pub state: NodeState,
+}
+
+impl NodeRef {
+    /// " [gpu]" after a named group's node, nothing otherwise.
+    fn group_suffix(&self) -> String {
+        group_suffix(&self.group)
+    }
+}
+
+fn group_suffix(group: &str) -> String {
+    if group.is_empty() {
+        String::new()
+    } else {
+        format!(" [{group}]")
+    }
 }
 
 impl From<&ObservedNode> for NodeRef {
@@ -32,6 +51,7 @@ impl From<&ObservedNode> for NodeRef {
         NodeRef {
             id: n.id.clone(),
             role: n.role,
+            group: n.group.clone(),
             state: n.state,
         }
     }
@@ -52,6 +72,9 @@ pub enum Action {
     Create {
         role: Role,
         count: u32,
+        /// The worker group ("": the unnamed one, or the head).
+        #[serde(skip_serializing_if = "String::is_empty")]
+        group: String,
     },
     Replace {
         node: NodeRef,
@@ -240,6 +263,7 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
                     actions.push(Action::Create {
                         role: Role::Head,
                         count: 1,
+                        group: String::new(),
                     });
                     head_is_new = true;
                 }
@@ -280,78 +304,30 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
         }
     }
 
-    // Workers.
-    let hash = desired.worker.hash();
-    let mut workers: Vec<&ObservedNode> = mine
+    // Workers, group by group; then the workers of no group the config has.
+    let joins = Joins {
+        kept_head: kept_head.as_deref(),
+        head_is_new,
+    };
+    for g in &desired.groups {
+        plan_group(g, desired, &mine, joins, &mut actions, &mut terminations);
+    }
+    let mut orphans: Vec<&ObservedNode> = mine
         .iter()
         .copied()
-        .filter(|n| n.role == Role::Worker)
+        .filter(|n| n.role == Role::Worker && desired.group(&n.group).is_none())
         .collect();
-    workers.sort_by(keep_order(&hash));
-    let want = desired.workers as usize;
-    let surplus: Vec<&ObservedNode> = if workers.len() > want {
-        workers.split_off(want)
-    } else {
-        vec![]
-    };
-    for w in &workers {
-        if let Some(reason) = w.unreachable_reason() {
-            actions.push(Action::Skip {
-                node: (*w).into(),
-                reason: reason.to_string(),
-            });
-            continue;
-        }
-        if let Some(reasons) = replace_reasons(&desired.worker, &hash, w) {
-            actions.push(Action::Replace {
-                node: (*w).into(),
-                reasons,
-            });
-            continue;
-        }
-        let mut reasons = Vec::new();
-        if w.setup_hash.as_deref() != Some(desired.setup_hash.as_str()) {
-            reasons.push(setup_reason(w));
-        }
-        match &kept_head {
-            _ if head_is_new => reasons.push("the head is new: rejoin it".into()),
-            Some(h) if w.joined_head.as_deref() != Some(h.as_str()) => {
-                reasons.push(format!("joined another head: rejoin {h}"))
-            }
-            _ => {}
-        }
-        if reasons.is_empty() {
-            actions.push(Action::Keep { node: (*w).into() });
-        } else {
-            actions.push(Action::Update {
-                node: (*w).into(),
-                reasons,
-            });
-        }
-    }
-    if want > workers.len() {
-        actions.push(Action::Create {
-            role: Role::Worker,
-            count: (want - workers.len()) as u32,
-        });
-    }
-    // Surplus, in the order they go: pending before running, newest first.
-    let mut surplus = surplus;
-    surplus.sort_by(|a, b| {
-        let pending = |n: &ObservedNode| n.state != NodeState::Pending;
-        pending(a)
-            .cmp(&pending(b))
-            .then(b.created.cmp(&a.created))
-            .then(a.id.cmp(&b.id))
-    });
-    for s in surplus {
+    orphans.sort_by(surplus_order);
+    for o in orphans {
         let reason = if desired.head.is_none() {
             "cluster is going down".to_string()
+        } else if o.group.is_empty() {
+            "in no worker group of the config".to_string()
         } else {
-            format!("surplus ({} wanted)", desired.workers)
+            format!("worker group {:?} is no longer in the config", o.group)
         };
         terminations.push(Action::Terminate {
-            node: s.into(),
+            node: o.into(),
             reason,
         });
     }
@@ -367,6 +343,100 @@ pub fn plan(desired: &DesiredCluster, observed: &Observed) -> Plan {
     Plan {
         cluster: desired.name.clone(),
         actions,
+    }
+}
+
+/// What a worker is checked against: the head the cluster keeps, or a new one.
+#[derive(Clone, Copy)]
+struct Joins<'a> {
+    kept_head: Option<&'a str>,
+    head_is_new: bool,
+}
+
+/// Surplus in the order it goes: pending before running, newest first.
+fn surplus_order(a: &&ObservedNode, b: &&ObservedNode) -> Ordering {
+    let pending = |n: &ObservedNode| n.state != NodeState::Pending;
+    pending(a)
+        .cmp(&pending(b))
+        .then(b.created.cmp(&a.created))
+        .then(a.id.cmp(&b.id))
+}
+
+/// One worker group: its nodes kept, updated or replaced, created up to its minimum, its
+/// surplus above its maximum terminated (between the two, the count is the autoscaler's).
+fn plan_group(
+    g: &WorkerGroup,
+    desired: &DesiredCluster,
+    mine: &[&ObservedNode],
+    joins: Joins<'_>,
+    actions: &mut Vec<Action>,
+    terminations: &mut Vec<Action>,
+) {
+    let hash = g.spec.hash();
+    let mut workers: Vec<&ObservedNode> = mine
+        .iter()
+        .copied()
+        .filter(|n| n.role == Role::Worker && n.group == g.name)
+        .collect();
+    workers.sort_by(keep_order(&hash));
+    let mut surplus: Vec<&ObservedNode> = if workers.len() > g.max as usize {
+        workers.split_off(g.max as usize)
+    } else {
+        vec![]
+    };
+    for w in &workers {
+        if let Some(reason) = w.unreachable_reason() {
+            actions.push(Action::Skip {
+                node: (*w).into(),
+                reason: reason.to_string(),
+            });
+            continue;
+        }
+        if let Some(reasons) = replace_reasons(&g.spec, &hash, w) {
+            actions.push(Action::Replace {
+                node: (*w).into(),
+                reasons,
+            });
+            continue;
+        }
+        let mut reasons = Vec::new();
+        if w.setup_hash.as_deref() != Some(desired.setup_hash.as_str()) {
+            reasons.push(setup_reason(w));
+        }
+        match joins.kept_head {
+            _ if joins.head_is_new => reasons.push("the head is new: rejoin it".into()),
+            Some(h) if w.joined_head.as_deref() != Some(h) => {
+                reasons.push(format!("joined another head: rejoin {h}"))
+            }
+            _ => {}
+        }
+        if reasons.is_empty() {
+            actions.push(Action::Keep { node: (*w).into() });
+        } else {
+            actions.push(Action::Update {
+                node: (*w).into(),
+                reasons,
+            });
+        }
+    }
+    if g.min as usize > workers.len() {
+        actions.push(Action::Create {
+            role: Role::Worker,
+            count: g.min - workers.len() as u32,
+            group: g.name.clone(),
+        });
+    }
+    surplus.sort_by(surplus_order);
+    for s in surplus {
+        let reason = if g.min == g.max {
+            format!("surplus ({} wanted)", g.max)
+        } else {
+            format!("surplus (at most {} wanted)", g.max)
+        };
+        terminations.push(Action::Terminate {
+            node: s.into(),
+            reason,
+        });
     }
 }
 
@@ -398,42 +468,55 @@ pub fn render(plan: &Plan, context: &str) -> String {
                 resource.name,
                 reasons.join("; ")
             ),
-            Action::Create { role, count } => {
+            Action::Create { role, count, group } => {
                 let what = if *count == 1 {
                     format!("1 {}", role.as_str())
                 } else {
                     format!("{count} {}s", role.as_str())
                 };
-                format!("  + create     {:<8} {what}", role.as_str())
+                format!(
+                    "  + create     {:<8} {what}{}",
+                    role.as_str(),
+                    group_suffix(group)
+                )
             }
             Action::Replace { node, reasons } => {
                 format!(
-                    "  ± replace    {:<8} {}  ({})",
+                    "  ± replace    {:<8} {}{}  ({})",
                     node.role.as_str(),
                     node.id,
+                    node.group_suffix(),
                     reasons.join("; ")
                 )
             }
             Action::Update { node, reasons } => {
                 format!(
-                    "  ~ update     {:<8} {}  ({})",
+                    "  ~ update     {:<8} {}{}  ({})",
                     node.role.as_str(),
                     node.id,
+                    node.group_suffix(),
                     reasons.join("; ")
                 )
             }
             Action::Keep { node } => {
-                format!("  = keep       {:<8} {}", node.role.as_str(), node.id)
+                format!(
+                    "  = keep       {:<8} {}{}",
+                    node.role.as_str(),
+                    node.id,
+                    node.group_suffix()
+                )
             }
             Action::Skip { node, reason } => format!(
-                "  ! unreachable {:<7} {}  ({reason}; left as it is)",
-                node.role.as_str(),
-                node.id
-            ),
-            Action::Terminate { node, reason } => format!(
-                "  - terminate  {:<8} {}  ({}, {})",
+                "  ! unreachable {:<7} {}{}  ({reason}; left as it is)",
                 node.role.as_str(),
                 node.id,
+                node.group_suffix()
+            ),
+            Action::Terminate { node, reason } => format!(
+                "  - terminate  {:<8} {}{}  ({}, {})",
+                node.role.as_str(),
+                node.id,
+                node.group_suffix(),
                 node.state.title().to_lowercase(),
                 reason
             ),

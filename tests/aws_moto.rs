@@ -1062,3 +1062,136 @@ async fn nodes_get_the_configured_root_volume() {
     ok(case.daft().args(["down", "--yes", "-c", cfg]));
     assert!(alive("moto-disk").await.is_empty());
 }
+
+/// The Ray flags a node's user data starts Ray with (`DAFT_RAY_ARGS`, inside its base64 blob).
+async fn ray_args_of(instance: &str) -> String {
+    use base64::Engine;
+    let attr = ec2()
+        .await
+        .describe_instance_attribute()
+        .instance_id(instance)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let ud = base64::engine::general_purpose::STANDARD
+        .decode(attr.user_data().unwrap().value().unwrap())
+        .unwrap();
+    let ud = String::from_utf8(ud).unwrap();
+    ud.lines()
+        .filter_map(|l| l.strip_prefix("echo "))
+        .filter_map(|l| l.split_once(" | base64 -d"))
+        .filter_map(|(b, _)| {
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).ok()?).ok()
+        })
+        .flat_map(|b| {
+            b.lines()
+                .filter_map(|l| l.strip_prefix("DAFT_RAY_ARGS="))
+                .map(|v| v.trim_matches(|c| c == '\'' || c == '"').to_string())
+                .collect::<Vec<_>>()
+        })
+        .next()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
+async fn worker_groups_launch_their_own_types_with_their_gpus_tagged_and_down_leaves_nothing() {
+    let case = Case::new("moto-groups");
+    // (moto has no image with the NVIDIA driver: the GPU group names an image of its own.)
+    let image = ec2()
+        .await
+        .describe_images()
+        .owners("amazon")
+        .filters(
+            Filter::builder()
+                .name("name")
+                .values("al2023-ami-2023.*-x86_64")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .unwrap()
+        .to_string();
+    let p = case.dir.path().join("aws.toml");
+    let write = |gpu_workers: u32| {
+        std::fs::write(
+            &p,
+            format!(
+                "[setup]\nname = \"moto-groups\"\nprovider = \"aws\"\nregion = \"us-west-2\"\n\
+                 ssh_private_key = \"id\"\ninstance_type = \"t3.small\"\n\
+                 [setup.aws]\nssh_ingress_cidrs = [\"203.0.113.7/32\"]\n\
+                 [[setup.aws.worker_groups]]\nname = \"cpu\"\ninstance_types = [\"m7i.large\"]\nworkers = 1\n\
+                 resources = {{ fast_disk = 1 }}\n\
+                 [[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [\"g4dn.12xlarge\", \"g5.xlarge\"]\n\
+                 workers = {gpu_workers}\nimage_id = \"{image}\"\n\n[run]\nsetup_commands = []\n"
+            ),
+        )
+        .unwrap();
+    };
+    write(2);
+    let cfg = p.to_str().unwrap();
+    let up = ok(case.daft().args(["up", "--no-wait", "-c", cfg]));
+    assert!(up.contains("+ create     worker   1 worker [cpu]"), "{up}");
+    assert!(up.contains("+ create     worker   2 workers [gpu]"), "{up}");
+    let all = described("moto-groups").await;
+    let alive: Vec<_> = all
+        .iter()
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+        .collect();
+    assert_eq!(alive.len(), 4, "{all:#?}");
+    let tag = |i: &aws_sdk_ec2::types::Instance, k: &str| {
+        i.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
+    for i in &alive {
+        let id = i.instance_id().unwrap();
+        let itype = i.instance_type().unwrap().as_str();
+        match tag(i, "daft:group").as_deref() {
+            None => {
+                assert_eq!(tag(i, "daft:role").as_deref(), Some("head"));
+                assert_eq!(itype, "t3.small");
+                assert_eq!(ray_args_of(id).await, "");
+            }
+            Some("cpu") => {
+                assert_eq!(itype, "m7i.large");
+                assert_eq!(tag(i, "Name").as_deref(), Some("daft-moto-groups-cpu"));
+                assert_eq!(ray_args_of(id).await, r#"--resources={"fast_disk":1.0}"#);
+            }
+            Some("gpu") => {
+                // The first type of the list (EC2 had capacity for it), its 4 GPUs given to Ray
+                // as EC2's DescribeInstanceTypes counts them, on the group's own image.
+                assert_eq!(itype, "g4dn.12xlarge");
+                assert_eq!(i.image_id(), Some(image.as_str()));
+                assert_eq!(ray_args_of(id).await, "--num-gpus=4");
+            }
+            Some(other) => panic!("unexpected group {other}"),
+        }
+    }
+    // Again: nothing to do; then the gpu group shrinks and only its newest node goes.
+    let again = ok(case.daft().args(["up", "--no-wait", "-c", cfg]));
+    assert!(again.contains("Nothing to do"), "{again}");
+    write(1);
+    let shrink = ok(case.daft().args(["up", "--no-wait", "--yes", "-c", cfg]));
+    assert!(
+        shrink.contains("[gpu]  (") && shrink.contains("surplus (1 wanted)"),
+        "{shrink}"
+    );
+    assert!(!shrink.contains("[cpu]  ("), "{shrink}");
+    let down = ok(case.daft().args(["down", "--yes", "-c", cfg]));
+    assert!(down.contains("terminate"), "{down}");
+    assert!(
+        instances("moto-groups")
+            .await
+            .iter()
+            .all(|n| n.3 == "terminated" || n.3 == "shutting-down"),
+        "down left instances"
+    );
+}

@@ -558,3 +558,70 @@ bad_config!(
     autostop_not_a_duration,
     "[setup]\nname = \"demo\"\nprovider = \"local\"\nautostop = \"5s\"\n"
 );
+
+const GROUP: &str = "[setup]\nname = \"demo\"\nprovider = \"aws\"\n[[setup.aws.worker_groups]]\n";
+
+bad_config!(
+    worker_group_without_instance_types,
+    &format!("{GROUP}name = \"gpu\"\nworkers = 1\n")
+);
+bad_config!(
+    worker_group_with_a_bad_name,
+    &format!("{GROUP}name = \"GPU nodes\"\ninstance_types = [\"g5.xlarge\"]\nworkers = 1\n")
+);
+bad_config!(
+    worker_group_with_a_type_listed_twice,
+    &format!(
+        "{GROUP}name = \"gpu\"\ninstance_types = [\"g5.xlarge\", \"g5.xlarge\"]\nworkers = 1\n"
+    )
+);
+bad_config!(
+    worker_group_without_workers,
+    &format!("{GROUP}name = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\n")
+);
+bad_config!(
+    worker_group_naming_rays_own_resource,
+    &format!("{GROUP}name = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\nworkers = 1\nresources = {{ GPU = 1 }}\n")
+);
+bad_config!(
+    worker_group_with_an_unknown_key,
+    &format!("{GROUP}name = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\nworkers = 1\ninstance_type = \"g5.xlarge\"\n")
+);
+bad_config!(
+    worker_groups_beside_number_of_workers,
+    "[setup]\nname = \"demo\"\nprovider = \"aws\"\nnumber_of_workers = 2\n[[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\nworkers = 1\n"
+);
+bad_config!(
+    two_worker_groups_of_one_name,
+    &format!("{GROUP}name = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\nworkers = 1\n[[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [\"g6.xlarge\"]\nworkers = 1\n")
+);
+
+#[test]
+fn worker_groups_load_with_their_defaults_from_setup_aws() {
+    let text = "[setup]\nname = \"demo\"\nprovider = \"aws\"\ninstance_type = \"m7i.large\"\n\
+                [setup.aws]\niam_instance_profile = \"ray-nodes\"\nroot_volume_gb = 50\n\
+                [[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [\"g5.xlarge\", \"g6.xlarge\"]\n\
+                workers = 2\nroot_volume_gb = 200\nresources = { a10g = 1 }\n";
+    let c = Config::parse("g.toml", text, Path::new(".")).unwrap();
+    let daft::config::ProviderSetup::Aws(aws) = &c.setup.provider else {
+        panic!("not an AWS setup")
+    };
+    assert_eq!(aws.groups.len(), 1);
+    let g = &aws.groups[0];
+    assert_eq!(g.instance_types, ["g5.xlarge", "g6.xlarge"]);
+    assert_eq!((g.workers, g.root_volume_gb), (2, Some(200)));
+    assert_eq!(g.iam_instance_profile.as_deref(), Some("ray-nodes"));
+    assert_eq!(g.resources.get("a10g"), Some(&1.0));
+    assert_eq!(aws.workers(), 2);
+    // Without groups: one unnamed group like the head, of number_of_workers.
+    let c = Config::parse("g.toml", GOOD, Path::new(".")).unwrap();
+    let daft::config::ProviderSetup::Aws(aws) = &c.setup.provider else {
+        panic!("not an AWS setup")
+    };
+    assert_eq!(aws.groups.len(), 1);
+    assert_eq!(aws.groups[0].name, "");
+    assert_eq!(
+        aws.groups[0].instance_types,
+        std::slice::from_ref(&aws.instance_type)
+    );
+}

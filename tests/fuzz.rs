@@ -130,6 +130,7 @@ fn arb_observed() -> impl Strategy<Value = Observed> {
             id,
             cluster: "fuzz".into(),
             role: if head { Role::Head } else { Role::Worker },
+            group: String::new(),
             state,
             spec_hash: spec,
             launch: BTreeMap::from([("instance_type".to_string(), "x".to_string())]),
@@ -164,8 +165,10 @@ fn desired(workers: u32, rules: Option<Vec<String>>) -> DesiredCluster {
             Role::Head,
             [("instance_type", "y".to_string())],
         )),
-        worker: NodeSpec::new(Role::Worker, [("instance_type", "y".to_string())]),
-        workers,
+        groups: vec![daft::model::WorkerGroup::fixed(
+            NodeSpec::new(Role::Worker, [("instance_type", "y".to_string())]),
+            workers,
+        )],
         setup_hash: "s".into(),
         support: vec![SupportResource {
             kind: "security-group".into(),

@@ -23,8 +23,10 @@ fn desired(workers: u32) -> DesiredCluster {
     DesiredCluster {
         name: "demo".into(),
         head: Some(spec(Role::Head, "m7g.medium")),
-        worker: spec(Role::Worker, "m7g.medium"),
-        workers,
+        groups: vec![daft::model::WorkerGroup::fixed(
+            spec(Role::Worker, "m7g.medium"),
+            workers,
+        )],
         setup_hash: "setup-1".into(),
         support: vec![SupportResource {
             kind: "security-group".into(),
@@ -40,6 +42,7 @@ fn node(id: &str, role: Role, state: NodeState, s: &NodeSpec, created: u64) -> O
         id: id.into(),
         cluster: "demo".into(),
         role,
+        group: String::new(),
         state,
         spec_hash: s.hash(),
         launch: s.launch.clone(),
@@ -75,7 +78,7 @@ fn healthy(workers: usize) -> Observed {
             &format!("w{i}"),
             Role::Worker,
             NodeState::Running,
-            &d.worker,
+            &d.groups[0].spec,
             10 + i as u64,
         ));
     }
@@ -90,7 +93,7 @@ fn kinds(p: &Plan) -> Vec<String> {
         .iter()
         .map(|a| match a {
             Action::CreateSupport { resource } => format!("create-support {}", resource.name),
-            Action::Create { role, count } => format!("create {} {count}", role.as_str()),
+            Action::Create { role, count, .. } => format!("create {} {count}", role.as_str()),
             Action::Replace { node, .. } => format!("replace {}", node.id),
             Action::Update { node, .. } => format!("update {}", node.id),
             Action::Keep { node } => format!("keep {}", node.id),
@@ -152,35 +155,35 @@ fn surplus_terminates_pending_before_running_newest_first() {
         "old-running",
         Role::Worker,
         NodeState::Running,
-        &d.worker,
+        &d.groups[0].spec,
         10,
     ));
     obs.nodes.push(node(
         "new-running",
         Role::Worker,
         NodeState::Running,
-        &d.worker,
+        &d.groups[0].spec,
         30,
     ));
     obs.nodes.push(node(
         "mid-running",
         Role::Worker,
         NodeState::Running,
-        &d.worker,
+        &d.groups[0].spec,
         20,
     ));
     obs.nodes.push(node(
         "pending-old",
         Role::Worker,
         NodeState::Pending,
-        &d.worker,
+        &d.groups[0].spec,
         5,
     ));
     obs.nodes.push(node(
         "pending-new",
         Role::Worker,
         NodeState::Pending,
-        &d.worker,
+        &d.groups[0].spec,
         40,
     ));
     let p = plan(&d, &obs);
@@ -203,7 +206,7 @@ fn changed_instance_type_replaces_and_says_why() {
     let obs = healthy(1);
     let mut d = desired(1);
     d.head = Some(spec(Role::Head, "m7g.large"));
-    d.worker = spec(Role::Worker, "m7g.large");
+    d.groups[0].spec = spec(Role::Worker, "m7g.large");
     let p = plan(&d, &obs);
     assert_eq!(kinds(&p), ["replace h", "replace w0"]);
     let Action::Replace { reasons, .. } = &p.actions[0] else {
@@ -241,7 +244,7 @@ fn terminated_and_shutting_down_are_ignored() {
         "gone",
         Role::Worker,
         NodeState::Terminated,
-        &d.worker,
+        &d.groups[0].spec,
         50,
     ));
     obs.nodes.push(node(
@@ -457,7 +460,7 @@ fn simulate(d: &DesiredCluster, obs: &Observed, p: &Plan) -> Observed {
                 .filter(|s| s.name == resource.name)
                 .for_each(|s| s.rules = resource.rules.clone()),
             Action::Skip { .. } => {}
-            Action::Create { role, count } => {
+            Action::Create { role, count, .. } => {
                 for _ in 0..*count {
                     nodes.push(fresh(*role));
                 }
@@ -551,7 +554,7 @@ fn check_converged(
     let heads: Vec<_> = mine.iter().filter(|n| n.role == Role::Head).collect();
     let workers: Vec<_> = mine.iter().filter(|n| n.role == Role::Worker).collect();
     prop_assert_eq!(heads.len(), usize::from(d.head.is_some()));
-    prop_assert_eq!(workers.len(), d.workers as usize);
+    prop_assert_eq!(workers.len(), d.workers() as usize);
     for n in &mine {
         prop_assert_eq!(&n.spec_hash, &d.spec(n.role).unwrap().hash());
         prop_assert!(matches!(n.state, NodeState::Running | NodeState::Pending));
@@ -794,4 +797,109 @@ fn a_slurm_allocation_is_planned_as_one_unit_and_reads_as_a_job() {
         down.contains("  - delete     Slurm job daft-hpc  (and its 1 job(s))"),
         "{down}"
     );
+}
+
+/// A node of worker group `group`.
+fn group_node(id: &str, group: &str, s: &NodeSpec, created: u64) -> ObservedNode {
+    ObservedNode {
+        group: group.into(),
+        ..node(id, Role::Worker, NodeState::Running, s, created)
+    }
+}
+
+#[test]
+fn worker_groups_are_planned_each_to_its_count_and_a_dropped_group_goes() {
+    use daft::model::WorkerGroup;
+    let cpu = spec(Role::Worker, "m7i.large");
+    let gpu = spec(Role::Worker, "g5.xlarge");
+    let mut d = desired(0);
+    d.groups = vec![
+        WorkerGroup::named("cpu", cpu.clone(), 2),
+        WorkerGroup::named("gpu", gpu.clone(), 3),
+        // Between its minimum and maximum the count is the autoscaler's: never fought.
+        WorkerGroup {
+            min: 1,
+            max: 4,
+            ..WorkerGroup::named("spare", cpu.clone(), 1)
+        },
+    ];
+    let mut obs = Observed {
+        nodes: vec![node(
+            "h",
+            Role::Head,
+            NodeState::Running,
+            d.head.as_ref().unwrap(),
+            1,
+        )],
+        support: vec![sg()],
+    };
+    obs.nodes.extend([
+        // cpu: one short; gpu: one of its nodes has another type (replaced), one too few;
+        // spare: three, within 1..=4; old: a group the config no longer has.
+        group_node("c1", "cpu", &cpu, 10),
+        group_node("g1", "gpu", &gpu, 11),
+        group_node("g2", "gpu", &cpu, 12),
+        group_node("s1", "spare", &cpu, 13),
+        group_node("s2", "spare", &cpu, 14),
+        group_node("s3", "spare", &cpu, 15),
+        group_node("o1", "old", &cpu, 16),
+        // The unnamed group's node, from before the config had groups.
+        node("u1", Role::Worker, NodeState::Running, &cpu, 17),
+    ]);
+    let p = plan(&d, &obs);
+    let creates: Vec<(String, u32)> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Create { group, count, .. } => Some((group.clone(), *count)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(creates, vec![("cpu".into(), 1), ("gpu".into(), 1)]);
+    let terminated: Vec<&str> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Terminate { node, .. } => Some(node.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(terminated, vec!["u1", "o1"]);
+    assert!(p.actions.iter().any(
+        |a| matches!(a, Action::Replace { node, .. } if node.id == "g2" && node.group == "gpu")
+    ));
+    insta::assert_snapshot!(render(&p, "aws us-west-2"));
+    // Applied (the new nodes in their groups), the plan is empty; the spare group may grow to
+    // its maximum without the plan minding, and past it the surplus goes.
+    let mut after = Observed {
+        nodes: obs
+            .nodes
+            .iter()
+            .filter(|n| !["u1", "o1", "g2"].contains(&n.id.as_str()))
+            .cloned()
+            .collect(),
+        support: vec![sg()],
+    };
+    after.nodes.extend([
+        group_node("c2", "cpu", &cpu, 20),
+        group_node("g3", "gpu", &gpu, 21),
+        group_node("g4", "gpu", &gpu, 22),
+        group_node("s4", "spare", &cpu, 23),
+    ]);
+    assert!(
+        plan(&d, &after).is_noop(),
+        "{}",
+        render(&plan(&d, &after), "aws")
+    );
+    after.nodes.push(group_node("s5", "spare", &cpu, 24));
+    let p = plan(&d, &after);
+    let gone: Vec<(&str, &str)> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Terminate { node, reason } => Some((node.id.as_str(), reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gone, vec![("s5", "surplus (at most 4 wanted)")]);
 }

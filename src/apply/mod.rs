@@ -175,7 +175,7 @@ impl Run<'_> {
     /// beside the workers' launch and set-up: a worker's bootstrap waits for the head's Ray port
     /// before it joins. None when the desired cluster has no head (`down`).
     async fn build(&self, phases: &Phases<'_>) -> anyhow::Result<Option<Built>> {
-        let Some(head_spec) = self.desired.spec(Role::Head) else {
+        let Some(head_spec) = self.desired.head.as_ref() else {
             return Ok(None);
         };
         // The head, and its line with the word it ends on when it is set up in this apply.
@@ -184,6 +184,7 @@ impl Run<'_> {
                 let pb = self.view.head_launching();
                 let req = LaunchRequest {
                     role: Role::Head,
+                    group: "",
                     count: 1,
                     spec: head_spec,
                     setup_hash: &self.desired.setup_hash,
@@ -256,24 +257,36 @@ impl Run<'_> {
     ) -> anyhow::Result<(Vec<ObservedNode>, Vec<String>, u32)> {
         let mut launched = Vec::new();
         let mut shortfall = 0;
-        let wanted = phases.new_workers;
+        let wanted = phases.new_worker_count();
         if wanted > 0 {
             let pb = self.view.workers(format!("launching {wanted}"));
-            let req = LaunchRequest {
-                role: Role::Worker,
-                count: wanted,
-                spec: &self.desired.worker,
-                setup_hash: &self.desired.setup_hash,
-                head: Some(head),
-                taken: &self.taken,
-                seen: &self.seen,
-            };
-            launched = self
-                .provider
-                .run_instances(&req, &pb)
-                .await
-                .context("launching workers failed")?;
-            shortfall = wanted.saturating_sub(launched.len() as u32);
+            for (group, count) in &phases.new_workers {
+                let spec = &self
+                    .desired
+                    .group(group)
+                    .ok_or_else(|| anyhow::anyhow!("the plan launches workers of group {group:?}, which the config does not have"))?
+                    .spec;
+                let req = LaunchRequest {
+                    role: Role::Worker,
+                    group,
+                    count: *count,
+                    spec,
+                    setup_hash: &self.desired.setup_hash,
+                    head: Some(head),
+                    taken: &self.taken,
+                    seen: &self.seen,
+                };
+                let got =
+                    self.provider
+                        .run_instances(&req, &pb)
+                        .await
+                        .with_context(|| match group.as_str() {
+                            "" => "launching workers failed".to_string(),
+                            g => format!("launching workers of group {g} failed"),
+                        })?;
+                shortfall += count.saturating_sub(got.len() as u32);
+                launched.extend(got);
+            }
             done(&pb, format!("launched {}", launched.len()));
         }
         let set_up_new = self.connect && (!self.provider.self_starting() || self.opts.wait_workers);

@@ -38,8 +38,8 @@ pub struct Phases<'p> {
     /// Surplus and replaced nodes, as observed.
     pub doomed: Vec<ObservedNode>,
     pub head: HeadStep<'p>,
-    /// Workers to launch: new ones and replacements.
-    pub new_workers: u32,
+    /// Workers to launch, by group in the plan's order: new ones and replacements.
+    pub new_workers: Vec<(String, u32)>,
     /// Workers to set up again, with what their line says.
     pub worker_updates: Vec<(ObservedNode, String)>,
     /// Workers that could not be asked, with why.
@@ -56,7 +56,7 @@ impl<'p> Phases<'p> {
             support_before: Vec::new(),
             doomed: Vec::new(),
             head: HeadStep::None,
-            new_workers: 0,
+            new_workers: Vec::new(),
             worker_updates: Vec::new(),
             worker_skips: Vec::new(),
             support_after: Vec::new(),
@@ -71,9 +71,9 @@ impl<'p> Phases<'p> {
                     p.support_before.push(SupportStep::Create { resource })
                 }
                 Action::DeleteSupport { resource } => p.support_after.push(resource),
-                Action::Create { role, count } => match role {
+                Action::Create { role, count, group } => match role {
                     Role::Head => p.head = HeadStep::Launch,
-                    Role::Worker => p.new_workers += count,
+                    Role::Worker => p.add_workers(group, *count),
                 },
                 Action::Replace { node, .. } => {
                     p.replacing = true;
@@ -82,7 +82,7 @@ impl<'p> Phases<'p> {
                     }
                     match node.role {
                         Role::Head => p.head = HeadStep::Launch,
-                        Role::Worker => p.new_workers += 1,
+                        Role::Worker => p.add_workers(&node.group, 1),
                     }
                 }
                 Action::Terminate { node, .. } => {
@@ -120,6 +120,18 @@ impl<'p> Phases<'p> {
             }
         }
         p
+    }
+
+    fn add_workers(&mut self, group: &str, count: u32) {
+        match self.new_workers.iter_mut().find(|(g, _)| g == group) {
+            Some((_, n)) => *n += count,
+            None => self.new_workers.push((group.to_string(), count)),
+        }
+    }
+
+    /// Every worker to launch, of all groups.
+    pub fn new_worker_count(&self) -> u32 {
+        self.new_workers.iter().map(|(_, n)| n).sum()
     }
 }
 
@@ -175,6 +187,12 @@ mod tests {
                 Action::Create {
                     role: Role::Worker,
                     count: 2,
+                    group: String::new(),
+                },
+                Action::Create {
+                    role: Role::Worker,
+                    count: 1,
+                    group: "gpu".into(),
                 },
                 Action::Replace {
                     node: at(&w1),
@@ -215,8 +233,12 @@ mod tests {
                 reasons: &why
             }
         );
-        // Two new workers and the replacement of w1.
-        assert_eq!(p.new_workers, 3);
+        // Two new workers and the replacement of w1; one of the gpu group.
+        assert_eq!(
+            p.new_workers,
+            vec![(String::new(), 3), ("gpu".to_string(), 1)]
+        );
+        assert_eq!(p.new_worker_count(), 4);
         assert_eq!(p.doomed, vec![w1, w4]);
         assert_eq!(
             p.worker_updates,
@@ -241,6 +263,7 @@ mod tests {
         let create = plan(Action::Create {
             role: Role::Head,
             count: 1,
+            group: String::new(),
         });
         assert_eq!(Phases::of(&create, &observed).head, HeadStep::Launch);
         assert!(!Phases::of(&create, &observed).replacing);

@@ -107,7 +107,7 @@ pub async fn up(cfg: &Config, args: &Up, start: Instant, pr: &Printer) -> anyhow
     crate::outln!(pr,
         "Cluster {:?} is up: 1 head + {} worker(s); {} created, {} updated, {} removed in {}. Head: {head}.",
         cfg.setup.name,
-        desired.workers.saturating_sub(report.shortfall),
+        desired.workers().saturating_sub(report.shortfall),
         report.created.len(),
         report.updated.len(),
         report.terminated.len(),

@@ -178,6 +178,33 @@ impl Checker<'_> {
                     }
                     continue;
                 }
+                (Ty::Tables, Item::ArrayOfTables(tables)) => {
+                    let mut inner: Vec<&str> = path.to_vec();
+                    inner.push(key);
+                    for t in tables.iter() {
+                        self.check_shape(t, &inner)?;
+                    }
+                    continue;
+                }
+                (Ty::NumMap, Item::Table(_) | Item::Value(Value::InlineTable(_))) => {
+                    let t = match item {
+                        Item::Table(t) => t.clone(),
+                        Item::Value(Value::InlineTable(t)) => t.clone().into_table(),
+                        _ => unreachable!("matched above"),
+                    };
+                    for (k, v) in t.iter() {
+                        if !matches!(v, Item::Value(Value::Integer(_) | Value::Float(_))) {
+                            return Err(self
+                                .err(
+                                    item_span(v).or_else(|| self.doc_key_span(&t, k)),
+                                    format!("`{full}.{k}` must be a number, not {}", type_name(v)),
+                                )
+                                .label("expected a number")
+                                .help(format!("write it like {}", spec.example)));
+                        }
+                    }
+                    continue;
+                }
                 (Ty::StrList, Item::Value(Value::Array(a))) => {
                     for v in a.iter() {
                         if !matches!(v, Value::String(_)) {
@@ -201,6 +228,8 @@ impl Checker<'_> {
                     Ty::StrMap => "a table of strings",
                     Ty::Presets => "a table of presets",
                     Ty::Sweep => "a [sweep] table",
+                    Ty::Tables => "a list of tables",
+                    Ty::NumMap => "a table of numbers",
                 };
                 return Err(self
                     .err(

@@ -15,6 +15,7 @@ fn every_listed_key_is_read_by_serde_and_every_field_is_listed() {
         ("setup.ssh", fields::<SshHostsFile>()),
         ("setup.local", fields::<LocalFile>()),
         ("setup.aws", fields::<AwsFile>()),
+        ("setup.aws.worker_groups", fields::<WorkerGroupFile>()),
         ("setup.slurm", fields::<SlurmFile>()),
         ("setup.kubernetes", fields::<KubernetesFile>()),
     ];

@@ -15,6 +15,11 @@ pub enum Ty {
     Presets,
     /// A `[sweep]` table, checked by the sweep loader (`src/sweep.rs`).
     Sweep,
+    /// A list of tables (`[[setup.aws.worker_groups]]`), each checked against the keys listed
+    /// under its path.
+    Tables,
+    /// A table of any keys whose values are numbers (a group's Ray `resources`).
+    NumMap,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -224,6 +229,51 @@ pub const KEYS: &[Key] = &[
         "[\"203.0.113.7/32\"]",
     ),
     k(
+        "setup.aws",
+        "worker_groups",
+        Ty::Tables,
+        false,
+        "[[setup.aws.worker_groups]]",
+    ),
+    k("setup.aws.worker_groups", "name", Ty::Str, true, "\"gpu\""),
+    k(
+        "setup.aws.worker_groups",
+        "instance_types",
+        Ty::StrList,
+        true,
+        "[\"g5.xlarge\", \"g6.xlarge\"]",
+    ),
+    k("setup.aws.worker_groups", "workers", Ty::Int, false, "2"),
+    k(
+        "setup.aws.worker_groups",
+        "image_id",
+        Ty::Str,
+        false,
+        "\"ami-0123456789abcdef0\"",
+    ),
+    k(
+        "setup.aws.worker_groups",
+        "iam_instance_profile",
+        Ty::Str,
+        false,
+        "\"ray-gpu-nodes\"",
+    ),
+    k(
+        "setup.aws.worker_groups",
+        "root_volume_gb",
+        Ty::Int,
+        false,
+        "200",
+    ),
+    k("setup.aws.worker_groups", "num_gpus", Ty::Int, false, "1"),
+    k(
+        "setup.aws.worker_groups",
+        "resources",
+        Ty::NumMap,
+        false,
+        "{ accelerator_a10g = 1 }",
+    ),
+    k(
         "run",
         "setup_commands",
         Ty::StrList,
@@ -298,7 +348,11 @@ pub(crate) mod drift {
     pub fn tables_checked(keys: &[Key], checked: &[&str]) {
         use super::Ty;
         let tables: BTreeSet<String> = std::iter::once(String::new())
-            .chain(keys.iter().filter(|k| k.ty == Ty::Table).map(path))
+            .chain(
+                keys.iter()
+                    .filter(|k| matches!(k.ty, Ty::Table | Ty::Tables))
+                    .map(path),
+            )
             .collect();
         let checked: BTreeSet<String> = checked.iter().map(|s| s.to_string()).collect();
         assert_eq!(
@@ -313,7 +367,18 @@ pub(crate) mod drift {
         let mut table = String::new();
         for line in text.lines() {
             let l = line.trim();
-            if let Some(t) = l.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            // A table header, written or commented out (`# [[setup.aws.worker_groups]]`).
+            let header = l.trim_start_matches('#').trim_start();
+            if let Some(t) = header
+                .strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .filter(|t| !t.contains(' ') || t.starts_with('['))
+            {
+                // (`[[a.b]]`, a list of tables, names its table as `[a.b]` does.)
+                let t = t
+                    .strip_prefix('[')
+                    .and_then(|t| t.strip_suffix(']'))
+                    .unwrap_or(t);
                 table = t.trim().to_string();
                 out.insert(table.clone());
                 continue;

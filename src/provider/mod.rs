@@ -23,6 +23,8 @@ use crate::transport::Transport;
 #[derive(Debug, Clone)]
 pub struct LaunchRequest<'a> {
     pub role: Role,
+    /// The worker group ("": the head, or the unnamed group), recorded on each node.
+    pub group: &'a str,
     pub count: u32,
     pub spec: &'a NodeSpec,
     pub setup_hash: &'a str,

@@ -141,6 +141,7 @@ pub(super) fn to_node(i: &Instance) -> Option<ObservedNode> {
         id: i.instance_id()?.to_string(),
         cluster,
         role,
+        group: tag_value(i, TAG_GROUP).unwrap_or("").to_string(),
         state: NodeState::from_ec2(
             i.state()
                 .and_then(|s| s.name())

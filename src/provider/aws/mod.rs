@@ -34,7 +34,7 @@ use crate::agent::{NodeRecord, Said};
 use crate::bootstrap::{self, NodeParams};
 use crate::config::{AwsSetup, Config, HostAddr, ProviderSetup};
 use crate::model::{
-    DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource,
+    DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, SupportResource, WorkerGroup,
 };
 use crate::paths::daft_home;
 use crate::setup::{self, Bootstrap, NodeSetup, SetupRecord};
@@ -48,12 +48,14 @@ pub const TAG_SETUP: &str = "daft:setup-hash";
 pub const TAG_HEAD: &str = "daft:head";
 pub const TAG_IMAGE: &str = "daft:image";
 mod api;
+mod groups;
 mod nodes;
 mod security_group;
 mod user_data;
 
 use api::*;
 pub use api::{all_regions, architecture, client, configured_region, http_client, list_region};
+pub use groups::{group_spec, image_spec, is_capacity_error, ray_args, TypeInfo, TAG_GROUP};
 pub use nodes::client_token;
 pub use user_data::{node_params, render_user_data, user_data_script};
 
@@ -72,6 +74,8 @@ pub struct AwsProvider {
     /// over HTTPS the first time a plan needs it (not by `submit` or `dashboard`); the error says
     /// how to set them when the lookup failed.
     ssh_cidrs: tokio::sync::OnceCell<Result<Vec<String>, String>>,
+    /// What EC2 said of each instance type asked about in this run.
+    types: tokio::sync::Mutex<BTreeMap<String, groups::TypeInfo>>,
 }
 
 impl AwsProvider {
@@ -84,6 +88,7 @@ impl AwsProvider {
             client,
             key,
             ssh_cidrs: tokio::sync::OnceCell::new(),
+            types: tokio::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -95,17 +100,17 @@ impl AwsProvider {
         format!("daft-{}", self.name())
     }
 
-    fn image_spec(&self) -> String {
-        self.aws
-            .image_id
-            .clone()
-            .unwrap_or_else(|| format!("auto:al2023-{}", architecture(&self.aws.instance_type)))
-    }
-
-    fn spec(&self, role: Role) -> NodeSpec {
+    /// The head's launch spec.
+    fn head_spec(&self) -> NodeSpec {
         let mut launch = vec![
             ("instance_type", self.aws.instance_type.clone()),
-            ("image_id", self.image_spec()),
+            (
+                "image_id",
+                groups::image_spec(
+                    self.aws.image_id.as_deref(),
+                    std::slice::from_ref(&self.aws.instance_type),
+                ),
+            ),
             ("ssh_user", self.cfg.setup.ssh_user.clone()),
         ];
         // (Only when set: nodes launched before the key existed keep their spec hash.)
@@ -115,62 +120,40 @@ impl AwsProvider {
         if let Some(gb) = self.aws.root_volume_gb {
             launch.push(("root_volume_gb", gb.to_string()));
         }
-        NodeSpec::new(role, launch)
+        NodeSpec::new(Role::Head, launch)
     }
 
-    fn tags(&self, role: Role, extra: &[(&str, String)]) -> Vec<Tag> {
+    /// A node's tags: its cluster, role, group (a named one's) and readable name.
+    fn tags(&self, role: Role, group: &str, extra: &[(&str, String)]) -> Vec<Tag> {
+        let label = if group.is_empty() {
+            role.as_str()
+        } else {
+            group
+        };
         let mut t = vec![
             Tag::builder().key(TAG_CLUSTER).value(self.name()).build(),
             Tag::builder().key(TAG_ROLE).value(role.as_str()).build(),
             Tag::builder()
                 .key("Name")
-                .value(format!("daft-{}-{}", self.name(), role.as_str()))
+                .value(format!("daft-{}-{label}", self.name()))
                 .build(),
         ];
+        if !group.is_empty() {
+            t.push(Tag::builder().key(TAG_GROUP).value(group).build());
+        }
         for (k, v) in extra {
             t.push(Tag::builder().key(*k).value(v).build());
         }
         t
     }
 
-    /// The image to launch: `image_id`, else the newest Amazon Linux 2023 for the architecture.
-    async fn resolve_image(&self) -> anyhow::Result<String> {
-        if let Some(id) = &self.aws.image_id {
-            return Ok(id.clone());
-        }
-        let arch = architecture(&self.aws.instance_type);
-        let out = self
-            .client
-            .describe_images()
-            .owners("amazon")
-            .filters(filter("name", &[&format!("al2023-ami-2023.*-{arch}")]))
-            .filters(filter("architecture", &[arch]))
-            .filters(filter("state", &["available"]))
-            .send()
-            .await
-            .map_err(|e| aws_err("DescribeImages", e))?;
-        let mut images: Vec<_> = out
-            .images()
-            .iter()
-            .filter(|i| !i.name().unwrap_or("").contains("minimal"))
-            .collect();
-        images.sort_by_key(|i| i.creation_date().unwrap_or("").to_string());
-        let img = images.last().and_then(|i| i.image_id()).ok_or_else(|| {
-            anyhow!(
-                "no Amazon Linux 2023 {arch} image found in {}; set image_id in the config",
-                self.aws.region
-            )
-        })?;
-        tracing::debug!(image = img, arch, "resolved image");
-        Ok(img.to_string())
-    }
-
     /// The root volume to launch with (`root_volume_gb`), on the image's own root device.
     async fn root_volume(
         &self,
         image: &str,
+        gb: Option<u32>,
     ) -> anyhow::Result<Option<aws_sdk_ec2::types::BlockDeviceMapping>> {
-        let Some(gb) = self.aws.root_volume_gb else {
+        let Some(gb) = gb else {
             return Ok(None);
         };
         let out = self
@@ -336,9 +319,18 @@ impl NodeProvider for AwsProvider {
     async fn desired(&self) -> DesiredCluster {
         DesiredCluster {
             name: self.name().to_string(),
-            head: Some(self.spec(Role::Head)),
-            worker: self.spec(Role::Worker),
-            workers: self.cfg.setup.number_of_workers,
+            head: Some(self.head_spec()),
+            groups: self
+                .aws
+                .groups
+                .iter()
+                .map(|g| WorkerGroup {
+                    name: g.name.clone(),
+                    spec: group_spec(g, &self.cfg.setup.ssh_user),
+                    min: g.workers,
+                    max: g.workers,
+                })
+                .collect(),
             setup_hash: bootstrap::setup_hash(&self.cfg),
             support: vec![SupportResource {
                 kind: "security-group".into(),

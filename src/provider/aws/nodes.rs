@@ -31,26 +31,129 @@ pub fn client_token(
     format!("daft-{}-{h}", role.as_str())
 }
 
+/// How one instance type's launches ended.
+enum Stop {
+    /// All asked for were launched.
+    Done,
+    /// EC2 had no capacity (or no quota) for more of this type: (its code, its message).
+    Capacity(String),
+    /// Another error, after this type launched what it did.
+    Failed(anyhow::Error),
+}
+
 impl AwsProvider {
+    /// Launch `req.count` nodes: of the head's type, or of the group's instance types in order,
+    /// the next tried when EC2 has no capacity for the current one (each step said on one line);
+    /// a partial launch is completed from the next type. When nothing could be launched,
+    /// the error lists every type tried with EC2's reason.
     pub(super) async fn launch(
         &self,
         req: &LaunchRequest<'_>,
         pb: &ProgressBar,
     ) -> anyhow::Result<Vec<ObservedNode>> {
-        let (image, key, sg) = tokio::try_join!(
-            self.resolve_image(),
-            self.key_pair(),
-            self.security_group_id()
-        )?;
-        let root = self.root_volume(&image).await?;
+        let group = self.group(req.role, req.group);
+        let types: Vec<String> = match group {
+            Some(g) => g.instance_types.clone(),
+            None => vec![self.aws.instance_type.clone()],
+        };
+        let what = match req.group {
+            "" => req.role.as_str().to_string(),
+            g => format!("{} of group {g}", req.role.as_str()),
+        };
+        let (key, sg) = tokio::try_join!(self.key_pair(), self.security_group_id())?;
+        let mut launched: Vec<ObservedNode> = Vec::new();
+        let mut tried: Vec<String> = Vec::new();
+        for (i, itype) in types.iter().enumerate() {
+            let left = req.count - launched.len() as u32;
+            if left == 0 {
+                break;
+            }
+            let (got, stop) = self
+                .launch_type(req, group, itype, left, &key, &sg, pb)
+                .await?;
+            let n = got.len();
+            launched.extend(got);
+            match stop {
+                Stop::Done => break,
+                Stop::Capacity(reason) => {
+                    let next = types
+                        .get(i + 1)
+                        .map(|t| format!("; trying {t}"))
+                        .unwrap_or_default();
+                    let got = if n > 0 {
+                        format!(" after {n} of {left}")
+                    } else {
+                        String::new()
+                    };
+                    pb.println(format!(
+                        "daft: no capacity for {itype} ({what}){got}: {reason}{next}"
+                    ));
+                    tried.push(format!("{itype}: {reason}"));
+                }
+                Stop::Failed(e) if launched.is_empty() => return Err(e),
+                Stop::Failed(e) => {
+                    pb.println(format!("warning: {e}"));
+                    break;
+                }
+            }
+        }
+        if launched.is_empty() && !tried.is_empty() {
+            bail!(
+                "EC2 has no capacity for the {what} in {}; tried, in order:\n{}\n  what to do: \
+                 add instance types to try (a group's instance_types), use another region, or \
+                 ask AWS for a quota increase; nothing was launched",
+                self.aws.region,
+                tried
+                    .iter()
+                    .map(|t| format!("  - {t}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        Ok(launched)
+    }
+
+    /// Launch up to `count` nodes of `itype`, in batches of [`BATCH`].
+    #[allow(clippy::too_many_arguments)]
+    async fn launch_type(
+        &self,
+        req: &LaunchRequest<'_>,
+        group: Option<&crate::config::AwsWorkerGroup>,
+        itype: &str,
+        count: u32,
+        key: &str,
+        sg: &str,
+        pb: &ProgressBar,
+    ) -> anyhow::Result<(Vec<ObservedNode>, Stop)> {
+        let info = self.type_info(itype).await?;
+        let (image_id, profile, gb) = match group {
+            Some(g) => (
+                g.image_id.as_deref(),
+                g.iam_instance_profile.as_ref(),
+                g.root_volume_gb,
+            ),
+            None => (
+                self.aws.image_id.as_deref(),
+                self.aws.iam_instance_profile.as_ref(),
+                self.aws.root_volume_gb,
+            ),
+        };
+        let image = self.resolve_image(image_id, info).await?;
+        let root = self.root_volume(&image, gb).await?;
+        let image_tag = match group {
+            Some(g) => image_spec(g.image_id.as_deref(), &g.instance_types),
+            None => image_spec(image_id, std::slice::from_ref(&self.aws.instance_type)),
+        };
+        let mut params = node_params(&self.cfg, req.role, req.head);
+        params.ray_args = ray_args(group, Some(info));
         let mut launched = Vec::new();
-        let mut left = req.count;
+        let mut left = count;
         let mut batch_no = 0;
         while left > 0 {
             let n = left.min(BATCH);
             batch_no += 1;
             pb.set_message(format!(
-                "launching {n} {} instance(s) (batch {batch_no})",
+                "launching {n} {} instance(s) of {itype} (batch {batch_no})",
                 req.role.as_str()
             ));
             // The batch's host key: made here, handed over in the user data, pinned under each
@@ -63,43 +166,43 @@ impl AwsProvider {
                 .map_err(|e| anyhow!("cannot encode a host key: {e}"))?;
             let user_data = base64::engine::general_purpose::STANDARD.encode(render_user_data(
                 &self.cfg,
-                req.role,
-                req.head,
+                &params,
                 Some(&host_key_text),
             ));
             // The setup hash is tagged only once daft has seen the node set up (setup_node).
-            let mut extra = vec![(TAG_SPEC, req.spec.hash()), (TAG_IMAGE, self.image_spec())];
+            let mut extra = vec![(TAG_SPEC, req.spec.hash()), (TAG_IMAGE, image_tag.clone())];
             if let Some(h) = req.head {
                 extra.push((TAG_HEAD, h.id.clone()));
             }
-            let tags = self.tags(req.role, &extra);
+            let tags = self.tags(req.role, req.group, &extra);
             let mut salt = 0;
             let before = Instant::now();
             let sent = loop {
+                // (The type tried is part of what is launched: another type, another token.)
                 let token = client_token(
                     self.name(),
                     &self.aws.region,
                     req.role,
-                    &req.spec.hash(),
+                    &format!("{}/{itype}", req.spec.hash()),
                     req.seen,
                     batch_no,
                     n,
                     salt,
                 );
-                tracing::debug!(target: "daft::aws", %token, "RunInstances client token");
+                tracing::debug!(target: "daft::aws", %token, itype, "RunInstances client token");
                 let sent = self
                     .client
                     .run_instances()
                     .image_id(&image)
-                    .instance_type(InstanceType::from(self.aws.instance_type.as_str()))
+                    .instance_type(InstanceType::from(itype))
                     // All or nothing per batch (moto honours only MinCount; EC2 answers a batch it
-                    // cannot fill with InsufficientInstanceCapacity). Batches that did launch are
-                    // kept and the shortfall reported; the next `up` fills the gap.
+                    // cannot fill with InsufficientInstanceCapacity). What a type could not
+                    // launch is asked of the next type.
                     .min_count(n as i32)
                     .max_count(n as i32)
-                    .key_name(&key)
-                    .security_group_ids(&sg)
-                    .set_iam_instance_profile(self.aws.iam_instance_profile.as_ref().map(|p| {
+                    .key_name(key)
+                    .security_group_ids(sg)
+                    .set_iam_instance_profile(profile.map(|p| {
                         let b = aws_sdk_ec2::types::IamInstanceProfileSpecification::builder();
                         if p.starts_with("arn:") {
                             b.arn(p).build()
@@ -149,16 +252,39 @@ impl AwsProvider {
                     let got: Vec<ObservedNode> =
                         out.instances().iter().filter_map(to_node).collect();
                     self.pin_host_keys(&got, &host_key)?;
-                    if got.len() < n as usize {
-                        tracing::warn!("asked for {n} instances, EC2 launched {}", got.len());
-                        pb.println(format!("warning: asked for {n} {} instance(s), EC2 launched {} (partial capacity)", req.role.as_str(), got.len()));
-                        launched.extend(got);
-                        break;
-                    }
-                    left -= got.len() as u32;
+                    let short = got.len() < n as usize;
+                    left -= (got.len() as u32).min(left);
                     launched.extend(got);
+                    if short {
+                        tracing::warn!(itype, "asked for {n} instances, EC2 launched fewer");
+                        return Ok((
+                            launched,
+                            Stop::Capacity(format!(
+                                "partial capacity: EC2 launched fewer than the {n} asked for"
+                            )),
+                        ));
+                    }
                 }
                 Err(e) => {
+                    let code = e
+                        .as_service_error()
+                        .and_then(|s| s.code())
+                        .unwrap_or("")
+                        .to_string();
+                    if is_capacity_error(&code) {
+                        let msg = e
+                            .as_service_error()
+                            .and_then(|s| s.message())
+                            .unwrap_or("")
+                            .to_string();
+                        tracing::debug!(target: "daft::aws", itype, %code, %msg, "no capacity");
+                        let reason = if msg.is_empty() {
+                            code
+                        } else {
+                            format!("{code} ({msg})")
+                        };
+                        return Ok((launched, Stop::Capacity(reason)));
+                    }
                     // Before anything is retried, look again: the call may have launched after all.
                     let err = aws_err("RunInstances", e);
                     let again = self.query().await?;
@@ -169,17 +295,14 @@ impl AwsProvider {
                         .into_iter()
                         .filter(|x| {
                             x.role == req.role
+                                && x.group == req.group
                                 && x.state.is_alive()
                                 && x.created + since >= now
-                                && !launched.iter().any(|l| l.id == x.id)
+                                && !launched.iter().any(|l: &ObservedNode| l.id == x.id)
                         })
                         .collect();
                     if appeared.is_empty() {
-                        if launched.is_empty() {
-                            return Err(err);
-                        }
-                        pb.println(format!("warning: {err}"));
-                        break;
+                        return Ok((launched, Stop::Failed(err)));
                     }
                     self.pin_host_keys(&appeared, &host_key)?;
                     left = left.saturating_sub(appeared.len() as u32);
@@ -187,7 +310,7 @@ impl AwsProvider {
                 }
             }
         }
-        Ok(launched)
+        Ok((launched, Stop::Done))
     }
 
     pub(super) async fn set_up_node(
@@ -271,8 +394,10 @@ impl AwsProvider {
             node.setup_hash.is_some() && node.setup_hash.as_deref() != Some(want_setup.as_str());
         let rejoin = node.role == Role::Worker && node.joined_head.as_deref() != Some(&head.id);
         let bootstrap = if setup_changed || rejoin {
+            let mut params = node_params(&self.cfg, node.role, Some(head));
+            params.ray_args = self.node_ray_args(&node).await?;
             Bootstrap::Run {
-                params: Box::new(node_params(&self.cfg, node.role, Some(head))),
+                params: Box::new(params),
                 doing: if rejoin {
                     format!("joining the head {}", head.id)
                 } else {

@@ -3,20 +3,16 @@
 
 use super::*;
 
-/// The user data for a node of `cfg`'s cluster: the bootstrap script with its settings, run as
+/// The user data for a node of `cfg`'s cluster: the bootstrap script with its settings
+/// (`params`, from [`node_params`] and the node's Ray flags), run as
 /// the login user (`ssh_user`) at first boot; workers join the head's private address.
 /// `host_key`: the OpenSSH private host key daft made for these instances (pinned before
 /// connecting, so the first connection is no trust-on-first-use).
-pub fn render_user_data(
-    cfg: &Config,
-    role: Role,
-    head: Option<&ObservedNode>,
-    host_key: Option<&str>,
-) -> String {
+pub fn render_user_data(cfg: &Config, params: &NodeParams, host_key: Option<&str>) -> String {
     user_data_script(
         &cfg.setup.ssh_user,
         &cfg.setup.name,
-        &bootstrap::render(&node_params(cfg, role, head)),
+        &bootstrap::render(params),
         host_key,
     )
 }

@@ -19,7 +19,9 @@ use crate::agent::{NodeRecord, Said};
 use crate::autostop::{Autostop, AutostopSetting};
 use crate::bootstrap::{self, NodeParams};
 use crate::config::{Config, LocalSetup, SshHosts};
-use crate::model::{short_hash, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role};
+use crate::model::{
+    short_hash, DesiredCluster, NodeSpec, NodeState, Observed, ObservedNode, Role, WorkerGroup,
+};
 use crate::paths::daft_home;
 use crate::setup::{self, Bootstrap, NodeSetup, SetupRecord};
 use crate::time::now_secs;
@@ -197,6 +199,7 @@ impl<M: Machines> HostsProvider<M> {
             id: host.to_string(),
             cluster: self.name().to_string(),
             role,
+            group: String::new(),
             state: NodeState::Unreachable,
             spec_hash: String::new(),
             launch: BTreeMap::new(),
@@ -308,8 +311,10 @@ impl<M: Machines> NodeProvider for HostsProvider<M> {
         DesiredCluster {
             name: self.name().to_string(),
             head: Some(self.machines.spec(Role::Head)),
-            worker: self.machines.spec(Role::Worker),
-            workers,
+            groups: vec![WorkerGroup::fixed(
+                self.machines.spec(Role::Worker),
+                workers,
+            )],
             setup_hash: bootstrap::setup_hash(&self.cfg),
             support: vec![],
         }
@@ -333,6 +338,7 @@ impl<M: Machines> NodeProvider for HostsProvider<M> {
                 id,
                 cluster: self.name().to_string(),
                 role: req.role,
+                group: String::new(),
                 state: NodeState::Pending,
                 spec_hash: req.spec.hash(),
                 launch: req.spec.launch.clone(),
@@ -572,6 +578,7 @@ fn parse_status(stdout: &str, cluster: &str) -> Vec<ObservedNode> {
             id: rec.id.clone(),
             cluster: rec.cluster,
             role: rec.role,
+            group: String::new(),
             state: if alive {
                 NodeState::Running
             } else {

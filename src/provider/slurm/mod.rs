@@ -464,6 +464,7 @@ impl Provider for SlurmProvider {
                 id: id.to_string(),
                 cluster: cluster.clone(),
                 role: Role::Head,
+                group: String::new(),
                 state,
                 spec_hash: fields.get("spec").cloned().unwrap_or_default(),
                 launch,

@@ -103,6 +103,7 @@ impl SlurmProvider {
             id,
             cluster: self.name().to_string(),
             role: Role::Head,
+            group: String::new(),
             state: NodeState::Pending,
             spec_hash,
             launch: spec.launch.clone(),
