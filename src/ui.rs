@@ -52,6 +52,16 @@ impl Progress {
     }
 }
 
+/// Print a line above `pb`'s progress line, or on stderr when progress is hidden (not a
+/// terminal): what a step says is never lost with its spinner.
+pub fn say(pb: &ProgressBar, line: impl AsRef<str>) {
+    if pb.is_hidden() {
+        crate::notice!("{}", line.as_ref());
+    } else {
+        pb.println(line.as_ref());
+    }
+}
+
 /// Finish a line with a final message.
 pub fn done(pb: &ProgressBar, msg: impl Into<String>) {
     pb.finish_with_message(msg.into());

@@ -435,3 +435,77 @@ async fn simulated_ec2_autostop_terminates_the_cluster_through_its_instance_prof
     case.ok(&["down", "-c", &cfg, "--yes"]);
     assert!(groups(&sim).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (network namespaces), moto_server, sshd and Ray from PyPI"]
+async fn simulated_ec2_a_group_falls_back_to_its_next_type_and_with_none_left_fails_listing_each() {
+    let _g = SERIAL.lock().await;
+    // The simulation has no g5.xlarge nor g6.xlarge capacity; g4dn.xlarge it has.
+    let sim = Ec2Sim::start_short_of(3.0, &["g5.xlarge", "g6.xlarge"]);
+    let case = Case::new(&sim);
+    // (moto has no image with the NVIDIA driver: the group names an image of its own.)
+    let image = common::al2023_image(&ec2(&sim).await).await;
+    let p = case.dir.path().join("cluster.toml");
+    let write = |types: &str| {
+        std::fs::write(
+            &p,
+            format!(
+                "[setup]\nname = \"sim\"\nprovider = \"aws\"\nssh_user = \"root\"\nssh_private_key = \"id\"\n\
+                 instance_type = \"t3.medium\"\n[setup.aws]\nssh_ingress_cidrs = [\"198.18.0.0/15\"]\n\
+                 [[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [{types}]\nworkers = 1\n\
+                 image_id = \"{image}\"\n\n[run]\nsetup_commands = []\n"
+            ),
+        )
+        .unwrap();
+    };
+    let cfg = p.to_str().unwrap().to_string();
+    // Every type refused: exit 1, each (type, EC2's reason) listed, no worker launched.
+    write("\"g5.xlarge\", \"g6.xlarge\"");
+    let (code, out, err) = case.run(&["up", "--no-wait", "-c", &cfg]);
+    assert_eq!(code, 1, "{out}\n{}", tail(&err));
+    for t in ["g5.xlarge", "g6.xlarge"] {
+        assert!(
+            err.contains(&format!("  - {t}: InsufficientInstanceCapacity")),
+            "{}",
+            tail(&err)
+        );
+    }
+    assert!(err.contains("nothing was launched"), "{}", tail(&err));
+    let workers =
+        |v: &[(String, String, String, String)]| v.iter().filter(|n| n.1 == "worker").count();
+    assert_eq!(workers(&alive(&sim).await), 0);
+    // A type with capacity after them: the group falls back to it, saying so on one line each.
+    write("\"g5.xlarge\", \"g6.xlarge\", \"g4dn.xlarge\"");
+    let (code, out, err) = case.run(&["up", "--no-wait", "-c", &cfg]);
+    assert_eq!(code, 0, "{out}\n{}", tail(&err));
+    let said = format!("{out}{err}");
+    assert!(
+        said.contains("no capacity for g5.xlarge (worker of group gpu)")
+            && said.contains("trying g6.xlarge")
+            && said.contains("trying g4dn.xlarge"),
+        "{said}"
+    );
+    let gpu: Vec<_> = ec2(&sim)
+        .await
+        .describe_instances()
+        .filters(mine())
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| {
+            i.tags()
+                .iter()
+                .any(|t| t.key() == Some("daft:group") && t.value() == Some("gpu"))
+        })
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+        .map(|i| i.instance_type().unwrap().as_str().to_string())
+        .collect();
+    assert_eq!(gpu, ["g4dn.xlarge"]);
+    // down leaves nothing.
+    case.ok(&["down", "--yes", "-c", &cfg]);
+    assert!(alive(&sim).await.is_empty(), "{:?}", alive(&sim).await);
+    assert!(groups(&sim).await.is_empty(), "a security group is left");
+}

@@ -1099,24 +1099,7 @@ async fn ray_args_of(instance: &str) -> String {
 async fn worker_groups_launch_their_own_types_with_their_gpus_tagged_and_down_leaves_nothing() {
     let case = Case::new("moto-groups");
     // (moto has no image with the NVIDIA driver: the GPU group names an image of its own.)
-    let image = ec2()
-        .await
-        .describe_images()
-        .owners("amazon")
-        .filters(
-            Filter::builder()
-                .name("name")
-                .values("al2023-ami-2023.*-x86_64")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .images()
-        .first()
-        .and_then(|i| i.image_id())
-        .unwrap()
-        .to_string();
+    let image = common::al2023_image(&ec2().await).await;
     let p = case.dir.path().join("aws.toml");
     let write = |gpu_workers: u32| {
         std::fs::write(

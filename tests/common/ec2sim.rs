@@ -19,6 +19,12 @@ pub struct Ec2Sim {
 impl Ec2Sim {
     /// Start moto and the simulation; instances stay `pending` for `delay` seconds.
     pub fn start(delay: f64) -> Ec2Sim {
+        Ec2Sim::start_short_of(delay, &[])
+    }
+
+    /// [`Ec2Sim::start`], with RunInstances of each of `no_capacity` (instance types) refused
+    /// with InsufficientInstanceCapacity.
+    pub fn start_short_of(delay: f64, no_capacity: &[&str]) -> Ec2Sim {
         let dir = tempfile::tempdir().unwrap();
         let (moto, moto_port) = super::start_moto(&[]);
         // The instances install Ray and Daft offline from this machine's uv cache (their
@@ -48,6 +54,7 @@ impl Ec2Sim {
             .arg("--dir")
             .arg(dir.path())
             .args(["--delay", &delay.to_string(), "--prefix", &prefix])
+            .args(no_capacity.iter().flat_map(|t| ["--no-capacity", t]))
             .env("UV_CACHE_DIR", super::uv_cache())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("sim.stderr")).unwrap())

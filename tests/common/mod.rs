@@ -663,3 +663,24 @@ pub fn create_instance_profile(endpoint: &str, name: &str) -> String {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
+
+/// An Amazon Linux 2023 x86_64 image moto knows (it has none with the NVIDIA driver: a test's
+/// GPU group names this one as its own image).
+pub async fn al2023_image(ec2: &aws_sdk_ec2::Client) -> String {
+    ec2.describe_images()
+        .owners("amazon")
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("name")
+                .values("al2023-ami-2023.*-x86_64")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .unwrap()
+        .to_string()
+}

@@ -13,6 +13,8 @@ server, adding what moto lacks, and a machine of its own for every instance moto
   says `pending` for --delay seconds, then `running` with the public address; every address in
   an instance answer is the harness's own (moto's made-up addresses are removed: nothing may be
   sent to them);
+- RunInstances of an instance type named with --no-capacity is refused with EC2's
+  InsufficientInstanceCapacity (a shortage scripted per type);
 - ClientToken is idempotent (the same token returns the same instances) and a token longer than
   64 characters is refused, as EC2 does;
 - once `running`, the instance's user data runs as root inside it, once, like cloud-init, with
@@ -29,6 +31,7 @@ The namespaces reach no network but the shared private one: the instances instal
 packages from this machine's uv cache (shared, UV_OFFLINE=1), warmed at start.
 
 Usage: ec2_sim.py --moto URL --port PORT --dir DIR [--delay SECS] [--prefix NAME]
+       [--no-capacity TYPE]...
 Writes DIR/ready when it serves; SIGTERM tears everything down.
 """
 
@@ -289,6 +292,7 @@ class Sim:
         self.dir = args.dir
         self.delay = args.delay
         self.prefix = args.prefix
+        self.no_capacity = set(args.no_capacity)
         self.vpc = f"{self.prefix}-vpc"
         self.lock = threading.RLock()
         self.machines = {}  # instance id -> Machine
@@ -381,6 +385,15 @@ class Sim:
                 return self.error("InvalidParameterValue",
                                   f"Value ({token}) for parameter clientToken is invalid. "
                                   "Length exceeds maximum of 64 characters")
+            itype = one("InstanceType")
+            if itype in self.no_capacity:
+                # The simulation's scripted shortage (moto has capacity for everything).
+                self.log(f"RunInstances: no capacity for {itype} (scripted)")
+                return 500, self.error(
+                    "InsufficientInstanceCapacity",
+                    f"We currently do not have sufficient {itype} capacity in the Availability "
+                    "Zone you requested. Our system will be working on provisioning additional "
+                    "capacity.")[1]
             with self.lock:
                 if token and token in self.tokens:
                     self.log(f"RunInstances: token {token} seen: same instances")
@@ -452,6 +465,8 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--delay", type=float, default=3.0)
     ap.add_argument("--prefix", default=f"dsim{os.getpid()}")
+    ap.add_argument("--no-capacity", action="append", default=[],
+                    help="an instance type RunInstances refuses with InsufficientInstanceCapacity")
     args = ap.parse_args()
     sim = Sim(args)
 

@@ -85,14 +85,15 @@ impl AwsProvider {
                     } else {
                         String::new()
                     };
-                    pb.println(format!(
-                        "daft: no capacity for {itype} ({what}){got}: {reason}{next}"
-                    ));
+                    crate::ui::say(
+                        pb,
+                        format!("daft: no capacity for {itype} ({what}){got}: {reason}{next}"),
+                    );
                     tried.push(format!("{itype}: {reason}"));
                 }
                 Stop::Failed(e) if launched.is_empty() => return Err(e),
                 Stop::Failed(e) => {
-                    pb.println(format!("warning: {e}"));
+                    crate::ui::say(pb, format!("warning: {e}"));
                     break;
                 }
             }
