@@ -31,13 +31,7 @@ pub struct NodeRef {
     pub state: NodeState,
 }
 
-impl NodeRef {
-    /// " [gpu]" after a named group's node, nothing otherwise.
-    fn group_suffix(&self) -> String {
-        group_suffix(&self.group)
-    }
-}
-
+/// " [gpu]" after a named group's node, nothing otherwise.
 fn group_suffix(group: &str) -> String {
     if group.is_empty() {
         String::new()
@@ -485,7 +479,7 @@ pub fn render(plan: &Plan, context: &str) -> String {
                     "  ± replace    {:<8} {}{}  ({})",
                     node.role.as_str(),
                     node.id,
-                    node.group_suffix(),
+                    group_suffix(&node.group),
                     reasons.join("; ")
                 )
             }
@@ -494,7 +488,7 @@ pub fn render(plan: &Plan, context: &str) -> String {
                     "  ~ update     {:<8} {}{}  ({})",
                     node.role.as_str(),
                     node.id,
-                    node.group_suffix(),
+                    group_suffix(&node.group),
                     reasons.join("; ")
                 )
             }
@@ -503,20 +497,20 @@ pub fn render(plan: &Plan, context: &str) -> String {
                     "  = keep       {:<8} {}{}",
                     node.role.as_str(),
                     node.id,
-                    node.group_suffix()
+                    group_suffix(&node.group)
                 )
             }
             Action::Skip { node, reason } => format!(
                 "  ! unreachable {:<7} {}{}  ({reason}; left as it is)",
                 node.role.as_str(),
                 node.id,
-                node.group_suffix()
+                group_suffix(&node.group)
             ),
             Action::Terminate { node, reason } => format!(
                 "  - terminate  {:<8} {}{}  ({}, {})",
                 node.role.as_str(),
                 node.id,
-                node.group_suffix(),
+                group_suffix(&node.group),
                 node.state.title().to_lowercase(),
                 reason
             ),

@@ -253,32 +253,14 @@ async fn lifecycle_create_noop_scale_replace_down() {
 
     // The user data is rendered, base64 on the wire, and names the cluster.
     let head = nodes.iter().find(|n| n.1 == "head").unwrap();
-    let attr = c
-        .describe_instance_attribute()
-        .instance_id(&head.0)
-        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-        .send()
-        .await
-        .unwrap();
-    use base64::Engine;
-    let ud = base64::engine::general_purpose::STANDARD
-        .decode(attr.user_data().unwrap().value().unwrap())
-        .unwrap();
-    let ud = String::from_utf8(ud).unwrap();
+    let ud = user_data_of(&head.0).await;
     assert!(
         ud.starts_with("#!/bin/sh") && ud.contains("install start"),
         "{ud}"
     );
     // Values travel base64-encoded (no here-document a value could end): the bootstrap and
     // the host key daft made for the batch.
-    let blobs: Vec<String> = ud
-        .lines()
-        .filter_map(|l| l.strip_prefix("echo "))
-        .filter_map(|l| l.split_once(" | base64 -d"))
-        .map(|(b, _)| {
-            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).unwrap()).unwrap()
-        })
-        .collect();
+    let blobs = blobs_of(&ud);
     assert!(
         blobs.iter().any(|b| b.contains("DAFT_CLUSTER=moto-life")),
         "{ud}"
@@ -1063,8 +1045,8 @@ async fn nodes_get_the_configured_root_volume() {
     assert!(alive("moto-disk").await.is_empty());
 }
 
-/// The Ray flags a node's user data starts Ray with (`DAFT_RAY_ARGS`, inside its base64 blob).
-async fn ray_args_of(instance: &str) -> String {
+/// An instance's user data, as EC2 returns it (decoded).
+async fn user_data_of(instance: &str) -> String {
     use base64::Engine;
     let attr = ec2()
         .await
@@ -1077,13 +1059,26 @@ async fn ray_args_of(instance: &str) -> String {
     let ud = base64::engine::general_purpose::STANDARD
         .decode(attr.user_data().unwrap().value().unwrap())
         .unwrap();
-    let ud = String::from_utf8(ud).unwrap();
+    String::from_utf8(ud).unwrap()
+}
+
+/// The values user data carries base64-encoded (`echo B64 | base64 -d`): the bootstrap, the
+/// host key.
+fn blobs_of(ud: &str) -> Vec<String> {
+    use base64::Engine;
     ud.lines()
         .filter_map(|l| l.strip_prefix("echo "))
         .filter_map(|l| l.split_once(" | base64 -d"))
-        .filter_map(|(b, _)| {
-            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).ok()?).ok()
+        .map(|(b, _)| {
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).unwrap()).unwrap()
         })
+        .collect()
+}
+
+/// The Ray flags a node's user data starts Ray with (`DAFT_RAY_ARGS`, inside its bootstrap).
+async fn ray_args_of(instance: &str) -> String {
+    blobs_of(&user_data_of(instance).await)
+        .iter()
         .flat_map(|b| {
             b.lines()
                 .filter_map(|l| l.strip_prefix("DAFT_RAY_ARGS="))

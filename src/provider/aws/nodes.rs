@@ -141,10 +141,8 @@ impl AwsProvider {
         };
         let image = self.resolve_image(image_id, info).await?;
         let root = self.root_volume(&image, gb).await?;
-        let image_tag = match group {
-            Some(g) => image_spec(g.image_id.as_deref(), &g.instance_types),
-            None => image_spec(image_id, std::slice::from_ref(&self.aws.instance_type)),
-        };
+        // (What the spec says of the image: `auto:…` or the config's id, as `query` reads it back.)
+        let image_tag = req.spec.launch.get("image_id").cloned().unwrap_or_default();
         let mut params = node_params(&self.cfg, req.role, req.head);
         params.ray_args = ray_args(group, Some(info));
         let mut launched = Vec::new();
