@@ -368,8 +368,15 @@ disarm_autostop() {
 # With `hold`, this shell stays as long as the node's Ray: Ray is tied to it (the kernel kills Ray
 # when this shell dies, even by SIGKILL), so a node whose `hold` is gone never keeps a Ray that
 # nothing stops. (Ray ties its own processes to `ray start` the same way.)
+# A TERM stops Ray first, then this shell ends well; ignored from then on, by the stop's own
+# commands too: Slurm signals every process of a job again as the job ends, and the stop must
+# not be cut short. Set before `start`, so a TERM while Ray starts (a job cancelled early)
+# stops it the same way.
 case " $* " in
-    *" hold "*) TIE=1 ;;
+    *" hold "*)
+        TIE=1
+        trap 'trap "" TERM INT HUP; stop_node "$NODE_DIR"; exit 0' TERM INT HUP
+        ;;
     *) TIE= ;;
 esac
 
@@ -395,10 +402,7 @@ for action in "$@"; do
         status) status ;;
         hold)
             # Stay while this node's Ray runs (a batch job's life is its processes'); a TERM
-            # stops Ray first.
-            # Ignored from then on, by the stop's own commands too: Slurm signals every process
-            # of a job again as the job ends, and the stop must not be cut short.
-            trap 'trap "" TERM INT HUP; stop_node "$NODE_DIR"; exit 0' TERM INT HUP
+            # stops Ray first (the trap above).
             pid=$(cat "$NODE_DIR/ray.pid" 2>/dev/null || true)
             while alive "$pid"; do sleep 2 & wait $!; done
             ;;
