@@ -12,6 +12,7 @@ pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod git;
 pub mod https;

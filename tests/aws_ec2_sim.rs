@@ -509,3 +509,340 @@ async fn simulated_ec2_a_group_falls_back_to_its_next_type_and_with_none_left_fa
     assert!(alive(&sim).await.is_empty(), "{:?}", alive(&sim).await);
     assert!(groups(&sim).await.is_empty(), "a security group is left");
 }
+
+/// The lines of `daft plan`'s cost block.
+fn cost_block(out: &str) -> String {
+    out.lines()
+        .skip_while(|l| !l.starts_with("Cost per hour"))
+        .take_while(|l| l.starts_with("Cost per hour") || l.starts_with("  "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (network namespaces), moto_server"]
+async fn simulated_ec2_plan_prices_nodes_caches_them_and_up_refuses_over_max_hourly_cost() {
+    let _g = SERIAL.lock().await;
+    // The simulated Price List knows m7i.large and g5.xlarge on demand; EC2's spot history has
+    // g5.xlarge at $0.45 in zone a and $0.36 in zone b.
+    let sim = Ec2Sim::start_with(
+        3.0,
+        &[
+            "--price",
+            "m7i.large=0.1008",
+            "--price",
+            "g5.xlarge=1.006",
+            "--spot-price",
+            "g5.xlarge=0.45",
+        ],
+    );
+    let case = Case::new(&sim);
+    let p = case.dir.path().join("cluster.toml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &p,
+            format!(
+                "[setup]\nname = \"sim\"\nprovider = \"aws\"\nssh_user = \"root\"\nssh_private_key = \"id\"\n\
+                 instance_type = \"m7i.large\"\n[setup.aws]\nssh_ingress_cidrs = [\"198.18.0.0/15\"]\n{extra}\
+                 [[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\nworkers = 2\n\
+                 market = \"spot\"\n[[setup.aws.worker_groups]]\nname = \"cpu\"\ninstance_types = [\"m7i.large\"]\n\
+                 workers = 1\n\n[run]\nsetup_commands = []\n"
+            ),
+        )
+        .unwrap();
+    };
+    let cfg = p.to_str().unwrap().to_string();
+    write("");
+    let asked = |sim: &Ec2Sim| sim.log().matches("GetProducts ").count();
+    // The plan prices every kind of node: the head and the cpu group on demand from the Price
+    // List, the spot group at the highest zone's newest spot price.
+    let (code, out, err) = case.run(&["plan", "-c", &cfg]);
+    assert_eq!(code, 0, "{out}\n{}", tail(&err));
+    let block = cost_block(&out);
+    insta::assert_snapshot!("simulated_ec2_plan_cost_block", block);
+    assert!(err.contains("operation=GetProducts"), "{}", tail(&err));
+    let first = asked(&sim);
+    assert_eq!(first, 1, "one GetProducts for m7i.large:\n{}", sim.log());
+    // JSON says the same.
+    let json = case.ok(&["plan", "-c", &cfg, "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let per_hour = v["cost"]["usd_per_hour"].as_f64().unwrap();
+    assert!(
+        (per_hour - (0.1008 * 2.0 + 0.45 * 2.0)).abs() < 1e-6,
+        "{json}"
+    );
+    // Cached for a day: the second and third plans asked the Price List nothing.
+    let (_, _, err) = case.run(&["plan", "-c", &cfg]);
+    assert!(!err.contains("operation=GetProducts"), "{}", tail(&err));
+    assert!(err.contains("price from the cache"), "{}", tail(&err));
+    assert_eq!(asked(&sim), first, "{}", sim.log());
+    assert!(case.home().join("cache/prices.json").exists());
+    // A Price List that cannot be reached (and no cache): the on-demand prices are unknown,
+    // the plan still stands (exit 0) and says why in the debug log.
+    let mut c = case.daft();
+    let o = c
+        .args(["plan", "-c", &cfg])
+        .env("DAFT_HOME", case.dir.path().join("other-home"))
+        .env(
+            "AWS_ENDPOINT_URL_PRICING",
+            format!("http://127.0.0.1:{}", common::free_port("127.0.0.1")),
+        )
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", tail(&err));
+    let block = cost_block(&out);
+    assert!(
+        block.contains("m7i.large  on-demand  unknown")
+            && block.contains("total unknown (at least $0.9000/h)"),
+        "{block}"
+    );
+    assert!(err.contains("price unknown: GetProducts"), "{}", tail(&err));
+    // max_hourly_cost below the plan's price: `up` refuses, says by how much, launches nothing.
+    write("max_hourly_cost = 1.0\n");
+    let (code, out, err) = case.run(&["up", "--no-wait", "-c", &cfg]);
+    assert_eq!(code, 1, "{out}\n{}", tail(&err));
+    assert!(
+        err.contains("the cluster would cost $1.1016/h, $0.1016 over max_hourly_cost = $1.0000/h"),
+        "{}",
+        tail(&err)
+    );
+    assert!(out.contains("OVER it (`daft up` refuses)"), "{out}");
+    assert!(
+        instances(&sim).await.is_empty(),
+        "{:?}",
+        instances(&sim).await
+    );
+    assert!(groups(&sim).await.is_empty(), "a security group was made");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (network namespaces), moto_server, sshd and Ray from PyPI"]
+async fn simulated_ec2_a_spot_group_falls_back_to_on_demand_and_without_fallback_fails_listing_each(
+) {
+    let _g = SERIAL.lock().await;
+    // No spot capacity for g5.xlarge (on-demand there is); g4dn.xlarge has spot capacity.
+    let sim = Ec2Sim::start_with(
+        3.0,
+        &[
+            "--no-capacity",
+            "g5.xlarge/spot",
+            "--spot-price",
+            "g4dn.xlarge=0.2",
+        ],
+    );
+    let case = Case::new(&sim);
+    let image = common::al2023_image(&ec2(&sim).await).await;
+    let p = case.dir.path().join("cluster.toml");
+    let write = |types: &str, extra: &str| {
+        std::fs::write(
+            &p,
+            format!(
+                "[setup]\nname = \"sim\"\nprovider = \"aws\"\nssh_user = \"root\"\nssh_private_key = \"id\"\n\
+                 instance_type = \"t3.medium\"\n[setup.aws]\nssh_ingress_cidrs = [\"198.18.0.0/15\"]\n\
+                 [[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [{types}]\nworkers = 1\n\
+                 image_id = \"{image}\"\nmarket = \"spot\"\n{extra}\n[run]\nsetup_commands = []\n"
+            ),
+        )
+        .unwrap();
+    };
+    let cfg = p.to_str().unwrap().to_string();
+    // Spot only: every type refused at the spot price: exit 1, each listed, no worker.
+    write("\"g5.xlarge\"", "spot_fallback = false\n");
+    let (code, out, err) = case.run(&["up", "--no-wait", "-c", &cfg]);
+    assert_eq!(code, 1, "{out}\n{}", tail(&err));
+    assert!(
+        err.contains("  - g5.xlarge spot: InsufficientInstanceCapacity (There is no Spot capacity"),
+        "{}",
+        tail(&err)
+    );
+    assert!(err.contains("nothing was launched"), "{}", tail(&err));
+    assert!(err.contains("spot_fallback = true"), "{}", tail(&err));
+    let workers =
+        |v: &[(String, String, String, String)]| v.iter().filter(|n| n.1 == "worker").count();
+    assert_eq!(workers(&alive(&sim).await), 0);
+    // With fallback (the default): the same type on demand, said on one line.
+    write("\"g5.xlarge\"", "");
+    let (code, out, err) = case.run(&["up", "--no-wait", "-c", &cfg]);
+    assert_eq!(code, 0, "{out}\n{}", tail(&err));
+    let said = format!("{out}{err}");
+    assert!(
+        said.contains("no capacity for g5.xlarge spot (worker of group gpu)")
+            && said.contains("trying g5.xlarge on-demand"),
+        "{said}"
+    );
+    assert_eq!(group_nodes(&sim).await, ["g5.xlarge on-demand"]);
+    // A type with spot capacity first: the group's worker is bought at the spot price (its
+    // spec changed: the on-demand one is replaced), and `list` prices it as spot.
+    write("\"g4dn.xlarge\", \"g5.xlarge\"", "");
+    let (code, out, err) = case.run(&["up", "--no-wait", "--yes", "-c", &cfg]);
+    assert_eq!(code, 0, "{out}\n{}", tail(&err));
+    assert_eq!(group_nodes(&sim).await, ["g4dn.xlarge spot"]);
+    // (Priced once it runs: the simulation keeps it pending 3 s.)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let json = case.ok(&["list", "-c", &cfg, "--output", "json"]);
+        let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let spot_row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "g4dn.xlarge" && r["state"] == "running")
+            .cloned();
+        if let Some(r) = spot_row {
+            assert_eq!(r["usd_per_hour"].as_f64(), Some(0.2), "{json}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the spot worker never ran: {json}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // EC2 takes the spot worker back (the simulation's scripted interruption): plan and list
+    // say so, and the next `up` launches a worker again.
+    let spot_id = instances(&sim)
+        .await
+        .into_iter()
+        .find(|i| i.1 == "worker" && i.2 == "running")
+        .unwrap()
+        .0;
+    let ok = StdCommand::new("curl")
+        .args([
+            "-sf",
+            "-d",
+            &format!("Action=SimInterruptSpot&InstanceId={spot_id}"),
+        ])
+        .arg(sim.endpoint())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    ec2(&sim)
+        .await
+        .terminate_instances()
+        .instance_ids(&spot_id)
+        .send()
+        .await
+        .unwrap();
+    let out = case.ok(&["plan", "-c", &cfg]);
+    assert!(
+        out.contains(&format!(
+            "Note: worker {spot_id} [gpu] (g4dn.xlarge) was interrupted by EC2 (spot capacity taken back"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("+ create"), "{out}");
+    let json = case.ok(&["list", "-c", &cfg, "--output", "json"]);
+    assert!(
+        json.contains(
+            "interrupted by EC2 (spot capacity taken back: Server.SpotInstanceTermination)"
+        ),
+        "{json}"
+    );
+    case.ok(&["up", "--no-wait", "-c", &cfg]);
+    assert_eq!(group_nodes(&sim).await, ["g4dn.xlarge spot"]);
+    // down leaves nothing.
+    case.ok(&["down", "--yes", "-c", &cfg]);
+    assert!(alive(&sim).await.is_empty(), "{:?}", alive(&sim).await);
+    assert!(groups(&sim).await.is_empty(), "a security group is left");
+}
+
+/// "TYPE MARKET" of each live worker of a named group, through the simulation.
+async fn group_nodes(sim: &Ec2Sim) -> Vec<String> {
+    ec2(sim)
+        .await
+        .describe_instances()
+        .filters(mine())
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+        .filter(|i| i.tags().iter().any(|t| t.key() == Some("daft:group")))
+        .map(|i| {
+            format!(
+                "{} {}",
+                i.instance_type().unwrap().as_str(),
+                i.instance_lifecycle()
+                    .map(|l| l.as_str())
+                    .unwrap_or("on-demand")
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (network namespaces), moto_server, sshd and Ray from PyPI"]
+async fn simulated_ec2_launches_try_the_next_zone_then_the_next_type() {
+    let _g = SERIAL.lock().await;
+    // No t3.medium capacity in zone a; no g5.xlarge anywhere.
+    let sim = Ec2Sim::start_with(
+        3.0,
+        &[
+            "--no-capacity",
+            "t3.medium@us-west-2a",
+            "--no-capacity",
+            "g5.xlarge",
+        ],
+    );
+    let case = Case::new(&sim);
+    let image = common::al2023_image(&ec2(&sim).await).await;
+    let p = case.dir.path().join("cluster.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[setup]\nname = \"sim\"\nprovider = \"aws\"\nregion = \"us-west-2\"\nssh_user = \"root\"\n\
+             ssh_private_key = \"id\"\ninstance_type = \"t3.medium\"\n[setup.aws]\n\
+             ssh_ingress_cidrs = [\"198.18.0.0/15\"]\nzones = [\"us-west-2a\", \"us-west-2b\"]\n\
+             [[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [\"g5.xlarge\", \"g4dn.xlarge\"]\n\
+             workers = 1\nimage_id = \"{image}\"\n\n[run]\nsetup_commands = []\n"
+        ),
+    )
+    .unwrap();
+    let cfg = p.to_str().unwrap().to_string();
+    let (code, out, err) = case.run(&["up", "--no-wait", "-c", &cfg]);
+    assert_eq!(code, 0, "{out}\n{}", tail(&err));
+    let said = format!("{out}{err}");
+    for step in [
+        "no capacity for t3.medium in us-west-2a (head)",
+        "trying t3.medium in us-west-2b",
+        "no capacity for g5.xlarge in us-west-2a (worker of group gpu)",
+        "trying g5.xlarge in us-west-2b",
+        "no capacity for g5.xlarge in us-west-2b (worker of group gpu)",
+        "trying g4dn.xlarge in us-west-2a",
+    ] {
+        assert!(said.contains(step), "{step:?} not said:\n{said}");
+    }
+    let placed: Vec<String> = ec2(&sim)
+        .await
+        .describe_instances()
+        .filters(mine())
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+        .map(|i| {
+            format!(
+                "{} {}",
+                i.instance_type().unwrap().as_str(),
+                i.placement()
+                    .and_then(|p| p.availability_zone())
+                    .unwrap_or("?")
+            )
+        })
+        .collect();
+    let mut placed = placed;
+    placed.sort();
+    assert_eq!(placed, ["g4dn.xlarge us-west-2a", "t3.medium us-west-2b"]);
+    case.ok(&["down", "--yes", "-c", &cfg]);
+    assert!(alive(&sim).await.is_empty(), "{:?}", alive(&sim).await);
+    assert!(groups(&sim).await.is_empty(), "a security group is left");
+}

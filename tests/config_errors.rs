@@ -592,6 +592,34 @@ bad_config!(
     "[setup]\nname = \"demo\"\nprovider = \"aws\"\nnumber_of_workers = 2\n[[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\nworkers = 1\n"
 );
 bad_config!(
+    max_hourly_cost_not_a_price,
+    "[setup]\nname = \"demo\"\n[setup.aws]\nmax_hourly_cost = -2\n"
+);
+bad_config!(
+    max_hourly_cost_as_text,
+    "[setup]\nname = \"demo\"\n[setup.aws]\nmax_hourly_cost = \"$5\"\n"
+);
+bad_config!(
+    worker_group_with_an_unknown_market,
+    &format!("{GROUP}name = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\nworkers = 1\nmarket = \"reserved\"\n")
+);
+bad_config!(
+    spot_fallback_on_an_on_demand_group,
+    &format!("{GROUP}name = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\nworkers = 1\nspot_fallback = false\n")
+);
+bad_config!(
+    spot_fallback_not_a_boolean,
+    &format!("{GROUP}name = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\nworkers = 1\nmarket = \"spot\"\nspot_fallback = \"no\"\n")
+);
+bad_config!(
+    aws_zone_outside_the_region,
+    "[setup]\nname = \"demo\"\nregion = \"us-west-2\"\n[setup.aws]\nzones = [\"us-west-2a\", \"eu-west-1a\"]\n"
+);
+bad_config!(
+    aws_zone_listed_twice,
+    "[setup]\nname = \"demo\"\nregion = \"us-west-2\"\n[setup.aws]\nzones = [\"us-west-2a\", \"us-west-2a\"]\n"
+);
+bad_config!(
     two_worker_groups_of_one_name,
     &format!("{GROUP}name = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\nworkers = 1\n[[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [\"g6.xlarge\"]\nworkers = 1\n")
 );
@@ -623,5 +651,35 @@ fn worker_groups_load_with_their_defaults_from_setup_aws() {
     assert_eq!(
         aws.groups[0].instance_types,
         std::slice::from_ref(&aws.instance_type)
+    );
+}
+
+#[test]
+fn spot_groups_and_the_hourly_limit_load() {
+    let text = "[setup]\nname = \"demo\"\nprovider = \"aws\"\ninstance_type = \"m7i.large\"\n\
+                [setup.aws]\nmax_hourly_cost = 3\n\
+                [[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\n\
+                workers = 2\nmarket = \"spot\"\n\
+                [[setup.aws.worker_groups]]\nname = \"strict\"\ninstance_types = [\"g5.xlarge\"]\n\
+                workers = 1\nmarket = \"spot\"\nspot_fallback = false\n\
+                [[setup.aws.worker_groups]]\nname = \"cpu\"\ninstance_types = [\"m7i.large\"]\nworkers = 1\n";
+    let c = Config::parse("g.toml", text, Path::new(".")).unwrap();
+    let daft::config::ProviderSetup::Aws(aws) = &c.setup.provider else {
+        panic!("not an AWS setup")
+    };
+    use daft::cost::Market;
+    assert_eq!(aws.max_hourly_cost, Some(3.0));
+    let got: Vec<(Market, bool)> = aws
+        .groups
+        .iter()
+        .map(|g| (g.market, g.spot_fallback))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Market::Spot, true),
+            (Market::Spot, false),
+            (Market::OnDemand, true)
+        ]
     );
 }

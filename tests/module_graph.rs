@@ -19,6 +19,7 @@ const FLOORS: &[&[&str]] = &[
     // Foundations: no daft module below them but the printer.
     &[
         "archive",
+        "cost",
         "https",
         "interrupt",
         "keys",

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::cli::ListArgs;
 use crate::config::{Config, ProviderKind, DEFAULT_CONFIG};
+use crate::cost::money;
 use crate::model::{NodeState, ObservedNode};
 use crate::provider::{aws, hosts};
 
@@ -26,6 +27,15 @@ pub struct Row {
     /// The head's autostop ("30m, idle 3m"), when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub autostop: Option<String>,
+    /// Why the node ended when the back-end ended it (an EC2 spot interruption).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// What the node costs per hour (USD; AWS, running nodes, when its price is known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usd_per_hour: Option<f64>,
+    /// What it has cost since it was launched (USD).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_so_far: Option<f64>,
 }
 
 impl Row {
@@ -47,7 +57,19 @@ impl Row {
                 .to_string()
             },
             autostop: n.detail.get("autostop").cloned(),
+            note: n.detail.get("interrupted").cloned(),
+            usd_per_hour: None,
+            cost_so_far: None,
         }
+    }
+
+    /// The row with the node's price: its cost so far from its launch to `now`.
+    pub fn priced(mut self, n: &ObservedNode, per_hour: Option<f64>, now: u64) -> Row {
+        self.usd_per_hour = per_hour;
+        self.cost_so_far = per_hour
+            .filter(|_| n.created > 0)
+            .map(|p| crate::cost::so_far(p, n.created, now));
+        self
     }
 }
 
@@ -106,9 +128,12 @@ pub async fn run(args: &ListArgs, pr: &Printer) -> anyhow::Result<()> {
     } else {
         vec![]
     };
+    let now = crate::time::now_secs();
     for region in aws_regions {
-        for n in aws::list_region(&region).await? {
-            rows.push(Row::new("aws", &n));
+        let nodes = aws::list_region(&region).await?;
+        let prices = aws::node_prices(&region, &nodes).await;
+        for (n, p) in nodes.iter().zip(prices) {
+            rows.push(Row::new("aws", n).priced(n, p, now));
         }
     }
     rows.sort_by(|a, b| {
@@ -145,6 +170,15 @@ pub fn render(rows: &[Row]) -> String {
         if autostop {
             header.push("autostop");
         }
+        let note = these.iter().any(|r| r.note.is_some());
+        if note {
+            header.push("note");
+        }
+        // The cost column only where some node has a price.
+        let cost = these.iter().any(|r| r.usd_per_hour.is_some());
+        if cost {
+            header.push("cost so far");
+        }
         t.set_header(header);
         for r in these {
             let mut row = vec![
@@ -159,10 +193,39 @@ pub fn render(rows: &[Row]) -> String {
             if autostop {
                 row.push(r.autostop.clone().unwrap_or_default());
             }
+            if note {
+                row.push(r.note.clone().unwrap_or_default());
+            }
+            if cost {
+                row.push(match (r.cost_so_far, r.usd_per_hour) {
+                    (Some(so_far), Some(p)) => format!("{} at {}/h", money(so_far), money(p)),
+                    _ => String::new(),
+                });
+            }
             t.add_row(row);
         }
         out.push_str(&t.to_string());
         out.push('\n');
+    }
+    // Each cluster with prices: what it costs now and has cost since its first node.
+    let mut clusters: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.usd_per_hour.is_some())
+        .map(|r| (r.provider.as_str(), r.cluster.as_str()))
+        .collect();
+    clusters.sort_unstable();
+    clusters.dedup();
+    for (provider, cluster) in clusters {
+        let these = rows
+            .iter()
+            .filter(|r| r.provider == provider && r.cluster == cluster);
+        let per_hour: f64 = these.clone().filter_map(|r| r.usd_per_hour).sum();
+        let so_far: f64 = these.filter_map(|r| r.cost_so_far).sum();
+        out.push_str(&format!(
+            "Cluster {cluster:?} ({provider}): {}/h now, {} so far.\n",
+            money(per_hour),
+            money(so_far)
+        ));
     }
     out
 }

@@ -54,10 +54,17 @@ pub async fn run(args: &PlanArgs, pr: &Printer) -> anyhow::Result<()> {
     let observed = provider.query().await?;
     let desired = provider.desired().await;
     let p = plan(&desired, &observed);
+    let cost = provider.estimate(&desired).await;
     match pr.format() {
         OutputFormat::Text => {
             crate::out!(pr, "{}", render(&p, &provider.context()))?;
             if let Some(line) = autostop_line(cfg.setup.autostop) {
+                crate::outln!(pr, "{line}")?;
+            }
+            if let Some(c) = &cost {
+                crate::out!(pr, "{}", cost_text(c, provider.max_hourly_cost()))?;
+            }
+            for line in interruptions(&observed) {
                 crate::outln!(pr, "{line}")?;
             }
         }
@@ -70,6 +77,12 @@ pub async fn run(args: &PlanArgs, pr: &Printer) -> anyhow::Result<()> {
                 "noop": p.is_noop(),
                 "complete": p.unreachable_head().is_none(),
                 "autostop_seconds": cfg.setup.autostop.map(|d| d.as_secs()),
+                "cost": cost.as_ref().map(|c| serde_json::json!({
+                    "usd_per_hour": c.per_hour(),
+                    "known_usd_per_hour": c.known_per_hour(),
+                    "max_hourly_cost": provider.max_hourly_cost(),
+                    "nodes": c.lines,
+                })),
             });
             pr.json(&v)?;
         }
@@ -94,4 +107,45 @@ pub fn autostop_line(autostop: Option<std::time::Duration>) -> Option<String> {
             humantime::format_duration(d)
         )
     })
+}
+
+/// A plan's cost block, with the config's limit when it has one.
+pub fn cost_text(c: &crate::cost::Estimate, max: Option<f64>) -> String {
+    let mut s = c.render();
+    if let Some(m) = max {
+        s.push_str(&format!(
+            "  max_hourly_cost {}/h: {}\n",
+            crate::cost::money(m),
+            match c.per_hour() {
+                Some(t) if t <= m + 1e-9 => "within it",
+                Some(_) => "OVER it (`daft up` refuses)",
+                None => "cannot be checked (`daft up` refuses)",
+            }
+        ));
+    }
+    s
+}
+
+/// A line for each node the back-end took back (an EC2 spot interruption): the plan replaces
+/// it like any missing node, and says why it is missing.
+pub fn interruptions(observed: &crate::model::Observed) -> Vec<String> {
+    observed
+        .nodes
+        .iter()
+        .filter(|n| !n.state.is_alive())
+        .filter_map(|n| {
+            let why = n.detail.get("interrupted")?;
+            let group = if n.group.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", n.group)
+            };
+            Some(format!(
+                "Note: {} {}{group} ({}) was {why}; a missing node is launched again by `daft up`.",
+                n.role.as_str(),
+                n.id,
+                n.detail.get("type").map(String::as_str).unwrap_or("?"),
+            ))
+        })
+        .collect()
 }

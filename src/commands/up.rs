@@ -76,12 +76,34 @@ pub async fn up(cfg: &Config, args: &Up, start: Instant, pr: &Printer) -> anyhow
     if let Some(line) = super::plan::autostop_line(cfg.setup.autostop) {
         crate::outln!(pr, "{line}")?;
     }
+    let cost = provider.estimate(&desired).await;
+    if let Some(c) = &cost {
+        crate::out!(
+            pr,
+            "{}",
+            super::plan::cost_text(c, provider.max_hourly_cost())
+        )?;
+    }
+    for line in super::plan::interruptions(&observed) {
+        crate::outln!(pr, "{line}")?;
+    }
     if let Some((head, why)) = p.unreachable_head() {
         return Err(crate::apply::unreachable_head(&head.id, why));
     }
     if p.is_noop() {
         crate::outln!(pr, "{}", up_to_date(&cfg.setup.name, start))?;
         return Ok(());
+    }
+    // A plan that launches must fit the config's budget (a plan that only removes or keeps
+    // nodes costs no more than what runs).
+    let launches = p
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Create { .. } | Action::Replace { .. }));
+    if let (Some(max), Some(c), true) = (provider.max_hourly_cost(), &cost, launches) {
+        if let Some(why) = c.refusal(max) {
+            return Err(anyhow!("{why}"));
+        }
     }
     confirm_destruction(&p, args.yes, "up")?;
     let ui = Progress::new();

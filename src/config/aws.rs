@@ -15,6 +15,10 @@ pub struct AwsFile {
     #[serde(default)]
     pub root_volume_gb: Option<i64>,
     #[serde(default)]
+    pub max_hourly_cost: Option<f64>,
+    #[serde(default)]
+    pub zones: Vec<String>,
+    #[serde(default)]
     pub worker_groups: Vec<WorkerGroupFile>,
 }
 
@@ -36,6 +40,10 @@ pub struct WorkerGroupFile {
     pub num_gpus: Option<i64>,
     #[serde(default)]
     pub resources: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub market: Option<String>,
+    #[serde(default)]
+    pub spot_fallback: Option<bool>,
 }
 
 /// One kind of worker: its instance types (the first EC2 has capacity for wins), count, image,
@@ -57,6 +65,10 @@ pub struct AwsWorkerGroup {
     pub num_gpus: Option<u32>,
     /// Ray custom resources each node offers.
     pub resources: BTreeMap<String, f64>,
+    /// Spot or on-demand.
+    pub market: Market,
+    /// A spot group may launch on-demand when EC2 has no spot capacity for any of its types.
+    pub spot_fallback: bool,
 }
 
 /// Names of Ray's own resources: given through `num_gpus` and the instance type, never as custom.
@@ -78,6 +90,11 @@ pub struct AwsSetup {
     /// Every node's root volume (gp3, encrypted, deleted with the instance), in GiB; None: the
     /// image's own size.
     pub root_volume_gb: Option<u32>,
+    /// `up` refuses a plan whose nodes would cost more per hour (USD).
+    pub max_hourly_cost: Option<f64>,
+    /// Availability zones to launch in, tried in order when EC2 has no capacity in one (empty:
+    /// wherever EC2 places them).
+    pub zones: Vec<String>,
     /// The worker groups, never empty of meaning: without `[[setup.aws.worker_groups]]`, one
     /// unnamed group of `number_of_workers` nodes like the head.
     pub groups: Vec<AwsWorkerGroup>,
@@ -182,6 +199,38 @@ impl Checker<'_> {
                     .help("give each node's root disk in GiB, for example root_volume_gb = 100 (Ray spills objects and keeps logs there)"));
             }
         }
+        if let Some(usd) = a.max_hourly_cost {
+            if !(usd.is_finite() && usd > 0.0) {
+                return Err(self
+                    .err(
+                        self.value_span(doc, &["setup", "aws", "max_hourly_cost"]),
+                        format!("`setup.aws.max_hourly_cost` = {usd} is not a price"),
+                    )
+                    .label("expected US dollars per hour, more than 0")
+                    .help("give the most the whole cluster may cost per hour, for example max_hourly_cost = 5.0; leave it out for no limit"));
+            }
+        }
+        for (i, z) in a.zones.iter().enumerate() {
+            let span = self.element_span(doc, &["setup", "aws", "zones"], i);
+            let rest = z.strip_prefix(s.region.as_str()).unwrap_or("");
+            let zone_like = !rest.is_empty()
+                && rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '-')
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !zone_like {
+                return Err(self
+                    .err(span, format!("`setup.aws.zones` entry {z:?} is not an availability zone of {}", s.region))
+                    .label(format!("expected {}a, {}b, …", s.region, s.region))
+                    .help("list zones of the config's region, in the order to try them (`aws ec2 describe-availability-zones`)"));
+            }
+            if a.zones[..i].contains(z) {
+                return Err(self
+                    .err(span, format!("`setup.aws.zones` lists {z:?} twice"))
+                    .label("already listed")
+                    .help("list each zone once, in the order to try them"));
+            }
+        }
         let root_volume_gb = a.root_volume_gb.map(|g| g as u32);
         let groups = if a.worker_groups.is_empty() {
             vec![AwsWorkerGroup {
@@ -193,6 +242,8 @@ impl Checker<'_> {
                 root_volume_gb,
                 num_gpus: None,
                 resources: BTreeMap::new(),
+                market: Market::OnDemand,
+                spot_fallback: true,
             }]
         } else {
             self.check_worker_groups(doc, &a, root_volume_gb)?
@@ -205,6 +256,8 @@ impl Checker<'_> {
             ssh_ingress_cidrs: a.ssh_ingress_cidrs.clone(),
             iam_instance_profile: a.iam_instance_profile.clone(),
             root_volume_gb,
+            max_hourly_cost: a.max_hourly_cost,
+            zones: a.zones.clone(),
             groups,
         })
     }
@@ -369,6 +422,23 @@ impl Checker<'_> {
                         .help("give how much of it each node offers, for example resources = { accelerator_a10g = 1 }"));
                 }
             }
+            let market = match g.market.as_deref() {
+                None => Market::OnDemand,
+                Some(m) => Market::parse(m).ok_or_else(|| {
+                    self.err(at(i, "market"), format!("{} = {m:?} is not a market", field("market")))
+                        .label("expected \"spot\" or \"on-demand\"")
+                        .help("market = \"spot\" buys the group's nodes at EC2's spot price (cheaper, may be interrupted); leave it out for on-demand")
+                })?,
+            };
+            if market == Market::OnDemand && g.spot_fallback.is_some() {
+                return Err(self
+                    .err(
+                        at(i, "spot_fallback"),
+                        format!("{} is set on an on-demand group", field("spot_fallback")),
+                    )
+                    .label("only a spot group falls back")
+                    .help("add market = \"spot\" to the group, or remove spot_fallback"));
+            }
             groups.push(AwsWorkerGroup {
                 name: g.name.clone(),
                 instance_types: g.instance_types.clone(),
@@ -381,6 +451,8 @@ impl Checker<'_> {
                 root_volume_gb: g.root_volume_gb.map(|x| x as u32).or(root_volume_gb),
                 num_gpus: g.num_gpus.map(|x| x as u32),
                 resources: g.resources.clone(),
+                market,
+                spot_fallback: g.spot_fallback.unwrap_or(true),
             });
         }
         Ok(groups)

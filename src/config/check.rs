@@ -92,6 +92,7 @@ impl Checker<'_> {
                 (Ty::Table, Item::Value(Value::InlineTable(_))) => true,
                 (Ty::Str, Item::Value(Value::String(_))) => true,
                 (Ty::Int, Item::Value(Value::Integer(_))) => true,
+                (Ty::Bool, Item::Value(Value::Boolean(_))) => true,
                 (Ty::Num, Item::Value(Value::Integer(_) | Value::Float(_))) => true,
                 (Ty::StrMap, Item::Table(_) | Item::Value(Value::InlineTable(_))) => {
                     let t = match item {
@@ -224,6 +225,7 @@ impl Checker<'_> {
                     Ty::Str => "a string",
                     Ty::Num => "a number",
                     Ty::Int => "an integer",
+                    Ty::Bool => "true or false",
                     Ty::StrList => "a list of strings",
                     Ty::StrMap => "a table of strings",
                     Ty::Presets => "a table of presets",

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml_edit::{Document, Item, Value};
 
+use crate::cost::Market;
 use crate::error::ConfigError;
 pub use schema::{Ty, KEYS};
 

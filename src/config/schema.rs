@@ -6,6 +6,7 @@ pub enum Ty {
     Table,
     Str,
     Int,
+    Bool,
     /// An integer or a float.
     Num,
     StrList,
@@ -214,6 +215,14 @@ pub const KEYS: &[Key] = &[
     k("setup.local", "dashboard_port", Ty::Int, false, "8265"),
     k("setup.aws", "key_name", Ty::Str, false, "\"my-keypair\""),
     k("setup.aws", "root_volume_gb", Ty::Int, false, "100"),
+    k("setup.aws", "max_hourly_cost", Ty::Num, false, "5.0"),
+    k(
+        "setup.aws",
+        "zones",
+        Ty::StrList,
+        false,
+        "[\"us-west-2a\", \"us-west-2b\"]",
+    ),
     k(
         "setup.aws",
         "iam_instance_profile",
@@ -266,6 +275,20 @@ pub const KEYS: &[Key] = &[
         "200",
     ),
     k("setup.aws.worker_groups", "num_gpus", Ty::Int, false, "1"),
+    k(
+        "setup.aws.worker_groups",
+        "market",
+        Ty::Str,
+        false,
+        "\"spot\"",
+    ),
+    k(
+        "setup.aws.worker_groups",
+        "spot_fallback",
+        Ty::Bool,
+        false,
+        "true",
+    ),
     k(
         "setup.aws.worker_groups",
         "resources",

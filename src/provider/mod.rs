@@ -141,6 +141,16 @@ pub trait NodeProvider: Provider {
         false
     }
 
+    /// What the nodes of `desired` cost per hour, where the back-end has prices (EC2).
+    async fn estimate(&self, _desired: &DesiredCluster) -> Option<crate::cost::Estimate> {
+        None
+    }
+
+    /// The most the cluster may cost per hour (`up` refuses a plan above it).
+    fn max_hourly_cost(&self) -> Option<f64> {
+        None
+    }
+
     /// A replacement node takes its predecessor's place (same host, same node directory), so
     /// the old one must be stopped before the new one starts. Cloud nodes are new machines.
     fn replaces_in_place(&self) -> bool {

@@ -25,6 +25,16 @@ impl Ec2Sim {
     /// [`Ec2Sim::start`], with RunInstances of each of `no_capacity` (instance types) refused
     /// with InsufficientInstanceCapacity.
     pub fn start_short_of(delay: f64, no_capacity: &[&str]) -> Ec2Sim {
+        let args: Vec<&str> = no_capacity
+            .iter()
+            .flat_map(|t| ["--no-capacity", t])
+            .collect();
+        Ec2Sim::start_with(delay, &args)
+    }
+
+    /// [`Ec2Sim::start`] with more of the simulation's flags (`--no-capacity TYPE[/MARKET]`,
+    /// `--price TYPE=USD`, `--spot-price TYPE=USD`).
+    pub fn start_with(delay: f64, sim_args: &[&str]) -> Ec2Sim {
         let dir = tempfile::tempdir().unwrap();
         let (moto, moto_port) = super::start_moto(&[]);
         // The instances install Ray and Daft offline from this machine's uv cache (their
@@ -54,7 +64,7 @@ impl Ec2Sim {
             .arg("--dir")
             .arg(dir.path())
             .args(["--delay", &delay.to_string(), "--prefix", &prefix])
-            .args(no_capacity.iter().flat_map(|t| ["--no-capacity", t]))
+            .args(sim_args)
             .env("UV_CACHE_DIR", super::uv_cache())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("sim.stderr")).unwrap())

@@ -14,12 +14,20 @@ server, adding what moto lacks, and a machine of its own for every instance moto
   an instance answer is the harness's own (moto's made-up addresses are removed: nothing may be
   sent to them);
 - RunInstances of an instance type named with --no-capacity is refused with EC2's
-  InsufficientInstanceCapacity (a shortage scripted per type);
+  InsufficientInstanceCapacity (a shortage scripted per type, or per type and market as
+  TYPE/spot or TYPE/on-demand, either of them in one zone as ...@ZONE);
+- prices: the Price List API's GetProducts (AWSPriceListService, JSON) answers in its real
+  document shape for the types given with --price TYPE=USD (on-demand, Linux), and
+  DescribeSpotPriceHistory for those given with --spot-price TYPE=USD (that price in zone a,
+  80 % of it in zone b); every GetProducts is logged (`GetProducts TYPE`);
 - ClientToken is idempotent (the same token returns the same instances) and a token longer than
   64 characters is refused, as EC2 does;
 - once `running`, the instance's user data runs as root inside it, once, like cloud-init, with
   its output in /var/log/cloud-init-output.log there;
 - a terminated instance loses its namespaces and every process in them;
+- a spot interruption a test can trigger: the simulation's own action SimInterruptSpot
+  (InstanceId=...) marks an instance so that, once terminated (the test's TerminateInstances),
+  it is described with EC2's reason for it, Server.SpotInstanceTermination;
 - an instance launched with an instance profile gets credentials for it from an instance
   metadata service (IMDSv2: the token PUT, `iam/security-credentials/ROLE`), served for that
   instance alone on its public link's far end, and reaches the simulated EC2 API there too. Its
@@ -31,7 +39,7 @@ The namespaces reach no network but the shared private one: the instances instal
 packages from this machine's uv cache (shared, UV_OFFLINE=1), warmed at start.
 
 Usage: ec2_sim.py --moto URL --port PORT --dir DIR [--delay SECS] [--prefix NAME]
-       [--no-capacity TYPE]...
+       [--no-capacity TYPE[/MARKET][@ZONE]]... [--price TYPE=USD]... [--spot-price TYPE=USD]...
 Writes DIR/ready when it serves; SIGTERM tears everything down.
 """
 
@@ -293,6 +301,9 @@ class Sim:
         self.delay = args.delay
         self.prefix = args.prefix
         self.no_capacity = set(args.no_capacity)
+        self.prices = dict(p.split("=", 1) for p in args.price)
+        self.spot_prices = dict(p.split("=", 1) for p in args.spot_price)
+        self.interrupted = set()  # instance ids whose spot capacity EC2 took back
         self.vpc = f"{self.prefix}-vpc"
         self.lock = threading.RLock()
         self.machines = {}  # instance id -> Machine
@@ -357,6 +368,15 @@ class Sim:
                 for el in list(item.findall(f"{NS}{tag}")):
                     item.remove(el)
             name = state.find(f"{NS}name").text if state is not None else "terminated"
+            if iid.text in self.interrupted and name in ("terminated", "shutting-down"):
+                reason = item.find(f"{NS}stateReason")
+                if reason is None:
+                    reason = ET.SubElement(item, f"{NS}stateReason")
+                for el in list(reason):
+                    reason.remove(el)
+                ET.SubElement(reason, f"{NS}code").text = "Server.SpotInstanceTermination"
+                ET.SubElement(reason, f"{NS}message").text = (
+                    "Server.SpotInstanceTermination: Spot instance termination")
             if m is None or name in ("terminated", "shutting-down", "stopped", "stopping"):
                 continue
             running = now - m.launched >= self.delay
@@ -386,14 +406,21 @@ class Sim:
                                   f"Value ({token}) for parameter clientToken is invalid. "
                                   "Length exceeds maximum of 64 characters")
             itype = one("InstanceType")
-            if itype in self.no_capacity:
+            market = "spot" if one("InstanceMarketOptions.MarketType") == "spot" else "on-demand"
+            zone = one("Placement.AvailabilityZone")
+            short = {itype, f"{itype}/{market}"}
+            if zone:
+                short |= {f"{itype}@{zone}", f"{itype}/{market}@{zone}"}
+            if short & self.no_capacity:
                 # The simulation's scripted shortage (moto has capacity for everything).
-                self.log(f"RunInstances: no capacity for {itype} (scripted)")
-                return 500, self.error(
-                    "InsufficientInstanceCapacity",
-                    f"We currently do not have sufficient {itype} capacity in the Availability "
-                    "Zone you requested. Our system will be working on provisioning additional "
-                    "capacity.")[1]
+                self.log(f"RunInstances: no {market} capacity for {itype} in {zone or 'any zone'} (scripted)")
+                message = ("There is no Spot capacity available that matches your request."
+                           if market == "spot" else
+                           f"We currently do not have sufficient {itype} capacity in the "
+                           "Availability Zone you requested. Our system will be working on "
+                           "provisioning additional capacity.")
+                return 500, self.error("InsufficientInstanceCapacity", message)[1]
+            self.log(f"RunInstances: {itype} {market} in {zone or 'any zone'}")
             with self.lock:
                 if token and token in self.tokens:
                     self.log(f"RunInstances: token {token} seen: same instances")
@@ -424,6 +451,18 @@ class Sim:
                         self.log(f"launched {iid.text}: public {m.public} private {m.private} machine i{m.n}")
                         threading.Timer(self.delay, m.run_user_data).start()
                 return 200, self.rewrite_instances(raw.decode()).encode()
+        if action == "SimInterruptSpot":
+            # The simulation's own control action (not EC2's): see the top.
+            iid = one("InstanceId")
+            with self.lock:
+                self.interrupted.add(iid)
+            self.log(f"spot interruption of {iid} (scripted)")
+            return 200, b"<SimInterruptSpotResponse/>"
+        if action == "DescribeSpotPriceHistory":
+            types = [v[0] for k, v in params.items() if k.startswith("InstanceType.")]
+            known = [t for t in types if t in self.spot_prices]
+            if known:
+                return 200, self.spot_history(known, region_of(headers)).encode()
         if action == "ImportKeyPair":
             material = base64.b64decode(one("PublicKeyMaterial") or "").decode().strip()
             self.keys[one("KeyName")] = material
@@ -438,6 +477,48 @@ class Sim:
             with self.lock:
                 return status, self.rewrite_instances(raw.decode()).encode()
         return status, raw
+
+    def spot_history(self, types, region):
+        items = []
+        for t in types:
+            price = float(self.spot_prices[t])
+            for zone, p in ((f"{region}a", price), (f"{region}b", price * 0.8)):
+                items.append(
+                    f"<item><instanceType>{t}</instanceType><productDescription>Linux/UNIX"
+                    f"</productDescription><spotPrice>{p:.6f}</spotPrice><timestamp>"
+                    f"{time.strftime('%Y-%m-%dT%H:%M:%S.000Z', time.gmtime())}</timestamp>"
+                    f"<availabilityZone>{zone}</availabilityZone></item>")
+        return ('<?xml version="1.0" encoding="UTF-8"?><DescribeSpotPriceHistoryResponse '
+                'xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>sim</requestId>'
+                f"<spotPriceHistorySet>{''.join(items)}</spotPriceHistorySet>"
+                "<nextToken/></DescribeSpotPriceHistoryResponse>")
+
+    def price_list(self, target, body):
+        """The Price List API (JSON 1.1): GetProducts for the types given with --price."""
+        if target != "AWSPriceListService.GetProducts":
+            return 400, {"__type": "InvalidParameterException", "Message": f"not simulated: {target}"}
+        req = json.loads(body or b"{}")
+        f = {x["Field"]: x["Value"] for x in req.get("Filters", [])}
+        itype = f.get("instanceType", "")
+        self.log(f"GetProducts {itype}")
+        docs = []
+        if itype in self.prices and f.get("operatingSystem", "Linux") == "Linux":
+            sku = "SIM" + re.sub(r"[^A-Z0-9]", "", itype.upper())
+            docs.append(json.dumps({
+                "product": {"productFamily": "Compute Instance", "sku": sku, "attributes": {
+                    "instanceType": itype, "regionCode": f.get("regionCode", ""),
+                    "operatingSystem": "Linux", "tenancy": "Shared", "preInstalledSw": "NA",
+                    "capacitystatus": "Used", "servicecode": "AmazonEC2"}},
+                "serviceCode": "AmazonEC2", "version": "sim", "publicationDate": "2026-11-01T00:00:00Z",
+                "terms": {"OnDemand": {f"{sku}.JRTCKXETXF": {
+                    "offerTermCode": "JRTCKXETXF", "sku": sku, "effectiveDate": "2026-11-01T00:00:00Z",
+                    "termAttributes": {},
+                    "priceDimensions": {f"{sku}.JRTCKXETXF.6YS6EN2CT7": {
+                        "rateCode": f"{sku}.JRTCKXETXF.6YS6EN2CT7", "unit": "Hrs",
+                        "beginRange": "0", "endRange": "Inf", "appliesTo": [],
+                        "description": f"${self.prices[itype]} per On Demand Linux {itype} Instance Hour",
+                        "pricePerUnit": {"USD": f"{float(self.prices[itype]):.10f}"}}}}}}}))
+        return 200, {"FormatVersion": "aws_v1", "PriceList": docs}
 
     def forward(self, body, headers):
         req = urllib.request.Request(self.moto + "/", data=body, method="POST")
@@ -458,6 +539,12 @@ class Sim:
         self.log("torn down")
 
 
+def region_of(headers):
+    """The region a request was signed for (`Credential=KEY/DATE/REGION/SERVICE/...`)."""
+    m = re.search(r"Credential=[^/]+/[^/]+/([^/]+)/", headers.get("Authorization", ""))
+    return m.group(1) if m else "us-east-1"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--moto", required=True)
@@ -466,7 +553,9 @@ def main():
     ap.add_argument("--delay", type=float, default=3.0)
     ap.add_argument("--prefix", default=f"dsim{os.getpid()}")
     ap.add_argument("--no-capacity", action="append", default=[],
-                    help="an instance type RunInstances refuses with InsufficientInstanceCapacity")
+                    help="TYPE or TYPE/MARKET RunInstances refuses with InsufficientInstanceCapacity")
+    ap.add_argument("--price", action="append", default=[], help="TYPE=USD: on-demand price")
+    ap.add_argument("--spot-price", action="append", default=[], help="TYPE=USD: spot price")
     args = ap.parse_args()
     sim = Sim(args)
 
@@ -475,6 +564,20 @@ def main():
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            target = self.headers.get("X-Amz-Target", "")
+            if target.startswith("AWSPriceListService."):
+                try:
+                    status, doc = sim.price_list(target, body)
+                except Exception as e:  # an answer, never a hang
+                    sim.log(f"error: {e!r}")
+                    status, doc = 500, {"__type": "InternalError", "Message": str(e)}
+                out = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+                return
             try:
                 status, out = sim.handle(body, dict(self.headers))
             except Exception as e:  # an answer, never a hang

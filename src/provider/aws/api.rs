@@ -6,7 +6,7 @@ use super::*;
 /// Logs every EC2 API request (calls and their retries) at debug level (`RUST_LOG=debug`);
 /// the scale test and the benchmark count these lines.
 #[derive(Debug)]
-struct CallLog;
+pub(super) struct CallLog;
 
 impl Intercept for CallLog {
     fn name(&self) -> &'static str {
@@ -134,6 +134,22 @@ pub(super) fn to_node(i: &Instance) -> Option<ObservedNode> {
             .map(|t| t.as_str().to_string())
             .unwrap_or_default(),
     );
+    if i.instance_lifecycle() == Some(&aws_sdk_ec2::types::InstanceLifecycleType::Spot) {
+        detail.insert("market".to_string(), "spot".to_string());
+    }
+    // EC2 took a spot instance back: said as such by plans and `list`.
+    if let Some(r) = i
+        .state_reason()
+        .filter(|r| r.code() == Some("Server.SpotInstanceTermination"))
+    {
+        detail.insert(
+            "interrupted".to_string(),
+            format!(
+                "interrupted by EC2 (spot capacity taken back: {})",
+                r.code().unwrap_or("")
+            ),
+        );
+    }
     if let Some(az) = i.placement().and_then(|p| p.availability_zone()) {
         detail.insert("zone".to_string(), az.to_string());
     }

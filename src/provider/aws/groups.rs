@@ -108,6 +108,10 @@ pub fn group_spec(g: &AwsWorkerGroup, ssh_user: &str) -> NodeSpec {
     if let Some(n) = g.num_gpus {
         launch.push(("num_gpus", n.to_string()));
     }
+    // (Only for spot: an on-demand group's nodes keep their spec hash.)
+    if g.market == crate::cost::Market::Spot {
+        launch.push(("market", "spot".to_string()));
+    }
     if !g.resources.is_empty() {
         let r: Vec<String> = g
             .resources
@@ -253,6 +257,8 @@ mod tests {
             root_volume_gb: None,
             num_gpus: None,
             resources: BTreeMap::new(),
+            market: crate::cost::Market::OnDemand,
+            spot_fallback: true,
         }
     }
 
@@ -318,6 +324,60 @@ mod tests {
         let spec = group_spec(&two, "ec2-user");
         assert_eq!(spec.launch["instance_types"], "g5.xlarge,g4dn.xlarge");
         assert_eq!(spec.launch["image_id"], "auto:al2023-nvidia-x86_64");
+    }
+
+    #[test]
+    fn launches_try_the_next_zone_then_the_next_type_then_on_demand() {
+        use crate::cost::Market::{OnDemand, Spot};
+        let pairs = |g: &AwsWorkerGroup, zones: &[&str]| {
+            let zones: Vec<String> = zones.iter().map(|z| z.to_string()).collect();
+            super::super::nodes::launch_choices(
+                &g.instance_types,
+                g.market,
+                g.spot_fallback,
+                &zones,
+            )
+            .into_iter()
+            .map(|c| {
+                format!(
+                    "{}/{}{}",
+                    c.instance_type,
+                    c.market.as_str(),
+                    c.zone.map(|z| format!("@{z}")).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+        };
+        let mut g = group(&["g5.xlarge", "g6.xlarge"]);
+        assert_eq!(
+            pairs(&g, &[]),
+            ["g5.xlarge/on-demand", "g6.xlarge/on-demand"]
+        );
+        assert_eq!(
+            pairs(&g, &["z-a", "z-b"]),
+            [
+                "g5.xlarge/on-demand@z-a",
+                "g5.xlarge/on-demand@z-b",
+                "g6.xlarge/on-demand@z-a",
+                "g6.xlarge/on-demand@z-b"
+            ]
+        );
+        g.market = Spot;
+        assert_eq!(
+            pairs(&g, &[]),
+            [
+                "g5.xlarge/spot",
+                "g6.xlarge/spot",
+                "g5.xlarge/on-demand",
+                "g6.xlarge/on-demand"
+            ]
+        );
+        g.spot_fallback = false;
+        assert_eq!(pairs(&g, &[]), ["g5.xlarge/spot", "g6.xlarge/spot"]);
+        // A spot group's nodes are told from an on-demand one's by their spec.
+        assert_eq!(group_spec(&g, "u").launch["market"], "spot");
+        g.market = OnDemand;
+        assert!(!group_spec(&g, "u").launch.contains_key("market"));
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub const TAG_IMAGE: &str = "daft:image";
 mod api;
 mod groups;
 mod nodes;
+mod price;
 mod security_group;
 mod user_data;
 
@@ -57,6 +58,7 @@ use api::*;
 pub use api::{all_regions, architecture, client, configured_region, http_client, list_region};
 pub use groups::{group_spec, image_spec, is_capacity_error, ray_args, TypeInfo, TAG_GROUP};
 pub use nodes::client_token;
+pub use price::{node_market, node_prices, on_demand_of};
 pub use user_data::{node_params, render_user_data, user_data_script};
 
 /// Instances per `RunInstances` call.
@@ -76,6 +78,8 @@ pub struct AwsProvider {
     ssh_cidrs: tokio::sync::OnceCell<Result<Vec<String>, String>>,
     /// What EC2 said of each instance type asked about in this run.
     types: tokio::sync::Mutex<BTreeMap<String, groups::TypeInfo>>,
+    /// Prices of this region's instances (plans' cost, `max_hourly_cost`).
+    prices: price::Prices,
 }
 
 impl AwsProvider {
@@ -83,6 +87,7 @@ impl AwsProvider {
         let client = client(&aws.region).await?;
         let key = key.or_else(|| cfg.setup.ssh_private_key.clone());
         Ok(AwsProvider {
+            prices: price::Prices::new(&aws.region, &aws.zones, client.clone()),
             cfg,
             aws,
             client,
@@ -352,6 +357,14 @@ impl NodeProvider for AwsProvider {
 
     fn self_starting(&self) -> bool {
         true
+    }
+
+    async fn estimate(&self, desired: &DesiredCluster) -> Option<crate::cost::Estimate> {
+        Some(self.estimate_cost(desired).await)
+    }
+
+    fn max_hourly_cost(&self) -> Option<f64> {
+        self.aws.max_hourly_cost
     }
 
     async fn create_support(&self, r: &SupportResource) -> anyhow::Result<SupportResource> {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::autostop::AutostopSetting;
+use crate::cost::Market;
 
 #[allow(clippy::too_many_arguments)]
 pub fn client_token(
@@ -31,6 +32,78 @@ pub fn client_token(
     format!("daft-{}-{h}", role.as_str())
 }
 
+/// One thing a launch may try: an instance type, bought how, in which zone (None: EC2's pick).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub instance_type: String,
+    pub market: Market,
+    pub zone: Option<String>,
+}
+
+impl Choice {
+    /// As it is said: the type, its market when the group is spot, its zone when zones are set.
+    fn label(&self, spot_group: bool) -> String {
+        let mut s = self.instance_type.clone();
+        if spot_group {
+            s = format!("{s} {}", self.market.as_str());
+        }
+        if let Some(z) = &self.zone {
+            s = format!("{s} in {z}");
+        }
+        s
+    }
+}
+
+/// What a launch tries, in order: the next zone, then the next instance type, then (a spot
+/// group that may fall back) all of it again on demand.
+pub fn launch_choices(
+    types: &[String],
+    market: Market,
+    spot_fallback: bool,
+    zones: &[String],
+) -> Vec<Choice> {
+    let markets: &[Market] = match (market, spot_fallback) {
+        (Market::Spot, true) => &[Market::Spot, Market::OnDemand],
+        (Market::Spot, false) => &[Market::Spot],
+        (Market::OnDemand, _) => &[Market::OnDemand],
+    };
+    let zones: Vec<Option<String>> = if zones.is_empty() {
+        vec![None]
+    } else {
+        zones.iter().cloned().map(Some).collect()
+    };
+    let mut out = Vec::new();
+    for &m in markets {
+        for t in types {
+            for z in &zones {
+                out.push(Choice {
+                    instance_type: t.clone(),
+                    market: m,
+                    zone: z.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A one-time spot request that ends with the instance when EC2 takes it back.
+fn spot_options() -> aws_sdk_ec2::types::InstanceMarketOptionsRequest {
+    use aws_sdk_ec2::types::{
+        InstanceInterruptionBehavior, InstanceMarketOptionsRequest, MarketType, SpotInstanceType,
+        SpotMarketOptions,
+    };
+    InstanceMarketOptionsRequest::builder()
+        .market_type(MarketType::Spot)
+        .spot_options(
+            SpotMarketOptions::builder()
+                .spot_instance_type(SpotInstanceType::OneTime)
+                .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                .build(),
+        )
+        .build()
+}
+
 /// How one instance type's launches ended.
 enum Stop {
     /// All asked for were launched.
@@ -52,10 +125,18 @@ impl AwsProvider {
         pb: &ProgressBar,
     ) -> anyhow::Result<Vec<ObservedNode>> {
         let group = self.group(req.role, req.group);
-        let types: Vec<String> = match group {
-            Some(g) => g.instance_types.clone(),
-            None => vec![self.aws.instance_type.clone()],
+        let zones = &self.aws.zones;
+        let choices = match group {
+            Some(g) => launch_choices(&g.instance_types, g.market, g.spot_fallback, zones),
+            None => launch_choices(
+                std::slice::from_ref(&self.aws.instance_type),
+                Market::OnDemand,
+                false,
+                zones,
+            ),
         };
+        let spot_group = group.is_some_and(|g| g.market == Market::Spot);
+        let label = |c: &Choice| c.label(spot_group);
         let what = match req.group {
             "" => req.role.as_str().to_string(),
             g => format!("{} of group {g}", req.role.as_str()),
@@ -63,22 +144,22 @@ impl AwsProvider {
         let (key, sg) = tokio::try_join!(self.key_pair(), self.security_group_id())?;
         let mut launched: Vec<ObservedNode> = Vec::new();
         let mut tried: Vec<String> = Vec::new();
-        for (i, itype) in types.iter().enumerate() {
+        for (i, choice) in choices.iter().enumerate() {
             let left = req.count - launched.len() as u32;
             if left == 0 {
                 break;
             }
             let (got, stop) = self
-                .launch_type(req, group, itype, left, &key, &sg, pb)
+                .launch_type(req, group, choice, left, &key, &sg, pb)
                 .await?;
             let n = got.len();
             launched.extend(got);
             match stop {
                 Stop::Done => break,
                 Stop::Capacity(reason) => {
-                    let next = types
+                    let next = choices
                         .get(i + 1)
-                        .map(|t| format!("; trying {t}"))
+                        .map(|c| format!("; trying {}", label(c)))
                         .unwrap_or_default();
                     let got = if n > 0 {
                         format!(" after {n} of {left}")
@@ -87,9 +168,12 @@ impl AwsProvider {
                     };
                     crate::ui::say(
                         pb,
-                        format!("daft: no capacity for {itype} ({what}){got}: {reason}{next}"),
+                        format!(
+                            "daft: no capacity for {} ({what}){got}: {reason}{next}",
+                            label(choice)
+                        ),
                     );
-                    tried.push(format!("{itype}: {reason}"));
+                    tried.push(format!("{}: {reason}", label(choice)));
                 }
                 Stop::Failed(e) if launched.is_empty() => return Err(e),
                 Stop::Failed(e) => {
@@ -99,16 +183,22 @@ impl AwsProvider {
             }
         }
         if launched.is_empty() && !tried.is_empty() {
+            let spot_only = group.is_some_and(|g| g.market == Market::Spot && !g.spot_fallback);
             bail!(
                 "EC2 has no capacity for the {what} in {}; tried, in order:\n{}\n  what to do: \
-                 add instance types to try (a group's instance_types), use another region, or \
+                 add instance types to try (a group's instance_types){}, use another region, or \
                  ask AWS for a quota increase; nothing was launched",
                 self.aws.region,
                 tried
                     .iter()
                     .map(|t| format!("  - {t}"))
                     .collect::<Vec<_>>()
-                    .join("\n")
+                    .join("\n"),
+                if spot_only {
+                    ", let the spot group fall back to on-demand (spot_fallback = true)"
+                } else {
+                    ""
+                }
             );
         }
         Ok(launched)
@@ -120,12 +210,13 @@ impl AwsProvider {
         &self,
         req: &LaunchRequest<'_>,
         group: Option<&crate::config::AwsWorkerGroup>,
-        itype: &str,
+        choice: &Choice,
         count: u32,
         key: &str,
         sg: &str,
         pb: &ProgressBar,
     ) -> anyhow::Result<(Vec<ObservedNode>, Stop)> {
+        let (itype, market) = (choice.instance_type.as_str(), choice.market);
         let info = self.type_info(itype).await?;
         let (image_id, profile, gb) = match group {
             Some(g) => (
@@ -152,8 +243,13 @@ impl AwsProvider {
             let n = left.min(BATCH);
             batch_no += 1;
             pb.set_message(format!(
-                "launching {n} {} instance(s) of {itype} (batch {batch_no})",
-                req.role.as_str()
+                "launching {n} {} instance(s) of {itype}{} (batch {batch_no})",
+                req.role.as_str(),
+                if market == Market::Spot {
+                    " at the spot price"
+                } else {
+                    ""
+                }
             ));
             // The batch's host key: made here, handed over in the user data, pinned under each
             // instance id before anyone connects.
@@ -182,7 +278,12 @@ impl AwsProvider {
                     self.name(),
                     &self.aws.region,
                     req.role,
-                    &format!("{}/{itype}", req.spec.hash()),
+                    &format!(
+                        "{}/{itype}/{}/{}",
+                        req.spec.hash(),
+                        market.as_str(),
+                        choice.zone.as_deref().unwrap_or("")
+                    ),
                     req.seen,
                     batch_no,
                     n,
@@ -210,6 +311,12 @@ impl AwsProvider {
                         }
                     }))
                     .set_block_device_mappings(root.clone().map(|r| vec![r]))
+                    .set_instance_market_options((market == Market::Spot).then(spot_options))
+                    .set_placement(choice.zone.as_ref().map(|z| {
+                        aws_sdk_ec2::types::Placement::builder()
+                            .availability_zone(z)
+                            .build()
+                    }))
                     .user_data(user_data.clone())
                     .client_token(token)
                     .tag_specifications(
