@@ -50,6 +50,22 @@ impl<'a> Case<'a> {
         c.timeout(Duration::from_secs(900));
         c
     }
+    /// cluster.toml: a t3.medium head and one worker of group "gpu" of `types` (TOML strings,
+    /// comma-separated) on `image`, with more of the group's keys in `extra`; its path.
+    fn gpu_group(&self, image: &str, types: &str, extra: &str) -> String {
+        let p = self.dir.path().join("cluster.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[setup]\nname = \"sim\"\nprovider = \"aws\"\nssh_user = \"root\"\nssh_private_key = \"id\"\n\
+                 instance_type = \"t3.medium\"\n[setup.aws]\nssh_ingress_cidrs = [\"198.18.0.0/15\"]\n\
+                 [[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [{types}]\nworkers = 1\n\
+                 image_id = \"{image}\"\n{extra}\n[run]\nsetup_commands = []\n"
+            ),
+        )
+        .unwrap();
+        p.to_str().unwrap().to_string()
+    }
     fn config(&self, instance_type: &str, setup: &str) -> String {
         let p = self.dir.path().join("cluster.toml");
         std::fs::write(
@@ -445,20 +461,8 @@ async fn simulated_ec2_a_group_falls_back_to_its_next_type_and_with_none_left_fa
     let case = Case::new(&sim);
     // (moto has no image with the NVIDIA driver: the group names an image of its own.)
     let image = common::al2023_image(&ec2(&sim).await).await;
-    let p = case.dir.path().join("cluster.toml");
-    let write = |types: &str| {
-        std::fs::write(
-            &p,
-            format!(
-                "[setup]\nname = \"sim\"\nprovider = \"aws\"\nssh_user = \"root\"\nssh_private_key = \"id\"\n\
-                 instance_type = \"t3.medium\"\n[setup.aws]\nssh_ingress_cidrs = [\"198.18.0.0/15\"]\n\
-                 [[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [{types}]\nworkers = 1\n\
-                 image_id = \"{image}\"\n\n[run]\nsetup_commands = []\n"
-            ),
-        )
-        .unwrap();
-    };
-    let cfg = p.to_str().unwrap().to_string();
+    let write = |types: &str| case.gpu_group(&image, types, "");
+    let cfg = case.gpu_group(&image, "", "");
     // Every type refused: exit 1, each (type, EC2's reason) listed, no worker launched.
     write("\"g5.xlarge\", \"g6.xlarge\"");
     let (code, out, err) = case.run(&["up", "--no-wait", "-c", &cfg]);
@@ -485,25 +489,7 @@ async fn simulated_ec2_a_group_falls_back_to_its_next_type_and_with_none_left_fa
             && said.contains("trying g4dn.xlarge"),
         "{said}"
     );
-    let gpu: Vec<_> = ec2(&sim)
-        .await
-        .describe_instances()
-        .filters(mine())
-        .send()
-        .await
-        .unwrap()
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter(|i| {
-            i.tags()
-                .iter()
-                .any(|t| t.key() == Some("daft:group") && t.value() == Some("gpu"))
-        })
-        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
-        .map(|i| i.instance_type().unwrap().as_str().to_string())
-        .collect();
-    assert_eq!(gpu, ["g4dn.xlarge"]);
+    assert_eq!(group_nodes(&sim).await, ["g4dn.xlarge on-demand"]);
     // down leaves nothing.
     case.ok(&["down", "--yes", "-c", &cfg]);
     assert!(alive(&sim).await.is_empty(), "{:?}", alive(&sim).await);
@@ -636,20 +622,10 @@ async fn simulated_ec2_a_spot_group_falls_back_to_on_demand_and_without_fallback
     );
     let case = Case::new(&sim);
     let image = common::al2023_image(&ec2(&sim).await).await;
-    let p = case.dir.path().join("cluster.toml");
     let write = |types: &str, extra: &str| {
-        std::fs::write(
-            &p,
-            format!(
-                "[setup]\nname = \"sim\"\nprovider = \"aws\"\nssh_user = \"root\"\nssh_private_key = \"id\"\n\
-                 instance_type = \"t3.medium\"\n[setup.aws]\nssh_ingress_cidrs = [\"198.18.0.0/15\"]\n\
-                 [[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [{types}]\nworkers = 1\n\
-                 image_id = \"{image}\"\nmarket = \"spot\"\n{extra}\n[run]\nsetup_commands = []\n"
-            ),
-        )
-        .unwrap();
+        case.gpu_group(&image, types, &format!("market = \"spot\"\n{extra}"))
     };
-    let cfg = p.to_str().unwrap().to_string();
+    let cfg = case.gpu_group(&image, "", "");
     // Spot only: every type refused at the spot price: exit 1, each listed, no worker.
     write("\"g5.xlarge\"", "spot_fallback = false\n");
     let (code, out, err) = case.run(&["up", "--no-wait", "-c", &cfg]);
@@ -750,8 +726,8 @@ async fn simulated_ec2_a_spot_group_falls_back_to_on_demand_and_without_fallback
     assert!(groups(&sim).await.is_empty(), "a security group is left");
 }
 
-/// "TYPE MARKET" of each live worker of a named group, through the simulation.
-async fn group_nodes(sim: &Ec2Sim) -> Vec<String> {
+/// The cluster's instances that are not terminated, through the simulation.
+async fn live(sim: &Ec2Sim) -> Vec<aws_sdk_ec2::types::Instance> {
     ec2(sim)
         .await
         .describe_instances()
@@ -763,6 +739,15 @@ async fn group_nodes(sim: &Ec2Sim) -> Vec<String> {
         .iter()
         .flat_map(|r| r.instances())
         .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+        .cloned()
+        .collect()
+}
+
+/// "TYPE MARKET" of each live worker of a named group, through the simulation.
+async fn group_nodes(sim: &Ec2Sim) -> Vec<String> {
+    live(sim)
+        .await
+        .iter()
         .filter(|i| i.tags().iter().any(|t| t.key() == Some("daft:group")))
         .map(|i| {
             format!(
@@ -774,75 +759,4 @@ async fn group_nodes(sim: &Ec2Sim) -> Vec<String> {
             )
         })
         .collect()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (network namespaces), moto_server, sshd and Ray from PyPI"]
-async fn simulated_ec2_launches_try_the_next_zone_then_the_next_type() {
-    let _g = SERIAL.lock().await;
-    // No t3.medium capacity in zone a; no g5.xlarge anywhere.
-    let sim = Ec2Sim::start_with(
-        3.0,
-        &[
-            "--no-capacity",
-            "t3.medium@us-west-2a",
-            "--no-capacity",
-            "g5.xlarge",
-        ],
-    );
-    let case = Case::new(&sim);
-    let image = common::al2023_image(&ec2(&sim).await).await;
-    let p = case.dir.path().join("cluster.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "[setup]\nname = \"sim\"\nprovider = \"aws\"\nregion = \"us-west-2\"\nssh_user = \"root\"\n\
-             ssh_private_key = \"id\"\ninstance_type = \"t3.medium\"\n[setup.aws]\n\
-             ssh_ingress_cidrs = [\"198.18.0.0/15\"]\nzones = [\"us-west-2a\", \"us-west-2b\"]\n\
-             [[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [\"g5.xlarge\", \"g4dn.xlarge\"]\n\
-             workers = 1\nimage_id = \"{image}\"\n\n[run]\nsetup_commands = []\n"
-        ),
-    )
-    .unwrap();
-    let cfg = p.to_str().unwrap().to_string();
-    let (code, out, err) = case.run(&["up", "--no-wait", "-c", &cfg]);
-    assert_eq!(code, 0, "{out}\n{}", tail(&err));
-    let said = format!("{out}{err}");
-    for step in [
-        "no capacity for t3.medium in us-west-2a (head)",
-        "trying t3.medium in us-west-2b",
-        "no capacity for g5.xlarge in us-west-2a (worker of group gpu)",
-        "trying g5.xlarge in us-west-2b",
-        "no capacity for g5.xlarge in us-west-2b (worker of group gpu)",
-        "trying g4dn.xlarge in us-west-2a",
-    ] {
-        assert!(said.contains(step), "{step:?} not said:\n{said}");
-    }
-    let placed: Vec<String> = ec2(&sim)
-        .await
-        .describe_instances()
-        .filters(mine())
-        .send()
-        .await
-        .unwrap()
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
-        .map(|i| {
-            format!(
-                "{} {}",
-                i.instance_type().unwrap().as_str(),
-                i.placement()
-                    .and_then(|p| p.availability_zone())
-                    .unwrap_or("?")
-            )
-        })
-        .collect();
-    let mut placed = placed;
-    placed.sort();
-    assert_eq!(placed, ["g4dn.xlarge us-west-2a", "t3.medium us-west-2b"]);
-    case.ok(&["down", "--yes", "-c", &cfg]);
-    assert!(alive(&sim).await.is_empty(), "{:?}", alive(&sim).await);
-    assert!(groups(&sim).await.is_empty(), "a security group is left");
 }
