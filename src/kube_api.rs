@@ -95,7 +95,12 @@ impl PodChanges {
                 };
                 tracing::debug!(target: "daft::kube", %selector, %version, "watch pods");
                 let wp = WatchParams::default().labels(&selector).timeout(290);
-                match pods.watch(&wp, &version).await {
+                // (Opening the watch is bounded like any call; its events may then be quiet
+                // for as long as the server's timeout.)
+                let opened = tokio::time::timeout(CALL_LIMIT, pods.watch(&wp, &version))
+                    .await
+                    .unwrap_or_else(|_| Err(kube::Error::Service("no answer to the watch".into())));
+                match opened {
                     Ok(events) => {
                         let mut events = std::pin::pin!(events);
                         while let Some(e) = events.next().await {

@@ -64,7 +64,6 @@ fn irrelevant_keys(provider: ProviderKind) -> &'static [&'static str] {
             "max_workers",
             "idle_timeout",
             "upscaling_speed",
-            "autostop",
         ],
         ProviderKind::Kubernetes => &[
             "region",

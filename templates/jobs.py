@@ -372,6 +372,11 @@ def cmd_autostop(cluster_dir, seconds, dashboard, halt):
     state_path = os.path.join(cluster_dir, "autostop.state")
     if (read_json(state_path) or {}).get("stopped"):
         os.unlink(state_path)
+    if os.path.exists(os.path.join(cluster_dir, "autostop.held")):
+        # A Slurm allocation holds the watcher (templates/slurm.sbatch): it starts it within
+        # seconds of this setting; one forked here would end with this job step.
+        print(json.dumps({"daft": "autostop-armed", "seconds": int(seconds)}))
+        return 0
     if os.fork() == 0:
         # The watcher: its own session, no terminal, its output in autostop.log; this command's
         # connection does not wait for it.
@@ -641,6 +646,9 @@ if __name__ == "__main__":
         sys.exit(cmd_manifest(*args))
     if verb == "autostop":
         sys.exit(cmd_autostop(*args))
+    if verb == "autostop-watch":
+        # The watcher in the foreground, for a holder that keeps it (a Slurm allocation).
+        sys.exit(watch(args[0]))
     if verb == "halt-aws":
         sys.exit(cmd_halt_aws(*args))
     if verb == "start":

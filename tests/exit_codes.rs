@@ -200,12 +200,12 @@ fn help_names_every_back_end_and_autostop_checks_its_words_before_anything_conne
         .stderr(no_debug_dump());
     // A config whose back-end cannot stop itself (yet), or an AWS one without the instance
     // profile its head would need: said at once, exit 2.
-    let (_d, mut c) = in_project("[setup]\nname = \"x\"\nprovider = \"slurm\"\n");
+    let (_d, mut c) = in_project("[setup]\nname = \"x\"\nprovider = \"kubernetes\"\n");
     c.args(["autostop", "-c", "c.toml", "30m"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "autostop is not available with provider = \"slurm\" yet",
+            "autostop is not available with provider = \"kubernetes\" yet",
         ));
     let (_d, mut c) = in_project("[setup]\nname = \"x\"\nprovider = \"aws\"\n");
     c.args(["autostop", "-c", "c.toml", "30m"])

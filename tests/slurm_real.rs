@@ -644,3 +644,62 @@ fn slurm_two_node_allocation_through_a_login_node_runs_the_head_and_a_worker() {
     assert_eq!(slurm.client("squeue", &["-h"]).trim(), "");
     assert_no_ray_left(h, &slurm);
 }
+
+#[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root, slurm-wlm and munge"]
+fn slurm_autostop_ends_an_idle_allocation_by_itself() {
+    // The allocation holds the watcher (the batch script runs it), the head's set-up arms it;
+    // idle for the setting, the watcher `scancel`s its own allocation.
+    // (This Slurm tracks processes with proctrack/linuxproc; a site's proctrack/cgroup, which
+    // ends whatever a finished job step started, cannot run here: the watcher is a child of
+    // the batch script for exactly that reason.)
+    let slurm = Slurm::start(2);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let cfg = h.join("slurm.toml");
+    std::fs::write(
+        &cfg,
+        "[setup]\nname = \"t-idle\"\nprovider = \"slurm\"\nautostop = \"10s\"\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let up = daft(h, &slurm).args(["up", "-c", cfg]).output().unwrap();
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    assert!(
+        String::from_utf8_lossy(&up.stdout).contains("Autostop: idle 10s"),
+        "{}",
+        text(&up)
+    );
+    let started = std::time::Instant::now();
+    let log = h.join(".daft/clusters/t-idle/autostop.log");
+    // The watcher is the batch script's (`autostop-watch`, run by the allocation's holder), not
+    // one forked by the job step that armed it.
+    while common::procs_with("autostop-watch").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no watcher held by the allocation:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    while !slurm.client("squeue", &["-h"]).trim().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the idle allocation is still in the queue after 120 s:\n{}\n{}",
+            slurm.client("squeue", &["-h"]),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(said.contains("daft autostop: idle for"), "{said}");
+    assert_no_ray_left(h, &slurm);
+    // Gone by itself: the next plan creates it again.
+    let plan = daft(h, &slurm).args(["plan", "-c", cfg]).output().unwrap();
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("+ create"),
+        "{}",
+        text(&plan)
+    );
+}

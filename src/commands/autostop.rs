@@ -19,7 +19,7 @@ pub async fn run(args: &AutostopArgs, pr: &Printer) -> anyhow::Result<()> {
     let kind = cfg.setup.provider.kind();
     if !can_autostop(kind) {
         return Err(usage(format!(
-            "autostop is not available with provider = {:?} yet (local, ssh and aws have it); run `daft down` when done",
+            "autostop is not available with provider = {:?} yet (local, ssh, aws and slurm have it); run `daft down` when done",
             kind.as_str()
         )));
     }

@@ -23,13 +23,18 @@ pub async fn run(args: &PlanArgs, pr: &Printer) -> anyhow::Result<()> {
                         Some(want.workers),
                         want.scaling.as_deref()
                     )
-                )?,
+                )
+                .and_then(|_| match autostop_line(cfg.setup.autostop) {
+                    Some(line) => crate::outln!(pr, "{line}"),
+                    None => Ok(()),
+                })?,
                 OutputFormat::Json => {
                     let v = serde_json::json!({
                         "cluster": plan.cluster,
                         "context": p.context(),
                         "resource": plan,
                         "noop": plan.is_noop(),
+                        "autostop_seconds": cfg.setup.autostop.map(|d| d.as_secs()),
                     });
                     pr.json(&v)?;
                 }

@@ -167,6 +167,9 @@ async fn up_resource(
             want.scaling.as_deref()
         )
     )?;
+    if let Some(line) = super::plan::autostop_line(cfg.setup.autostop) {
+        crate::outln!(pr, "{line}")?;
+    }
     if let ResourceAction::Refuse { reason } = &plan.action {
         return Err(anyhow!("nothing was changed: {reason}"));
     }

@@ -55,7 +55,7 @@ fn can_autoscale(p: ProviderKind) -> bool {
 pub fn can_autostop(p: ProviderKind) -> bool {
     matches!(
         p,
-        ProviderKind::Local | ProviderKind::Ssh | ProviderKind::Aws
+        ProviderKind::Local | ProviderKind::Ssh | ProviderKind::Aws | ProviderKind::Slurm
     )
 }
 
@@ -202,7 +202,7 @@ impl Checker<'_> {
             return Err(self
                 .err(span, format!("autostop is not available with provider = {:?} yet", s.provider.as_str()))
                 .label("this back-end's head cannot take its cluster down yet")
-                .help("remove it and run `daft down` when done; autostop works with provider = \"local\", \"ssh\" and \"aws\""));
+                .help("remove it and run `daft down` when done; autostop works with provider = \"local\", \"ssh\", \"aws\" and \"slurm\""));
         }
         let profile = s.aws.as_ref().and_then(|a| a.iam_instance_profile.as_ref());
         if s.provider == ProviderKind::Aws && profile.is_none() {

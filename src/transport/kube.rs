@@ -44,11 +44,11 @@ impl KubeTransport {
             crate::kuberay::RAY_NODE_TYPE_LABEL
         );
         tracing::debug!(target: "daft::kube", namespace = %self.namespace, %selector, "list pods");
-        let list = self
-            .pods
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| crate::kube_api::api_error(e, "list the head pod"))?;
+        let list = crate::kube_api::call(
+            "list the head pod",
+            self.pods.list(&ListParams::default().labels(&selector)),
+        )
+        .await?;
         let pod = list
             .items
             .into_iter()

@@ -232,6 +232,7 @@ impl SlurmProvider {
     }
 
     /// The batch script: `#SBATCH` lines from the config, then templates/slurm.sbatch.
+    /// (`dir` is absolute: `$HOME/.daft/clusters/NAME/slurm` spelled out.)
     fn batch_script(&self, dir: &str, spec_hash: &str, tag: &str) -> String {
         let mut lines = vec![
             format!("#SBATCH --job-name={}", self.job_name()),
@@ -245,6 +246,7 @@ impl SlurmProvider {
             .replace("#@SBATCH@", &lines.join("\n"))
             .replace("@DIR@", &dquote(dir))
             .replace("@TAG@", tag)
+            .replace("@JOBS@", &dquote(&crate::agent::JOBS.path(&home_of(dir))))
     }
 
     /// The allocation's current line in the queue: (state, reason, node list), None when it has
@@ -493,6 +495,21 @@ impl Provider for SlurmProvider {
         }
     }
 
+    /// The allocation holds the watcher (templates/slurm.sbatch runs it when the setting
+    /// exists); idle, it ends the allocation with `scancel`.
+    fn autostop(
+        &self,
+        head: &ObservedNode,
+        _daft_home: &str,
+        after: std::time::Duration,
+    ) -> Option<crate::autostop::Autostop> {
+        Some(crate::autostop::Autostop {
+            after,
+            dashboard: "http://127.0.0.1:8265".into(),
+            halt: format!("scancel {}", shell_quote(&head.id)),
+        })
+    }
+
     fn job_arrays(&self) -> Option<&dyn JobArrays> {
         Some(self)
     }
@@ -536,4 +553,13 @@ mod tests {
         assert_eq!(f["time"], "1:00:00");
         assert!(parse_comment("someone else's job").is_none());
     }
+}
+
+/// daft's directory on the node, from a cluster's Slurm directory (`HOME/clusters/NAME/slurm`).
+fn home_of(slurm_dir: &str) -> String {
+    let p = std::path::Path::new(slurm_dir);
+    p.ancestors()
+        .nth(3)
+        .map(|h| h.to_string_lossy().to_string())
+        .unwrap_or_default()
 }

@@ -182,6 +182,12 @@ impl SlurmProvider {
         }
         // 3. setup_commands, then the setup hash in the allocation's comment.
         let hash = bootstrap::setup_hash(&self.cfg);
+        let t = self.node_transport(&node.id).await?;
+        let autostop = crate::autostop::AutostopSetting::for_node(
+            crate::model::Role::Head,
+            self.cfg.setup.autostop,
+            |d| Provider::autostop(self, node, &t.daft_home(), d),
+        );
         setup::set_up(
             &self.cfg,
             NodeSetup {
@@ -189,9 +195,9 @@ impl SlurmProvider {
                 head: node,
                 hash: &hash,
                 bootstrap: Bootstrap::Done,
-                autostop: crate::autostop::AutostopSetting::Untouched,
+                autostop,
             },
-            || self.node_transport(&node.id),
+            || async { Ok(t.clone()) },
             self,
             pb,
         )
