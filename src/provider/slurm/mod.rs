@@ -539,8 +539,25 @@ impl SetupRecord for SlurmProvider {
     }
 }
 
+/// daft's directory on the node, from a cluster's Slurm directory (`HOME/clusters/NAME/slurm`).
+fn home_of(slurm_dir: &str) -> String {
+    let p = std::path::Path::new(slurm_dir);
+    p.ancestors()
+        .nth(3)
+        .map(|h| h.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_agent_lives_under_the_daft_directory_of_the_slurm_directory() {
+        assert_eq!(
+            super::home_of("/home/u/.daft/clusters/c/slurm"),
+            "/home/u/.daft"
+        );
+    }
+
     use super::*;
 
     #[test]
@@ -553,13 +570,4 @@ mod tests {
         assert_eq!(f["time"], "1:00:00");
         assert!(parse_comment("someone else's job").is_none());
     }
-}
-
-/// daft's directory on the node, from a cluster's Slurm directory (`HOME/clusters/NAME/slurm`).
-fn home_of(slurm_dir: &str) -> String {
-    let p = std::path::Path::new(slurm_dir);
-    p.ancestors()
-        .nth(3)
-        .map(|h| h.to_string_lossy().to_string())
-        .unwrap_or_default()
 }
