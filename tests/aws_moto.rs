@@ -1173,3 +1173,103 @@ async fn worker_groups_launch_their_own_types_with_their_gpus_tagged_and_down_le
         "down left instances"
     );
 }
+
+/// `[setup.aws] subnet_ids` and `security_group_ids`: nodes launch into the first subnet, the
+/// cluster's own group is made in that subnet's VPC, and every node has both groups; `down`
+/// removes the cluster's group and leaves the user's.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs moto_server (.ci/setup installs it)"]
+async fn nodes_launch_into_the_listed_subnets_with_the_extra_security_groups() {
+    let case = Case::new("moto-subnets");
+    let c = ec2().await;
+    let vpc = c
+        .create_vpc()
+        .cidr_block("10.77.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .unwrap()
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    let mut subnets = Vec::new();
+    for (cidr, zone) in [
+        ("10.77.1.0/24", "us-west-2b"),
+        ("10.77.2.0/24", "us-west-2c"),
+    ] {
+        let s = c
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(cidr)
+            .availability_zone(zone)
+            .send()
+            .await
+            .unwrap();
+        subnets.push(s.subnet().unwrap().subnet_id().unwrap().to_string());
+    }
+    let extra = c
+        .create_security_group()
+        .group_name("moto-subnets-users")
+        .description("the user's own group")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    let p = case.config(1, "m7g.medium", "");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "[setup.aws]\n",
+        &format!(
+            "[setup.aws]\nsubnet_ids = [\"{}\", \"{}\"]\nsecurity_group_ids = [\"{extra}\"]\n",
+            subnets[0], subnets[1]
+        ),
+    );
+    std::fs::write(&p, text).unwrap();
+    let cfg = p.to_str().unwrap();
+    ok(case.daft().args(["up", "--no-wait", "-c", cfg]));
+    let instances = described("moto-subnets").await;
+    assert_eq!(instances.len(), 2);
+    let ours = c
+        .describe_security_groups()
+        .filters(tag_filter("moto-subnets"))
+        .send()
+        .await
+        .unwrap()
+        .security_groups()[0]
+        .clone();
+    assert_eq!(ours.vpc_id(), Some(vpc.as_str()), "{ours:?}");
+    for i in &instances {
+        assert_eq!(i.subnet_id(), Some(subnets[0].as_str()), "{i:?}");
+        let mut groups: Vec<&str> = i
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_id())
+            .collect();
+        groups.sort_unstable();
+        let mut want = vec![ours.group_id().unwrap(), extra.as_str()];
+        want.sort_unstable();
+        assert_eq!(groups, want, "{i:?}");
+    }
+    ok(case.daft().args(["down", "--yes", "-c", cfg]));
+    let left: Vec<String> = c
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect();
+    assert!(
+        left.contains(&extra),
+        "the user's group was removed: {left:?}"
+    );
+    assert!(
+        !left.iter().any(|g| Some(g.as_str()) == ours.group_id()),
+        "the cluster's group is left: {left:?}"
+    );
+}

@@ -620,6 +620,18 @@ bad_config!(
     "[setup]\nname = \"demo\"\nregion = \"us-west-2\"\n[setup.aws]\nzones = [\"us-west-2a\", \"us-west-2a\"]\n"
 );
 bad_config!(
+    aws_subnet_id_malformed,
+    "[setup]\nname = \"demo\"\n[setup.aws]\nsubnet_ids = [\"my-subnet\"]\n"
+);
+bad_config!(
+    aws_security_group_id_malformed,
+    "[setup]\nname = \"demo\"\n[setup.aws]\nsecurity_group_ids = [\"sg-XYZ\"]\n"
+);
+bad_config!(
+    aws_zones_beside_subnet_ids,
+    "[setup]\nname = \"demo\"\nregion = \"us-west-2\"\n[setup.aws]\nzones = [\"us-west-2a\"]\nsubnet_ids = [\"subnet-0123456789abcdef0\"]\n"
+);
+bad_config!(
     two_worker_groups_of_one_name,
     &format!("{GROUP}name = \"gpu\"\ninstance_types = [\"g5.xlarge\"]\nworkers = 1\n[[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [\"g6.xlarge\"]\nworkers = 1\n")
 );

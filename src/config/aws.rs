@@ -19,6 +19,10 @@ pub struct AwsFile {
     #[serde(default)]
     pub zones: Vec<String>,
     #[serde(default)]
+    pub subnet_ids: Vec<String>,
+    #[serde(default)]
+    pub security_group_ids: Vec<String>,
+    #[serde(default)]
     pub worker_groups: Vec<WorkerGroupFile>,
 }
 
@@ -95,6 +99,10 @@ pub struct AwsSetup {
     /// Availability zones to launch in, tried in order when EC2 has no capacity in one (empty:
     /// wherever EC2 places them).
     pub zones: Vec<String>,
+    /// Subnets to launch in (one VPC), tried in order like zones; empty: the default VPC's.
+    pub subnet_ids: Vec<String>,
+    /// Security groups every node gets besides the cluster's own.
+    pub security_group_ids: Vec<String>,
     /// The worker groups, never empty of meaning: without `[[setup.aws.worker_groups]]`, one
     /// unnamed group of `number_of_workers` nodes like the head.
     pub groups: Vec<AwsWorkerGroup>,
@@ -231,6 +239,26 @@ impl Checker<'_> {
                     .help("list each zone once, in the order to try them"));
             }
         }
+        self.check_ids(
+            doc,
+            "subnet_ids",
+            &a.subnet_ids,
+            "subnet-",
+            "subnet-0123456789abcdef0",
+        )?;
+        self.check_ids(
+            doc,
+            "security_group_ids",
+            &a.security_group_ids,
+            "sg-",
+            "sg-0123456789abcdef0",
+        )?;
+        if !a.zones.is_empty() && !a.subnet_ids.is_empty() {
+            return Err(self
+                .err(self.key_span(doc, &["setup", "aws", "subnet_ids"]), "`setup.aws.zones` and `setup.aws.subnet_ids` both say where nodes go")
+                .label("a subnet is in one zone already")
+                .help("keep subnet_ids (their zones are tried in their order) or zones (the default VPC's subnets), not both"));
+        }
         let root_volume_gb = a.root_volume_gb.map(|g| g as u32);
         let groups = if a.worker_groups.is_empty() {
             vec![AwsWorkerGroup {
@@ -258,8 +286,42 @@ impl Checker<'_> {
             root_volume_gb,
             max_hourly_cost: a.max_hourly_cost,
             zones: a.zones.clone(),
+            subnet_ids: a.subnet_ids.clone(),
+            security_group_ids: a.security_group_ids.clone(),
             groups,
         })
+    }
+
+    /// A list of EC2 ids (`subnet-…`, `sg-…`): each of the form, none twice.
+    fn check_ids(
+        &self,
+        doc: &Document<String>,
+        key: &str,
+        ids: &[String],
+        prefix: &str,
+        example: &str,
+    ) -> Result<(), ConfigError> {
+        for (i, id) in ids.iter().enumerate() {
+            let span = self.element_span(doc, &["setup", "aws", key], i);
+            let hex = id.strip_prefix(prefix).unwrap_or("");
+            if !((8..=17).contains(&hex.len())
+                && hex
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()))
+            {
+                return Err(self
+                    .err(span, format!("`setup.aws.{key}` entry {id:?} is not an EC2 id"))
+                    .label(format!("expected {prefix} and 8 to 17 hex digits, such as {example}"))
+                    .help("copy the ids from the EC2 console or `aws ec2 describe-subnets` / `describe-security-groups`"));
+            }
+            if ids[..i].contains(id) {
+                return Err(self
+                    .err(span, format!("`setup.aws.{key}` lists {id:?} twice"))
+                    .label("already listed")
+                    .help("list each once"));
+            }
+        }
+        Ok(())
     }
 
     /// `[[setup.aws.worker_groups]]`: each group's values, its defaults from `[setup.aws]`.

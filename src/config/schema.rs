@@ -218,6 +218,20 @@ pub const KEYS: &[Key] = &[
     k("setup.aws", "max_hourly_cost", Ty::Num, false, "5.0"),
     k(
         "setup.aws",
+        "subnet_ids",
+        Ty::StrList,
+        false,
+        "[\"subnet-0123456789abcdef0\"]",
+    ),
+    k(
+        "setup.aws",
+        "security_group_ids",
+        Ty::StrList,
+        false,
+        "[\"sg-0123456789abcdef0\"]",
+    ),
+    k(
+        "setup.aws",
         "zones",
         Ty::StrList,
         false,

@@ -330,7 +330,10 @@ mod tests {
     fn launches_try_the_next_zone_then_the_next_type_then_on_demand() {
         use crate::cost::Market::{OnDemand, Spot};
         let pairs = |g: &AwsWorkerGroup, zones: &[&str]| {
-            let zones: Vec<String> = zones.iter().map(|z| z.to_string()).collect();
+            let zones: Vec<super::super::nodes::Place> = zones
+                .iter()
+                .map(|z| super::super::nodes::Place::Zone(z.to_string()))
+                .collect();
             super::super::nodes::launch_choices(
                 &g.instance_types,
                 g.market,
@@ -343,7 +346,12 @@ mod tests {
                     "{}/{}{}",
                     c.instance_type,
                     c.market.as_str(),
-                    c.zone.map(|z| format!("@{z}")).unwrap_or_default()
+                    c.zone
+                        .map(|z| match z {
+                            super::super::nodes::Place::Zone(z)
+                            | super::super::nodes::Place::Subnet(z) => format!("@{z}"),
+                        })
+                        .unwrap_or_default()
                 )
             })
             .collect::<Vec<_>>()

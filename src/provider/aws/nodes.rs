@@ -32,12 +32,36 @@ pub fn client_token(
     format!("daft-{}-{h}", role.as_str())
 }
 
-/// One thing a launch may try: an instance type, bought how, in which zone (None: EC2's pick).
+/// Where a launch goes: a zone (of the default VPC), or a subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    Zone(String),
+    Subnet(String),
+}
+
+impl Place {
+    /// The places of a config: its subnets, else its zones.
+    pub fn of(zones: &[String], subnet_ids: &[String]) -> Vec<Place> {
+        if subnet_ids.is_empty() {
+            zones.iter().cloned().map(Place::Zone).collect()
+        } else {
+            subnet_ids.iter().cloned().map(Place::Subnet).collect()
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Place::Zone(z) | Place::Subnet(z) => z,
+        }
+    }
+}
+
+/// One thing a launch may try: an instance type, bought how, where (None: EC2's pick).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
     pub instance_type: String,
     pub market: Market,
-    pub zone: Option<String>,
+    pub zone: Option<Place>,
 }
 
 impl Choice {
@@ -48,7 +72,7 @@ impl Choice {
             s = format!("{s} {}", self.market.as_str());
         }
         if let Some(z) = &self.zone {
-            s = format!("{s} in {z}");
+            s = format!("{s} in {}", z.name());
         }
         s
     }
@@ -60,14 +84,14 @@ pub fn launch_choices(
     types: &[String],
     market: Market,
     spot_fallback: bool,
-    zones: &[String],
+    zones: &[Place],
 ) -> Vec<Choice> {
     let markets: &[Market] = match (market, spot_fallback) {
         (Market::Spot, true) => &[Market::Spot, Market::OnDemand],
         (Market::Spot, false) => &[Market::Spot],
         (Market::OnDemand, _) => &[Market::OnDemand],
     };
-    let zones: Vec<Option<String>> = if zones.is_empty() {
+    let zones: Vec<Option<Place>> = if zones.is_empty() {
         vec![None]
     } else {
         zones.iter().cloned().map(Some).collect()
@@ -125,7 +149,7 @@ impl AwsProvider {
         pb: &ProgressBar,
     ) -> anyhow::Result<Vec<ObservedNode>> {
         let group = self.group(req.role, req.group);
-        let zones = &self.aws.zones;
+        let zones = &Place::of(&self.aws.zones, &self.aws.subnet_ids);
         let choices = match group {
             Some(g) => launch_choices(&g.instance_types, g.market, g.spot_fallback, zones),
             None => launch_choices(
@@ -282,7 +306,7 @@ impl AwsProvider {
                         "{}/{itype}/{}/{}",
                         req.spec.hash(),
                         market.as_str(),
-                        choice.zone.as_deref().unwrap_or("")
+                        choice.zone.as_ref().map(Place::name).unwrap_or("")
                     ),
                     req.seen,
                     batch_no,
@@ -301,7 +325,11 @@ impl AwsProvider {
                     .min_count(n as i32)
                     .max_count(n as i32)
                     .key_name(key)
-                    .security_group_ids(sg)
+                    .set_security_group_ids(Some(
+                        std::iter::once(sg.to_string())
+                            .chain(self.aws.security_group_ids.iter().cloned())
+                            .collect(),
+                    ))
                     .set_iam_instance_profile(profile.map(|p| {
                         let b = aws_sdk_ec2::types::IamInstanceProfileSpecification::builder();
                         if p.starts_with("arn:") {
@@ -312,11 +340,18 @@ impl AwsProvider {
                     }))
                     .set_block_device_mappings(root.clone().map(|r| vec![r]))
                     .set_instance_market_options((market == Market::Spot).then(spot_options))
-                    .set_placement(choice.zone.as_ref().map(|z| {
-                        aws_sdk_ec2::types::Placement::builder()
-                            .availability_zone(z)
-                            .build()
-                    }))
+                    .set_placement(match &choice.zone {
+                        Some(Place::Zone(z)) => Some(
+                            aws_sdk_ec2::types::Placement::builder()
+                                .availability_zone(z)
+                                .build(),
+                        ),
+                        _ => None,
+                    })
+                    .set_subnet_id(match &choice.zone {
+                        Some(Place::Subnet(s)) => Some(s.clone()),
+                        _ => None,
+                    })
                     .user_data(user_data.clone())
                     .client_token(token)
                     .tag_specifications(

@@ -156,10 +156,32 @@ impl AwsProvider {
             .collect()
     }
 
-    pub(super) async fn create_group(
-        &self,
-        r: &SupportResource,
-    ) -> anyhow::Result<SupportResource> {
+    /// The VPC the cluster's group is made in: its subnets' (one VPC), else the default one.
+    async fn vpc_id(&self) -> anyhow::Result<String> {
+        if !self.aws.subnet_ids.is_empty() {
+            let out = self
+                .client
+                .describe_subnets()
+                .set_subnet_ids(Some(self.aws.subnet_ids.clone()))
+                .send()
+                .await
+                .map_err(|e| aws_err("DescribeSubnets", e))?;
+            let mut vpcs: Vec<&str> = out.subnets().iter().filter_map(|s| s.vpc_id()).collect();
+            vpcs.sort_unstable();
+            vpcs.dedup();
+            return match vpcs.as_slice() {
+                [one] => Ok(one.to_string()),
+                [] => bail!(
+                    "none of [setup.aws] subnet_ids exists in {}",
+                    self.aws.region
+                ),
+                many => bail!(
+                    "[setup.aws] subnet_ids are in several VPCs ({}); a cluster's nodes share one \
+                     VPC (its security group lets them reach each other): list subnets of one",
+                    many.join(", ")
+                ),
+            };
+        }
         let vpc = self
             .client
             .describe_vpcs()
@@ -167,12 +189,24 @@ impl AwsProvider {
             .send()
             .await
             .map_err(|e| aws_err("DescribeVpcs", e))?;
-        let vpc_id = vpc.vpcs().first().and_then(|v| v.vpc_id()).ok_or_else(|| {
-            anyhow!(
-                "region {} has no default VPC; create one with `aws ec2 create-default-vpc`",
-                self.aws.region
-            )
-        })?;
+        vpc.vpcs()
+            .first()
+            .and_then(|v| v.vpc_id())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                anyhow!(
+                    "region {} has no default VPC; create one with `aws ec2 create-default-vpc`, \
+                     or list subnets in [setup.aws] subnet_ids",
+                    self.aws.region
+                )
+            })
+    }
+
+    pub(super) async fn create_group(
+        &self,
+        r: &SupportResource,
+    ) -> anyhow::Result<SupportResource> {
+        let vpc_id = self.vpc_id().await?;
         let rules = self.wanted_rules().await.map_err(|e| anyhow!("{e}"))?;
         let created = self
             .client
