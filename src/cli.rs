@@ -53,6 +53,16 @@ pub enum Command {
     Launch(LaunchArgs),
     /// Check what the configured commands need here (builder, Kubernetes access, KubeRay, AWS credentials, SSH keys, git)
     Doctor(DoctorArgs),
+    /// Print the JSON Schema of .daft.toml (or launch.toml) for editors that check TOML as you type
+    #[command(
+        after_help = "Examples:\n  daft schema > .daft.schema.json\n  daft schema --launch > launch.schema.json\n\nWith Even Better TOML (taplo), point the file at it: a first line\n  #:schema ./.daft.schema.json"
+    )]
+    Schema(SchemaArgs),
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  daft completions bash > ~/.local/share/bash-completion/completions/daft\n  daft completions zsh > \"${fpath[1]}/_daft\"\n  daft completions fish > ~/.config/fish/completions/daft.fish"
+    )]
+    Completions(CompletionsArgs),
 }
 
 impl Command {
@@ -72,7 +82,9 @@ impl Command {
             | Command::Pull(_)
             | Command::Dashboard(_)
             | Command::Autostop(_)
-            | Command::Launch(_) => OutputFormat::Text,
+            | Command::Launch(_)
+            | Command::Schema(_)
+            | Command::Completions(_) => OutputFormat::Text,
         }
     }
 }
@@ -145,6 +157,20 @@ pub struct InitConfigArgs {
     /// Write a launch.toml (a job for `daft launch`) instead of a cluster config
     #[arg(long)]
     pub launch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// The schema of launch.toml instead of .daft.toml
+    #[arg(long)]
+    pub launch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

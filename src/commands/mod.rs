@@ -1,6 +1,7 @@
 //! One module per command. `run` is the dispatcher; argument types live in `cli`.
 
 pub mod autostop;
+pub mod completions;
 pub mod dashboard;
 pub mod doctor;
 pub mod down;
@@ -9,6 +10,7 @@ pub mod jobs;
 pub mod launch;
 pub mod list;
 pub mod plan;
+pub mod schema;
 pub mod submit;
 pub mod up;
 
@@ -24,8 +26,12 @@ use crate::provider::{self, Provider};
 /// Run one command to completion, printing through `p` (made once, from the command line).
 pub fn run(cmd: Command, pr: &Printer) -> anyhow::Result<()> {
     pr.install();
-    if let Command::InitConfig(args) = cmd {
-        return init_config::run(&args, pr);
+    // (The commands that only print or write a file need no runtime.)
+    match &cmd {
+        Command::InitConfig(args) => return init_config::run(args, pr),
+        Command::Schema(args) => return schema::run(args, pr),
+        Command::Completions(args) => return completions::run(args, pr),
+        _ => {}
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -34,7 +40,9 @@ pub fn run(cmd: Command, pr: &Printer) -> anyhow::Result<()> {
     rt.block_on(async move {
         crate::interrupt::install();
         match cmd {
-            Command::InitConfig(_) => unreachable!("handled above"),
+            Command::InitConfig(_) | Command::Schema(_) | Command::Completions(_) => {
+                unreachable!("handled above")
+            }
             Command::Plan(a) => plan::run(&a, pr).await,
             Command::Up(a) => up::run(&a, pr).await,
             Command::Down(a) => down::run(&a, pr).await,

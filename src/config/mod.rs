@@ -11,6 +11,7 @@
 mod aws;
 mod check;
 mod hosts;
+pub mod json_schema;
 mod kubernetes;
 pub mod launch;
 mod meaning;
