@@ -53,6 +53,11 @@ pub enum Command {
     Launch(LaunchArgs),
     /// Check what the configured commands need here (builder, Kubernetes access, KubeRay, AWS credentials, SSH keys, git)
     Doctor(DoctorArgs),
+    /// Print `Host` entries for the cluster's nodes, so plain ssh, scp and editors reach them
+    #[command(
+        after_help = "Example:\n  daft ssh-config > ~/.ssh/daft-demo.conf\n  echo 'Include ~/.ssh/daft-demo.conf' >> ~/.ssh/config   # once\n  ssh demo            # the head\n  ssh demo-worker-1   # a worker"
+    )]
+    SshConfig(SshConfigArgs),
     /// Print the JSON Schema of .daft.toml (or launch.toml) for editors that check TOML as you type
     #[command(
         after_help = "Examples:\n  daft schema > .daft.schema.json\n  daft schema --launch > launch.schema.json\n\nWith Even Better TOML (taplo), point the file at it: a first line\n  #:schema ./.daft.schema.json"
@@ -83,6 +88,7 @@ impl Command {
             | Command::Dashboard(_)
             | Command::Autostop(_)
             | Command::Launch(_)
+            | Command::SshConfig(_)
             | Command::Schema(_)
             | Command::Completions(_) => OutputFormat::Text,
         }
@@ -157,6 +163,14 @@ pub struct InitConfigArgs {
     /// Write a launch.toml (a job for `daft launch`) instead of a cluster config
     #[arg(long)]
     pub launch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SshConfigArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub key: KeyArg,
 }
 
 #[derive(Debug, Args)]

@@ -235,6 +235,25 @@ async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_
     // Recorded as set up only now: the tag is there.
     let again = case.ok(&["up", "-c", &cfg]);
     assert!(again.contains("Nothing to do"), "{again}");
+    // Plain OpenSSH reaches the head and both workers through `daft ssh-config`, their host
+    // keys checked under the instance ids daft pinned them by.
+    let conf = case.dir.path().join("ssh.conf");
+    std::fs::write(&conf, case.ok(&["ssh-config", "-c", &cfg])).unwrap();
+    for host in ["sim", "sim-worker-1", "sim-worker-2"] {
+        let o = StdCommand::new("ssh")
+            .arg("-F")
+            .arg(&conf)
+            .args(["-o", "BatchMode=yes", host, "echo reached"])
+            .env("HOME", case.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("reached"),
+            "{host}: {}\n{}",
+            common::out(&o),
+            std::fs::read_to_string(&conf).unwrap()
+        );
+    }
 
     // 2. submit: the job sees 3 Ray nodes; its exit status passes through.
     let (code, out, _) = case.run(&[

@@ -1092,14 +1092,7 @@ fn local_head_is_replaced_in_place_when_its_ray_port_changes() {
 
 /// Two sshd on 127.0.0.2 and 127.0.0.3 that accept the same key.
 fn two_hosts() -> (Sshd, Sshd) {
-    let a = Sshd::start("127.0.0.2");
-    let b = Sshd::start("127.0.0.3");
-    let pubkey = std::fs::read_to_string(a.key.with_extension("pub")).unwrap();
-    let auth = b.dir.path().join("authorized_keys");
-    let mut text = std::fs::read_to_string(&auth).unwrap();
-    text.push_str(&pubkey);
-    std::fs::write(auth, text).unwrap();
-    (a, b)
+    common::two_ssh_hosts()
 }
 
 fn ssh_config(env: &Env, a: &Sshd, workers: &[&Sshd], setup: &str) -> PathBuf {

@@ -11,6 +11,7 @@ pub mod launch;
 pub mod list;
 pub mod plan;
 pub mod schema;
+pub mod ssh_config;
 pub mod submit;
 pub mod up;
 
@@ -56,6 +57,7 @@ pub fn run(cmd: Command, pr: &Printer) -> anyhow::Result<()> {
             Command::Pull(a) => jobs::pull(&a, pr).await,
             Command::Launch(a) => launch::run(&a, pr).await,
             Command::Doctor(a) => doctor::run(&a, pr).await,
+            Command::SshConfig(a) => ssh_config::run(&a, pr).await,
         }
     })
 }

@@ -84,6 +84,20 @@ pub trait JobArrays: Send + Sync {
     async fn cancel_array(&self, id: &str) -> anyhow::Result<()>;
 }
 
+/// How plain `ssh` reaches a node (`daft ssh-config`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SshEntry {
+    /// "" for the head, else the node's name in the cluster ("worker-1").
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// The private key daft uses (None: ssh-agent).
+    pub key: Option<PathBuf>,
+    /// The name daft pins the host key under when it is not the address (an EC2 instance id).
+    pub host_key_alias: Option<String>,
+}
+
 /// Where the Ray dashboard is, and how to reach it.
 #[derive(Debug, Clone)]
 pub enum DashboardRoute {
@@ -120,6 +134,12 @@ pub trait Provider: Send + Sync {
         _daft_home: &str,
         _after: std::time::Duration,
     ) -> Option<crate::autostop::Autostop> {
+        None
+    }
+
+    /// How plain `ssh` reaches each node, where nodes are reached over SSH (SSH hosts, EC2);
+    /// None elsewhere (this machine, Slurm's job steps, Kubernetes' exec).
+    async fn ssh_entries(&self) -> Option<anyhow::Result<Vec<SshEntry>>> {
         None
     }
 

@@ -344,6 +344,19 @@ impl Sshd {
     }
 }
 
+/// Two SSH hosts (127.0.0.2 and 127.0.0.3) that both take the first one's key, as a user's
+/// hosts take theirs.
+pub fn two_ssh_hosts() -> (Sshd, Sshd) {
+    let a = Sshd::start("127.0.0.2");
+    let b = Sshd::start("127.0.0.3");
+    let pubkey = std::fs::read_to_string(a.key.with_extension("pub")).unwrap();
+    let auth = b.dir.path().join("authorized_keys");
+    let mut text = std::fs::read_to_string(&auth).unwrap();
+    text.push_str(&pubkey);
+    std::fs::write(auth, text).unwrap();
+    (a, b)
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         self.stop();

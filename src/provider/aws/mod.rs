@@ -291,6 +291,41 @@ impl Provider for AwsProvider {
         }
     }
 
+    /// Every running instance with a public address: the head, then the workers by group and
+    /// launch time as `worker-N`; host keys are pinned under the instance id.
+    async fn ssh_entries(&self) -> Option<anyhow::Result<Vec<super::SshEntry>>> {
+        let obs = match self.query().await {
+            Ok(o) => o,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut nodes: Vec<&ObservedNode> = obs.alive().filter(|n| n.public_ip.is_some()).collect();
+        nodes.sort_by(|a, b| {
+            (a.role != Role::Head, &a.group, a.created, &a.id).cmp(&(
+                b.role != Role::Head,
+                &b.group,
+                b.created,
+                &b.id,
+            ))
+        });
+        let mut w = 0;
+        Some(Ok(nodes
+            .into_iter()
+            .map(|n| super::SshEntry {
+                name: if n.role == Role::Head {
+                    String::new()
+                } else {
+                    w += 1;
+                    format!("worker-{w}")
+                },
+                host: n.public_ip.clone().unwrap_or_default(),
+                port: 22,
+                user: self.cfg.setup.ssh_user.clone(),
+                key: self.key.clone(),
+                host_key_alias: Some(n.id.clone()),
+            })
+            .collect()))
+    }
+
     /// The head terminates every instance of its cluster (itself last in the same call) with
     /// its instance profile's credentials, through the job helper's `halt-aws`; the security
     /// group it cannot delete while it runs is left for the next `daft down`. Only with an

@@ -40,6 +40,10 @@ pub use ssh::SshHostList;
 pub trait Machines: Send + Sync + 'static {
     /// Which back-end and where, for plan headers.
     fn context(&self) -> String;
+    /// How plain `ssh` reaches each host (SSH hosts only).
+    fn ssh_entries(&self) -> Option<Vec<super::SshEntry>> {
+        None
+    }
     /// The host a node is on (its connection's key).
     fn host_of<'a>(&self, node_id: &'a str) -> &'a str;
     /// Open a connection to a host.
@@ -253,6 +257,10 @@ impl<M: Machines> HostsProvider<M> {
 impl<M: Machines> Provider for HostsProvider<M> {
     fn context(&self) -> String {
         self.machines.context()
+    }
+
+    async fn ssh_entries(&self) -> Option<anyhow::Result<Vec<super::SshEntry>>> {
+        self.machines.ssh_entries().map(Ok)
     }
 
     async fn query(&self) -> anyhow::Result<Observed> {

@@ -27,6 +27,29 @@ impl Machines for SshHostList {
         node_id
     }
 
+    /// The config's hosts: the head, then `worker-N` in the order `workers` lists them.
+    fn ssh_entries(&self) -> Option<Vec<crate::provider::SshEntry>> {
+        let entry = |name: String, h: &crate::config::HostAddr| crate::provider::SshEntry {
+            name,
+            host: h.host.clone(),
+            port: h.port,
+            user: self.user.clone(),
+            key: self.key.clone(),
+            host_key_alias: None,
+        };
+        Some(
+            std::iter::once(entry(String::new(), &self.hosts.head))
+                .chain(
+                    self.hosts
+                        .workers
+                        .iter()
+                        .enumerate()
+                        .map(|(i, h)| entry(format!("worker-{}", i + 1), h)),
+                )
+                .collect(),
+        )
+    }
+
     async fn connect(&self, host: &str) -> anyhow::Result<Arc<dyn Transport>> {
         let addr = crate::config::parse_host(host).map_err(|e| anyhow!("bad host {host}: {e}"))?;
         let target = SshTarget::new(addr, &self.user, self.key.clone(), &self.home);
