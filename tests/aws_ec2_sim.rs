@@ -373,6 +373,11 @@ async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_
     // 7. A changed key on the same instance is still refused.
     let head = now.iter().find(|n| n.1 == "head").unwrap().clone();
     let etc = sim.machine_dir(&head.0).join("etc-ssh");
+    let kept = case.dir.path().join("kept-host-key");
+    std::fs::create_dir_all(&kept).unwrap();
+    for f in ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"] {
+        std::fs::copy(etc.join(f), kept.join(f)).unwrap();
+    }
     std::fs::remove_file(etc.join("ssh_host_ed25519_key")).unwrap();
     std::fs::remove_file(etc.join("ssh_host_ed25519_key.pub")).unwrap();
     common::run(&format!(
@@ -387,11 +392,27 @@ async fn simulated_ec2_waiting_up_submit_dashboard_setup_failure_update_replace_
         tail(&err)
     );
 
-    // 8. down: every instance terminated, the security group gone, no namespace left.
-    case.ok(&["down", "-c", &cfg, "--yes"]);
+    // (The head's own key back: sshd reads it for each connection.)
+    for f in ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"] {
+        std::fs::copy(kept.join(f), etc.join(f)).unwrap();
+    }
+
+    // 8. down: the jobs' output saved first (it would go with the head), then every instance
+    //    terminated, the security group gone, no namespace left.
+    let (code, out, err) = case.run(&["down", "-c", &cfg, "--yes"]);
+    assert_eq!(code, 0, "{out}\n{}", tail(&err));
+    assert!(err.contains("Saved the output of"), "{}", tail(&err));
     assert!(alive(&sim).await.is_empty());
     assert!(sim.machines().is_empty(), "{:?}", sim.machines());
     assert!(groups(&sim).await.is_empty());
+    // The cluster is gone; its jobs are not: `jobs` lists them, `logs` shows their output.
+    let json = case.ok(&["jobs", "-c", &cfg, "--output", "json"]);
+    let jobs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    // (The head replaced in step 6 took the jobs before it: the one since is there.)
+    assert_eq!(jobs.len(), 1, "{json}");
+    assert_eq!(jobs[0]["exit_status"], 0, "{json}");
+    let out = case.ok(&["logs", "-c", &cfg, "last"]);
+    assert!(out.contains("nodes="), "{out}");
 }
 
 /// Autostop on AWS: the idle head terminates its whole cluster through its instance profile's

@@ -68,6 +68,10 @@ pub async fn down(cfg: &Config, args: &Down, start: Instant, pr: &Printer) -> an
     }
     crate::out!(pr, "{}", render(&p, &provider.context()))?;
     super::up::confirm_destruction(&p, args.yes, "down")?;
+    if !provider.jobs_outlive_down() && crate::provider::alive_head(&observed).is_some() {
+        let key = super::ssh_key(cfg, &args.identity);
+        super::jobs::saved::save_before_down(cfg, key, pr).await;
+    }
     let ui = Progress::new();
     let opts = UpOptions {
         force: args.force,
@@ -117,6 +121,10 @@ async fn down_resource(
         "down",
         "This plan deletes the cluster. Apply it?",
     )?;
+    if !p.jobs_outlive_down() && !have.pods.is_empty() {
+        let key = super::ssh_key(cfg, &args.identity);
+        super::jobs::saved::save_before_down(cfg, key, pr).await;
+    }
     let ui = Progress::new();
     let pb = ui.line(
         format!("{:<8}", "cluster"),

@@ -295,7 +295,10 @@ pub async fn cancel_job(head: &Head, job_dir: &str) -> anyhow::Result<String> {
 pub async fn list(args: &JobsArgs, pr: &Printer) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
-    let head = connect(&cfg, key).await?;
+    let head = match connect(&cfg, key).await {
+        Ok(h) => h,
+        Err(e) => return saved::list(&cfg, e, pr),
+    };
     let jobs = records(&head).await?;
     match pr.format() {
         OutputFormat::Json => pr.json(&jobs)?,
@@ -334,7 +337,15 @@ pub fn table(jobs: &[JobRecord]) -> Table {
 pub async fn logs(args: &LogsArgs, pr: &Printer) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
-    let head = connect(&cfg, key.clone()).await?;
+    let head = match connect(&cfg, key.clone()).await {
+        Ok(h) => h,
+        Err(e) => {
+            return match saved::logs(&cfg, e, &args.job, pr)? {
+                Some(s) if args.follow && s != 0 => Err(JobExit(s).into()),
+                _ => Ok(()),
+            }
+        }
+    };
     let jobs = records(&head).await?;
     let job = resolve(&jobs, &args.job)?.clone();
     let status = follow(&cfg, key, head, &job.dir, args.follow, pr).await?;
@@ -399,8 +410,27 @@ pub async fn pull(args: &PullArgs, pr: &Printer) -> anyhow::Result<()> {
         .dest
         .clone()
         .unwrap_or_else(|| PathBuf::from("daft-jobs").join(&job.id));
+    let (fetched, bytes, same) = pull_job(&head, &job, &dest).await?;
+    crate::outln!(
+        pr,
+        "Pulled job {} to {}: {fetched} file(s) ({}) copied, {same} unchanged, in {}",
+        job.id,
+        dest.display(),
+        crate::archive::human_bytes(bytes),
+        crate::ui::elapsed(t0.elapsed())
+    )?;
+    Ok(())
+}
+
+/// Copy `job`'s directory (not its unpacked code) from the head to `dest`, only the files whose
+/// SHA-256 differs: (copied, their bytes, unchanged).
+pub async fn pull_job(
+    head: &Head,
+    job: &JobRecord,
+    dest: &std::path::Path,
+) -> anyhow::Result<(usize, u64, usize)> {
     let cmd = RemoteCommand::shown_as(
-        helper(&head, &["manifest", &job.dir]),
+        helper(head, &["manifest", &job.dir]),
         format!("jobs.py manifest {}", job.dir),
     );
     let out = agent::capture(head.transport.as_ref(), &agent::JOBS, &cmd).await?;
@@ -446,15 +476,7 @@ pub async fn pull(args: &PullArgs, pr: &Printer) -> anyhow::Result<()> {
         fetched += 1;
         bytes += n;
     }
-    crate::outln!(
-        pr,
-        "Pulled job {} to {}: {fetched} file(s) ({}) copied, {same} unchanged, in {}",
-        job.id,
-        dest.display(),
-        crate::archive::human_bytes(bytes),
-        crate::ui::elapsed(t0.elapsed())
-    )?;
-    Ok(())
+    Ok((fetched, bytes, same))
 }
 
 /// `path` has `size` bytes whose SHA-256 is `sha256` (read in chunks, never whole).
@@ -475,6 +497,114 @@ fn same_file(path: &std::path::Path, size: u64, sha256: &str) -> std::io::Result
         h.update(&buf[..n]);
     }
     Ok(hex::encode(h.finalize()) == sha256)
+}
+
+/// Jobs that outlive their cluster: `down` of a back-end whose head takes its files with it
+/// (an EC2 instance, a pod) first copies every job's directory (output, logs, records; not the
+/// unpacked code) to `$DAFT_HOME/saved-jobs/CLUSTER/JOB`, and `daft jobs` and `daft logs` read
+/// them there once the cluster is gone.
+pub mod saved {
+    use std::path::{Path, PathBuf};
+
+    use super::{connect, pull_job, records, resolve, JobRecord};
+    use crate::config::Config;
+    use crate::printer::Printer;
+
+    /// Where a cluster's jobs are saved.
+    pub fn saved_dir(cluster: &str) -> PathBuf {
+        crate::paths::daft_home().join("saved-jobs").join(cluster)
+    }
+
+    /// Copy every job of the running cluster to [`saved_dir`], with its record as the head last
+    /// listed it (`record.json`); how many were saved.
+    pub async fn save_all(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<usize> {
+        let head = connect(cfg, key).await?;
+        let jobs = records(&head).await?;
+        let dir = saved_dir(&cfg.setup.name);
+        for job in &jobs {
+            let dest = dir.join(&job.id);
+            pull_job(&head, job, &dest).await?;
+            std::fs::write(dest.join("record.json"), serde_json::to_vec_pretty(job)?)?;
+        }
+        Ok(jobs.len())
+    }
+
+    /// Before `down` removes a head that takes its files with it: save its jobs, saying so; a
+    /// failure is a warning (the cluster still goes: it costs money).
+    pub async fn save_before_down(cfg: &Config, key: Option<PathBuf>, pr: &Printer) {
+        match save_all(cfg, key).await {
+            Ok(0) => {}
+            Ok(n) => crate::note!(
+                pr,
+                "Saved the output of {n} job(s) to {} (`daft jobs` and `daft logs` read it once the cluster is gone).",
+                saved_dir(&cfg.setup.name).display()
+            ),
+            Err(e) => crate::warn!(
+                pr,
+                "daft: warning: the jobs' output could not be saved before down ({e:#}); it goes with the head"
+            ),
+        }
+    }
+
+    /// The saved jobs of a cluster, oldest first, each `dir` its local directory.
+    pub fn saved_records(cluster: &str) -> Vec<JobRecord> {
+        let dir = saved_dir(cluster);
+        let mut out: Vec<JobRecord> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let text = std::fs::read(e.path().join("record.json")).ok()?;
+                let mut r: JobRecord = serde_json::from_slice(&text).ok()?;
+                r.dir = e.path().display().to_string();
+                Some(r)
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.submitted, &a.id).cmp(&(&b.submitted, &b.id)));
+        out
+    }
+
+    /// `daft jobs` of a cluster that is not up: its saved jobs, or `not_up` when it has none.
+    pub fn list(cfg: &Config, not_up: anyhow::Error, pr: &Printer) -> anyhow::Result<()> {
+        let jobs = saved_records(&cfg.setup.name);
+        if jobs.is_empty() {
+            return Err(not_up);
+        }
+        crate::note!(
+            pr,
+            "Cluster {:?} is not up ({not_up:#}); its jobs as saved at its last `daft down`:",
+            cfg.setup.name
+        );
+        pr.show(&jobs, |j| format!("{}\n", super::table(j)))
+    }
+
+    /// `daft logs JOB` of a cluster that is not up: the saved job's output (stdout, then stderr);
+    /// its exit status when it failed and `follow` asked for it.
+    pub fn logs(
+        cfg: &Config,
+        not_up: anyhow::Error,
+        word: &str,
+        pr: &Printer,
+    ) -> anyhow::Result<Option<i32>> {
+        let jobs = saved_records(&cfg.setup.name);
+        if jobs.is_empty() {
+            return Err(not_up);
+        }
+        let job = resolve(&jobs, word)?;
+        crate::note!(
+            pr,
+            "Cluster {:?} is not up; job {} as saved at its last `daft down`:",
+            cfg.setup.name,
+            job.id
+        );
+        let read = |name: &str| std::fs::read(Path::new(&job.dir).join(name)).unwrap_or_default();
+        crate::out!(pr, "{}", String::from_utf8_lossy(&read("stdout.log")))?;
+        let err = read("stderr.log");
+        if !err.is_empty() {
+            crate::warn!(pr, "{}", String::from_utf8_lossy(&err).trim_end());
+        }
+        Ok(job.exit_status)
+    }
 }
 
 #[cfg(test)]

@@ -137,6 +137,12 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// A job's files stay where they are after `down` (a host's disk, a shared home); false
+    /// where the head takes them with it (an EC2 instance, a pod): `down` saves them first.
+    fn jobs_outlive_down(&self) -> bool {
+        true
+    }
+
     /// How plain `ssh` reaches each node, where nodes are reached over SSH (SSH hosts, EC2);
     /// None elsewhere (this machine, Slurm's job steps, Kubernetes' exec).
     async fn ssh_entries(&self) -> Option<anyhow::Result<Vec<SshEntry>>> {

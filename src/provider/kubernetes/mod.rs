@@ -325,6 +325,11 @@ impl Provider for KubernetesProvider {
         format!("kubernetes {}/{}", self.conn.context, self.conn.namespace)
     }
 
+    /// The head pod's files go with it (unless the pod's volumes say otherwise).
+    fn jobs_outlive_down(&self) -> bool {
+        false
+    }
+
     async fn query(&self) -> anyhow::Result<Observed> {
         Ok(Observed {
             nodes: self
