@@ -53,6 +53,11 @@ pub enum Command {
     Launch(LaunchArgs),
     /// Check what the configured commands need here (builder, Kubernetes access, KubeRay, AWS credentials, SSH keys, git)
     Doctor(DoctorArgs),
+    /// Run a command on the head, a named node, the workers or every node; each line prefixed with its node
+    #[command(
+        after_help = "Examples:\n  daft exec -- nvidia-smi                 # the head\n  daft exec --all -- 'df -h /tmp'\n  daft exec worker-2 -- python -c 'import ray; print(ray.__version__)'\n\nNodes are named as `daft list` orders them: head, worker-1, worker-2, … (or give a node's id).\nExit status 1 when the command failed on any node."
+    )]
+    Exec(ExecArgs),
     /// Print `Host` entries for the cluster's nodes, so plain ssh, scp and editors reach them
     #[command(
         after_help = "Example:\n  daft ssh-config > ~/.ssh/daft-demo.conf\n  echo 'Include ~/.ssh/daft-demo.conf' >> ~/.ssh/config   # once\n  ssh demo            # the head\n  ssh demo-worker-1   # a worker"
@@ -89,6 +94,7 @@ impl Command {
             | Command::Autostop(_)
             | Command::Launch(_)
             | Command::SshConfig(_)
+            | Command::Exec(_)
             | Command::Schema(_)
             | Command::Completions(_) => OutputFormat::Text,
         }
@@ -163,6 +169,26 @@ pub struct InitConfigArgs {
     /// Write a launch.toml (a job for `daft launch`) instead of a cluster config
     #[arg(long)]
     pub launch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub key: KeyArg,
+    /// Every node of the cluster
+    #[arg(long, conflicts_with_all = ["workers", "node"])]
+    pub all: bool,
+    /// Every worker
+    #[arg(long, conflicts_with = "node")]
+    pub workers: bool,
+    /// One node: head, worker-N, or its id (default: the head)
+    #[arg(value_name = "NODE")]
+    pub node: Option<String>,
+    /// The command: several words are one argument each; a single word is a shell command line
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1132,6 +1132,31 @@ fn ssh_hosts_cluster_up_submit_dashboard_down() {
     let _down = env.down_on_panic(cfg);
     env.ok(&["up", "-c", cfg]);
 
+    // exec: every node at once, each line prefixed with its node; a failure anywhere: exit 1.
+    let o = env
+        .daft()
+        .args(["exec", "-c", cfg, "--all", "--", "echo home=$HOME"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains(&format!("[head] home={}", a.home.display()))
+            && said.contains(&format!("[worker-1] home={}", b.home.display())),
+        "{said}"
+    );
+    let o = env
+        .daft()
+        .args(["exec", "-c", cfg, "worker-1", "--", "echo bad >&2; exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("[worker-1] bad") && err.contains("[worker-1] exit status 3"),
+        "{err}"
+    );
+
     let job = env.write("job/nodes.py", NODES_SCRIPT);
     let sub = env.submit(
         cfg,

@@ -5,6 +5,7 @@ pub mod completions;
 pub mod dashboard;
 pub mod doctor;
 pub mod down;
+pub mod exec;
 pub mod init_config;
 pub mod jobs;
 pub mod launch;
@@ -58,6 +59,7 @@ pub fn run(cmd: Command, pr: &Printer) -> anyhow::Result<()> {
             Command::Launch(a) => launch::run(&a, pr).await,
             Command::Doctor(a) => doctor::run(&a, pr).await,
             Command::SshConfig(a) => ssh_config::run(&a, pr).await,
+            Command::Exec(a) => exec::run(&a, pr).await,
         }
     })
 }

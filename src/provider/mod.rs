@@ -137,6 +137,12 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// `head_transport` reaches any node of the cluster, not only the head (SSH hosts, this
+    /// machine, EC2): `daft exec` runs on workers too.
+    fn reaches_every_node(&self) -> bool {
+        false
+    }
+
     /// A job's files stay where they are after `down` (a host's disk, a shared home); false
     /// where the head takes them with it (an EC2 instance, a pod): `down` saves them first.
     fn jobs_outlive_down(&self) -> bool {

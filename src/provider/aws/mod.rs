@@ -295,6 +295,10 @@ impl Provider for AwsProvider {
         false
     }
 
+    fn reaches_every_node(&self) -> bool {
+        true
+    }
+
     /// Every running instance with a public address: the head, then the workers by group and
     /// launch time as `worker-N`; host keys are pinned under the instance id.
     async fn ssh_entries(&self) -> Option<anyhow::Result<Vec<super::SshEntry>>> {

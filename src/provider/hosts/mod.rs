@@ -263,6 +263,10 @@ impl<M: Machines> Provider for HostsProvider<M> {
         self.machines.ssh_entries().map(Ok)
     }
 
+    fn reaches_every_node(&self) -> bool {
+        true
+    }
+
     async fn query(&self) -> anyhow::Result<Observed> {
         // Every configured host at once; the head's answer also lists the hosts that were
         // members before (removed from the config since), asked in a second round.
