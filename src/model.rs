@@ -259,6 +259,36 @@ impl ObservedNode {
     }
 }
 
+/// The running nodes with the names users give them (`daft exec`, `daft ssh-config`): `head`,
+/// then `worker-N` by group, launch time and id.
+pub fn named_nodes(observed: &Observed) -> Vec<(String, &ObservedNode)> {
+    let mut nodes: Vec<&ObservedNode> = observed
+        .alive()
+        .filter(|n| n.state == NodeState::Running)
+        .collect();
+    nodes.sort_by(|a, b| {
+        (a.role != Role::Head, &a.group, a.created, &a.id).cmp(&(
+            b.role != Role::Head,
+            &b.group,
+            b.created,
+            &b.id,
+        ))
+    });
+    let mut w = 0;
+    nodes
+        .into_iter()
+        .map(|n| {
+            let name = if n.role == Role::Head {
+                "head".to_string()
+            } else {
+                w += 1;
+                format!("worker-{w}")
+            };
+            (name, n)
+        })
+        .collect()
+}
+
 /// Everything a provider observes of one cluster.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Observed {

@@ -729,6 +729,8 @@ async fn simulated_ec2_a_spot_group_falls_back_to_on_demand_and_without_fallback
     let ok = StdCommand::new("curl")
         .args([
             "-sf",
+            "-o",
+            "/dev/null",
             "-d",
             &format!("Action=SimInterruptSpot&InstanceId={spot_id}"),
         ])

@@ -6,36 +6,14 @@ use anyhow::anyhow;
 
 use crate::cli::ExecArgs;
 use crate::error::usage;
-use crate::model::{NodeState, Observed, ObservedNode, Role};
+use crate::model::{Observed, ObservedNode, Role};
 use crate::printer::Printer;
 
-/// The running nodes by the names `exec` takes: `head`, then `worker-N` by group, launch time
-/// and id.
+/// The running nodes by the names `exec` takes (see [`crate::model::named_nodes`]).
 pub fn named(observed: &Observed) -> Vec<(String, ObservedNode)> {
-    let mut nodes: Vec<&ObservedNode> = observed
-        .alive()
-        .filter(|n| n.state == NodeState::Running)
-        .collect();
-    nodes.sort_by(|a, b| {
-        (a.role != Role::Head, &a.group, a.created, &a.id).cmp(&(
-            b.role != Role::Head,
-            &b.group,
-            b.created,
-            &b.id,
-        ))
-    });
-    let mut w = 0;
-    nodes
+    crate::model::named_nodes(observed)
         .into_iter()
-        .map(|n| {
-            let name = if n.role == Role::Head {
-                "head".to_string()
-            } else {
-                w += 1;
-                format!("worker-{w}")
-            };
-            (name, n.clone())
-        })
+        .map(|(name, n)| (name, n.clone()))
         .collect()
 }
 
@@ -139,6 +117,7 @@ pub async fn run(args: &ExecArgs, pr: &Printer) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::NodeState;
 
     #[test]
     fn one_word_is_a_shell_line_and_several_are_quoted() {

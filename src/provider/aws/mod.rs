@@ -299,31 +299,21 @@ impl Provider for AwsProvider {
         true
     }
 
-    /// Every running instance with a public address: the head, then the workers by group and
-    /// launch time as `worker-N`; host keys are pinned under the instance id.
+    /// Every running instance with a public address, named as `daft exec` names them (the head,
+    /// `worker-N`); host keys are pinned under the instance id.
     async fn ssh_entries(&self) -> Option<anyhow::Result<Vec<super::SshEntry>>> {
         let obs = match self.query().await {
             Ok(o) => o,
             Err(e) => return Some(Err(e)),
         };
-        let mut nodes: Vec<&ObservedNode> = obs.alive().filter(|n| n.public_ip.is_some()).collect();
-        nodes.sort_by(|a, b| {
-            (a.role != Role::Head, &a.group, a.created, &a.id).cmp(&(
-                b.role != Role::Head,
-                &b.group,
-                b.created,
-                &b.id,
-            ))
-        });
-        let mut w = 0;
-        Some(Ok(nodes
+        Some(Ok(crate::model::named_nodes(&obs)
             .into_iter()
-            .map(|n| super::SshEntry {
+            .filter(|(_, n)| n.public_ip.is_some())
+            .map(|(name, n)| super::SshEntry {
                 name: if n.role == Role::Head {
                     String::new()
                 } else {
-                    w += 1;
-                    format!("worker-{w}")
+                    name
                 },
                 host: n.public_ip.clone().unwrap_or_default(),
                 port: 22,
