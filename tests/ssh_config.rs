@@ -117,3 +117,67 @@ fn a_local_cluster_has_no_ssh_entries_and_says_so() {
     assert_eq!(o.status.code(), Some(2), "{}", common::out(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not reached with plain ssh"));
 }
+
+/// `~/.ssh/config` for SSH hosts: the head by an alias (HostName, Port, User, IdentityFile
+/// from the file), the worker only through the head (ProxyJump): with a head that forwards,
+/// both answer; with one whose sshd refuses to forward, the worker cannot be reached — the
+/// route really goes through the jump host.
+#[test]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs OpenSSH's sshd"]
+fn ssh_hosts_follow_the_users_ssh_config_and_its_proxy_jump() {
+    let (head, worker) = common::two_ssh_hosts();
+    let blocked = common::Sshd::start_with("127.0.0.2", "Match all\n  AllowTcpForwarding no\n");
+    let dir = tempfile::tempdir().unwrap();
+    let h = dir.path();
+    std::fs::write(
+        h.join("c.toml"),
+        "[setup]\nname = \"viaconf\"\nprovider = \"ssh\"\n[setup.ssh]\nhead = \"daft-head\"\nworkers = [\"daft-worker\"]\n",
+    )
+    .unwrap();
+    let write_ssh_config = |head_sshd: &common::Sshd| {
+        std::fs::create_dir_all(h.join(".ssh")).unwrap();
+        std::fs::write(
+            h.join(".ssh/config"),
+            format!(
+                "Host daft-head\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n\n\
+                 Host daft-worker\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n  ProxyJump daft-head\n",
+                head_sshd.addr,
+                head_sshd.port,
+                head_sshd.user,
+                head_sshd.key.display(),
+                worker.addr,
+                worker.port,
+                worker.user,
+                head.key.display(),
+            ),
+        )
+        .unwrap();
+    };
+    let plan = || {
+        daft(h)
+            .env("RUST_LOG", "daft::ssh=debug")
+            .args(["plan", "-c", "c.toml"])
+            .output()
+            .unwrap()
+    };
+    write_ssh_config(&head);
+    let o = plan();
+    let text = common::out(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(!text.contains("unreachable"), "{text}");
+    assert!(text.contains("+ create"), "{text}");
+    // Where each value came from, in the debug log.
+    assert!(
+        text.contains("what=\"HostName\" value=\"127.0.0.2\" source=\"~/.ssh/config\"")
+            && text.contains("host=daft-worker jump=daft-head"),
+        "{text}"
+    );
+    // The same, through a head whose sshd forwards nothing: the worker is out of reach.
+    write_ssh_config(&blocked);
+    let o = plan();
+    let text = common::out(&o);
+    assert!(
+        text.contains("unreachable") && text.contains("daft-worker"),
+        "{text}"
+    );
+}

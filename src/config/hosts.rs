@@ -43,6 +43,8 @@ impl std::fmt::Display for HostAddr {
 pub struct SshHosts {
     pub head: HostAddr,
     pub workers: Vec<HostAddr>,
+    /// `setup.ssh_user` is in the file (else `~/.ssh/config`'s `User` may name one).
+    pub user_given: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,7 +97,11 @@ impl Checker<'_> {
                     }
                     workers.push(addr);
                 }
-                SshHosts { head, workers }
+                SshHosts {
+                    head,
+                    workers,
+                    user_given: v(&["setup", "ssh_user"]).is_some(),
+                }
             }
         })
     }

@@ -6,6 +6,7 @@ pub mod kube;
 pub mod local;
 pub mod srun;
 pub mod ssh;
+pub mod ssh_config;
 
 use std::path::Path;
 

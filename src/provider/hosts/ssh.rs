@@ -2,7 +2,6 @@
 //! SSH with pinned host keys; the head keeps the list of hosts that joined it.
 
 use super::*;
-use crate::transport::ssh::{SshTarget, SshTransport};
 
 /// `[setup.ssh]`'s hosts, and how to log into them.
 pub struct SshHostList {
@@ -50,10 +49,15 @@ impl Machines for SshHostList {
         )
     }
 
+    /// Over the route `~/.ssh/config` gives the host (HostName, Port, User, IdentityFile,
+    /// ProxyJump), `.daft.toml`'s settings first.
     async fn connect(&self, host: &str) -> anyhow::Result<Arc<dyn Transport>> {
         let addr = crate::config::parse_host(host).map_err(|e| anyhow!("bad host {host}: {e}"))?;
-        let target = SshTarget::new(addr, &self.user, self.key.clone(), &self.home);
-        Ok(Arc::new(SshTransport::connect(target).await?))
+        let user = self.hosts.user_given.then_some(self.user.as_str());
+        let route = crate::transport::ssh_config::route(&addr, user, self.key.clone(), &self.user);
+        Ok(Arc::new(
+            crate::transport::ssh_config::connect(&route, &self.home, |_| {}).await?,
+        ))
     }
 
     fn spec(&self, role: Role) -> NodeSpec {
