@@ -568,14 +568,23 @@ fn slurm_two_node_allocation_through_a_login_node_runs_the_head_and_a_worker() {
         h,
     );
     std::fs::copy(&auth, login.dir.path().join("authorized_keys")).unwrap();
+    // The login node by the name the user's ~/.ssh/config gives it (its HostName and Port).
+    std::fs::create_dir_all(h.join(".ssh")).unwrap();
+    std::fs::write(
+        h.join(".ssh/config"),
+        format!(
+            "Host slurm-login\n  HostName {}\n  Port {}\n",
+            login.addr, login.port
+        ),
+    )
+    .unwrap();
     let cfg = h.join("slurm.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[setup]\nname = \"t-slurm2\"\nprovider = \"slurm\"\nnumber_of_workers = 1\nssh_user = \"{}\"\nssh_private_key = \"{}\"\n\n[setup.slurm]\nlogin = \"{}\"\nnode_access = \"ssh\"\ntime = \"0:30:00\"\ncpus_per_task = 1\n",
+            "[setup]\nname = \"t-slurm2\"\nprovider = \"slurm\"\nnumber_of_workers = 1\nssh_user = \"{}\"\nssh_private_key = \"{}\"\n\n[setup.slurm]\nlogin = \"slurm-login\"\nnode_access = \"ssh\"\ntime = \"0:30:00\"\ncpus_per_task = 1\n",
             sshds[0].user,
             sshds[0].key.display(),
-            login.host()
         ),
     )
     .unwrap();

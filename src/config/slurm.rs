@@ -63,6 +63,8 @@ pub struct SlurmSetup {
     /// Shell lines every node runs before Ray starts, and every job before it runs
     /// (`module load …`, doodad's SSS_PRE_CMDS).
     pub pre_commands: Vec<String>,
+    /// `setup.ssh_user` is in the file (else `~/.ssh/config`'s `User` may name the login's).
+    pub user_given: bool,
 }
 
 impl Checker<'_> {
@@ -220,6 +222,7 @@ impl Checker<'_> {
             node_access,
             node_ssh_port,
             pre_commands: f.pre_commands.clone(),
+            user_given: v(&["setup", "ssh_user"]).is_some(),
         })
     }
 }

@@ -147,11 +147,7 @@ pub fn route(
 }
 
 /// Connect along `route` (each jump through the one before), checking every host key.
-pub async fn connect(
-    route: &Route,
-    daft_home: &Path,
-    adjust: impl FnOnce(&mut SshTarget),
-) -> anyhow::Result<SshTransport> {
+pub async fn connect(route: &Route, daft_home: &Path) -> anyhow::Result<SshTransport> {
     let mut via: Option<Arc<dyn Transport>> = None;
     for j in &route.jumps {
         let mut t = SshTarget::new(j.addr.clone(), &j.user, j.key.clone(), daft_home);
@@ -166,7 +162,6 @@ pub async fn connect(
     let t = &route.target;
     let mut target = SshTarget::new(t.addr.clone(), &t.user, t.key.clone(), daft_home);
     target.via = via.map(Via);
-    adjust(&mut target);
     SshTransport::connect(target).await
 }
 

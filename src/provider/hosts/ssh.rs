@@ -56,7 +56,7 @@ impl Machines for SshHostList {
         let user = self.hosts.user_given.then_some(self.user.as_str());
         let route = crate::transport::ssh_config::route(&addr, user, self.key.clone(), &self.user);
         Ok(Arc::new(
-            crate::transport::ssh_config::connect(&route, &self.home, |_| {}).await?,
+            crate::transport::ssh_config::connect(&route, &self.home).await?,
         ))
     }
 

@@ -74,13 +74,19 @@ impl SlurmProvider {
         let t: Arc<dyn Transport> = match &self.slurm.login {
             None => Arc::new(LocalTransport::new(daft_home())),
             Some(addr) => {
-                let target = SshTarget::new(
-                    addr.clone(),
-                    &self.cfg.setup.ssh_user,
+                // As `ssh` would reach it: ~/.ssh/config's HostName, Port, User,
+                // IdentityFile and ProxyJump where the config sets none.
+                let user = self
+                    .slurm
+                    .user_given
+                    .then_some(self.cfg.setup.ssh_user.as_str());
+                let route = crate::transport::ssh_config::route(
+                    addr,
+                    user,
                     self.key.clone(),
-                    &daft_home(),
+                    &self.cfg.setup.ssh_user,
                 );
-                Arc::new(SshTransport::connect(target).await?)
+                Arc::new(crate::transport::ssh_config::connect(&route, &daft_home()).await?)
             }
         };
         *conn = Some(t.clone());
