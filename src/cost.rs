@@ -82,10 +82,12 @@ impl Estimate {
 
     /// The part of the price that is known (a floor when some is not).
     pub fn known_per_hour(&self) -> f64 {
+        // (+ 0.0: an empty f64 sum is -0.0, which prints as "-0.0000".)
         self.lines
             .iter()
             .filter_map(|l| l.usd_per_hour.map(|p| p * l.count as f64))
-            .sum()
+            .sum::<f64>()
+            + 0.0
     }
 
     /// Why `up` must not apply a plan with this estimate under `max` dollars an hour.
@@ -207,6 +209,17 @@ mod tests {
         u.lines[1].unknown = Some("no answer".into());
         assert_eq!(u.per_hour(), None);
         assert!((u.known_per_hour() - 0.1008).abs() < 1e-9);
+        // Nothing known: zero, never "-0".
+        let none = Estimate {
+            lines: vec![PriceLine::new(
+                "head",
+                1,
+                "m7i.large",
+                Market::OnDemand,
+                Err("x".into()),
+            )],
+        };
+        assert_eq!(money(none.known_per_hour()), "$0.0000");
         let r = u.refusal(10.0).unwrap();
         assert!(r.contains("not known (g5.xlarge spot: no answer)"), "{r}");
         // A kind with no nodes costs nothing, known or not.

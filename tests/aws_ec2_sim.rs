@@ -627,6 +627,12 @@ async fn simulated_ec2_plan_prices_nodes_caches_them_and_up_refuses_over_max_hou
         "{block}"
     );
     assert!(err.contains("price unknown: GetProducts"), "{}", tail(&err));
+    // The plan says why in a few words (the whole error is in the debug log).
+    assert!(
+        block.contains("GetProducts: the Price List API cannot be reached")
+            && !block.contains("DispatchFailure"),
+        "{block}"
+    );
     // max_hourly_cost below the plan's price: `up` refuses, says by how much, launches nothing.
     write("max_hourly_cost = 1.0\n");
     let (code, out, err) = case.run(&["up", "--no-wait", "-c", &cfg]);

@@ -203,16 +203,20 @@ impl Prices {
             .max_results(10)
             .send()
             .await
-            .map_err(|e| match e.as_service_error() {
-                Some(s) => format!(
-                    "GetProducts: {}: {}",
-                    s.code().unwrap_or("error"),
-                    s.message().unwrap_or("")
-                ),
-                None => format!(
-                    "GetProducts: {}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&e)
-                ),
+            .map_err(|e| {
+                // The whole error in the debug log; a short reason in the plan.
+                tracing::debug!(target: "daft::aws", "GetProducts failed: {}", aws_smithy_types::error::display::DisplayErrorContext(&e));
+                match &e {
+                    SdkError::ServiceError(s) if s.err().code().is_some() => format!(
+                        "GetProducts: {}: {}",
+                        s.err().code().unwrap_or_default(),
+                        s.err().message().unwrap_or_default()
+                    ),
+                    SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                        "GetProducts: the Price List API cannot be reached".to_string()
+                    }
+                    _ => "GetProducts: the Price List API's answer cannot be read".to_string(),
+                }
             })?;
         out.price_list()
             .iter()
