@@ -808,3 +808,38 @@ async fn group_nodes(sim: &Ec2Sim) -> Vec<String> {
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (network namespaces), moto_server, sshd and Ray from PyPI"]
+async fn simulated_ec2_a_gpu_groups_nodes_reach_ray_with_the_types_gpus() {
+    let _g = SERIAL.lock().await;
+    let sim = Ec2Sim::start(3.0);
+    let case = Case::new(&sim);
+    // (moto has no image with the NVIDIA driver: the group names an image of its own. The
+    // simulated machines have no GPU: Ray is told the type's count, as on EC2.)
+    let image = common::al2023_image(&ec2(&sim).await).await;
+    let cfg = case.gpu_group(&image, "\"g4dn.xlarge\"", "");
+    let up = case.ok(&["up", "-c", &cfg, "--wait-workers"]);
+    assert!(up.contains("is up: 1 head + 1 worker(s)"), "{up}");
+    let job = case.dir.path().join("job");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(
+        job.join("gpus.py"),
+        "import ray\nray.init()\nprint('gpus=%s' % ray.cluster_resources().get('GPU', 0))\n",
+    )
+    .unwrap();
+    let out = case.ok(&[
+        "submit",
+        "-c",
+        &cfg,
+        "-w",
+        job.to_str().unwrap(),
+        "--",
+        "python",
+        "gpus.py",
+    ]);
+    // g4dn.xlarge has one NVIDIA T4, as EC2's DescribeInstanceTypes says.
+    assert!(out.contains("gpus=1.0"), "{out}");
+    case.ok(&["down", "--yes", "-c", &cfg]);
+    assert!(alive(&sim).await.is_empty(), "{:?}", alive(&sim).await);
+}
