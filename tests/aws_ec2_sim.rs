@@ -843,3 +843,65 @@ async fn simulated_ec2_a_gpu_groups_nodes_reach_ray_with_the_types_gpus() {
     case.ok(&["down", "--yes", "-c", &cfg]);
     assert!(alive(&sim).await.is_empty(), "{:?}", alive(&sim).await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 2, run by `bash .ci/test` (`cargo test -- --include-ignored`): needs root (network namespaces), moto_server, sshd and Ray from PyPI"]
+async fn simulated_ec2_launches_try_the_next_zone_then_the_next_type() {
+    let _g = SERIAL.lock().await;
+    // No t3.medium capacity in zone a; no g5.xlarge anywhere.
+    let sim = Ec2Sim::start_with(
+        3.0,
+        &[
+            "--no-capacity",
+            "t3.medium@us-west-2a",
+            "--no-capacity",
+            "g5.xlarge",
+        ],
+    );
+    let case = Case::new(&sim);
+    let image = common::al2023_image(&ec2(&sim).await).await;
+    let p = case.dir.path().join("cluster.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[setup]\nname = \"sim\"\nprovider = \"aws\"\nregion = \"us-west-2\"\nssh_user = \"root\"\n\
+             ssh_private_key = \"id\"\ninstance_type = \"t3.medium\"\n[setup.aws]\n\
+             ssh_ingress_cidrs = [\"198.18.0.0/15\"]\nzones = [\"us-west-2a\", \"us-west-2b\"]\n\
+             [[setup.aws.worker_groups]]\nname = \"gpu\"\ninstance_types = [\"g5.xlarge\", \"g4dn.xlarge\"]\n\
+             workers = 1\nimage_id = \"{image}\"\n\n[run]\nsetup_commands = []\n"
+        ),
+    )
+    .unwrap();
+    let cfg = p.to_str().unwrap().to_string();
+    let (code, out, err) = case.run(&["up", "--no-wait", "-c", &cfg]);
+    assert_eq!(code, 0, "{out}\n{}", tail(&err));
+    let said = format!("{out}{err}");
+    for step in [
+        "no capacity for t3.medium in us-west-2a (head)",
+        "trying t3.medium in us-west-2b",
+        "no capacity for g5.xlarge in us-west-2a (worker of group gpu)",
+        "trying g5.xlarge in us-west-2b",
+        "no capacity for g5.xlarge in us-west-2b (worker of group gpu)",
+        "trying g4dn.xlarge in us-west-2a",
+    ] {
+        assert!(said.contains(step), "{step:?} not said:\n{said}");
+    }
+    let mut placed: Vec<String> = live(&sim)
+        .await
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}",
+                i.instance_type().unwrap().as_str(),
+                i.placement()
+                    .and_then(|p| p.availability_zone())
+                    .unwrap_or("?")
+            )
+        })
+        .collect();
+    placed.sort();
+    assert_eq!(placed, ["g4dn.xlarge us-west-2a", "t3.medium us-west-2b"]);
+    case.ok(&["down", "--yes", "-c", &cfg]);
+    assert!(alive(&sim).await.is_empty(), "{:?}", alive(&sim).await);
+    assert!(groups(&sim).await.is_empty(), "a security group is left");
+}
