@@ -90,10 +90,15 @@ impl Estimate {
             + 0.0
     }
 
+    /// Whether the cluster's price is within `max` dollars an hour (None: not known).
+    pub fn within(&self, max: f64) -> Option<bool> {
+        self.per_hour().map(|total| total <= max + 1e-9)
+    }
+
     /// Why `up` must not apply a plan with this estimate under `max` dollars an hour.
     pub fn refusal(&self, max: f64) -> Option<String> {
         match self.per_hour() {
-            Some(total) if total > max + 1e-9 => Some(format!(
+            Some(total) if self.within(max) == Some(false) => Some(format!(
                 "the cluster would cost {}/h, {} over max_hourly_cost = {}/h; nothing was \
                  changed.\n  what to do: fewer or smaller nodes, spot workers (a group's \
                  market = \"spot\"), or a higher [setup.aws] max_hourly_cost",

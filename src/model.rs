@@ -437,3 +437,43 @@ mod autostop_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_first_then_workers_by_group_and_launch() {
+        let mk = |id: &str, role: Role, group: &str, created: u64| {
+            let mut n = ObservedNode::bare(id, "c", role, NodeState::Running);
+            n.group = group.into();
+            n.created = created;
+            n
+        };
+        let mut stopped = mk("i-5", Role::Worker, "", 1);
+        stopped.state = NodeState::Stopped;
+        let obs = Observed {
+            nodes: vec![
+                mk("i-3", Role::Worker, "gpu", 1),
+                mk("i-2", Role::Worker, "", 9),
+                mk("i-1", Role::Head, "", 5),
+                mk("i-4", Role::Worker, "", 2),
+                stopped,
+            ],
+            support: vec![],
+        };
+        let names: Vec<(String, String)> = named_nodes(&obs)
+            .into_iter()
+            .map(|(name, n)| (name, n.id.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("head".to_string(), "i-1".to_string()),
+                ("worker-1".to_string(), "i-4".to_string()),
+                ("worker-2".to_string(), "i-2".to_string()),
+                ("worker-3".to_string(), "i-3".to_string()),
+            ]
+        );
+    }
+}

@@ -68,9 +68,11 @@ pub async fn down(cfg: &Config, args: &Down, start: Instant, pr: &Printer) -> an
     }
     crate::out!(pr, "{}", render(&p, &provider.context()))?;
     super::up::confirm_destruction(&p, args.yes, "down")?;
-    if !provider.jobs_outlive_down() && crate::provider::alive_head(&observed).is_some() {
-        let key = super::ssh_key(cfg, &args.identity);
-        super::jobs::saved::save_before_down(cfg, key, pr).await;
+    // (The head down observed, through the same provider: nothing is asked twice.)
+    if let Some(head) =
+        crate::provider::alive_head(&observed).filter(|_| !provider.jobs_outlive_down())
+    {
+        super::jobs::saved::save_before_down(cfg, provider.as_ref(), head, pr).await;
     }
     let ui = Progress::new();
     let opts = UpOptions {
@@ -121,9 +123,11 @@ async fn down_resource(
         "down",
         "This plan deletes the cluster. Apply it?",
     )?;
-    if !p.jobs_outlive_down() && !have.pods.is_empty() {
-        let key = super::ssh_key(cfg, &args.identity);
-        super::jobs::saved::save_before_down(cfg, key, pr).await;
+    let head = have.pods.iter().find(|n| {
+        n.role == crate::model::Role::Head && n.state == crate::model::NodeState::Running
+    });
+    if let Some(head) = head.filter(|_| !p.jobs_outlive_down()) {
+        super::jobs::saved::save_before_down(cfg, p.as_ref(), head, pr).await;
     }
     let ui = Progress::new();
     let pb = ui.line(

@@ -6,16 +6,8 @@ use anyhow::anyhow;
 
 use crate::cli::ExecArgs;
 use crate::error::usage;
-use crate::model::{Observed, ObservedNode, Role};
+use crate::model::{ObservedNode, Role};
 use crate::printer::Printer;
-
-/// The running nodes by the names `exec` takes (see [`crate::model::named_nodes`]).
-pub fn named(observed: &Observed) -> Vec<(String, ObservedNode)> {
-    crate::model::named_nodes(observed)
-        .into_iter()
-        .map(|(name, n)| (name, n.clone()))
-        .collect()
-}
 
 /// The command line to run: one word as it is (a shell line), several quoted one by one.
 pub fn command_line(words: &[String]) -> String {
@@ -33,11 +25,11 @@ pub async fn run(args: &ExecArgs, pr: &Printer) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
     let (provider, observed) = super::observe(&cfg, key).await?;
-    let nodes = named(&observed);
+    let nodes = crate::model::named_nodes(&observed);
     if nodes.is_empty() {
         return Err(super::not_up(&cfg));
     }
-    let targets: Vec<&(String, ObservedNode)> = if args.all {
+    let targets: Vec<&(String, &ObservedNode)> = if args.all {
         nodes.iter().collect()
     } else if args.workers {
         nodes
@@ -117,7 +109,6 @@ pub async fn run(args: &ExecArgs, pr: &Printer) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::NodeState;
 
     #[test]
     fn one_word_is_a_shell_line_and_several_are_quoted() {
@@ -125,41 +116,6 @@ mod tests {
         assert_eq!(
             command_line(&["python".into(), "-c".into(), "print(1 + 1)".into()]),
             "python -c 'print(1 + 1)'"
-        );
-    }
-
-    #[test]
-    fn the_head_first_then_workers_by_group_and_launch() {
-        let mk = |id: &str, role: Role, group: &str, created: u64| {
-            let mut n = ObservedNode::bare(id, "c", role, NodeState::Running);
-            n.group = group.into();
-            n.created = created;
-            n
-        };
-        let mut stopped = mk("i-5", Role::Worker, "", 1);
-        stopped.state = NodeState::Stopped;
-        let obs = Observed {
-            nodes: vec![
-                mk("i-3", Role::Worker, "gpu", 1),
-                mk("i-2", Role::Worker, "", 9),
-                mk("i-1", Role::Head, "", 5),
-                mk("i-4", Role::Worker, "", 2),
-                stopped,
-            ],
-            support: vec![],
-        };
-        let names: Vec<(String, String)> = named(&obs)
-            .into_iter()
-            .map(|(name, n)| (name, n.id))
-            .collect();
-        assert_eq!(
-            names,
-            [
-                ("head".to_string(), "i-1".to_string()),
-                ("worker-1".to_string(), "i-4".to_string()),
-                ("worker-2".to_string(), "i-2".to_string()),
-                ("worker-3".to_string(), "i-3".to_string()),
-            ]
         );
     }
 }

@@ -53,14 +53,25 @@ pub struct Head {
     pub cluster_dir: String,
 }
 
+impl Head {
+    /// A connection to `node`, the head of `cluster`, through its back-end.
+    pub async fn open(
+        provider: &dyn crate::provider::Provider,
+        node: &crate::model::ObservedNode,
+        cluster: &str,
+    ) -> anyhow::Result<Head> {
+        let transport = provider.head_transport(node).await?;
+        let cluster_dir = format!("{}/clusters/{cluster}", transport.daft_home());
+        Ok(Head {
+            transport,
+            cluster_dir,
+        })
+    }
+}
+
 pub async fn connect(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<Head> {
     let (provider, head) = super::running_head(cfg, key).await?;
-    let transport = provider.head_transport(&head).await?;
-    let cluster_dir = format!("{}/clusters/{}", transport.daft_home(), cfg.setup.name);
-    Ok(Head {
-        transport,
-        cluster_dir,
-    })
+    Head::open(provider.as_ref(), &head, &cfg.setup.name).await
 }
 
 /// A shell command running the node's copy of the job helper (`templates/jobs.py`, uploaded
@@ -359,12 +370,7 @@ pub async fn cancel(args: &CancelArgs, pr: &Printer) -> anyhow::Result<()> {
     let cfg = super::load(&args.config.config)?;
     let key = super::ssh_key(&cfg, &args.key.identity);
     let (provider, head_node) = super::running_head(&cfg, key).await?;
-    let transport = provider.head_transport(&head_node).await?;
-    let cluster_dir = format!("{}/clusters/{}", transport.daft_home(), cfg.setup.name);
-    let head = Head {
-        transport,
-        cluster_dir,
-    };
+    let head = Head::open(provider.as_ref(), &head_node, &cfg.setup.name).await?;
     let jobs = records(&head).await?;
     let job = resolve(&jobs, &args.job)?.clone();
     // A task of the scheduler's job array: the scheduler stops it, queued or running.
@@ -506,19 +512,25 @@ fn same_file(path: &std::path::Path, size: u64, sha256: &str) -> std::io::Result
 pub mod saved {
     use std::path::{Path, PathBuf};
 
-    use super::{connect, pull_job, records, resolve, JobRecord};
+    use super::{pull_job, records, resolve, Head, JobRecord};
     use crate::config::Config;
+    use crate::model::ObservedNode;
     use crate::printer::Printer;
+    use crate::provider::Provider;
 
     /// Where a cluster's jobs are saved.
     pub fn saved_dir(cluster: &str) -> PathBuf {
         crate::paths::daft_home().join("saved-jobs").join(cluster)
     }
 
-    /// Copy every job of the running cluster to [`saved_dir`], with its record as the head last
-    /// listed it (`record.json`); how many were saved.
-    pub async fn save_all(cfg: &Config, key: Option<PathBuf>) -> anyhow::Result<usize> {
-        let head = connect(cfg, key).await?;
+    /// Copy every job of the cluster whose head is `node` to [`saved_dir`], with its record as
+    /// the head last listed it (`record.json`); how many were saved.
+    pub async fn save_all(
+        cfg: &Config,
+        provider: &dyn Provider,
+        node: &ObservedNode,
+    ) -> anyhow::Result<usize> {
+        let head = Head::open(provider, node, &cfg.setup.name).await?;
         let jobs = records(&head).await?;
         let dir = saved_dir(&cfg.setup.name);
         for job in &jobs {
@@ -529,10 +541,15 @@ pub mod saved {
         Ok(jobs.len())
     }
 
-    /// Before `down` removes a head that takes its files with it: save its jobs, saying so; a
-    /// failure is a warning (the cluster still goes: it costs money).
-    pub async fn save_before_down(cfg: &Config, key: Option<PathBuf>, pr: &Printer) {
-        match save_all(cfg, key).await {
+    /// Before `down` removes `node`, a head that takes its files with it: save its jobs, saying
+    /// so; a failure is a warning (the cluster still goes: it costs money).
+    pub async fn save_before_down(
+        cfg: &Config,
+        provider: &dyn Provider,
+        node: &ObservedNode,
+        pr: &Printer,
+    ) {
+        match save_all(cfg, provider, node).await {
             Ok(0) => {}
             Ok(n) => crate::note!(
                 pr,

@@ -63,15 +63,16 @@ pub async fn run(args: &PlanArgs, pr: &Printer) -> anyhow::Result<()> {
     match pr.format() {
         OutputFormat::Text => {
             crate::out!(pr, "{}", render(&p, &provider.context()))?;
-            if let Some(line) = autostop_line(cfg.setup.autostop) {
-                crate::outln!(pr, "{line}")?;
-            }
-            if let Some(c) = &cost {
-                crate::out!(pr, "{}", cost_text(c, provider.max_hourly_cost()))?;
-            }
-            for line in interruptions(&observed) {
-                crate::outln!(pr, "{line}")?;
-            }
+            crate::out!(
+                pr,
+                "{}",
+                after_plan(
+                    cfg.setup.autostop,
+                    cost.as_ref(),
+                    provider.max_hourly_cost(),
+                    &observed
+                )
+            )?;
         }
         OutputFormat::Json => {
             let v = serde_json::json!({
@@ -114,6 +115,29 @@ pub fn autostop_line(autostop: Option<std::time::Duration>) -> Option<String> {
     })
 }
 
+/// What `plan` and `up` print after a plan's actions: the autostop, the cost (with the
+/// config's limit) where the back-end has prices, and the nodes the back-end took back.
+pub fn after_plan(
+    autostop: Option<std::time::Duration>,
+    cost: Option<&crate::cost::Estimate>,
+    max: Option<f64>,
+    observed: &crate::model::Observed,
+) -> String {
+    let mut s = String::new();
+    if let Some(line) = autostop_line(autostop) {
+        s.push_str(&line);
+        s.push('\n');
+    }
+    if let Some(c) = cost {
+        s.push_str(&cost_text(c, max));
+    }
+    for line in interruptions(observed) {
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s
+}
+
 /// A plan's cost block, with the config's limit when it has one.
 pub fn cost_text(c: &crate::cost::Estimate, max: Option<f64>) -> String {
     let mut s = c.render();
@@ -121,9 +145,9 @@ pub fn cost_text(c: &crate::cost::Estimate, max: Option<f64>) -> String {
         s.push_str(&format!(
             "  max_hourly_cost {}/h: {}\n",
             crate::cost::money(m),
-            match c.per_hour() {
-                Some(t) if t <= m + 1e-9 => "within it",
-                Some(_) => "OVER it (`daft up` refuses)",
+            match c.within(m) {
+                Some(true) => "within it",
+                Some(false) => "OVER it (`daft up` refuses)",
                 None => "cannot be checked (`daft up` refuses)",
             }
         ));

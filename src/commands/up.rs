@@ -72,21 +72,18 @@ pub async fn up(cfg: &Config, args: &Up, start: Instant, pr: &Printer) -> anyhow
             }
         }
     }
-    crate::out!(pr, "{}", render(&p, &provider.context()))?;
-    if let Some(line) = super::plan::autostop_line(cfg.setup.autostop) {
-        crate::outln!(pr, "{line}")?;
-    }
     let cost = provider.estimate(&desired).await;
-    if let Some(c) = &cost {
-        crate::out!(
-            pr,
-            "{}",
-            super::plan::cost_text(c, provider.max_hourly_cost())
-        )?;
-    }
-    for line in super::plan::interruptions(&observed) {
-        crate::outln!(pr, "{line}")?;
-    }
+    crate::out!(pr, "{}", render(&p, &provider.context()))?;
+    crate::out!(
+        pr,
+        "{}",
+        super::plan::after_plan(
+            cfg.setup.autostop,
+            cost.as_ref(),
+            provider.max_hourly_cost(),
+            &observed
+        )
+    )?;
     if let Some((head, why)) = p.unreachable_head() {
         return Err(crate::apply::unreachable_head(&head.id, why));
     }

@@ -346,11 +346,8 @@ mod tests {
                     "{}/{}{}",
                     c.instance_type,
                     c.market.as_str(),
-                    c.zone
-                        .map(|z| match z {
-                            super::super::nodes::Place::Zone(z)
-                            | super::super::nodes::Place::Subnet(z) => format!("@{z}"),
-                        })
+                    c.place
+                        .map(|p| format!("@{}", p.name()))
                         .unwrap_or_default()
                 )
             })

@@ -49,7 +49,7 @@ impl Place {
         }
     }
 
-    fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         match self {
             Place::Zone(z) | Place::Subnet(z) => z,
         }
@@ -61,7 +61,7 @@ impl Place {
 pub struct Choice {
     pub instance_type: String,
     pub market: Market,
-    pub zone: Option<Place>,
+    pub place: Option<Place>,
 }
 
 impl Choice {
@@ -71,7 +71,7 @@ impl Choice {
         if spot_group {
             s = format!("{s} {}", self.market.as_str());
         }
-        if let Some(z) = &self.zone {
+        if let Some(z) = &self.place {
             s = format!("{s} in {}", z.name());
         }
         s
@@ -84,26 +84,26 @@ pub fn launch_choices(
     types: &[String],
     market: Market,
     spot_fallback: bool,
-    zones: &[Place],
+    places: &[Place],
 ) -> Vec<Choice> {
     let markets: &[Market] = match (market, spot_fallback) {
         (Market::Spot, true) => &[Market::Spot, Market::OnDemand],
         (Market::Spot, false) => &[Market::Spot],
         (Market::OnDemand, _) => &[Market::OnDemand],
     };
-    let zones: Vec<Option<Place>> = if zones.is_empty() {
+    let places: Vec<Option<Place>> = if places.is_empty() {
         vec![None]
     } else {
-        zones.iter().cloned().map(Some).collect()
+        places.iter().cloned().map(Some).collect()
     };
     let mut out = Vec::new();
     for &m in markets {
         for t in types {
-            for z in &zones {
+            for z in &places {
                 out.push(Choice {
                     instance_type: t.clone(),
                     market: m,
-                    zone: z.clone(),
+                    place: z.clone(),
                 });
             }
         }
@@ -149,14 +149,14 @@ impl AwsProvider {
         pb: &ProgressBar,
     ) -> anyhow::Result<Vec<ObservedNode>> {
         let group = self.group(req.role, req.group);
-        let zones = &Place::of(&self.aws.zones, &self.aws.subnet_ids);
+        let places = &Place::of(&self.aws.zones, &self.aws.subnet_ids);
         let choices = match group {
-            Some(g) => launch_choices(&g.instance_types, g.market, g.spot_fallback, zones),
+            Some(g) => launch_choices(&g.instance_types, g.market, g.spot_fallback, places),
             None => launch_choices(
                 std::slice::from_ref(&self.aws.instance_type),
                 Market::OnDemand,
                 false,
-                zones,
+                places,
             ),
         };
         let spot_group = group.is_some_and(|g| g.market == Market::Spot);
@@ -306,7 +306,7 @@ impl AwsProvider {
                         "{}/{itype}/{}/{}",
                         req.spec.hash(),
                         market.as_str(),
-                        choice.zone.as_ref().map(Place::name).unwrap_or("")
+                        choice.place.as_ref().map(Place::name).unwrap_or("")
                     ),
                     req.seen,
                     batch_no,
@@ -340,7 +340,7 @@ impl AwsProvider {
                     }))
                     .set_block_device_mappings(root.clone().map(|r| vec![r]))
                     .set_instance_market_options((market == Market::Spot).then(spot_options))
-                    .set_placement(match &choice.zone {
+                    .set_placement(match &choice.place {
                         Some(Place::Zone(z)) => Some(
                             aws_sdk_ec2::types::Placement::builder()
                                 .availability_zone(z)
@@ -348,7 +348,7 @@ impl AwsProvider {
                         ),
                         _ => None,
                     })
-                    .set_subnet_id(match &choice.zone {
+                    .set_subnet_id(match &choice.place {
                         Some(Place::Subnet(s)) => Some(s.clone()),
                         _ => None,
                     })

@@ -23,6 +23,9 @@ pub struct Prices {
     ec2: Client,
     pricing: tokio::sync::OnceCell<Result<aws_sdk_pricing::Client, String>>,
     memo: tokio::sync::Mutex<BTreeMap<(String, Market), Price>>,
+    /// One writer of the cache file at a time in this process (prices are asked concurrently:
+    /// two read-modify-writes at once would lose one of them).
+    writing: std::sync::Mutex<()>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,8 +51,10 @@ fn read_cache() -> BTreeMap<String, Cached> {
 }
 
 /// Add one price to the cache file (written whole to a temporary file, then renamed: a reader
-/// never sees half of it; two writers at once lose at most one price, fetched again later).
-fn write_cache(key: String, usd_per_hour: f64) {
+/// never sees half of it; two daft processes writing at once lose at most one price, fetched
+/// again later). `writing`: this process's write lock.
+fn write_cache(writing: &std::sync::Mutex<()>, key: String, usd_per_hour: f64) {
+    let _held = writing.lock().unwrap_or_else(|e| e.into_inner());
     let mut all = read_cache();
     let now = crate::time::now_secs();
     all.retain(|_, c| c.at + CACHE_SECS > now);
@@ -103,6 +108,7 @@ impl Prices {
             ec2,
             pricing: tokio::sync::OnceCell::new(),
             memo: tokio::sync::Mutex::new(BTreeMap::new()),
+            writing: std::sync::Mutex::new(()),
         }
     }
 
@@ -136,7 +142,7 @@ impl Prices {
                 .await
                 .unwrap_or_else(|_| Err(format!("no answer within {ASK_SECS}s")));
                 match &asked {
-                    Ok(usd) => write_cache(key, *usd),
+                    Ok(usd) => write_cache(&self.writing, key, *usd),
                     Err(e) => {
                         tracing::debug!(target: "daft::aws", itype, market = market.as_str(), "price unknown: {e}")
                     }
@@ -322,19 +328,19 @@ pub async fn node_prices(region: &str, nodes: &[ObservedNode]) -> Vec<Option<f64
     let Ok(c) = client(region).await else {
         return vec![None; nodes.len()];
     };
-    let prices = Prices::new(region, &[], c);
-    let mut out = Vec::with_capacity(nodes.len());
-    for n in nodes {
-        let itype = n.detail.get("type").cloned().unwrap_or_default();
-        let market = node_market(n);
-        let p = if n.state == NodeState::Running && !itype.is_empty() {
-            prices.price(&itype, market).await.ok()
-        } else {
-            None
-        };
-        out.push(p);
-    }
-    out
+    // (Only running nodes cost money; each distinct type and market is asked once.)
+    let priced = |n: &ObservedNode| {
+        n.detail
+            .get("type")
+            .filter(|t| n.state == NodeState::Running && !t.is_empty())
+            .map(|t| (t.clone(), node_market(n)))
+    };
+    let want: Vec<(String, Market)> = nodes.iter().filter_map(priced).collect();
+    let mut got = Prices::new(region, &[], c).many(&want).await.into_iter();
+    nodes
+        .iter()
+        .map(|n| priced(n).and_then(|_| got.next().and_then(Result::ok)))
+        .collect()
 }
 
 /// How a node was bought, as EC2 says (`instanceLifecycle`).
